@@ -1,0 +1,41 @@
+"""facespace: learn a latent space of faces with autoencoders, and put it to work.
+
+The public API is a handful of verbs on numpy arrays, paths and plain types:
+
+    >>> import facespace as fs                                    # doctest: +SKIP
+    >>> faces = fs.load_faces("embedded", size=32)                # FaceSet, images (n, 32, 32, 3)
+    >>> model = fs.train("pca", faces, code_size=32)              # an Encoder
+    >>> codes = fs.encode(model, faces.images)                    # (n, 32) float32
+
+Importing facespace loads nothing heavy: each verb imports its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# verb -> module that defines it (imported lazily, PEP 562)
+_VERBS: dict[str, str] = {
+    "load_model": "facespace.checkpoint",
+    "save_model": "facespace.checkpoint",
+    "Encoder": "facespace.protocol",
+    "Autoencoder": "facespace.protocol",
+    "FacespaceError": "facespace.errors",
+}
+
+__all__ = sorted(_VERBS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _VERBS:
+        value = getattr(importlib.import_module(_VERBS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'facespace' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

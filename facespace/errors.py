@@ -1,0 +1,17 @@
+"""Errors a user can act on. Every message names the thing that is wrong and says what to do."""
+
+
+class FacespaceError(ValueError):
+    """Base class: bad input, a bad file or a bad option. The CLI prints it and exits with 2."""
+
+
+class DataError(FacespaceError):
+    """An image, folder, archive or list of pairs that cannot be used."""
+
+
+class CheckpointError(FacespaceError):
+    """A model file that is missing, truncated, of another kind or of a newer format."""
+
+
+class NotFittedError(FacespaceError):
+    """An estimator used before `fit` (scikit-learn's convention)."""
