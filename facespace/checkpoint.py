@@ -41,7 +41,14 @@ def registered_kinds() -> list[str]:
 
 
 def _ensure_registry() -> None:
-    import facespace.models  # noqa: F401  (importing registers every model class)
+    """Import every module of `facespace.models`; each registers its classes on import."""
+    import importlib
+    import pkgutil
+
+    import facespace.models
+
+    for info in pkgutil.iter_modules(facespace.models.__path__):
+        importlib.import_module(f"facespace.models.{info.name}")
 
 
 def config_from_dict(config_cls: type, values: dict[str, Any]):
