@@ -1,0 +1,95 @@
+"""Process-group plumbing, so one `fit` runs alone or under `torchrun --nproc_per_node N`.
+
+`torchrun` sets `RANK`, `LOCAL_RANK` and `WORLD_SIZE`; when `WORLD_SIZE` > 1 `setup` joins the
+process group (nccl on GPUs, gloo on CPU). Alone, every helper here is a no-op, so the loop
+calls them unconditionally.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process stands.
+
+    Attributes:
+        rank: this process's index in `0 .. world_size - 1`.
+        local_rank: its index on this machine (picks the GPU).
+        world_size: how many processes train together.
+        device: where its tensors live (`cuda:<local_rank>` when there are GPUs, else cpu).
+        owns_group: True when `setup` started the process group (so `teardown` ends it).
+    """
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes files and progress."""
+        return self.rank == 0
+
+
+def setup() -> Dist:
+    """Join the process group torchrun describes in the environment (if any) and pick a device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    if world_size <= 1:
+        return Dist(device=device)
+    owns = False
+    if not tdist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        tdist.init_process_group(backend="nccl" if cuda else "gloo")
+        owns = True
+    return Dist(tdist.get_rank(), local_rank, tdist.get_world_size(), device, owns)
+
+
+def teardown(dist: Dist) -> None:
+    """Leave the process group if `setup` joined it."""
+    if dist.owns_group and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def sum_all(values: list[float], dist: Dist) -> list[float]:
+    """Element-wise sum of `values` over all processes (float64, identical on every rank)."""
+    if dist.world_size == 1:
+        return [float(v) for v in values]
+    t = torch.tensor(values, dtype=torch.float64, device=dist.device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def any_all(flags: list[bool], dist: Dist) -> list[bool]:
+    """Element-wise logical OR of `flags` over all processes, so every rank takes the same branch."""
+    return [v > 0 for v in sum_all([float(f) for f in flags], dist)]
+
+
+def gather(obj: Any, dist: Dist) -> list[Any]:
+    """Every process's `obj`, in rank order (picklable objects)."""
+    if dist.world_size == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.world_size
+    tdist.all_gather_object(out, obj)
+    return out
+
+
+def wrap(module: torch.nn.Module, dist: Dist) -> torch.nn.Module:
+    """`module` wrapped in DistributedDataParallel when training with several processes."""
+    if dist.world_size == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
