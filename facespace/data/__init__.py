@@ -1,5 +1,21 @@
 """Face data: loading, caching, splits and LFW pair lists."""
 
 from facespace.data.faceset import FaceSet
+from facespace.data.images import load_images, read_image
+from facespace.data.load import DataWarning, cache_entry, load_faces
+from facespace.data.pairs import Pair, pair_paths, read_pairs
+from facespace.data.splits import people_split, random_split
 
-__all__ = ["FaceSet"]
+__all__ = [
+    "DataWarning",
+    "FaceSet",
+    "Pair",
+    "cache_entry",
+    "load_faces",
+    "load_images",
+    "pair_paths",
+    "people_split",
+    "random_split",
+    "read_image",
+    "read_pairs",
+]

@@ -1,0 +1,100 @@
+"""Image folders: find the images under a folder, and say whose face each one is.
+
+One rule serves the official LFW layout (`<root>/<Name>/<Name>_NNNN.jpg`), an LFWcrop-style flat
+folder (`faces/<Name>_NNNN.pgm`), and any folder of the user's own photos or products:
+
+- a folder whose images are all named `<Name>_NNNN` takes each identity from the file name, when
+  the names agree with the folder (LFW) or when there are several (LFWcrop);
+- otherwise an image in a sub-folder belongs to its top-level sub-folder (`root/alice/2020/x.jpg`
+  is alice);
+- an image directly in the root with no such name is its own identity (its file stem), or, when no
+  image in the set has an identity at all, the set has no names (`names=None`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from facespace.data.images import IMAGE_EXTENSIONS, is_image_name
+from facespace.errors import DataError
+
+_LFW_NAME = re.compile(r"^(.+)_(\d{4})$")
+
+
+class FileEntry(NamedTuple):
+    """One image file found in a folder or archive."""
+
+    relpath: str  # POSIX path relative to the root
+    size: int  # bytes
+    mtime_ns: int
+
+
+def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
+    """All image files under `root`, recursively, sorted by relative path; hidden entries skipped.
+
+    Raises:
+        DataError: `root` is missing, not a folder, or holds no images.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder; check the path")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    found: list[FileEntry] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = list(os.scandir(root / rel if rel else root))
+        except PermissionError:
+            raise DataError(f"{root / rel}: permission denied; make the folder readable") from None
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            r = f"{rel}/{e.name}" if rel else e.name
+            if e.is_dir(follow_symlinks=True):
+                stack.append(r)
+            elif is_image_name(e.name):
+                st = e.stat(follow_symlinks=True)
+                found.append(FileEntry(r, st.st_size, st.st_mtime_ns))
+    if not found:
+        kinds = ", ".join(x.lstrip(".") for x in IMAGE_EXTENSIONS)
+        raise DataError(f"{root}: no images found (looked recursively for {kinds}); "
+                        f"give a folder of images, an LFW .tgz, or 'embedded'")
+    found.sort(key=lambda f: f.relpath)
+    return found
+
+
+def identities(relpaths: Sequence[str]) -> np.ndarray | None:
+    """The identity of each image from its relative POSIX path (rules in the module docstring).
+
+    Returns:
+        `(n,)` str array, or None when no image has an identity.
+    """
+    by_dir: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(relpaths):
+        by_dir[r.rpartition("/")[0]].append(i)
+    names: list[str | None] = [None] * len(relpaths)
+    for d, idx in by_dir.items():
+        stems = [Path(relpaths[i]).stem for i in idx]
+        parsed = [_LFW_NAME.match(s) for s in stems]
+        dirname = d.rpartition("/")[2]
+        if all(parsed):
+            people = {m.group(1) for m in parsed}
+            if people == {dirname} or len(people) >= 2:
+                for i, m in zip(idx, parsed):
+                    names[i] = m.group(1)
+                continue
+        if d:
+            top = d.partition("/")[0]
+            for i in idx:
+                names[i] = top
+    if all(n is None for n in names):
+        return None
+    return np.array([n if n is not None else Path(r).stem for n, r in zip(names, relpaths)])
