@@ -1,0 +1,110 @@
+"""Random geometric and photometric changes to image batches, drawn fresh per batch.
+
+Verification networks see each training face many times; mirroring, small shifts, rotations and
+scale changes make the identity the only thing that stays constant, so the network learns that.
+Everything works on `(B, C, H, W)` float tensors and is reproducible under a seed.
+
+Example:
+    >>> x = torch.rand(8, 1, 64, 64)
+    >>> y = augment(x, AugmentConfig(max_rotation=5.0), seed=0)
+    >>> y.shape
+    torch.Size([8, 1, 64, 64])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from facespace.errors import FacespaceError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How strongly to change each image (every change is drawn independently per image)."""
+
+    flip: float = 0.5  # probability of a left-right mirror
+    max_shift: float = 0.06  # largest shift, as a fraction of the image side, in x and in y
+    max_rotation: float = 10.0  # largest rotation in degrees, either way
+    min_scale: float = 0.9  # zoom range: < 1 shows more around the face, > 1 less
+    max_scale: float = 1.1
+    brightness: float = 0.1  # largest added brightness offset (images are in [0, 1])
+    contrast: float = 0.1  # largest relative contrast change
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.flip <= 1.0:
+            raise FacespaceError(f"flip is a probability; got {self.flip}, expected a value in [0, 1]")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise FacespaceError(
+                f"scale range ({self.min_scale}, {self.max_scale}) is empty or not positive; "
+                "use 0 < min_scale <= max_scale, e.g. 0.9 and 1.1"
+            )
+        for name in ("max_shift", "max_rotation", "brightness", "contrast"):
+            if getattr(self, name) < 0:
+                raise FacespaceError(f"{name} must be >= 0; got {getattr(self, name)}")
+
+
+def flip_images(x: torch.Tensor) -> torch.Tensor:
+    """Mirror `(B, C, H, W)` images left-right."""
+    return torch.flip(x, dims=(-1,))
+
+
+def random_affine(
+    n: int, config: AugmentConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw `n` affine matrices `(n, 2, 3)` (flip, rotation, scale, shift) for `F.affine_grid`.
+
+    The matrices map output coordinates to input coordinates in [-1, 1] units.
+    """
+    u = torch.rand(n, 5, generator=generator)  # (n, 5) uniform draws: flip, angle, scale, dx, dy
+    mirror = torch.where(u[:, 0] < config.flip, -1.0, 1.0)
+    angle = (2 * u[:, 1] - 1) * math.radians(config.max_rotation)
+    scale = config.min_scale + u[:, 2] * (config.max_scale - config.min_scale)
+    shift = (2 * u[:, 3:5] - 1) * (2 * config.max_shift)  # [-1, 1] units span 2 per image side
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = cos * mirror
+    theta[:, 0, 1] = -sin
+    theta[:, 1, 0] = sin * mirror
+    theta[:, 1, 1] = cos
+    theta[:, :, 2] = shift
+    return theta
+
+
+def augment(
+    x: torch.Tensor,
+    config: AugmentConfig = AugmentConfig(),
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Return a randomly changed copy of a batch of images.
+
+    Args:
+        x: `(B, C, H, W)` float images in [0, 1].
+        config: the strength of each change.
+        seed: when given, the same seed gives the same changes.
+        generator: a torch generator to draw from (ignored when `seed` is given).
+
+    Returns:
+        `(B, C, H, W)` tensor, same dtype and device, values in [0, 1].
+    """
+    if x.ndim != 4:
+        raise FacespaceError(f"augment takes (B, C, H, W) image batches; got shape {tuple(x.shape)}")
+    if seed is not None:
+        generator = torch.Generator().manual_seed(int(seed))
+    b = x.shape[0]
+    theta = random_affine(b, config, generator).to(device=x.device, dtype=torch.float32)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # Border padding repeats edge pixels instead of drawing black frames the network could learn.
+    y = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if config.brightness > 0 or config.contrast > 0:
+        u = torch.rand(b, 2, generator=generator).to(x.device)
+        offset = ((2 * u[:, 0] - 1) * config.brightness).view(b, 1, 1, 1)
+        gain = (1 + (2 * u[:, 1] - 1) * config.contrast).view(b, 1, 1, 1)
+        mean = y.mean(dim=(1, 2, 3), keepdim=True)
+        y = (y - mean) * gain + mean + offset
+    return y.clamp_(0.0, 1.0).to(x.dtype)

@@ -1,0 +1,170 @@
+"""Train a `VerifierNet` on identities: a cosine-margin softmax over the people of a FaceSet.
+
+The network knows nothing of people or noise: `IdentityObjective` wraps it with the per-person
+class centres and the augmentation, and the generic loop (`facespace.loop.fit`) calls its
+`loss(batch)` on `(images, labels)` batches and saves `objective.network`.
+
+Example:
+    >>> faces = load_faces("lfw-deepfunneled", size=64, grayscale=True)  # doctest: +SKIP
+    >>> model = train_verifier(faces, out="runs/verifier")  # doctest: +SKIP
+    >>> model.encode(faces.images[:2]).shape  # doctest: +SKIP
+    (2, 128)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from facespace.augment import AugmentConfig, augment
+from facespace.data.faceset import FaceSet
+from facespace.errors import FacespaceError
+from facespace.metric_losses import MarginSoftmax
+from facespace.models.verifier import VerifierConfig, VerifierNet
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Which people train the softmax, and how."""
+
+    min_images: int = 2  # people with fewer images are left out (a class of one image teaches little)
+    max_images: int | None = 80  # at most this many images per person (LFW has 530 of one man)
+    val_min_images: int = 6  # people with at least this many images give one image to validation
+    loss: str = "cosface"  # cosface | arcface
+    margin: float = 0.35  # CosFace: cosine units; ArcFace: radians
+    scale: float = 30.0  # the softmax's inverse temperature s
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # changes drawn per training batch
+
+
+class IdentityObjective(nn.Module):
+    """A network plus one learned centre per person; `loss` is the margin softmax on a batch.
+
+    Args:
+        network: the `VerifierNet` being trained (what gets saved).
+        n_classes: the number of people in training.
+        config: margin, scale, loss kind and augmentation.
+    """
+
+    def __init__(self, network: VerifierNet, n_classes: int, config: ObjectiveConfig = ObjectiveConfig()):
+        super().__init__()
+        self.network = network
+        self.config = config
+        self.head = MarginSoftmax(
+            network.code_size, n_classes, margin=config.margin, scale=config.scale, kind=config.loss
+        )
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """`batch` is `(images (B, C, H, W) float in [0, 1], labels (B,) int64)`."""
+        images, labels = batch
+        images = images.to(self.network.device)
+        labels = labels.to(self.network.device).long()
+        if self.training:
+            images = augment(images, self.config.augment)  # fresh draws from torch's seeded RNG
+        loss, acc = self.head(self.network.embed(images), labels)
+        return loss, {"loss": float(loss.detach()), "acc": float(acc)}
+
+
+def identity_split(
+    faces: FaceSet, config: ObjectiveConfig = ObjectiveConfig(), *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Pick training and validation images and number the people.
+
+    Returns:
+        `(train_index, val_index, labels, people)`: image indices into `faces`, `(n,)` int64 class
+        per image of `faces` (-1 for people left out), and the class names in label order.
+    """
+    if faces.names is None:
+        raise FacespaceError(
+            "training a verifier needs a name per image; load a folder laid out as <person>/<image>"
+        )
+    rng = np.random.default_rng(seed)
+    counts = faces.people()
+    people = sorted(p for p, c in counts.items() if c >= config.min_images)
+    if len(people) < 2:
+        raise FacespaceError(
+            f"only {len(people)} people have >= {config.min_images} images; a verifier needs at least 2 "
+            "such people (lower min_images or add images)"
+        )
+    label_of = {p: i for i, p in enumerate(people)}
+    labels = np.array([label_of.get(n, -1) for n in faces.names], dtype=np.int64)
+    train, val = [], []
+    for person in people:
+        idx = rng.permutation(np.flatnonzero(faces.names == person))
+        if len(idx) >= config.val_min_images:
+            val.append(idx[:1])
+            idx = idx[1:]
+        train.append(idx[: config.max_images] if config.max_images else idx)
+    train_index = np.sort(np.concatenate(train))
+    val_index = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    return train_index, val_index, labels, people
+
+
+def identity_dataset(faces: FaceSet, index: np.ndarray, labels: np.ndarray) -> torch.utils.data.TensorDataset:
+    """A dataset of `(image (C, H, W) float32, label int64)` for the given images."""
+    x = torch.from_numpy(np.ascontiguousarray(faces.images[index].transpose(0, 3, 1, 2), dtype=np.float32))
+    return torch.utils.data.TensorDataset(x, torch.from_numpy(labels[index]))
+
+
+def train_verifier(
+    faces: FaceSet,
+    *,
+    model: VerifierConfig | None = None,
+    objective: ObjectiveConfig = ObjectiveConfig(),
+    loop: Any = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> VerifierNet:
+    """Train a face verification network on the identities of `faces`.
+
+    Args:
+        faces: images `(n, H, W, C)` with `names`; only people with `objective.min_images` or more
+            images train the softmax.
+        model: the network's config; by default a `VerifierConfig` of the images' size and channels.
+        objective: people selection, margin loss and augmentation.
+        loop: a `facespace.loop.TrainConfig` (epochs, batch size, lr, schedule, seed, threads); by
+            default 30 epochs of AdamW with a one-cycle schedule.
+        out: a run folder for checkpoints, metrics and the loss plot; None keeps nothing on disk.
+        progress: print progress to stderr.
+
+    Returns:
+        The trained `VerifierNet` in eval mode; its `encode` gives unit-length `(n, d)` embeddings.
+    """
+    size, _, channels = faces.image_shape
+    if model is None:
+        model = VerifierConfig(size=size, channels=channels)
+    if (model.size, model.size, model.channels) != tuple(faces.image_shape):
+        raise FacespaceError(
+            f"the images are {tuple(faces.image_shape)} but the model config takes "
+            f"({model.size}, {model.size}, {model.channels}); load the faces with size={model.size} "
+            f"and grayscale={model.channels == 1}"
+        )
+    from facespace.loop import TrainConfig, fit
+
+    if loop is None:
+        loop = TrainConfig(epochs=30, batch_size=128, lr=3e-3, optimizer="adamw", schedule="onecycle",
+                           weight_decay=5e-2)
+    torch.manual_seed(loop.seed)
+    train_index, val_index, labels, people = identity_split(faces, objective, seed=loop.seed)
+    network = VerifierNet(model)
+    network.checkpoint_info = {"extra": {
+        "trained_people": len(people),
+        "trained_images": int(len(train_index)),
+        "objective": dataclasses.asdict(objective),
+    }}
+    trainable = IdentityObjective(network, len(people), objective)
+    val = identity_dataset(faces, val_index, labels) if len(val_index) else None
+    result = fit(trainable, identity_dataset(faces, train_index, labels), val, loop,
+                 out_dir=out, progress=progress)
+    best = getattr(result, "best_path", None)
+    if best is not None and os.path.exists(best):
+        from facespace.checkpoint import load_model
+
+        return load_model(best, kind="verifier")
+    network.eval()
+    return network
