@@ -1,0 +1,214 @@
+"""Group face codes by person: DBSCAN, HDBSCAN or agglomerative clustering of `(n, d)` codes.
+
+Every method returns one integer label per code, `-1` for noise (a face that joins no group).
+With the cosine metric the codes are L2-normalised first, so Euclidean distances rank pairs exactly
+as cosine distances do; `eps` and `distance_threshold` are always given as cosine distances.
+When DBSCAN's `eps` is not given it is read off the k-distance curve at its knee
+(`estimate_eps`).
+
+Example:
+    >>> rng = np.random.default_rng(0)
+    >>> centres = np.eye(3, 8, dtype=np.float32) * 5
+    >>> codes = np.concatenate([c + rng.normal(0, 0.3, (20, 8)) for c in centres]).astype(np.float32)
+    >>> labels = cluster(codes, method="dbscan")
+    >>> len(set(labels[labels >= 0].tolist()))
+    3
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facespace.errors import FacespaceError
+
+METHODS = ("dbscan", "hdbscan", "agglomerative")
+METRICS = ("cosine", "l2")
+
+
+def _prepare(codes: Any, metric: str) -> np.ndarray:
+    z = np.asarray(codes, np.float64)
+    if z.ndim != 2 or len(z) == 0:
+        raise FacespaceError(f"codes must be a non-empty (n, d) array; got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise FacespaceError("codes contain NaN or infinite values; drop those faces first")
+    if metric == "cosine":
+        norms = np.linalg.norm(z, axis=1, keepdims=True)
+        if (norms < 1e-12).any():
+            raise FacespaceError("a code is all zeros and has no direction for the cosine metric; use metric='l2'")
+        return z / norms
+    if metric == "l2":
+        return z
+    raise FacespaceError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+
+
+def _to_euclid(distance: float, metric: str) -> float:
+    """A cosine distance c between unit vectors is a Euclidean distance sqrt(2c)."""
+    return float(np.sqrt(2.0 * max(distance, 0.0))) if metric == "cosine" else float(distance)
+
+
+def _from_euclid(distance: float, metric: str) -> float:
+    return float(distance**2 / 2.0) if metric == "cosine" else float(distance)
+
+
+def knee(values: Any) -> int:
+    """Index of the knee of an increasing curve: the point farthest below the chord from the first
+    to the last point (the "Kneedle" rule).
+
+    Args:
+        values: `(n,)` increasing values (e.g. sorted k-distances).
+    """
+    y = np.asarray(values, np.float64)
+    n = len(y)
+    if n < 3 or y[-1] == y[0]:
+        return n // 2
+    x = np.linspace(0.0, 1.0, n)
+    yn = (y - y[0]) / (y[-1] - y[0])
+    return int(np.argmax(x - yn))  # the chord is y = x; a convex curve lies below it
+
+
+def k_distances(codes: Any, k: int = 5, *, metric: str = "cosine") -> np.ndarray:
+    """Sorted distance of each code to its k-th nearest other code (`(n,)`, in `metric` units)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    z = _prepare(codes, metric)
+    if len(z) <= k:
+        raise FacespaceError(f"{len(z)} codes are too few for k={k}; pass more faces or a smaller min_samples")
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
+    kd = np.sort(dist[:, k])
+    return np.array([_from_euclid(v, metric) for v in kd])
+
+
+def estimate_eps(codes: Any, k: int = 5, *, metric: str = "cosine") -> float:
+    """DBSCAN's eps from the knee of the k-distance curve (Ester et al. 1996's heuristic)."""
+    kd = k_distances(codes, k, metric=metric)
+    eps = float(kd[knee(kd)])
+    return eps if eps > 0 else float(kd[kd > 0].min()) if (kd > 0).any() else 1e-6
+
+
+def cluster(
+    codes: Any,
+    method: str = "dbscan",
+    *,
+    metric: str = "cosine",
+    eps: float | None = None,
+    min_samples: int = 5,
+    min_cluster_size: int = 5,
+    n_clusters: int | None = None,
+    distance_threshold: float | None = None,
+    linkage: str = "average",
+) -> np.ndarray:
+    """Cluster face codes.
+
+    Args:
+        codes: `(n, d)` float32.
+        method: "dbscan", "hdbscan" or "agglomerative".
+        metric: "cosine" (default) or "l2".
+        eps: DBSCAN's neighbourhood radius; default: `estimate_eps(codes, min_samples)`.
+        min_samples: DBSCAN/HDBSCAN core-point neighbourhood size (counting the point).
+        min_cluster_size: HDBSCAN's smallest cluster; for agglomerative, groups smaller than this
+            become noise (-1).
+        n_clusters: agglomerative: the number of groups (instead of a distance threshold).
+        distance_threshold: agglomerative: merge groups closer than this (in `linkage` terms);
+            default: twice the estimated eps.
+        linkage: agglomerative linkage, "average", "complete", "single" or "ward" (ward: l2 only).
+
+    Returns:
+        `(n,)` int64 labels, `-1` for noise, clusters numbered 0.. by decreasing size.
+    """
+    if method not in METHODS:
+        raise FacespaceError(f"unknown clustering method {method!r}; expected one of: {', '.join(METHODS)}")
+    z = _prepare(codes, metric)
+    n = len(z)
+    if min_samples < 1 or min_cluster_size < 1:
+        raise FacespaceError("min_samples and min_cluster_size must be at least 1")
+    if method == "dbscan":
+        from sklearn.cluster import DBSCAN
+
+        if eps is None:
+            eps = estimate_eps(z, min(min_samples, n - 1), metric=metric) if n > 2 else 1e-6
+        if eps <= 0:
+            raise FacespaceError(f"eps must be positive; got {eps}")
+        labels = DBSCAN(eps=_to_euclid(eps, metric), min_samples=min_samples).fit_predict(z)
+    elif method == "hdbscan":
+        from sklearn.cluster import HDBSCAN
+
+        if n < 2:
+            return np.full(n, -1, np.int64)
+        labels = HDBSCAN(min_cluster_size=max(2, min(min_cluster_size, n)), min_samples=min(min_samples, n),
+                         copy=True).fit_predict(z)
+    else:
+        from sklearn.cluster import AgglomerativeClustering
+
+        if n < 2:
+            return np.full(n, -1 if min_cluster_size > 1 else 0, np.int64)
+        if linkage == "ward" and metric != "l2":
+            raise FacespaceError("ward linkage works on Euclidean distances; pass metric='l2' or another linkage")
+        if n_clusters is None:
+            if distance_threshold is None:  # mean distances within a group run about twice the k-NN radius
+                distance_threshold = 2 * estimate_eps(z, min(min_samples, n - 1), metric=metric) if n > 2 else 1.0
+            model = AgglomerativeClustering(n_clusters=None, linkage=linkage,
+                                            distance_threshold=_to_euclid(distance_threshold, metric))
+        else:
+            if not 1 <= n_clusters <= n:
+                raise FacespaceError(f"n_clusters must be between 1 and the number of codes ({n}); got {n_clusters}")
+            model = AgglomerativeClustering(n_clusters=n_clusters, linkage=linkage)
+        labels = model.fit_predict(z)
+        sizes = np.bincount(labels)
+        labels = np.where(sizes[labels] >= min_cluster_size, labels, -1)
+    return _renumber(labels)
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Clusters 0.. by decreasing size (ties by first appearance); noise stays -1."""
+    labels = np.asarray(labels, np.int64)
+    out = np.full(len(labels), -1, np.int64)
+    ids = [c for c in dict.fromkeys(labels.tolist()) if c >= 0]
+    sizes = {c: int((labels == c).sum()) for c in ids}
+    for new, c in enumerate(sorted(ids, key=lambda c: -sizes[c])):
+        out[labels == c] = new
+    return out
+
+
+def pairwise_f_measure(labels_true: Any, labels_pred: Any) -> float:
+    """F1 over pairs: a pair is predicted together when both share a cluster (noise is alone).
+
+    Args:
+        labels_true: `(n,)` true identities (any hashable labels).
+        labels_pred: `(n,)` int clusters, -1 = noise (each noise point its own singleton).
+    """
+    t = np.unique(np.asarray(labels_true), return_inverse=True)[1]
+    p = np.asarray(labels_pred, np.int64).copy()
+    noise = p < 0
+    p[noise] = p.max(initial=0) + 1 + np.arange(noise.sum())
+    p = np.unique(p, return_inverse=True)[1]
+    pairs = lambda counts: float((counts * (counts - 1) / 2).sum())  # noqa: E731
+    joint = np.unique(t * (p.max() + 1) + p, return_counts=True)[1]
+    tp = pairs(joint)
+    pred_pairs = pairs(np.bincount(p))
+    true_pairs = pairs(np.bincount(t))
+    if tp == 0:
+        return 0.0
+    precision, recall = tp / pred_pairs, tp / true_pairs
+    return float(2 * precision * recall / (precision + recall))
+
+
+def cluster_scores(labels_true: Any, labels_pred: Any) -> dict[str, float]:
+    """Adjusted Rand index, NMI, pairwise F-measure and noise fraction against true identities.
+
+    Noise points count as singletons for ARI and NMI.
+    """
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    p = np.asarray(labels_pred, np.int64).copy()
+    noise = p < 0
+    singles = p.copy()
+    singles[noise] = p.max(initial=0) + 1 + np.arange(noise.sum())
+    return {
+        "ari": float(adjusted_rand_score(labels_true, singles)),
+        "nmi": float(normalized_mutual_info_score(labels_true, singles)),
+        "pairwise_f": pairwise_f_measure(labels_true, p),
+        "noise_fraction": float(noise.mean()),
+        "clusters": int(len(set(p[~noise].tolist()))),
+    }
