@@ -24,6 +24,7 @@ class TinyConfig:
     channels: int = 1
     code_size: int = 4
     conv: bool = False
+    noise: float = 0.0  # Gaussian noise on the input in `loss`: randomness inside the loop
 
 
 @register_model
@@ -49,7 +50,8 @@ class TinyAE(TorchAutoencoder):
         return self.dec(z).view(-1, c.channels, c.size, c.size)
 
     def loss(self, x):
-        mse = ((self.decode_tensor(self.encode_tensor(x)).float() - x) ** 2).mean()
+        noisy = x + self.config.noise * torch.randn_like(x) if self.config.noise else x
+        mse = ((self.decode_tensor(self.encode_tensor(noisy)).float() - x) ** 2).mean()
         return mse, {"mse": mse.item()}
 
 
