@@ -1,0 +1,315 @@
+"""The official LFW View 2 verification protocol.
+
+`pairs.txt` splits 6,000 pairs into 10 folds with no person in two folds. For each fold the
+threshold is chosen on the other nine folds and applied to it; the result is the mean accuracy
+over the 10 folds with its standard error (sample std / sqrt(10)). Beside it: the ROC curve over
+all pairs, its AUC, the equal error rate and the true-accept rate at 1% and 0.1% false accepts.
+
+When a `train_fn(train_faces) -> model` is given, each fold gets its own model trained only on the
+images of the other nine folds' people, so no image of a tested person trains or calibrates the
+model that tests them; the report says whether that was honoured.
+
+Example:
+    >>> rng = np.random.default_rng(0)
+    >>> same = np.tile(np.repeat([True, False], 30), 10); folds = np.repeat(np.arange(10), 60)
+    >>> d = np.where(same, 0.3, 0.7) + rng.normal(0, 0.1, 600)
+    >>> report = evaluate_distances(d, same, folds)
+    >>> report.mean_accuracy > 0.95
+    True
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from facespace.errors import DataError, FacespaceError
+from facespace.verify import calibrate_threshold, pair_accuracy, pair_distances
+
+FARS = (0.01, 0.001)
+
+
+@dataclass
+class LfwReport:
+    """What `evaluate_lfw` measures.
+
+    Attributes:
+        fold_accuracies: `(10,)` accuracy of each fold at the threshold chosen on the other nine.
+        thresholds: `(10,)` the threshold used for each fold.
+        mean_accuracy, standard_error: over folds; SE = sample std / sqrt(folds).
+        auc, eer: area under the ROC and equal error rate, over all pairs.
+        tar_at_far: `{far: true-accept rate}` at each false-accept rate in `FARS`.
+        fpr, tpr: the ROC curve.
+        protocol_honoured: True when every fold's model was trained without the tested fold's
+            people; None when the model came from outside (cannot be checked).
+        protocol_note: one sentence saying what was done.
+    """
+
+    fold_accuracies: list[float]
+    thresholds: list[float]
+    mean_accuracy: float
+    standard_error: float
+    auc: float
+    eer: float
+    tar_at_far: dict[float, float]
+    fpr: np.ndarray = field(repr=False)
+    tpr: np.ndarray = field(repr=False)
+    n_pairs: int = 0
+    metric: str = "cosine"
+    protocol_honoured: bool | None = None
+    protocol_note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (without the ROC arrays)."""
+        d = asdict(self)
+        d.pop("fpr"), d.pop("tpr")
+        d["tar_at_far"] = {str(k): v for k, v in self.tar_at_far.items()}
+        return d
+
+    def format(self) -> str:
+        """A short human-readable table."""
+        lines = [f"fold {i + 1:2d}: accuracy {a:.4f}  threshold {t:.4f}" for i, (a, t) in
+                 enumerate(zip(self.fold_accuracies, self.thresholds))]
+        lines += [
+            f"mean accuracy: {self.mean_accuracy:.4f} ± {self.standard_error:.4f} (standard error, {len(self.fold_accuracies)} folds, {self.n_pairs} pairs, {self.metric} distance)",
+            f"AUC: {self.auc:.4f}   EER: {self.eer:.4f}   "
+            + "   ".join(f"TAR@FAR={k:g}: {v:.4f}" for k, v in self.tar_at_far.items()),
+            f"protocol: {self.protocol_note}",
+        ]
+        return "\n".join(lines)
+
+
+def roc_metrics(distances: Any, same: Any) -> tuple[np.ndarray, np.ndarray, float, float, dict[float, float]]:
+    """ROC of `distance <= t` as the same-person test.
+
+    Returns:
+        `(fpr, tpr, auc, eer, {far: tar})`; the EER is interpolated where FAR = FRR.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    d = np.asarray(distances, np.float64)
+    s = np.asarray(same).astype(bool)
+    if s.all() or not s.any():
+        raise FacespaceError("an ROC needs both same-person and different-person pairs")
+    fpr, tpr, _ = roc_curve(s, -d, drop_intermediate=False)
+    auc = float(roc_auc_score(s, -d))
+    frr = 1.0 - tpr
+    i = int(np.flatnonzero(fpr >= frr)[0])  # first point where false accepts catch up with false rejects
+    if i == 0:
+        eer = float(fpr[0])
+    else:  # interpolate between points i-1 and i on the line fpr - frr = 0
+        g0, g1 = fpr[i - 1] - frr[i - 1], fpr[i] - frr[i]
+        w = g0 / (g0 - g1)
+        eer = float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
+    tar = {far: float(tpr[fpr <= far + 1e-12].max()) for far in FARS}
+    return fpr, tpr, auc, eer, tar
+
+
+def evaluate_distances(
+    distances: Any,
+    same: Any,
+    folds: Any,
+    *,
+    metric: str = "cosine",
+    protocol_honoured: bool | None = None,
+    protocol_note: str = "",
+) -> LfwReport:
+    """The View 2 protocol on precomputed pair distances.
+
+    Args:
+        distances: `(n,)` distance of each pair (from the model of that pair's fold).
+        same: `(n,)` bool.
+        folds: `(n,)` int fold of each pair.
+
+    Returns:
+        An `LfwReport`.
+    """
+    d = np.asarray(distances, np.float64)
+    s = np.asarray(same).astype(bool)
+    f = np.asarray(folds)
+    if not (d.shape == s.shape == f.shape) or d.ndim != 1:
+        raise FacespaceError(f"distances, same and folds must be (n,) arrays of one length; got {d.shape}, {s.shape}, {f.shape}")
+    return _report(lambda k: d, s, f, metric=metric, protocol_honoured=protocol_honoured, protocol_note=protocol_note)
+
+
+def _report(distances_for: Callable[[Any], np.ndarray], s, f, *, metric, protocol_honoured, protocol_note) -> LfwReport:
+    """`distances_for(fold)` gives all pairs' distances under that fold's model."""
+    labels = np.unique(f)
+    if len(labels) < 2:
+        raise FacespaceError("the protocol needs at least two folds")
+    accs, ths, tested = [], [], np.zeros(len(s))
+    for k in labels:
+        d = distances_for(k)
+        test = f == k
+        t = calibrate_threshold(d[~test], s[~test])  # chosen on the other folds only
+        accs.append(pair_accuracy(d[test], s[test], t))
+        ths.append(t)
+        tested[test] = d[test]
+    fpr, tpr, auc, eer, tar = roc_metrics(tested, s)
+    acc = np.array(accs)
+    return LfwReport(
+        fold_accuracies=[float(a) for a in acc],
+        thresholds=[float(t) for t in ths],
+        mean_accuracy=float(acc.mean()),
+        standard_error=float(acc.std(ddof=1) / np.sqrt(len(acc))),
+        auc=auc,
+        eer=eer,
+        tar_at_far=tar,
+        fpr=fpr,
+        tpr=tpr,
+        n_pairs=len(s),
+        metric=metric,
+        protocol_honoured=protocol_honoured,
+        protocol_note=protocol_note,
+    )
+
+
+def find_lfw_root(pairs_path: str | os.PathLike, lfw: str | os.PathLike | None = None) -> Path:
+    """The LFW image folder: `lfw` if given, else a `lfw-deepfunneled`, `lfw` or the pairs file's folder."""
+    if lfw is not None:
+        root = Path(lfw)
+        if not root.is_dir():
+            raise DataError(f"LFW folder {root} does not exist; pass the folder holding <Name>/<Name>_0001.jpg")
+        return root
+    here = Path(pairs_path).parent
+    for cand in (here / "lfw-deepfunneled", here / "lfw", here / "lfw_funneled", here):
+        if cand.is_dir() and any(p.is_dir() for p in cand.iterdir()):
+            return cand
+    raise DataError(f"no LFW image folder found beside {pairs_path}; pass --lfw DIR")
+
+
+def pair_rows(pairs: list[Any], root: Path, faces: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `faces` (loaded from `root`) holding both sides of each pair; refuses missing images."""
+    from facespace.data import pair_paths
+
+    row = {os.path.basename(str(p)): i for i, p in enumerate(faces.paths)}
+    both = pair_paths(pairs, root)
+    missing = [str(p) for ab in both for p in ab if p.name not in row]
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) named in the pairs file are not under {root}, e.g. {missing[0]}; "
+            "pass the LFW folder with --lfw"
+        )
+    return np.array([row[a.name] for a, _ in both]), np.array([row[b.name] for _, b in both])
+
+
+def evaluate_lfw(
+    model: Any = None,
+    pairs: str | os.PathLike = "pairs.txt",
+    lfw: str | os.PathLike | None = None,
+    *,
+    train_fn: Callable[[Any], Any] | None = None,
+    metric: str = "cosine",
+    size: int = 32,
+    grayscale: bool = False,
+    roc: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> LfwReport:
+    """Evaluate verification on LFW pairs with the View 2 protocol.
+
+    Args:
+        model: a fixed `Encoder` (trained elsewhere), or None when `train_fn` trains one per fold.
+        pairs: an LFW pairs file (`pairs.txt`: 10 folds; View 1 files count as one fold each
+            and are refused, since the protocol needs folds).
+        lfw: the image folder (`<Name>/<Name>_NNNN.jpg`); default: found beside the pairs file.
+        train_fn: `train_fn(train_faces: FaceSet) -> Encoder`, called once per fold with only
+            the images of the other folds' people.
+        metric: "cosine" or "l2".
+        size, grayscale: image size when there is no `model` to take it from.
+        roc: where to write the ROC curve PNG (optional).
+        progress: messages to stderr.
+
+    Returns:
+        An `LfwReport`.
+    """
+    from facespace.data import read_pairs
+
+    if model is None and train_fn is None:
+        raise FacespaceError("pass a model, or a train_fn that trains one per fold")
+    plist = read_pairs(pairs)
+    if not plist:
+        raise DataError(f"{pairs} holds no pairs")
+    root = find_lfw_root(pairs, lfw)
+    folds = np.array([int(p.fold) for p in plist])
+    same = np.array([bool(p.same) for p in plist])
+    if len(np.unique(folds)) < 2:
+        raise DataError(f"{pairs} has a single fold; the View 2 protocol needs pairs.txt with its 10 folds")
+    if model is not None:
+        size, _, channels = model.image_shape
+        grayscale = channels == 1
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
+    from facespace.data import load_faces
+
+    say(f"loading LFW from {root} at {size}x{size}")
+    faces = load_faces(str(root), size=size, grayscale=grayscale, progress=progress)
+    ia, ib = pair_rows(plist, root, faces)
+    if train_fn is None:
+        used = np.union1d(ia, ib)
+        codes = np.zeros((len(faces), model.code_size), np.float32)
+        codes[used] = model.encode(faces.images[used])
+        d = pair_distances(codes[ia], codes[ib], metric=metric)
+        report = _report(
+            lambda k: d, same, folds, metric=metric, protocol_honoured=None,
+            protocol_note="one fixed model for all folds, trained outside this evaluation: whether it saw "
+            "the tested folds' people cannot be checked (pass a per-fold train_fn to honour the protocol)",
+        )
+    else:
+        report = _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, metric=metric, say=say)
+    if roc is not None:
+        save_roc(report, roc)
+    return report
+
+
+def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, say) -> LfwReport:
+    fold_people = {k: {p.name_a for p in plist if p.fold == k} | {p.name_b for p in plist if p.fold == k}
+                   for k in np.unique(folds)}
+    by_fold: dict[Any, np.ndarray] = {}
+    honoured = True
+    for n, k in enumerate(np.unique(folds)):
+        others = set().union(*(v for j, v in fold_people.items() if j != k))
+        keep = np.array([name in others and name not in fold_people[k] for name in faces.names])
+        train = faces.subset(np.flatnonzero(keep))
+        honoured &= not (set(train.names.tolist()) & fold_people[k])
+        say(f"fold {n + 1}/{len(fold_people)}: training on {len(train)} images of {len(set(train.names.tolist()))} people of the other folds")
+        m = train_fn(train)
+        used = np.union1d(ia, ib)
+        codes = np.zeros((len(faces), m.code_size), np.float32)
+        codes[used] = m.encode(faces.images[used])
+        by_fold[k] = pair_distances(codes[ia], codes[ib], metric=metric)
+    note = ("honoured: each fold's model was trained and its threshold chosen without any image of that "
+            "fold's people" if honoured else "NOT honoured: a tested fold's person was in its training data")
+    return _report(lambda k: by_fold[k], same, folds, metric=metric, protocol_honoured=bool(honoured), protocol_note=note)
+
+
+def save_roc(report: LfwReport, path: str | os.PathLike, *, title: str = "LFW View 2 ROC") -> Path:
+    """Draw the ROC curve (log false-accept axis) with the EER and TAR@FAR points, as a PNG (atomic)."""
+    from matplotlib.figure import Figure
+
+    from facespace.files import write_bytes_atomic
+
+    fig = Figure(figsize=(5, 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    fpr = np.maximum(report.fpr, 1e-4)
+    ax.plot(fpr, report.tpr, lw=1.6, label=f"AUC {report.auc:.3f}, acc {report.mean_accuracy:.3f}")
+    ax.plot([1e-4, 1], [1e-4, 1], color="grey", lw=0.8, ls=":")
+    ax.scatter([report.eer], [1 - report.eer], color="red", zorder=3, label=f"EER {report.eer:.3f}")
+    for far, tar in report.tar_at_far.items():
+        ax.scatter([far], [tar], marker="s", zorder=3, label=f"TAR {tar:.3f} @ FAR {far:g}")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return write_bytes_atomic(path, buf.getvalue())

@@ -1,0 +1,101 @@
+"""The LFW View 2 protocol: per-fold thresholds, metrics, per-fold training honoured, ROC PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from people_helpers import TinyConfig, TinyEncoder, write_people
+
+from facespace.errors import DataError, FacespaceError
+from facespace.lfw_eval import evaluate_distances, evaluate_lfw, roc_metrics, save_roc
+
+
+def test_threshold_is_chosen_on_the_other_folds():
+    # fold 0 alone would be separated at 0.55, the other folds at 0.2: fold 0 must get 0.2
+    same = np.tile([True, True, False, False], 4)
+    folds = np.repeat([0, 1, 2, 3], 4)
+    d = np.r_[[0.5, 0.5, 0.6, 0.6], np.tile([0.1, 0.1, 0.3, 0.3], 3)]
+    r = evaluate_distances(d, same, folds)
+    assert r.thresholds == pytest.approx([0.2] * 4)
+    assert r.fold_accuracies == pytest.approx([0.5, 1.0, 1.0, 1.0])
+    assert r.mean_accuracy == pytest.approx(3.5 / 4)
+    assert r.standard_error == pytest.approx(np.std([0.5, 1, 1, 1], ddof=1) / 2)
+
+
+def test_roc_metrics_known_answers():
+    d = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.5, 0.7, 0.8])
+    same = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    fpr, tpr, auc, eer, tar = roc_metrics(d, same)
+    assert eer == pytest.approx(0.25)
+    assert auc == pytest.approx(14 / 16)  # 14 of 16 genuine-impostor pairs ordered right
+    assert tar[0.01] == pytest.approx(0.75)  # three genuine pairs beat every impostor
+    perfect = roc_metrics([0.1, 0.2, 0.8, 0.9], [True, True, False, False])
+    assert perfect[2] == 1.0 and perfect[3] == 0.0 and perfect[4][0.001] == 1.0
+
+
+def test_bad_distances_refused():
+    with pytest.raises(FacespaceError, match="one length"):
+        evaluate_distances([0.1, 0.2], [True], [0, 1])
+    with pytest.raises(FacespaceError, match="two folds"):
+        evaluate_distances([0.1, 0.9], [True, False], [0, 0])
+
+
+@pytest.fixture(scope="module")
+def fake_lfw(tmp_path_factory):
+    """An LFW-layout folder of 12 synthetic people (4 jpgs each) and a 3-fold pairs file."""
+    root = tmp_path_factory.mktemp("lfw")
+    images = root / "lfw-deepfunneled"
+    write_people(images, 12, 4, ext=".jpg")
+    lines = ["3\t2"]
+    for fold in range(3):
+        p = [f"P{4 * fold + i:02d}" for i in range(4)]
+        lines += [f"{p[0]}\t1\t2", f"{p[1]}\t2\t3", f"{p[2]}\t1\t{p[3]}\t1", f"{p[0]}\t3\t{p[3]}\t4"]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_per_fold_training_never_sees_the_tested_people(fake_lfw, tmp_path):
+    seen = []
+
+    def train_fn(faces):
+        seen.append(set(faces.names.tolist()))
+        return TinyEncoder(TinyConfig(size=16, channels=3))
+
+    r = evaluate_lfw(None, fake_lfw / "pairs.txt", train_fn=train_fn, size=16, roc=tmp_path / "roc.png", progress=False)
+    assert len(seen) == 3
+    for fold, names in enumerate(seen):
+        tested = {f"P{4 * fold + i:02d}" for i in range(4)}
+        others = {f"P{i:02d}" for i in range(12)} - tested
+        assert names == others  # exactly the other folds' people
+    assert r.protocol_honoured is True and "honoured" in r.protocol_note
+    assert r.mean_accuracy == 1.0 and r.auc == 1.0 and r.n_pairs == 12
+    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fixed_model_says_the_protocol_cannot_be_checked(fake_lfw):
+    r = evaluate_lfw(TinyEncoder(TinyConfig(channels=3)), fake_lfw / "pairs.txt", progress=False)
+    assert r.protocol_honoured is None and "cannot be checked" in r.protocol_note
+    assert len(r.fold_accuracies) == 3 and r.mean_accuracy == 1.0
+    assert "mean accuracy: 1.0000 ± 0.0000" in r.format()
+
+
+def test_missing_images_and_single_fold_refused(fake_lfw, tmp_path):
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("2\t1\nP00\t1\t9\nP00\t1\tP01\t1\nP02\t1\t2\nP02\t1\tP03\t1\n")
+    with pytest.raises(DataError, match="not under"):
+        evaluate_lfw(TinyEncoder(TinyConfig(channels=3)), bad, fake_lfw / "lfw-deepfunneled", progress=False)
+    one = tmp_path / "dev.txt"
+    one.write_text("1\nP00\t1\t2\nP00\t1\tP01\t1\n")
+    with pytest.raises(DataError, match="single fold"):
+        evaluate_lfw(TinyEncoder(TinyConfig(channels=3)), one, fake_lfw / "lfw-deepfunneled", progress=False)
+
+
+def test_roc_png_from_a_report(tmp_path, rng):
+    same = np.tile(np.repeat([True, False], 20), 4)
+    d = np.where(same, 0.3, 0.6) + rng.normal(0, 0.15, len(same))
+    r = evaluate_distances(d, same, np.repeat(np.arange(4), 40))
+    path = save_roc(r, tmp_path / "sub" / "roc.png")
+    assert Path(path).stat().st_size > 1000
+    assert 0.5 < r.auc < 1.0 and 0 < r.eer < 0.5
