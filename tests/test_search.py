@@ -1,0 +1,208 @@
+"""Search by image, near-duplicates, and the `index` / `search` / `duplicates` commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from facespace.index import Index, IndexingError, build_index
+from facespace.search import find_duplicates, search
+
+PEOPLE = ("Ann_Ames", "Bo_Berg", "Cy_Cole")
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """A folder of 12 small faces-like PNGs (3 people x 4) plus one exact copy, a PCA model file."""
+    from PIL import Image
+
+    from facespace.checkpoint import load_model, save_model
+    from facespace.data import load_faces
+    from facespace.models.pca import PCAAutoencoder
+
+    root = tmp_path_factory.mktemp("gallery")
+    rng = np.random.default_rng(3)
+    for p, name in enumerate(PEOPLE):
+        base = rng.random((8, 8, 3))
+        (root / "people" / name).mkdir(parents=True)
+        for i in range(4):
+            img = np.kron(np.clip(base + 0.15 * rng.standard_normal((8, 8, 3)), 0, 1), np.ones((4, 4, 1)))
+            Image.fromarray((img * 255).astype(np.uint8)).save(root / "people" / name / f"{name}_{i + 1:04d}.png")
+    (root / "people" / "Dup_Copy").mkdir()
+    shutil.copy(root / "people" / "Ann_Ames" / "Ann_Ames_0001.png", root / "people" / "Dup_Copy" / "Dup_Copy_0001.png")
+    faces = load_faces(root / "people", size=32, progress=False, workers=1)
+    pca = PCAAutoencoder(code_size=6).fit(faces.images)
+    save_model(pca, root / "pca.safetensors")
+    other = PCAAutoencoder(code_size=6).fit(faces.images[::-1][:9])
+    save_model(other, root / "other.safetensors")
+    return {
+        "root": root,
+        "folder": root / "people",
+        "faces": faces,
+        "model": load_model(root / "pca.safetensors"),
+        "model_path": root / "pca.safetensors",
+        "other_path": root / "other.safetensors",
+        "memory_model": pca,
+    }
+
+
+@pytest.fixture(scope="module")
+def index(gallery):
+    return build_index(gallery["model_path"], gallery["faces"], metric="l2")
+
+
+def test_build_index_records_paths_names_and_the_model(gallery, index):
+    from facespace.checkpoint import file_hash
+
+    assert len(index) == 13 and index.dim == 6
+    meta = index.get_metadata(index.ids)
+    assert sorted({m["name"] for m in meta}) == sorted(PEOPLE + ("Dup_Copy",))
+    assert index.model["hash"] == file_hash(gallery["model_path"])
+    assert index.model["path"] == str(gallery["model_path"])
+
+
+def test_search_by_image_finds_the_image_itself_first(gallery, index):
+    faces = gallery["faces"]
+    paths = [str(p) for p in faces.paths[:5]]
+    hits = search(index, paths, k=3)  # through the model file the index records
+    assert len(hits) == 5 and all(len(h) == 3 for h in hits)
+    for path, row in zip(paths, hits):
+        assert [h["rank"] for h in row] == [1, 2, 3]
+        assert row[0]["distance"] < 1e-4
+        # the exact copy is at distance 0 too, so the top hit is the file or its copy
+        assert row[0]["path"] == path or "Dup_Copy" in row[0]["path"] or "Dup_Copy" in path
+    by_array = search(index, faces.images[:5], k=3, model=gallery["model"])
+    assert [r[0]["id"] for r in by_array] == [r[0]["id"] for r in hits]
+
+
+def test_same_person_ranks_above_others(gallery, index):
+    faces = gallery["faces"]
+    hits = search(index, faces.images, k=2, model=gallery["model"])
+    same = [row[1]["name"] == n or {row[1]["name"], n} == {"Ann_Ames", "Dup_Copy"} for row, n in zip(hits, faces.names)]
+    assert np.mean(same) >= 0.9
+
+
+def test_a_model_kept_in_memory_is_recognised_and_another_is_refused(gallery, tmp_path):
+    from facespace.checkpoint import load_model, save_model
+
+    memory = gallery["memory_model"]
+    idx = build_index(memory, gallery["faces"])
+    assert idx.model["hash"] is None and idx.model["weights_hash"]
+    assert search(idx, gallery["faces"].images[:1], k=1, model=memory)[0][0]["id"] == 0
+    save_model(memory, tmp_path / "again.safetensors")  # the same weights, saved later
+    search(idx, gallery["faces"].images[:1], k=1, model=load_model(tmp_path / "again.safetensors"))
+    with pytest.raises(IndexingError, match="built with another model"):
+        search(idx, gallery["faces"].images[:1], k=1, model=gallery["other_path"])
+
+
+def test_pure_vector_index_searches_codes_but_refuses_images(gallery):
+    idx = Index(6, metric="l2")
+    idx.add(np.eye(6, dtype=np.float32))
+    assert search(idx, np.eye(6, dtype=np.float32)[2:3], k=1)[0][0]["id"] == 2
+    with pytest.raises(IndexingError, match="plain vectors"):
+        search(idx, gallery["faces"].images[:1], k=1, model=gallery["model"])
+
+
+def test_search_refuses_an_empty_index_and_a_k_too_large(index):
+    with pytest.raises(IndexingError, match="empty"):
+        search(Index(6), np.zeros((1, 6), np.float32), k=1)
+    with pytest.raises(IndexingError, match="k=14 is larger than the index"):
+        search(index, np.zeros((1, 6), np.float32), k=14)
+
+
+@pytest.mark.parametrize("backend", ["exact", "hnsw", "lsh"])
+def test_find_duplicates_groups_chains(backend):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 8)).astype(np.float32) * 5
+    far = rng.standard_normal((30, 8)).astype(np.float32) * 5
+    x = np.vstack([a, a + 0.01, a + 0.02, b, b + 0.01, far])  # a chain of three, a pair, strangers
+    idx = Index(8, metric="l2", backend=backend)
+    idx.add(x, ids=np.arange(100, 100 + len(x)))
+    assert find_duplicates(idx, max_distance=0.015 * np.sqrt(8)) == [[100, 101, 102], [103, 104]]
+    assert find_duplicates(idx, max_distance=0.0) == []
+    with pytest.raises(IndexingError, match="max_distance"):
+        find_duplicates(idx, max_distance=-1)
+
+
+def test_find_duplicates_follows_neighbours_beyond_k():
+    x = np.repeat(np.eye(4, dtype=np.float32), 5, axis=0)  # four groups of five identical vectors
+    idx = Index(4, metric="cosine")
+    idx.add(x)
+    groups = find_duplicates(idx, max_distance=1e-6, k=2)
+    assert groups == [list(range(i, i + 5)) for i in range(0, 20, 5)]
+
+
+# ---- the command line
+
+
+def rows(text):
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_cli_build_info_search_montage_add_remove_duplicates(gallery, run_cli, tmp_path):
+    idx = tmp_path / "faces.index"
+    code, out, err = run_cli("index", "build", gallery["model_path"], gallery["folder"], "--out", idx,
+                             "--backend", "hnsw", "--set", "ef_search=32", "--set", "threads=1")
+    assert code == 0, err
+    assert json.loads(out)["count"] == 13 and idx.exists()
+    code, out, _ = run_cli("index", "info", idx)
+    info = json.loads(out)
+    assert code == 0 and info["backend"] == "hnsw" and info["settings"]["ef_search"] == 32 and info["dim"] == 6
+
+    query = str(gallery["folder"] / "Bo_Berg" / "Bo_Berg_0002.png")
+    code, out, err = run_cli("search", idx, query, "-k", "3", "--montage", tmp_path / "m.png")
+    assert code == 0, err
+    table = rows(out)
+    assert table[0] == ["query", "rank", "path", "name", "distance"]
+    assert [r[1] for r in table[1:]] == ["1", "2", "3"]
+    assert table[1][2].endswith("Bo_Berg_0002.png") and table[1][3] == "Bo_Berg" and float(table[1][4]) < 1e-3
+    from PIL import Image
+
+    assert Image.open(tmp_path / "m.png").size[0] > 4 * 64
+
+    new = tmp_path / "new.png"
+    shutil.copy(query, new)
+    code, out, err = run_cli("index", "add", idx, new)
+    assert code == 0, err
+    assert json.loads(out)["count"] == 14
+    code, out, _ = run_cli("duplicates", idx, "--max-distance", "0.0001")
+    groups = rows(out)
+    assert code == 0 and groups[0] == ["group", "id", "path", "name"]
+    assert sorted(len([r for r in groups[1:] if r[0] == g]) for g in {r[0] for r in groups[1:]}) == [2, 2]
+
+    code, out, err = run_cli("index", "remove", idx, "--path", str(new))
+    assert code == 0, err
+    assert json.loads(out) == {"removed": 1, "count": 13}
+    code, out, _ = run_cli("index", "remove", idx, "0")
+    assert code == 0 and json.loads(out)["count"] == 12
+    code, out, _ = run_cli("search", idx, query, "-k", "12")
+    assert code == 0
+    found = [r[2] for r in rows(out)[1:]]
+    assert len(found) == 12 and str(new) not in found and not any(p.endswith("Ann_Ames_0001.png") for p in found)
+
+
+def test_cli_errors_exit_2_with_a_message(gallery, run_cli, tmp_path):
+    idx = tmp_path / "e.index"
+    code, _, err = run_cli("search", idx, "x.png")
+    assert code == 2 and "does not exist" in err
+    code, _, _ = run_cli("index", "build", gallery["model_path"], gallery["folder"], "--out", idx)
+    assert code == 0
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    code, out, err = run_cli("search", idx, bad)
+    assert code == 2 and "error:" in err and str(bad) in err and out == ""
+    query = str(gallery["folder"] / "Bo_Berg" / "Bo_Berg_0002.png")
+    code, _, err = run_cli("search", idx, query, "-k", "99")
+    assert code == 2 and "larger than the index" in err
+    code, _, err = run_cli("search", idx, query, "--model", gallery["other_path"])
+    assert code == 2 and "another model" in err
+    before = idx.read_bytes()
+    code, _, err = run_cli("index", "remove", idx, "12345")
+    assert code == 2 and "not in the index" in err and idx.read_bytes() == before
+    code, _, err = run_cli("index", "build", gallery["model_path"], gallery["folder"], "--out", idx, "--metric", "cos")
+    assert code == 2 and "unknown metric" in err and idx.read_bytes() == before
