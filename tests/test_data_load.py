@@ -225,3 +225,20 @@ def test_truncated_tgz_fails_and_caches_nothing(lfw_dir, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cut.tgz: cannot read the archive.*truncated"):
         _load(cut, workers=2)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_unwritable_cache_warns_and_still_loads(lfw_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the cache cannot be a folder under a file")
+    monkeypatch.setenv("FACESPACE_CACHE", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="could not write the face cache"):
+        faces = _load(lfw_dir, size=8)
+    assert len(faces) == 6
+
+
+def test_symlink_loop_is_walked_once(lfw_dir, tmp_path):
+    root = tmp_path / "photos" / "Alice_Smith"
+    root.mkdir(parents=True)
+    Image.fromarray(_face(9, 40)).save(root / "Alice_Smith_0001.png")
+    os.symlink(tmp_path / "photos", root / "loop")
+    assert len(_load(tmp_path / "photos", size=8, cache=False)) == 1

@@ -48,6 +48,7 @@ def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
         raise DataError(f"{root}: not a folder")
     found: list[FileEntry] = []
     stack = [""]
+    seen = {_dir_id(root)}  # folders already walked: a symlink loop is walked once
     while stack:
         rel = stack.pop()
         try:
@@ -59,7 +60,9 @@ def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
                 continue
             r = f"{rel}/{e.name}" if rel else e.name
             if e.is_dir(follow_symlinks=True):
-                stack.append(r)
+                if (key := _dir_id(e.path)) not in seen:
+                    seen.add(key)
+                    stack.append(r)
             elif is_image_name(e.name):
                 st = e.stat(follow_symlinks=True)
                 found.append(FileEntry(r, st.st_size, st.st_mtime_ns))
@@ -69,6 +72,11 @@ def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
                         f"give a folder of images, an LFW .tgz, or 'embedded'")
     found.sort(key=lambda f: f.relpath)
     return found
+
+
+def _dir_id(path: str | os.PathLike) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def identities(relpaths: Sequence[str]) -> np.ndarray | None:

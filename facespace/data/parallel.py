@@ -92,12 +92,17 @@ def decode_chunks(chunks: Iterable[Sequence[tuple[int, Source, str | None]]], *,
         return Decoded(np.zeros(0, np.int64), np.zeros((0, size, size, channels), np.uint8), np.zeros(0, bool))
     index = np.concatenate([p[0] for p in parts])
     order = np.argsort(index, kind="stable")
-    return Decoded(
-        index=index[order],
-        images=np.concatenate([p[1] for p in parts])[order],
-        grey=np.concatenate([p[2] for p in parts])[order],
-        errors=sorted(e for p in parts for e in p[3]),
-    )
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))  # where each decoded row goes in input order
+    images = np.empty((len(index), size, size, channels), np.uint8)
+    errors = sorted(e for p in parts for e in p[3])
+    grey = np.concatenate([p[2] for p in parts])[order]
+    start = 0
+    while parts:  # fill in place, releasing each chunk as it is copied
+        _, chunk_images, _, _ = parts.pop(0)
+        images[rank[start:start + len(chunk_images)]] = chunk_images
+        start += len(chunk_images)
+    return Decoded(index=index[order], images=images, grey=grey, errors=errors)
 
 
 def chunked(items: Iterable, n: int = CHUNK) -> Iterable[list]:
