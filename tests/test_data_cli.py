@@ -17,6 +17,7 @@ def test_info_on_a_folder(run_cli, tmp_path, monkeypatch):
             Image.fromarray(np.full((250, 250, 3), 40 * i, np.uint8)).save(root / name / f"{name}_{i:04d}.jpg")
     code, out, err = run_cli("info", root, "--size", "16", "--json")
     assert code == 0, err
+    assert "decoding 3 images" in err  # the progress bar goes to stderr; stdout is one JSON object
     report = json.loads(out)
     assert report["images"] == 3 and report["people"] == 2 and report["people_with_2_or_more"] == 1
     assert report["image_size"] == "16x16x3" and report["original_size"] == "250x250"

@@ -47,22 +47,27 @@ def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     found: list[FileEntry] = []
-    stack = [""]
-    seen = {_dir_id(root)}  # folders already walked: a symlink loop is walked once
+    top = os.fspath(root)
+    root_stat = os.stat(top)
+    stack = [("", top, root_stat.st_dev)]
+    seen = {(root_stat.st_dev, root_stat.st_ino)}  # folders already walked: a symlink loop is walked once
     while stack:
-        rel = stack.pop()
+        rel, folder, dev = stack.pop()
         try:
-            entries = list(os.scandir(root / rel if rel else root))
+            entries = list(os.scandir(folder))
         except PermissionError:
-            raise DataError(f"{root / rel}: permission denied; make the folder readable") from None
+            raise DataError(f"{folder}: permission denied; make the folder readable") from None
         for e in entries:
             if e.name.startswith("."):
                 continue
             r = f"{rel}/{e.name}" if rel else e.name
             if e.is_dir(follow_symlinks=True):
-                if (key := _dir_id(e.path)) not in seen:
+                # readdir gives a real folder's inode for free; only a symlink needs a stat
+                st = e.stat(follow_symlinks=True) if e.is_symlink() else None
+                key = (st.st_dev, st.st_ino) if st is not None else (dev, e.inode())
+                if key not in seen:
                     seen.add(key)
-                    stack.append(r)
+                    stack.append((r, e.path, key[0]))
             elif is_image_name(e.name):
                 st = e.stat(follow_symlinks=True)
                 found.append(FileEntry(r, st.st_size, st.st_mtime_ns))
@@ -72,11 +77,6 @@ def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
                         f"give a folder of images, an LFW .tgz, or 'embedded'")
     found.sort(key=lambda f: f.relpath)
     return found
-
-
-def _dir_id(path: str | os.PathLike) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 def identities(relpaths: Sequence[str]) -> np.ndarray | None:
