@@ -297,7 +297,8 @@ def save_roc(report: LfwReport, path: str | os.PathLike, *, title: str = "LFW Vi
     ax = fig.add_subplot(1, 1, 1)
     fpr = np.maximum(report.fpr, 1e-4)
     ax.plot(fpr, report.tpr, lw=1.6, label=f"AUC {report.auc:.3f}, acc {report.mean_accuracy:.3f}")
-    ax.plot([1e-4, 1], [1e-4, 1], color="grey", lw=0.8, ls=":")
+    chance = np.logspace(-4, 0, 50)
+    ax.plot(chance, chance, color="grey", lw=0.8, ls=":")
     ax.scatter([report.eer], [1 - report.eer], color="red", zorder=3, label=f"EER {report.eer:.3f}")
     for far, tar in report.tar_at_far.items():
         ax.scatter([far], [tar], marker="s", zorder=3, label=f"TAR {tar:.3f} @ FAR {far:g}")

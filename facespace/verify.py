@@ -63,9 +63,7 @@ class PixelEncoder:
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """`(n, H, W, C)` float32 -> `(n, H*W*C)` float32."""
-        from facespace.models.base import check_images
-
-        x = check_images(images, self.image_shape)
+        x = check_shape(images, self.image_shape)
         return x.reshape(len(x), -1).copy()
 
 
@@ -161,6 +159,18 @@ def pair_accuracy(distances: Any, same: Any, threshold: float) -> float:
 # --- images in --------------------------------------------------------------------------------
 
 
+def check_shape(images: Any, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """`images` as `(n, H, W, C)` float32 of the model's shape (one `(H, W, C)` image is a batch of one)."""
+    x = np.asarray(images, dtype=np.float32)
+    x = x[None] if x.ndim == 3 else x
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(image_shape):
+        raise FacespaceError(
+            f"images have shape {x.shape} but the model takes (n, {', '.join(map(str, image_shape))}); load them "
+            f"with size={image_shape[0]} and grayscale={image_shape[2] == 1}, or pass image paths"
+        )
+    return x
+
+
 def check_face_images(images: np.ndarray, *, names: Sequence[str] | None = None) -> np.ndarray:
     """Refuse images with no usable face area: non-finite or blank (uniform) ones.
 
@@ -220,9 +230,7 @@ def as_images(model: Any, images: Any) -> np.ndarray:
         images = [images]
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, os.PathLike)):
         return load_face_images(images, tuple(model.image_shape))
-    from facespace.models.base import check_images
-
-    return check_face_images(check_images(images, tuple(model.image_shape)))
+    return check_face_images(check_shape(images, tuple(model.image_shape)))
 
 
 # --- the threshold stored with a model --------------------------------------------------------

@@ -1,0 +1,181 @@
+"""The gallery: enrol without retraining, identify, reject strangers, durability, bad input."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from people_helpers import TinyConfig, TinyEncoder, faces_of, patterns
+
+from facespace.errors import DataError
+from facespace.gallery import Gallery, GalleryError, open_set_scores
+from facespace.verify import PixelEncoder
+
+
+@pytest.fixture(scope="module")
+def people():
+    """12 synthetic people: 8 to enrol (3 images + 2 probes each) and 4 strangers (2 probes each)."""
+    rng = np.random.default_rng(6)
+    bases = patterns(12, 16, seed=6)
+    return {f"p{i}": faces_of(b, 5, rng) for i, b in enumerate(bases)}
+
+
+@pytest.fixture
+def gallery(tmp_path, people):
+    g = Gallery(tmp_path / "people.db", TinyEncoder())
+    for i in range(8):
+        g.enroll(f"p{i}", people[f"p{i}"][:3])
+    yield g
+    g.close()
+
+
+def test_identifies_enrolled_people_and_rejects_strangers(gallery, people):
+    known = np.concatenate([people[f"p{i}"][3:] for i in range(8)])
+    strangers = np.concatenate([people[f"p{i}"][3:] for i in range(8, 12)])
+    results = gallery.identify(np.concatenate([known, strangers]), k=3)
+    names = [r.name for r in results]
+    assert names[:16] == [f"p{i}" for i in range(8) for _ in range(2)]
+    assert names[16:] == [None] * 8
+    r = results[0]
+    assert len(r.candidates) == 3 and r.candidates[0] == ("p0", pytest.approx(r.distance))
+    assert [c[1] for c in r.candidates] == sorted(c[1] for c in r.candidates)
+
+
+def test_threshold_is_calibrated_for_the_target_far(gallery):
+    codes, person, names = gallery.codes()
+    assert len(names) == 8 and codes.shape == (24, 24)
+    _, impostor = open_set_scores(codes, person)
+    t = gallery.threshold
+    assert (impostor <= t).mean() <= 0.01  # false accepts within the target...
+    assert t >= np.nextafter(impostor.min(), -np.inf)  # ...and no stricter than it needs to be
+    assert gallery.calibrate(target_far=0.25) >= t
+    assert (impostor <= gallery.threshold).mean() <= 0.25
+
+
+def test_enrolling_a_name_twice_adds_unless_replace(gallery, people):
+    assert gallery.enroll("p0", people["p0"][3:4]) == 4
+    assert dict(gallery.list())["p0"] == 4
+    assert gallery.enroll("p0", people["p0"][4:5], replace=True) == 1
+    with pytest.raises(GalleryError, match="already enrolled as 'p0'"):
+        gallery.enroll("p0", people["p0"][4:5])
+    with pytest.raises(GalleryError, match="already enrolled as 'p1'.*Remove it"):
+        gallery.enroll("p9", people["p1"][:1])
+    with pytest.raises(GalleryError, match="same image twice"):
+        gallery.enroll("p9", np.concatenate([people["p9"][:1]] * 2))
+    assert "p9" not in dict(gallery.list())
+
+
+def test_remove_and_reserved_names(gallery, people):
+    assert gallery.remove("p7") == 3
+    assert "p7" not in dict(gallery.list()) and len(gallery) == 7
+    assert gallery.identify(people["p7"][3:4])[0].name is None  # now a stranger
+    with pytest.raises(GalleryError, match="not enrolled"):
+        gallery.remove("p7")
+    for bad in ("unknown", "  ", "a\nb"):
+        with pytest.raises(GalleryError):
+            gallery.enroll(bad, people["p9"][:1])
+
+
+def test_reopened_gallery_gives_the_same_answers(gallery, people, tmp_path):
+    probes = np.concatenate([people["p2"][3:], people["p10"][3:]])
+    before = gallery.identify(probes)
+    gallery.close()
+    with Gallery(tmp_path / "people.db", TinyEncoder()) as again:
+        assert again.identify(probes) == before
+        assert len(again.list()) == 8
+    with Gallery(tmp_path / "people.db") as no_model:  # listing needs no model
+        assert len(no_model) == 8
+
+
+def test_another_model_is_refused(gallery, tmp_path):
+    gallery.close()
+    with pytest.raises(GalleryError, match="another model"):
+        Gallery(tmp_path / "people.db", TinyEncoder(TinyConfig(seed=1)))
+
+
+def test_empty_and_single_person_galleries(people, tmp_path):
+    with Gallery(tmp_path / "g.db", TinyEncoder()) as g:
+        with pytest.raises(GalleryError, match="nobody enrolled"):
+            g.identify(people["p0"][:1])
+        g.enroll("p0", people["p0"][:3])
+        assert g.threshold is None
+        with pytest.raises(GalleryError, match="enrol more people or pass max_distance"):
+            g.identify(people["p0"][3:4])
+        assert g.identify(people["p0"][3:4], max_distance=0.2)[0].name == "p0"
+    with pytest.raises(GalleryError, match="no gallery"):
+        Gallery(tmp_path / "missing.db")
+
+
+def test_unusable_images_and_files(gallery, tmp_path):
+    with pytest.raises(DataError, match="blank"):
+        gallery.enroll("p9", np.zeros((1, 16, 16, 1), np.float32))
+    text = tmp_path / "notes.db"
+    text.write_text("this is not a database, it is text " * 50)
+    with pytest.raises(GalleryError, match="not a facespace gallery"):
+        Gallery(text, TinyEncoder())
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(GalleryError, match="not a facespace gallery"):
+        Gallery(other, TinyEncoder())
+
+
+def test_per_person_threshold(gallery, people):
+    probe = people["p3"][3:4]
+    assert gallery.identify(probe)[0].name == "p3"
+    gallery.set_max_distance("p3", 0.0)
+    assert gallery.identify(probe)[0].name is None
+
+
+def test_failed_enrol_changes_nothing(gallery, people, monkeypatch):
+    before = (gallery.list(), gallery.threshold, gallery.codes()[0])
+
+    def boom(self):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Gallery, "_recalibrate", boom)
+    with pytest.raises(RuntimeError):
+        gallery.enroll("p9", people["p9"][:3])
+    with pytest.raises(RuntimeError):
+        gallery.enroll("p0", people["p0"][3:], replace=True)
+    assert gallery.list() == before[0] and gallery.threshold == before[1]
+    np.testing.assert_array_equal(gallery.codes()[0], before[2])
+
+
+def test_killed_enrol_loses_nothing(gallery, people, tmp_path):
+    # the raw-pixel encoder keeps the child process light (no torch)
+    path = tmp_path / "pixels.db"
+    with Gallery(path, PixelEncoder(size=16, channels=1)) as g:
+        for i in range(4):
+            g.enroll(f"p{i}", people[f"p{i}"][:3])
+        before = (g.list(), g.threshold)
+    np.save(tmp_path / "new.npy", people["p9"][:3])
+    script = textwrap.dedent(f"""
+        import os
+        import numpy as np
+        from facespace.gallery import Gallery
+        from facespace.verify import PixelEncoder
+        Gallery._recalibrate = lambda self: os._exit(9)  # die inside the transaction, rows written
+        g = Gallery({str(path)!r}, PixelEncoder(size=16, channels=1))
+        g.enroll("p0", np.load({str(tmp_path / "new.npy")!r}), replace=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    with Gallery(path, PixelEncoder(size=16, channels=1)) as g:
+        assert g.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert (g.list(), g.threshold) == before
+        assert g.identify(people["p0"][3:4])[0].name == "p0"
+
+
+def test_a_reader_is_not_blocked_by_a_writer(gallery, people, tmp_path):
+    reader = Gallery(tmp_path / "people.db", TinyEncoder())
+    gallery.db.execute("BEGIN IMMEDIATE")
+    gallery.db.execute("INSERT INTO people (name, created) VALUES ('half', 0)")
+    assert "half" not in dict(reader.list())  # sees the last committed state, at once
+    assert reader.identify(people["p1"][3:4])[0].name == "p1"
+    gallery.db.execute("COMMIT")
+    assert "half" in dict(reader.list())
+    reader.close()
