@@ -91,14 +91,16 @@ def roc_metrics(distances: Any, same: Any) -> tuple[np.ndarray, np.ndarray, floa
     Returns:
         `(fpr, tpr, auc, eer, {far: tar})`; the EER is interpolated where FAR = FRR.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     d = np.asarray(distances, np.float64)
     s = np.asarray(same).astype(bool)
     if s.all() or not s.any():
         raise FacespaceError("an ROC needs both same-person and different-person pairs")
-    fpr, tpr, _ = roc_curve(s, -d, drop_intermediate=False)
-    auc = float(roc_auc_score(s, -d))
+    order = np.argsort(d, kind="stable")
+    ds, ss = d[order], s[order]
+    last = np.r_[np.flatnonzero(ds[1:] != ds[:-1]), len(ds) - 1]  # one point per distinct threshold
+    tpr = np.r_[0.0, np.cumsum(ss)[last] / ss.sum()]
+    fpr = np.r_[0.0, np.cumsum(~ss)[last] / (~ss).sum()]
+    auc = float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
     frr = 1.0 - tpr
     i = int(np.flatnonzero(fpr >= frr)[0])  # first point where false accepts catch up with false rejects
     if i == 0:

@@ -82,12 +82,12 @@ def faces_of(base: np.ndarray, n: int, rng: np.random.Generator, noise: float = 
 
 
 def write_people(root: Path, n_people: int, n_images: int, *, size: int = 40, ext: str = ".png",
-                 seed: int = 0, prefix: str = "P") -> dict[str, list[Path]]:
+                 seed: int = 0, prefix: str = "P", grey: bool = False) -> dict[str, list[Path]]:
     """Write `root/<Name>/<Name>_NNNN<ext>` for synthetic people; returns {name: paths}."""
     from PIL import Image
 
     rng = np.random.default_rng(seed + 1)
-    bases = patterns(n_people, size, 3, seed)
+    bases = patterns(n_people, size, 1 if grey else 3, seed)
     written = {}
     for i, base in enumerate(bases):
         name = f"{prefix}{i:02d}"
@@ -95,7 +95,8 @@ def write_people(root: Path, n_people: int, n_images: int, *, size: int = 40, ex
         paths = []
         for j, img in enumerate(faces_of(base, n_images, rng)):
             p = root / name / f"{name}_{j + 1:04d}{ext}"
-            Image.fromarray((img * 255).round().astype(np.uint8)).save(p)
+            pixels = (img * 255).round().astype(np.uint8)
+            Image.fromarray(pixels[..., 0] if grey else pixels).save(p)
             paths.append(p)
         written[name] = paths
     return written

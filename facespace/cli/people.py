@@ -1,7 +1,275 @@
-"""CLI commands of the 'people' area."""
+"""CLI commands of the 'people' area: verify, evaluate-lfw, people enroll/identify/list/remove, cluster.
+
+MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline; for
+`evaluate-lfw` also `pca:D[:SIZE]`, a PCA refitted on each fold's training people.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
+
+from facespace.cli._util import out, say
+from facespace.errors import DataError, FacespaceError
+
+
+def resolve_model(spec: str) -> Any:
+    """A checkpoint path, or `pixels[:SIZE[:grey]]` -> an Encoder."""
+    if spec.startswith("pixels"):
+        from facespace.verify import PixelEncoder
+
+        parts = spec.split(":")
+        try:
+            size = int(parts[1]) if len(parts) > 1 else 32
+        except ValueError:
+            raise FacespaceError(f"bad model spec {spec!r}; expected pixels:SIZE, e.g. pixels:32") from None
+        return PixelEncoder(size=size, channels=1 if "grey" in parts[2:] else 3)
+    from facespace.checkpoint import load_model
+
+    return load_model(spec)
+
+
+def expand_images(items: list[Path]) -> list[Path]:
+    """Files as given; folders become the image files under them (sorted, recursive)."""
+    from facespace.data.images import is_image_name
+
+    files: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith("."))
+            if not found:
+                raise DataError(f"{item} holds no image files (jpg, png, pgm, ...); pass image files or another folder")
+            files += found
+        else:
+            files.append(item)
+    return files
+
+
+def _per_fold_pca(spec: str, model: Any):
+    """`(train_fn, (size, grey))` for pixels, PCA specs and PCA checkpoints; `(None, None)` otherwise."""
+    from facespace.models.pca import PCAAutoencoder
+
+    if getattr(model, "kind", "") == "pixels":  # nothing to train: every fold trivially honoured
+        return (lambda faces: model), (model.image_shape[0], model.image_shape[2] == 1)
+    if model is not None:
+        if getattr(model, "kind", "") != "pca":
+            return None, None
+        d, size, grey = model.code_size, model.image_shape[0], model.image_shape[2] == 1
+    else:
+        parts = spec.split(":")
+        try:
+            d = int(parts[1])
+            size = int(parts[2]) if len(parts) > 2 else 32
+        except (IndexError, ValueError):
+            raise FacespaceError(f"bad model spec {spec!r}; expected pca:D or pca:D:SIZE, e.g. pca:32") from None
+        grey = "grey" in parts[3:]
+    return (lambda faces: PCAAutoencoder(code_size=d).fit(faces.images)), (size, grey)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
+
+    @app.command()
+    def verify(
+        model: str = typer.Argument(..., help="Model checkpoint, or pixels[:SIZE]."),
+        image_a: Path = typer.Argument(..., help="First face image."),
+        image_b: Path = typer.Argument(..., help="Second face image."),
+        threshold: Optional[float] = typer.Option(None, help="Largest distance still 'same person' (default: the model's calibrated one)."),
+        metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
+    ) -> None:
+        """Are two faces the same person? Prints a JSON line with the distance, threshold and verdict."""
+        from facespace.verify import stored_threshold, verify as verify_faces
+
+        m = resolve_model(model)
+        d, same = verify_faces(m, image_a, image_b, threshold=threshold, metric=metric)
+        stored = stored_threshold(m) or {}
+        t = threshold if threshold is not None else float(stored["threshold"])
+        used_metric = metric or stored.get("metric", "cosine")
+        out(json.dumps({"a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
+                        "metric": used_metric, "same": same}))
+        say(f"{'same person' if same else 'different people'}: distance {d:.4f} {'<=' if same else '>'} threshold {t:.4f}")
+
+    @app.command("evaluate-lfw")
+    def evaluate_lfw(
+        model: str = typer.Argument(..., help="Model checkpoint, pixels[:SIZE] or pca:D[:SIZE] (PCA refitted per fold)."),
+        pairs: Path = typer.Option(..., help="LFW pairs file: pairs.txt (View 2, 10 folds) or pairsDevTrain.txt with --save-threshold."),
+        lfw: Optional[Path] = typer.Option(None, help="LFW image folder (default: found beside the pairs file)."),
+        roc: Optional[Path] = typer.Option(None, help="Write the ROC curve here (PNG)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+        metric: str = typer.Option("cosine", help="cosine or l2."),
+        per_fold: bool = typer.Option(True, help="Refit PCA models per fold on the other folds' people (the protocol)."),
+        save_threshold: bool = typer.Option(False, help="Calibrate on all these pairs and store the threshold in the checkpoint."),
+        target_far: Optional[float] = typer.Option(None, help="With --save-threshold: threshold for this false-accept rate instead of best accuracy."),
+    ) -> None:
+        """The LFW View 2 protocol: 10 folds, threshold chosen on nine and tested on the tenth."""
+        from facespace import lfw_eval
+
+        m = None if model.startswith("pca:") else resolve_model(model)
+        train_fn, shape = _per_fold_pca(model, m) if per_fold else (None, None)
+        if m is None and train_fn is None:
+            raise FacespaceError("pca:D models are fitted per fold; drop --no-per-fold or pass a checkpoint")
+        if save_threshold and (m is None or not getattr(m, "checkpoint_info", {}).get("path")):
+            raise FacespaceError("--save-threshold stores the threshold in a checkpoint; pass a model file")
+        from facespace.data import read_pairs
+
+        if save_threshold and len({p.fold for p in read_pairs(pairs)}) == 1:
+            _calibrate_only(m, pairs, lfw, metric, target_far)
+            return
+        kw = dict(size=shape[0], grayscale=shape[1]) if shape else {}
+        report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc, **kw)
+        out(report.format())
+        if json_out:
+            from facespace.files import write_text_atomic
+
+            write_text_atomic(json_out, json.dumps({"model": model, **report.to_dict()}, indent=2))
+        if roc:
+            say(f"ROC curve written to {roc}")
+        if save_threshold:
+            _calibrate_only(m, pairs, lfw, metric, target_far)
+
+    def _calibrate_only(m: Any, pairs: Path, lfw: Optional[Path], metric: str, target_far: Optional[float]) -> None:
+        from facespace import lfw_eval
+        from facespace.data import load_faces, read_pairs
+        from facespace.verify import calibrate_threshold, pair_accuracy, pair_distances, save_threshold
+
+        plist = read_pairs(pairs)
+        root = lfw_eval.find_lfw_root(pairs, lfw)
+        size, _, c = m.image_shape
+        faces = load_faces(str(root), size=size, grayscale=c == 1)
+        ia, ib = lfw_eval.pair_rows(plist, root, faces)
+        z = m.encode(faces.images)
+        d = pair_distances(z[ia], z[ib], metric=metric)
+        same = [p.same for p in plist]
+        t = calibrate_threshold(d, same, target_far=target_far)
+        acc = pair_accuracy(d, same, t)
+        path = save_threshold(m, t, metric=metric, target_far=target_far, pairs=str(pairs), accuracy=acc)
+        say(f"threshold {t:.4f} ({metric}; accuracy {acc:.4f} on the {len(d)} calibration pairs) stored in {path}")
+
+    people = typer.Typer(help="Enrol people in a gallery, identify faces, reject strangers.", no_args_is_help=True)
+    app.add_typer(people, name="people")
+
+    @people.command("enroll")
+    def enroll(
+        name: str = typer.Argument(..., help="The person's name."),
+        images: list[Path] = typer.Argument(..., help="Image files or folders of this person."),
+        model: str = typer.Option(..., help="Model checkpoint (the gallery keeps only its codes)."),
+        gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
+        replace: bool = typer.Option(False, help="Replace the person's earlier images instead of adding."),
+        target_far: float = typer.Option(0.01, help="False-accept rate for strangers (used when the gallery is created)."),
+    ) -> None:
+        """Add a person (or more images of one) to a gallery; no retraining."""
+        from facespace.gallery import Gallery
+
+        files = expand_images(images)
+        with Gallery(gallery, resolve_model(model), target_far=target_far) as g:
+            n = g.enroll(name, files, replace=replace)
+            t = g.threshold
+        say(f"{name}: {n} image(s) enrolled in {gallery}; stranger threshold "
+            + (f"{t:.4f}" if t is not None else "not yet calibrated (enrol a second person)"))
+        out(f"{name},{n}")
+
+    @people.command("identify")
+    def identify(
+        images: list[Path] = typer.Argument(..., help="Image files or folders to identify."),
+        model: str = typer.Option(..., help="The model the gallery was built with."),
+        gallery: Path = typer.Option(..., help="Gallery file."),
+        max_distance: Optional[float] = typer.Option(None, help="Override the calibrated stranger threshold."),
+    ) -> None:
+        """Name each face, or 'unknown' for strangers. CSV on stdout: path,name,distance."""
+        from facespace.gallery import Gallery
+
+        files = expand_images(images)
+        with Gallery(gallery, resolve_model(model)) as g:
+            results = g.identify(files, max_distance=max_distance)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "name", "distance"])
+        for f, r in zip(files, results):
+            w.writerow([str(f), r.name if r.name is not None else "unknown", f"{r.distance:.6f}"])
+        out(buf.getvalue().rstrip("\n"))
+
+    @people.command("list")
+    def list_people(gallery: Path = typer.Option(..., help="Gallery file.")) -> None:
+        """Enrolled people: CSV name,images."""
+        from facespace.gallery import Gallery
+
+        with Gallery(gallery) as g:
+            rows = g.list()
+            t = g.threshold
+        out("name,images")
+        for n, c in rows:
+            out(f"{_csv_field(n)},{c}")
+        say(f"{len(rows)} people; stranger threshold {t:.4f}" if t is not None else f"{len(rows)} people")
+
+    @people.command("remove")
+    def remove(
+        name: str = typer.Argument(..., help="The person to forget."),
+        gallery: Path = typer.Option(..., help="Gallery file."),
+    ) -> None:
+        """Forget a person."""
+        from facespace.gallery import Gallery
+
+        with Gallery(gallery) as g:
+            n = g.remove(name)
+        say(f"removed {name} ({n} image(s)) from {gallery}")
+
+    @app.command("cluster")
+    def cluster_index(
+        index: Path = typer.Argument(..., help="An index file built with `facespace index`."),
+        method: str = typer.Option("hdbscan", help="dbscan, hdbscan or agglomerative."),
+        out_csv: Path = typer.Option(Path("clusters.csv"), "--out", help="CSV of id,path,name,cluster (-1 = noise)."),
+        gallery: Optional[Path] = typer.Option(None, help="Folder for one montage PNG per cluster."),
+        metric: str = typer.Option("cosine", help="cosine or l2."),
+        eps: Optional[float] = typer.Option(None, help="DBSCAN radius (default: from the k-distance knee)."),
+        min_samples: int = typer.Option(5, help="DBSCAN/HDBSCAN neighbourhood size."),
+        min_cluster_size: int = typer.Option(5, help="Smallest group (HDBSCAN, agglomerative)."),
+        n_clusters: Optional[int] = typer.Option(None, help="Agglomerative: number of groups."),
+        size: int = typer.Option(48, help="Montage tile side in pixels."),
+    ) -> None:
+        """Group the faces of an index by person; write a CSV and one montage per cluster."""
+        from facespace.cluster import cluster
+        from facespace.files import write_text_atomic
+        from facespace.index import Index
+
+        idx = Index.load(index)
+        ids = idx.ids
+        if len(ids) == 0:
+            raise FacespaceError(f"index {index} is empty; add faces to it first")
+        labels = cluster(idx.reconstruct(ids), method, metric=metric, eps=eps, min_samples=min_samples,
+                         min_cluster_size=min_cluster_size, n_clusters=n_clusters)
+        meta = [m or {} for m in idx.get_metadata(ids)]
+        paths = [str(m.get("path") or "") for m in meta]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["id", "path", "name", "cluster"])
+        w.writerows(zip(ids.tolist(), paths, [m.get("name") or "" for m in meta], labels.tolist()))
+        write_text_atomic(out_csv, buf.getvalue())
+        n_clusters_found = int(labels.max()) + 1 if len(labels) else 0
+        say(f"{n_clusters_found} clusters, {(labels < 0).sum()} noise faces of {len(labels)}; wrote {out_csv}")
+        if gallery is not None:
+            _montages(paths, labels, gallery, size)
+
+    def _montages(paths: list[str], labels: Any, folder: Path, size: int) -> None:
+        from facespace.data import load_images
+        from facespace.grid import save_grid
+
+        for c in range(int(labels.max()) + 1 if len(labels) else 0):
+            members = [p for p, l in zip(paths, labels) if l == c][:64]
+            readable = [p for p in members if p and os.path.isfile(p)]
+            if not readable:
+                say(f"cluster {c}: no image files in the index metadata; montage skipped")
+                continue
+            save_grid(load_images(readable, size=size), folder / f"cluster_{c:03d}.png")
+        say(f"montages written to {folder}/")
+
+
+def _csv_field(text: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
