@@ -71,6 +71,15 @@ def test_tgz_equals_folder_and_parallel_equals_serial(lfw_dir):
     assert np.array_equal(folder.images, parallel.images) and list(folder.paths) == list(parallel.paths)
 
 
+def test_other_archive_compressions(lfw_dir, tmp_path):
+    folder = _load(lfw_dir, size=8, cache=False)
+    for mode, name in (("w:xz", "lfw.tar.xz"), ("w:bz2", "lfw.tar.bz2"), ("w", "lfw.tar")):
+        with tarfile.open(tmp_path / name, mode) as tar:
+            tar.add(lfw_dir, arcname="lfw")
+        archive = _load(tmp_path / name, size=8, cache=False, workers=1)
+        assert np.array_equal(folder.images, archive.images) and list(folder.names) == list(archive.names)
+
+
 def test_lfwcrop_flat_pgm_folder(tmp_path):
     faces_dir = tmp_path / "lfwcrop_grey" / "faces"
     faces_dir.mkdir(parents=True)
@@ -220,10 +229,12 @@ def test_bad_sources(tmp_path):
 def test_truncated_tgz_fails_and_caches_nothing(lfw_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("FACESPACE_CACHE", str(tmp_path / "cache"))
     data = (lfw_dir.parent / "lfw-deepfunneled.tgz").read_bytes()
-    cut = tmp_path / "cut.tgz"
-    cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match="cut.tgz: cannot read the archive.*truncated"):
-        _load(cut, workers=2)
+    # anywhere: inside a member, between members, or only the gzip trailer (checksum) missing
+    for k, end in enumerate((len(data) // 4, len(data) // 2, 3 * len(data) // 4, len(data) - 8, len(data) - 1)):
+        cut = tmp_path / f"cut{k}.tgz"
+        cut.write_bytes(data[:end])
+        with pytest.raises(DataError, match=f"cut{k}.tgz: cannot read the archive.*truncated"):
+            _load(cut, workers=2 if k == 1 else 1)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.npy"))
 
 

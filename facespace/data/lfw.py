@@ -6,11 +6,15 @@ reads it like any image folder.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
+import lzma
 import os
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from facespace.data.images import is_image_name
 from facespace.errors import DataError
@@ -41,18 +45,36 @@ def iter_archive(path: str | os.PathLike, on_progress: Callable[[int], None] | N
     if not path.is_file():
         raise DataError(f"{path}: no such archive; check the path")
     try:
-        with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
-            for member in tar:
-                if member.isfile() and is_image_name(member.name) and not Path(member.name).name.startswith("."):
-                    fobj = tar.extractfile(member)
-                    if fobj is None:
-                        continue
-                    yield member.name, fobj.read()
-                    if on_progress is not None:
-                        on_progress(f.tell())
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        with open(path, "rb") as f, _decompressed(f) as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    if member.isfile() and is_image_name(member.name) and not Path(member.name).name.startswith("."):
+                        fobj = tar.extractfile(member)
+                        if fobj is None:
+                            continue
+                        yield member.name, fobj.read()
+                        if on_progress is not None:
+                            on_progress(f.tell())
+            # tarfile stops quietly when data ends between two members; reading the compressed stream to
+            # its end checks its own end marker and checksum, so a truncated download is caught
+            while stream.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
         raise DataError(f"{path}: cannot read the archive ({type(e).__name__}: {e}); it may be truncated "
                         f"or not a tar archive: download it again, or unpack it and give the folder") from None
+
+
+def _decompressed(f: BinaryIO) -> BinaryIO:
+    """A reader of the tar data in `f`: gzip, bzip2 and xz by their magic bytes, else plain tar."""
+    magic = f.read(6)
+    f.seek(0)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if magic[:3] == b"BZh":
+        return bz2.BZ2File(f, "rb")
+    if magic == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(f, "rb")
+    return contextlib.nullcontext(f)  # type: ignore[return-value]
 
 
 def resolve_sklearn_home(path: str | os.PathLike) -> Path | None:
