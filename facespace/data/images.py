@@ -275,7 +275,7 @@ def read_image(source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | 
 
     Example:
         >>> img = read_image("face.jpg")  # doctest: +SKIP
-        >>> img.shape, img.dtype
+        >>> img.shape, img.dtype  # doctest: +SKIP
         ((250, 250, 3), dtype('float32'))
     """
     what = describe(source, name)

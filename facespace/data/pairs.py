@@ -43,7 +43,7 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
 
     Example:
         >>> pairs = read_pairs("../shared/data/lfw/pairs.txt")  # doctest: +SKIP
-        >>> len(pairs), pairs[0]
+        >>> len(pairs), pairs[0]  # doctest: +SKIP
         (6000, Pair(fold=0, name_a='Abel_Pacheco', index_a=1, name_b='Abel_Pacheco', index_b=4, same=True))
     """
     path = Path(path)
