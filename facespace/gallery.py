@@ -240,31 +240,54 @@ class Gallery:
         Returns:
             How many images the person has now.
         """
-        name = check_name(name)
-        z, sources, hashes = self._encode(images)
-        if len(set(hashes)) < len(hashes):
-            raise GalleryError(f"the images given for {name!r} contain the same image twice; pass each once")
-        now = time.time()
-        with self._transaction():
-            row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if row is not None and replace:
-                self.db.execute("DELETE FROM faces WHERE person_id = ?", (row[0],))
+        return self.enroll_many({name: images}, replace=replace)[check_name(name)]
+
+    def enroll_many(self, people: dict[str, Any], *, replace: bool = False) -> dict[str, int]:
+        """Enrol several people in one transaction (and one recalibration).
+
+        Args:
+            people: `{name: images}`, images as in `enroll`.
+            replace: drop each person's earlier images.
+
+        Returns:
+            `{name: how many images the person has now}`.
+        """
+        batches = []
+        for name, images in people.items():
+            name = check_name(name)
+            z, sources, hashes = self._encode(images)
+            if len(set(hashes)) < len(hashes):
+                raise GalleryError(f"the images given for {name!r} contain the same image twice; pass each once")
+            batches.append((name, z, sources, hashes))
+        seen: dict[str, str] = {}
+        for name, _, sources, hashes in batches:
             for h, src in zip(hashes, sources):
-                dup = self.db.execute("SELECT p.name, f.source FROM faces f JOIN people p ON p.id = f.person_id "
-                                      "WHERE f.code_hash = ?", (h,)).fetchone()
-                if dup is not None:
-                    raise GalleryError(f"{src} is already enrolled as {dup[0]!r} (from {dup[1]}); nothing was added. "
-                                       + ("Leave it out" if dup[0] == name else f"Remove it from {dup[0]!r} first"))
-            if row is None:
-                pid = self.db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, now)).lastrowid
-            else:
-                pid = row[0]
-            self.db.executemany(
-                "INSERT INTO faces (person_id, code, code_hash, source, added) VALUES (?, ?, ?, ?, ?)",
-                [(pid, c.astype("<f4").tobytes(), h, s, now) for c, h, s in zip(z, hashes, sources)])
+                if seen.setdefault(h, name) != name:
+                    raise GalleryError(f"{src} is given for both {seen[h]!r} and {name!r}; give each image to one person")
+        now, counts = time.time(), {}
+        with self._transaction():
+            for name, z, sources, hashes in batches:
+                counts[name] = self._add(name, z, sources, hashes, replace, now)
             self._recalibrate()
-            count = self.db.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", (pid,)).fetchone()[0]
-        return int(count)
+        return counts
+
+    def _add(self, name: str, z: np.ndarray, sources: list[str], hashes: list[str], replace: bool, now: float) -> int:
+        """Inside a transaction: one person's rows."""
+        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row is not None and replace:
+            self.db.execute("DELETE FROM faces WHERE person_id = ?", (row[0],))
+        for h, src in zip(hashes, sources):
+            dup = self.db.execute("SELECT p.name, f.source FROM faces f JOIN people p ON p.id = f.person_id "
+                                  "WHERE f.code_hash = ?", (h,)).fetchone()
+            if dup is not None:
+                raise GalleryError(f"{src} is already enrolled as {dup[0]!r} (from {dup[1]}); nothing was added. "
+                                   + ("Leave it out" if dup[0] == name else f"Remove it from {dup[0]!r} first"))
+        pid = row[0] if row is not None else \
+            self.db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, now)).lastrowid
+        self.db.executemany(
+            "INSERT INTO faces (person_id, code, code_hash, source, added) VALUES (?, ?, ?, ?, ?)",
+            [(pid, c.astype("<f4").tobytes(), h, s, now) for c, h, s in zip(z, hashes, sources)])
+        return int(self.db.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", (pid,)).fetchone()[0])
 
     def remove(self, name: str) -> int:
         """Forget a person. Returns how many images were removed."""
@@ -346,14 +369,13 @@ class Gallery:
                 "from two or more people: enrol more people or pass max_distance")
         per_person = dict(self.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
         z, _, _ = self._encode(images)
+        order_by_person = np.argsort(person, kind="stable")
+        present, starts = np.unique(person[order_by_person], return_index=True)
         out = []
         for i in range(0, len(z), 1024):
-            d = cross_distances(z[i : i + 1024], codes, metric=self.metric)  # (q, n)
+            d = cross_distances(z[i : i + 1024], codes[order_by_person], metric=self.metric)  # (q, n)
             best = np.full((len(d), len(names)), np.inf)
-            for p in range(len(names)):  # nearest face of each person
-                cols = person == p
-                if cols.any():
-                    best[:, p] = d[:, cols].min(1)
+            best[:, present] = np.minimum.reduceat(d, starts, axis=1)  # nearest face of each person
             order = np.argsort(best, axis=1, kind="stable")[:, :k]
             for row, idx in zip(best, order):
                 cands = [(names[j], float(row[j])) for j in idx if np.isfinite(row[j])]

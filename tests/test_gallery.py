@@ -179,3 +179,16 @@ def test_a_reader_is_not_blocked_by_a_writer(gallery, people, tmp_path):
     gallery.db.execute("COMMIT")
     assert "half" in dict(reader.list())
     reader.close()
+
+
+def test_enroll_many_is_one_change(people, tmp_path):
+    with Gallery(tmp_path / "many.db", TinyEncoder()) as g:
+        counts = g.enroll_many({f"p{i}": people[f"p{i}"][:3] for i in range(6)})
+        assert counts == {f"p{i}": 3 for i in range(6)} and g.threshold is not None
+        with pytest.raises(GalleryError, match="given for both 'p6' and 'p7'"):
+            g.enroll_many({"p6": people["p6"][:2], "p7": people["p6"][1:3]})
+        with pytest.raises(GalleryError, match="already enrolled as 'p0'"):
+            g.enroll_many({"p6": people["p6"][:2], "p7": people["p0"][:1]})
+        assert len(g) == 6  # p6 was not added either
+        assert [r.name for r in g.identify(np.concatenate([people[f"p{i}"][3:4] for i in range(6)]))] == \
+            [f"p{i}" for i in range(6)]
