@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LFW, needs_lfw
 from PIL import Image
 
 from facespace.data import DataWarning, cache_entry, load_faces
@@ -253,3 +254,17 @@ def test_symlink_loop_is_walked_once(lfw_dir, tmp_path):
     Image.fromarray(_face(9, 40)).save(root / "Alice_Smith_0001.png")
     os.symlink(tmp_path / "photos", root / "loop")
     assert len(_load(tmp_path / "photos", size=8, cache=False)) == 1
+
+
+@needs_lfw
+def test_real_lfw_people_match_a_plain_pillow_loop(tmp_path):
+    people = sorted(os.listdir(LFW))[:25]
+    for name in people:
+        os.symlink(LFW / name, tmp_path / name)
+    faces = _load(tmp_path, size=32, cache=False, workers=2)
+    files = sorted(tmp_path.glob("*/*.jpg"))
+    assert len(faces) == len(files) and set(faces.people()) == set(people)
+    assert sum(faces.people().values()) == len(files)
+    ref = np.stack([np.asarray(Image.fromarray(np.asarray(Image.open(f).convert("RGB"))[80:-80, 80:-80])
+                               .resize((32, 32), Image.Resampling.BOX), np.float32) / 255 for f in files])
+    assert np.abs(faces.images - ref).mean() < 0.02  # the reduced-scale JPEG decode stays faithful
