@@ -48,12 +48,15 @@ def load_faces(source: str | os.PathLike, *, size: int = 32, crop: Crop = "lfw",
         strict: raise on an unreadable image instead of skipping it with a warning.
         cache: reuse and store decoded images under `$FACESPACE_CACHE` (default
             `~/.cache/facespace`); a reuse is a memory-mapped read.
-        workers: decoding processes; None for every CPU, 1 to decode in this process.
+        workers: decoding processes; None for every CPU (sets under 256 images decode in this
+            process, where a pool would cost more than it saves), 1 to decode in this process.
         progress: show a progress bar on stderr while decoding.
 
     Returns:
         A FaceSet: `images (n, size, size, C)` float32 in [0, 1] (C = 1 if grayscale else 3),
-        `names (n,)` str or None, `paths (n,)` str (`archive.tgz::member` for archives).
+        `names (n,)` str or None, `paths (n,)` str (`archive.tgz::member` for archives). From the
+        cache, `images` is a copy-on-write memory map: pages are read on first use, and writes
+        stay private to the process (the cache file is never changed).
 
     Raises:
         DataError: a missing path, an empty folder, an unreadable archive, a bad crop, or (with
