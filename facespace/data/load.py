@@ -44,6 +44,7 @@ def load_faces(source: str | os.PathLike, *, size: int = 32, crop: Crop = "lfw",
         size: output side in pixels.
         crop: "lfw" (the central 90x90 of 250x250 LFW images, `img[80:-80, 80:-80]`; other sizes
             are used whole), None, or a box `(top, left, bottom, right)`; see `images.crop_box`.
+            The box (or whole image) is resized to a square: give a square box for non-square photos.
         grayscale: one channel instead of three (grey files are otherwise replicated to 3).
         strict: raise on an unreadable image instead of skipping it with a warning.
         cache: reuse and store decoded images under `$FACESPACE_CACHE` (default
