@@ -66,7 +66,7 @@ def write_entry(base: Path, images: np.ndarray, meta: dict[str, Any]) -> Path | 
         write_text_atomic(base.with_suffix(".json"), json.dumps(meta))
     except OSError as e:
         warnings.warn(f"could not write the face cache in {base.parent} ({e}); loading works, but the next "
-                      f"load decodes again; set FACESPACE_CACHE to a writable folder", stacklevel=3)
+                      f"load decodes again; set FACESPACE_CACHE to a writable folder", stacklevel=5)
         return None
     what = base.name.split("-")[0]
     for old in base.parent.glob(f"{what}-*"):

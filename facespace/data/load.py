@@ -211,12 +211,12 @@ def _report(meta: dict[str, Any], strict: bool, n_ok: int, channels: int) -> Non
             raise DataError(f"{len(skipped)} of {total} images in {meta['source']} cannot be read "
                             f"(strict=True); first: {first}; remove or fix them, or pass strict=False to skip them")
         warnings.warn(f"skipped {len(skipped)} of {total} images in {meta['source']} that cannot be read; "
-                      f"first: {first}; pass strict=True to make this an error", DataWarning, stacklevel=4)
+                      f"first: {first}; pass strict=True to make this an error", DataWarning, stacklevel=5)
     n_grey = meta["n_grey"]
     if channels == 3 and 0 < n_grey < n_ok:
         warnings.warn(f"{n_grey} of {n_ok} images in {meta['source']} are grey and were replicated to 3 "
                       f"channels (first: {', '.join(meta['first_grey'])}); pass grayscale=True for one "
-                      f"channel", DataWarning, stacklevel=4)
+                      f"channel", DataWarning, stacklevel=5)
 
 
 @contextlib.contextmanager
