@@ -154,7 +154,7 @@ def render(r: dict) -> str:
         f"warm load: **{r['warm_seconds']:.3f} s** (target < {t['warm_seconds_max']} s).",
         f"- CPU time, which other load on the machine disturbs less: the serial loop needs "
         f"{r['cold_cpu_ratio_vs_serial']:.2f}x the CPU seconds of the cold load; spread over the workers, the cold "
-        f"load is {r['cold_cpu_seconds_per_worker']:.2f} s of CPU each (its wall time on an idle machine).",
+        f"load is {r['cold_cpu_seconds_per_worker']:.2f} s of CPU each, a lower bound on its wall time on an idle machine.",
         f"- pixels vs the serial reference: mean |Δ| {d['mean_abs']:.4f}, max |Δ| {d['max_abs']:.4f} "
         f"(in [0, 1] units); {d['note']}.",
         f"- machine: {r['machine']['cpu_count']} CPUs ({r['machine']['usable_cpus']} usable), "
