@@ -76,6 +76,27 @@ def any_all(flags: list[bool], dist: Dist) -> list[bool]:
     return [v > 0 for v in sum_all([float(f) for f in flags], dist)]
 
 
+def weighted_means(sums: dict[str, float], dist: Dist) -> dict[str, float]:
+    """Means over all processes of per-example sums; `sums["_n"]` counts the examples (kept as is)."""
+    keys = sorted(sums)  # the same order on every rank
+    totals = dict(zip(keys, sum_all([sums[k] for k in keys], dist)))
+    n = max(totals["_n"], 1)
+    return {**{k: v / n for k, v in totals.items() if k != "_n"}, "_n": totals["_n"]}
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move every tensor in a (nested list / tuple / dict) batch; 4-d ones go channels-last when asked."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.ndim == 4 else batch
+    if isinstance(batch, (list, tuple)):
+        moved = [to_device(b, device, channels_last) for b in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    return batch
+
+
 def gather(obj: Any, dist: Dist) -> list[Any]:
     """Every process's `obj`, in rank order (picklable objects)."""
     if dist.world_size == 1:

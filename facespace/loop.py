@@ -29,7 +29,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from facespace import distributed, runs
-from facespace.checkpoint import save_model
 from facespace.errors import FacespaceError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}
@@ -156,7 +155,8 @@ def _fit(trainable, train_data, val_data, config, dist, out_dir, collate_fn, pro
     if resume:
         state = _resume(out, trainable, opt, sched, config, dist)
     elif out is not None and dist.is_main:
-        runs.write_config(out, _run_info(network, config, dist, train_set, val_set))
+        n_val = None if val_set is None else len(val_set)
+        runs.write_config(out, runs.run_info(network, config, dist.world_size, len(train_set), n_val))
     model = distributed.wrap(_Objective(trainable), dist)
     best_path, last_path = (None, None) if out is None else (out / "best.safetensors", out / "last.safetensors")
 
@@ -170,7 +170,7 @@ def _fit(trainable, train_data, val_data, config, dist, out_dir, collate_fn, pro
             trainable.train()
             started, sums = time.perf_counter(), {}
             for i, batch in enumerate(loader):
-                batch = _to_device(batch, dist.device, config.channels_last)
+                batch = distributed.to_device(batch, dist.device, config.channels_last)
                 with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=config.bf16):
                     loss, metrics = model(batch)
                 where = f"at step {state['step'] + 1} (epoch {epoch}, batch {i + 1})"
@@ -188,17 +188,18 @@ def _fit(trainable, train_data, val_data, config, dist, out_dir, collate_fn, pro
                 if state["step"] % config.log_every == 0 or i + 1 == len(loader):
                     report(advance=0, loss=sums["loss"] / sums["_n"])
                 report(advance=1)
+            train_seconds = time.perf_counter() - started
 
             row = {"epoch": epoch, "step": state["step"], "lr": opt.param_groups[0]["lr"]}
-            row.update({f"train_{k}": v for k, v in _means(sums, dist).items()})
+            row.update({f"train_{k}": v for k, v in distributed.weighted_means(sums, dist).items()})
             monitor = row["train_loss"]
             if val_set is not None and (epoch % config.val_every == 0 or epoch == config.epochs):
                 row.update({f"val_{k}": v for k, v in _evaluate(trainable, val_set, config, collate_fn, dist).items()})
                 monitor = row["val_loss"]
             elif val_set is not None:
                 monitor = None
-            seconds = time.perf_counter() - started
-            row.update(seconds=seconds, examples_per_s=row.pop("train__n") / seconds)
+            # examples_per_s counts training steps only; seconds includes validation
+            row.update(seconds=time.perf_counter() - started, examples_per_s=row.pop("train__n") / train_seconds)
             improved = monitor is not None and monitor < state["best"]
             if improved:
                 state["best"], state["bad"] = monitor, 0
@@ -211,7 +212,7 @@ def _fit(trainable, train_data, val_data, config, dist, out_dir, collate_fn, pro
             if out is not None:
                 rngs = distributed.gather(runs.rng_state(), dist)  # every rank's, for an exact resume
                 if dist.is_main:
-                    _write_epoch(out, network, trainable, opt, sched, config, state, rngs, improved, sample_fn)
+                    runs.save_epoch(out, network, trainable, opt, sched, config, state, rngs, improved, sample_fn)
                     final = state["stopped"] or epoch == config.epochs
                     if final or time.perf_counter() - last_plot > _PLOT_EVERY_S:  # drawing takes ~0.5 s
                         runs.plot_losses(out, state["history"])
@@ -254,10 +255,10 @@ def _evaluate(trainable, val_set, config, collate_fn, dist) -> dict[str, float]:
     sums: dict[str, float] = {}
     with torch.no_grad(), torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=config.bf16):
         for batch in loader:
-            batch = _to_device(batch, dist.device, config.channels_last)
+            batch = distributed.to_device(batch, dist.device, config.channels_last)
             loss, metrics = trainable.loss(batch)
             _accumulate(sums, _batch_len(batch), {"loss": loss.item(), **metrics})
-    means = _means(sums, dist)
+    means = distributed.weighted_means(sums, dist)
     means.pop("_n")
     if not math.isfinite(means["loss"]):
         raise FacespaceError(
@@ -265,29 +266,6 @@ def _evaluate(trainable, val_set, config, collate_fn, dist) -> dict[str, float]:
             f"values, or {_DIVERGED}"
         )
     return means
-
-
-def _write_epoch(out, network, trainable, opt, sched, config, state, rngs, improved, sample_fn) -> None:
-    """Checkpoints first, then the resume state, then the human-readable files."""
-    extra = {**dict(getattr(network, "checkpoint_info", {}).get("extra", {})), "epoch": state["epoch"]}
-    best = state["best"] if math.isfinite(state["best"]) else None
-    info = {"step": state["step"], "best_val_loss": best, "extra": extra}
-    if improved:
-        save_model(network, out / "best.safetensors", **info)
-    save_model(network, out / "last.safetensors", **info)
-    runs.save_resume(out, {
-        **state,
-        "config": dataclasses.asdict(config),
-        "trainable": trainable.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": None if sched is None else sched.state_dict(),
-        "rng": rngs,
-    })
-    runs.write_metrics(out, state["history"])
-    if sample_fn is not None and "val_loss" in state["history"][-1]:
-        was_training = trainable.training
-        runs.save_samples(out, sample_fn(network))
-        trainable.train(was_training)
 
 
 def _resume(out, trainable, opt, sched, config, dist) -> dict[str, Any]:
@@ -370,36 +348,6 @@ def _check_saveable(network: Any) -> None:
         )
 
 
-def _run_info(network, config, dist, train_set, val_set) -> dict[str, Any]:
-    from facespace import __version__
-
-    model_config = getattr(network, "config", None)
-    return {
-        "train": dataclasses.asdict(config),
-        "kind": getattr(network, "kind", None),
-        "model_config": dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else None,
-        "n_train": len(train_set),
-        "n_val": None if val_set is None else len(val_set),
-        "world_size": dist.world_size,
-        "facespace_version": __version__,
-        "torch_version": torch.__version__,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-
-
-def _to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
-    """Move every tensor in a (nested) batch; 4-d tensors go channels-last when asked."""
-    if isinstance(batch, torch.Tensor):
-        batch = batch.to(device, non_blocking=True)
-        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.ndim == 4 else batch
-    if isinstance(batch, (list, tuple)):
-        moved = [_to_device(b, device, channels_last) for b in batch]
-        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device, channels_last) for k, v in batch.items()}
-    return batch
-
-
 def _finite(batch: Any) -> bool:
     if isinstance(batch, torch.Tensor):
         return not batch.is_floating_point() or bool(torch.isfinite(batch).all())
@@ -422,17 +370,10 @@ def _batch_len(batch: Any) -> int:
 
 
 def _accumulate(sums: dict[str, float], n: int, values: dict[str, float]) -> None:
+    """Add a batch of `n` examples' mean `values` to per-example sums."""
     sums["_n"] = sums.get("_n", 0) + n
     for k, v in values.items():
         sums[k] = sums.get(k, 0.0) + float(v) * n
-
-
-def _means(sums: dict[str, float], dist) -> dict[str, float]:
-    """Batch-size weighted means over all processes; `_n` is the total count."""
-    keys = sorted(sums)
-    totals = dict(zip(keys, distributed.sum_all([sums[k] for k in keys], dist)))
-    n = max(totals["_n"], 1)
-    return {**{k: v / n for k, v in totals.items() if k != "_n"}, "_n": totals["_n"]}
 
 
 def _log_line(row: dict[str, Any], epochs: int, improved: bool, stopped: bool) -> str:

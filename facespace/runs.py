@@ -15,9 +15,12 @@ Every file is written to a temporary name and renamed, so a killed run leaves wh
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import math
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,11 +28,64 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from facespace.checkpoint import save_model
 from facespace.errors import FacespaceError
 from facespace.files import write_bytes_atomic, write_text_atomic
 from facespace.grid import make_grid, save_png
 
 RESUME_FILE = "resume.pt"
+
+
+def run_info(network: Any, config: Any, world_size: int, n_train: int, n_val: int | None) -> dict[str, Any]:
+    """What config.json records: the train config, the model's kind and config, the data sizes."""
+    from facespace import __version__
+
+    model_config = getattr(network, "config", None)
+    return {
+        "train": dataclasses.asdict(config),
+        "kind": getattr(network, "kind", None),
+        "model_config": dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config) else None,
+        "n_train": n_train,
+        "n_val": n_val,
+        "world_size": world_size,
+        "facespace_version": __version__,
+        "torch_version": torch.__version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def save_epoch(
+    out_dir: Path, network, trainable, optimizer, scheduler, config, state, rngs, improved, sample_fn
+) -> None:
+    """After an epoch: checkpoints first, then the resume state, then the human-readable files.
+
+    Args:
+        network: what the checkpoints hold (`facespace.checkpoint.save_model`).
+        trainable: the module the loop trains (the network or a wrapper); its whole state resumes.
+        state: the loop's `{epoch, step, best, bad, stopped, history}`.
+        rngs: every process's `rng_state()`, in rank order.
+        improved: this epoch has the best validation loss so far: overwrite best.safetensors.
+        sample_fn: `fn(network) -> images` for samples.png after a validation, or None.
+    """
+    extra = {**dict(getattr(network, "checkpoint_info", {}).get("extra", {})), "epoch": state["epoch"]}
+    best = state["best"] if math.isfinite(state["best"]) else None
+    info = {"step": state["step"], "best_val_loss": best, "extra": extra}
+    if improved:
+        save_model(network, out_dir / "best.safetensors", **info)
+    save_model(network, out_dir / "last.safetensors", **info)
+    save_resume(out_dir, {
+        **state,
+        "config": dataclasses.asdict(config),
+        "trainable": trainable.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "rng": rngs,
+    })
+    write_metrics(out_dir, state["history"])
+    if sample_fn is not None and "val_loss" in state["history"][-1]:
+        was_training = trainable.training
+        save_samples(out_dir, sample_fn(network))
+        trainable.train(was_training)
 
 
 def write_config(out_dir: Path, info: dict[str, Any]) -> Path:

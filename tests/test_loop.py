@@ -100,7 +100,8 @@ def test_same_seed_and_data_give_identical_weights(data):
 def test_each_optimizer_learns(data, optimizer):
     train, val = data
     model = make_model()
-    result = fit(model, train, val, TrainConfig(epochs=6, batch_size=32, lr=2e-2, optimizer=optimizer), progress=False)
+    config = TrainConfig(epochs=6, batch_size=32, lr=2e-2, optimizer=optimizer)
+    result = fit(model, train, val, config, progress=False)
     assert isinstance(result, FitResult) and result.epochs_run == 6
     assert len(result.history) == 6
     assert result.history[-1]["val_loss"] < 0.3 * result.history[0]["val_loss"]
@@ -112,7 +113,8 @@ def test_schedules_shape_the_learning_rate(data):
     train, _ = data
     lrs = {}
     for schedule in ("none", "onecycle", "cosine"):
-        r = fit(make_model(), train, None, TrainConfig(epochs=5, batch_size=32, lr=0.01, schedule=schedule), progress=False)
+        config = TrainConfig(epochs=5, batch_size=32, lr=0.01, schedule=schedule)
+        r = fit(make_model(), train, None, config, progress=False)
         lrs[schedule] = [row["lr"] for row in r.history]
     assert lrs["none"] == [0.01] * 5
     cos = lrs["cosine"]

@@ -24,7 +24,8 @@ EPOCHS = 6
 def config(**changes):
     from facespace.loop import TrainConfig
 
-    return TrainConfig(**{**dict(epochs=EPOCHS, batch_size=32, lr=1e-2, schedule="onecycle", seed=5, threads=1), **changes})
+    base = dict(epochs=EPOCHS, batch_size=32, lr=1e-2, schedule="onecycle", seed=5, threads=1)
+    return TrainConfig(**{**base, **changes})
 
 
 def train(out_dir, *, resume=False, sleep=0.0, **changes):
