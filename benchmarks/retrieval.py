@@ -8,13 +8,16 @@ is the same person) and mean average precision@10 (AP over the top 10, divided b
 of the person's gallery photos)), with chance levels.
 
 Built-in methods: "pixels" (the 32x32 RGB pixels themselves) and "pca" (facespace's PCA
-autoencoder, 32 components, fitted on the gallery only). Checkpoints are added with
+autoencoder, 32 and 128 components, fitted on the gallery only). `--train conv:20` trains an
+autoencoder of that kind on the gallery photos only (`facespace.train.train`), then evaluates it.
+Checkpoints trained elsewhere are added with
 `--model NAME=PATH`; they must have been trained without the query photos: the query list is
 written to benchmarks/results/retrieval_queries.txt (one path per line) for that purpose, and
 a checkpoint's training data cannot be checked here, so say how it was trained in its NAME.
 
     .venv/bin/python benchmarks/retrieval.py
-    .venv/bin/python benchmarks/retrieval.py --model conv=runs/conv_gallery/best.safetensors
+    .venv/bin/python benchmarks/retrieval.py --train conv:20 --train denoise:20 --runs runs
+    .venv/bin/python benchmarks/retrieval.py --no-builtin --model conv=runs/conv_gallery/best.safetensors
 """
 
 from __future__ import annotations
@@ -75,9 +78,18 @@ def evaluate(label: str, g: np.ndarray, q: np.ndarray, gnames, qnames, relevant,
     return rows
 
 
+def encode_all(model, images: np.ndarray) -> np.ndarray:
+    from facespace.codes import encode
+
+    return encode(model, images)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT (repeat)")
+    parser.add_argument("--train", action="append", default=[],
+                        help="KIND[:EPOCHS] (repeat): train that autoencoder on the gallery photos only, then evaluate it")
+    parser.add_argument("--runs", help="folder for the run folders of --train models (default: in memory only)")
     parser.add_argument("--size", type=int, default=32, help="image side for the built-in methods")
     parser.add_argument("--no-builtin", action="store_true", help="only the --model checkpoints")
     parser.add_argument("--out", default=str(RESULTS / "retrieval"), help="results path without extension")
@@ -113,6 +125,17 @@ def main(argv: list[str] | None = None) -> None:
             pca = PCAAutoencoder(code_size=d).fit(faces.images[gi])
             rows += evaluate(f"pca {d} (fitted on the gallery)", pca.encode(faces.images[gi]), pca.encode(faces.images[qi]),
                              gnames, qnames, relevant, log)  # fmt: skip
+    gallery = faces.subset(gi)
+    for spec in args.train:
+        from facespace.train import train
+
+        kind, _, epochs = spec.partition(":")
+        run = Path(args.runs) / f"retrieval_{kind}" if args.runs else None
+        t = time.perf_counter()
+        model = train(kind, gallery, out=run, code_size=32, epochs=int(epochs or 10), size=args.size, progress=False)
+        log(f"trained {kind} on the gallery in {time.perf_counter() - t:.0f} s")
+        label = f"{kind} 32, {epochs or 10} epochs (trained on the gallery)"
+        rows += evaluate(label, encode_all(model, faces.images[gi]), encode_all(model, faces.images[qi]), gnames, qnames, relevant, log)
     for spec in args.model:
         name, sep, path = spec.partition("=")
         if not sep:
