@@ -19,6 +19,11 @@ __version__ = "0.1.0"
 
 # verb -> module that defines it (imported lazily, PEP 562)
 _VERBS: dict[str, str] = {
+    "load_faces": "facespace.data",
+    "FaceSet": "facespace.data",
+    "random_split": "facespace.data",
+    "people_split": "facespace.data",
+    "read_pairs": "facespace.data",
     "load_model": "facespace.checkpoint",
     "save_model": "facespace.checkpoint",
     "Encoder": "facespace.protocol",

@@ -15,3 +15,7 @@ class CheckpointError(FacespaceError):
 
 class NotFittedError(FacespaceError):
     """An estimator used before `fit` (scikit-learn's convention)."""
+
+
+class DataWarning(UserWarning):
+    """Some images were skipped or converted; the load went on."""

@@ -17,13 +17,11 @@ from facespace.data.folders import identities, scan_folder
 from facespace.data.images import Crop, check_crop, check_size
 from facespace.data.lfw import is_archive, iter_archive, resolve_sklearn_home
 from facespace.data.parallel import Decoded, chunked, decode_chunks
-from facespace.errors import DataError
+from facespace.errors import DataError, DataWarning
 
 FIRST_FEW = 3  # how many bad files a warning names
 
 
-class DataWarning(UserWarning):
-    """Some images were skipped or converted; the load went on."""
 
 
 def load_faces(source: str | os.PathLike, *, size: int = 32, crop: Crop = "lfw", grayscale: bool = False,
