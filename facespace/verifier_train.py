@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -128,7 +128,8 @@ def train_verifier(
         model: the network's config; by default a `VerifierConfig` of the images' size and channels.
         objective: people selection, margin loss and augmentation.
         loop: a `facespace.loop.TrainConfig` (epochs, batch size, lr, schedule, seed, threads); by
-            default 30 epochs of AdamW with a one-cycle schedule.
+            default 30 epochs of AdamW (lr 3e-3, weight decay 0.05, batches of 128, gradient
+            norm clipped at 5) with a one-cycle schedule.
         out: a run folder for checkpoints, metrics and the loss plot; None keeps nothing on disk.
         progress: print progress to stderr.
 
@@ -148,7 +149,7 @@ def train_verifier(
 
     if loop is None:
         loop = TrainConfig(epochs=30, batch_size=128, lr=3e-3, optimizer="adamw", schedule="onecycle",
-                           weight_decay=5e-2)
+                           weight_decay=5e-2, grad_clip=5.0)
     torch.manual_seed(loop.seed)
     train_index, val_index, labels, people = identity_split(faces, objective, seed=loop.seed)
     network = VerifierNet(model)
@@ -156,6 +157,7 @@ def train_verifier(
         "trained_people": len(people),
         "trained_images": int(len(train_index)),
         "objective": dataclasses.asdict(objective),
+        "loop": dataclasses.asdict(loop),
     }}
     trainable = IdentityObjective(network, len(people), objective)
     val = identity_dataset(faces, val_index, labels) if len(val_index) else None
@@ -168,3 +170,24 @@ def train_verifier(
         return load_model(best, kind="verifier")
     network.eval()
     return network
+
+
+def retrainer(model: VerifierNet, *, progress: bool = False) -> Callable[[FaceSet], VerifierNet]:
+    """A `train_fn(faces) -> model` that trains a fresh network with `model`'s settings.
+
+    For protocols that retrain per fold (`facespace.lfw_eval.evaluate_lfw(train_fn=...)`): the
+    network config comes from `model.config`, the objective and loop settings from what
+    `train_verifier` stored in the checkpoint (defaults where the checkpoint has none).
+    """
+    from facespace.loop import TrainConfig
+
+    extra = getattr(model, "checkpoint_info", {}).get("extra", {})
+    obj = dict(extra.get("objective") or {})
+    objective = ObjectiveConfig(**{**obj, "augment": AugmentConfig(**obj.get("augment", {}))}) if obj else ObjectiveConfig()
+    loop = TrainConfig(**extra["loop"]) if extra.get("loop") else None
+    config = model.config
+
+    def train_fn(faces: FaceSet) -> VerifierNet:
+        return train_verifier(faces, model=config, objective=objective, loop=loop, progress=progress)
+
+    return train_fn

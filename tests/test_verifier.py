@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -197,3 +199,17 @@ def test_train_verifier_with_the_loop(faces, tmp_path):
     assert back.checkpoint_info["extra"]["trained_people"] == 4
     with pytest.raises(FacespaceError, match="size=32"):
         train_verifier(faces, model=VerifierConfig(size=32), loop=loop)
+
+
+def test_retrainer_rebuilds_the_settings(faces):
+    pytest.importorskip("facespace.loop")
+    from facespace.loop import TrainConfig
+    from facespace.verifier_train import retrainer
+
+    model = VerifierNet(TINY)
+    loop = TrainConfig(epochs=1, batch_size=16, lr=1e-2, seed=0)
+    objective = ObjectiveConfig(margin=0.1, val_min_images=99, augment=AugmentConfig(max_rotation=3.0))
+    model.checkpoint_info = {"extra": {"objective": dataclasses.asdict(objective), "loop": dataclasses.asdict(loop)}}
+    again = retrainer(model)(faces)
+    assert again.config == TINY and again is not model
+    assert again.checkpoint_info["extra"]["objective"] == dataclasses.asdict(objective)
