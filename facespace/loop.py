@@ -144,10 +144,10 @@ def _fit(trainable, train_data, val_data, config, dist, out_dir, collate_fn, pro
     trainable.to(dist.device)
     if config.channels_last:
         trainable.to(memory_format=torch.channels_last)
-    train_set = _as_dataset(train_data, "train_data")
-    val_set = None if val_data is None else _as_dataset(val_data, "val_data")
+    train_set = _as_dataset(train_data, "train_data", batched=collate_fn is None)
+    val_set = None if val_data is None else _as_dataset(val_data, "val_data", batched=collate_fn is None)
     sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=config.seed)
-    loader = DataLoader(train_set, config.batch_size, sampler=sampler, collate_fn=collate_fn)
+    loader = _loader(train_set, config.batch_size, sampler, collate_fn)
     opt = OPTIMIZERS[config.optimizer](trainable.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = _schedule(opt, config, len(loader) * config.epochs)
     state = {"epoch": 0, "step": 0, "best": math.inf, "bad": 0, "stopped": False, "history": []}
@@ -250,7 +250,7 @@ def _check_step(batch, loss, where, dist) -> None:
 def _evaluate(trainable, val_set, config, collate_fn, dist) -> dict[str, float]:
     """Mean loss and metrics over `val_set` (each process takes its share), weighted by batch size."""
     sampler = DistributedSampler(val_set, dist.world_size, dist.rank, shuffle=False)
-    loader = DataLoader(val_set, config.batch_size, sampler=sampler, collate_fn=collate_fn)
+    loader = _loader(val_set, config.batch_size, sampler, collate_fn)
     trainable.eval()
     sums: dict[str, float] = {}
     with torch.no_grad(), torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -325,13 +325,27 @@ class _Rows(Dataset):
         return self.tensor[i]
 
 
-def _as_dataset(data: Any, what: str) -> Dataset:
+class _RowBatches(_Rows):
+    """`_Rows` whose DataLoader fetches a whole batch with one indexing op (no per-row collation)."""
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return self.tensor[torch.as_tensor(indices)]
+
+
+def _loader(dataset: Dataset, batch_size: int, sampler, collate_fn) -> DataLoader:
+    if isinstance(dataset, _RowBatches):  # its batches are tensors already
+        collate_fn = lambda batch: batch  # noqa: E731
+    return DataLoader(dataset, batch_size, sampler=sampler, collate_fn=collate_fn)
+
+
+def _as_dataset(data: Any, what: str, batched: bool) -> Dataset:
+    """A torch Dataset of `data`; a tensor's rows are fetched a batch at a time when `batched`."""
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
     if isinstance(data, torch.Tensor):
         if data.ndim < 1:
             raise FacespaceError(f"{what} must be a (n, C, H, W) tensor or a torch Dataset; got a scalar")
-        data = _Rows(data)
+        data = _RowBatches(data) if batched else _Rows(data)
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
         raise FacespaceError(f"{what} must be a (n, C, H, W) tensor or a torch Dataset; got {type(data).__name__}")
     if len(data) == 0:
