@@ -284,7 +284,13 @@ def _resume(out, trainable, opt, sched, config, dist) -> dict[str, Any]:
             f"cannot resume {out} with a different {', '.join(changed)}; use the interrupted run's "
             "settings, or start a new run in another folder"
         )
-    trainable.load_state_dict(saved["trainable"])
+    try:
+        trainable.load_state_dict(saved["trainable"])
+    except RuntimeError as e:
+        raise FacespaceError(
+            f"cannot resume {out}: it holds the state of another model ({str(e).splitlines()[0]}); "
+            "build the same model as the interrupted run, or start a new run in another folder"
+        ) from None
     opt.load_state_dict(saved["optimizer"])
     if sched is not None:
         sched.load_state_dict(saved["scheduler"])

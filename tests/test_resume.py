@@ -104,6 +104,15 @@ def test_resume_refuses_changed_settings(uninterrupted):
         train(out, resume=True, epochs=EPOCHS + 2)
 
 
+def test_resume_refuses_another_model(uninterrupted):
+    from facespace.errors import FacespaceError
+    from facespace.loop import fit
+
+    _, _, out = uninterrupted
+    with pytest.raises(FacespaceError, match="holds the state of another model.*same model"):
+        fit(make_model(code_size=7), low_rank_images(64), None, config(), out_dir=out, resume=True, progress=False)
+
+
 def test_resume_can_add_epochs_without_a_schedule(tmp_path):
     _, first = train(tmp_path, epochs=2, schedule="none")
     model, more = train(tmp_path, resume=True, epochs=4, schedule="none")
