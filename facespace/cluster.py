@@ -28,6 +28,7 @@ METRICS = ("cosine", "l2")
 
 
 def _prepare(codes: Any, metric: str) -> np.ndarray:
+    """`(n, d)` float32, unit rows for the cosine metric."""
     z = np.asarray(codes, np.float64)
     if z.ndim != 2 or len(z) == 0:
         raise FacespaceError(f"codes must be a non-empty (n, d) array; got shape {z.shape}")
@@ -37,10 +38,15 @@ def _prepare(codes: Any, metric: str) -> np.ndarray:
         norms = np.linalg.norm(z, axis=1, keepdims=True)
         if (norms < 1e-12).any():
             raise FacespaceError("a code is all zeros and has no direction for the cosine metric; use metric='l2'")
-        return z / norms
+        return (z / norms).astype(np.float32)
     if metric == "l2":
-        return z
+        return z.astype(np.float32)
     raise FacespaceError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+
+
+def _algorithm(z: np.ndarray) -> str:
+    """Trees stop paying off in high dimensions (pixels: 3,072); brute force is faster there."""
+    return "brute" if z.shape[1] > 16 else "auto"
 
 
 def _to_euclid(distance: float, metric: str) -> float:
@@ -70,13 +76,15 @@ def knee(values: Any) -> int:
 
 def k_distances(codes: Any, k: int = 5, *, metric: str = "cosine") -> np.ndarray:
     """Sorted distance of each code to its k-th nearest other code (`(n,)`, in `metric` units)."""
-    from sklearn.neighbors import NearestNeighbors
-
     z = _prepare(codes, metric)
     if len(z) <= k:
         raise FacespaceError(f"{len(z)} codes are too few for k={k}; pass more faces or a smaller min_samples")
-    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
-    kd = np.sort(dist[:, k])
+    sq = (z * z).sum(1)
+    kd = np.empty(len(z), np.float64)
+    for i in range(0, len(z), 1024):  # (chunk, n) squared distances by one float32 product
+        d2 = sq[i : i + 1024, None] + sq[None, :] - 2.0 * (z[i : i + 1024] @ z.T)
+        kd[i : i + 1024] = np.partition(d2, k, axis=1)[:, k]  # column 0 is the point itself
+    kd = np.sqrt(np.maximum(np.sort(kd), 0.0))
     return np.array([_from_euclid(v, metric) for v in kd])
 
 
@@ -130,14 +138,14 @@ def cluster(
             eps = estimate_eps(z, min(min_samples, n - 1), metric=metric) if n > 2 else 1e-6
         if eps <= 0:
             raise FacespaceError(f"eps must be positive; got {eps}")
-        labels = DBSCAN(eps=_to_euclid(eps, metric), min_samples=min_samples).fit_predict(z)
+        labels = DBSCAN(eps=_to_euclid(eps, metric), min_samples=min_samples, algorithm=_algorithm(z)).fit_predict(z)
     elif method == "hdbscan":
         from sklearn.cluster import HDBSCAN
 
         if n < 2:
             return np.full(n, -1, np.int64)
         labels = HDBSCAN(min_cluster_size=max(2, min(min_cluster_size, n)), min_samples=min(min_samples, n),
-                         copy=True).fit_predict(z)
+                         algorithm=_algorithm(z), copy=True).fit_predict(z)
     else:
         from sklearn.cluster import AgglomerativeClustering
 
