@@ -1,7 +1,177 @@
-"""CLI commands of the 'train' area."""
+"""CLI commands of the 'train' area: train, reconstruct, denoise, evaluate.
+
+Thin: parse, call `facespace.train.train` / `facespace.codes`, print. One JSON line on stdout per
+command; progress and messages on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+
+from facespace.cli._util import out as print_out
+from facespace.cli._util import say
+
+Opt = typer.Option
+
+
+def _json(obj: dict) -> None:
+    print_out(json.dumps(obj, default=str))
+
+
+def train_cmd(
+    kind: Annotated[str, typer.Argument(help="pca | linear | conv | denoise")],
+    data: Annotated[str, Opt("--data", help="image folder, LFW archive/folder, or 'embedded'")] = "embedded",
+    out: Annotated[Optional[Path], Opt("--out", help="run folder (checkpoints, metrics, plots)")] = None,
+    size: Annotated[int, Opt(help="image side (conv: a multiple of 16)")] = 32,
+    code_size: Annotated[int, Opt("--code-size", help="length of a code")] = 32,
+    epochs: Annotated[int, Opt(help="passes over the training images")] = 10,
+    grayscale: Annotated[bool, Opt(help="train on grey images")] = False,
+    arch: Annotated[str, Opt(help="conv architecture: seed | bn")] = "seed",
+    code_activation: Annotated[str, Opt("--code-activation", help="relu | linear")] = "relu",
+    width: Annotated[int, Opt(help="conv channels of the first stage")] = 32,
+    depth: Annotated[int, Opt(help="convolutions per stage (arch bn)")] = 1,
+    pca_skip: Annotated[bool, Opt("--pca-skip", help="add a fixed PCA path the conv net corrects")] = False,
+    flip: Annotated[bool, Opt(help="random horizontal flips while training")] = False,
+    noise: Annotated[str, Opt(help="denoise: corruption, e.g. gaussian:0.1 or gaussian:0.1+rect:1")] = "gaussian:0.1",
+    test: Annotated[float, Opt(help="held-out test fraction")] = 0.1,
+    val: Annotated[float, Opt(help="validation fraction of the training part")] = 0.05,
+    split_seed: Annotated[int, Opt("--split-seed", help="seed of the test/validation split")] = 42,
+    batch_size: Annotated[int, Opt("--batch-size")] = 64,
+    lr: Annotated[float, Opt(help="learning rate (peak, for onecycle)")] = 1e-3,
+    optimizer: Annotated[str, Opt(help="adam | adamax | adamw")] = "adam",
+    schedule: Annotated[str, Opt(help="none | onecycle | cosine")] = "none",
+    weight_decay: Annotated[float, Opt("--weight-decay")] = 0.0,
+    grad_clip: Annotated[Optional[float], Opt("--grad-clip", help="max gradient norm")] = 1.0,
+    patience: Annotated[Optional[int], Opt(help="early stopping: epochs without improvement")] = None,
+    seed: Annotated[int, Opt(help="training seed")] = 0,
+    threads: Annotated[Optional[int], Opt(help="torch CPU threads")] = None,
+    val_every: Annotated[int, Opt("--val-every")] = 1,
+    log_every: Annotated[int, Opt("--log-every")] = 50,
+    channels_last: Annotated[bool, Opt("--channels-last", help="channels-last memory format")] = False,
+    bf16: Annotated[bool, Opt(help="bfloat16 autocast")] = False,
+    resume: Annotated[bool, Opt(help="continue the run in --out")] = False,
+    svd_solver: Annotated[str, Opt("--svd-solver", help="pca: auto | full | randomized")] = "auto",
+) -> None:
+    """Train an autoencoder (pca | linear | conv | denoise) and write its run folder."""
+    from facespace.train import train
+
+    options = dict(
+        size=size, grayscale=grayscale, test=test, val=val, split_seed=split_seed, seed=seed, progress=True,
+    )  # fmt: skip
+    if kind == "pca":
+        options["svd_solver"] = svd_solver
+    else:
+        options.update(
+            batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule, weight_decay=weight_decay,
+            grad_clip=grad_clip, patience=patience, threads=threads, val_every=val_every, log_every=log_every,
+            channels_last=channels_last, bf16=bf16, resume=resume, flip=flip,
+        )  # fmt: skip
+        if kind in ("conv", "denoise"):
+            options.update(arch=arch, code_activation=code_activation, width=width, depth=depth, pca_skip=pca_skip)
+        if kind == "denoise":
+            options["noise"] = noise
+    model = train(kind, data, out=out, code_size=code_size, epochs=epochs, **options)
+    summary = {"kind": kind, "out": str(out) if out else None, "code_size": model.code_size}
+    if out is not None and (Path(out) / "run.json").exists():
+        info = json.loads((Path(out) / "run.json").read_text())
+        summary.update({k: info.get(k) for k in ("heldout_mse", "heldout_psnr", "best_val_loss", "epochs_run", "train_seconds")})
+        say(f"trained {kind}: held-out MSE {info['heldout_mse']:.5f}, run folder {out}")
+    _json(summary)
+
+
+def reconstruct_cmd(
+    model: Annotated[Path, typer.Argument(help="checkpoint (.safetensors) or run folder")],
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    out: Annotated[Path, Opt("--out", help="PNG: originals over reconstructions")] = Path("reconstructions.png"),
+    scale: Annotated[int, Opt(help="upscaling of the tiles")] = 2,
+) -> None:
+    """Pass images through a model's code and back; write originals over reconstructions."""
+    import numpy as np
+
+    from facespace.checkpoint import load_model
+    from facespace.codes import as_images, mse_psnr, reconstruct
+    from facespace.grid import make_grid, save_png
+
+    net = load_model(model)
+    x = as_images(net, [str(p) for p in images])
+    recon = reconstruct(net, x)
+    save_png(make_grid(np.concatenate([x, recon]), ncols=len(x), scale=scale), out)
+    mse, psnr = mse_psnr(x, recon)
+    say(f"wrote {out}")
+    _json({"out": str(out), "n": len(x), "mse": mse, "psnr": psnr})
+
+
+def denoise_cmd(
+    model: Annotated[Path, typer.Argument(help="checkpoint (.safetensors) or run folder")],
+    image: Annotated[Path, typer.Argument(help="an image file")],
+    noise: Annotated[str, Opt(help="corruption to add first, e.g. gaussian:0.1; 'none' for an already noisy image")] = "gaussian:0.1",
+    out: Annotated[Path, Opt("--out", help="PNG: input | corrupted | denoised")] = Path("denoised.png"),
+    seed: Annotated[int, Opt(help="seed of the corruption")] = 0,
+    scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
+) -> None:
+    """Corrupt an image, pass it through a model, and write input, corrupted and denoised side by side."""
+    import numpy as np
+
+    from facespace.checkpoint import load_model
+    from facespace.codes import as_images, mse_psnr, reconstruct
+    from facespace.corrupt import parse_corruption
+    from facespace.grid import make_grid, save_png
+
+    corruption = parse_corruption(noise)
+    net = load_model(model)
+    x = as_images(net, [str(image)])
+    noisy = corruption.apply(x, seed=seed)
+    clean = reconstruct(net, noisy)
+    tiles = [x, np.clip(noisy, 0, 1), clean] if not corruption.is_identity else [x, clean]
+    save_png(make_grid(np.concatenate(tiles), ncols=len(tiles), scale=scale), out)
+    result = {"out": str(out), "noise": corruption.spec(), "denoised_mse": mse_psnr(x, clean)[0]}
+    if not corruption.is_identity:
+        result["noisy_mse"] = mse_psnr(x, noisy)[0]
+    say(f"wrote {out}")
+    _json(result)
+
+
+def evaluate_cmd(
+    model: Annotated[Path, typer.Argument(help="checkpoint (.safetensors) or run folder")],
+    data: Annotated[str, Opt("--data", help="the source the model was trained on")] = "embedded",
+    test: Annotated[Optional[float], Opt(help="test fraction (default: the one recorded at training)")] = None,
+    split_seed: Annotated[Optional[int], Opt("--split-seed", help="split seed (default: recorded)")] = None,
+    noise: Annotated[Optional[str], Opt(help="also score denoising of inputs with this corruption")] = None,
+    seed: Annotated[int, Opt(help="seed of the corruption")] = 0,
+) -> None:
+    """Print test-split MSE and PSNR of a model as one JSON line."""
+    from facespace.checkpoint import load_model
+    from facespace.codes import mse_psnr, reconstruct
+    from facespace.corrupt import parse_corruption
+    from facespace.train import load_training_faces, split_faces
+
+    net = load_model(model)
+    split = net.checkpoint_info.get("extra", {}).get("split", {})
+    test = split.get("test", 0.1) if test is None else test
+    split_seed = split.get("split_seed", 42) if split_seed is None else split_seed
+    size, _, channels = net.image_shape
+    faces = load_training_faces(data, size=size, grayscale=channels == 1)
+    _, held = split_faces(faces, test=test, seed=split_seed)
+    if len(held) == 0:
+        held = faces
+    mse, psnr = mse_psnr(held.images, reconstruct(net, held.images))
+    result = {"model": str(model), "kind": net.kind, "n_test": len(held), "mse": mse, "psnr": psnr}
+    if noise:
+        c = parse_corruption(noise)
+        noisy = c.apply(held.images, seed=seed)
+        result.update(noise=c.spec(), noisy_mse=mse_psnr(held.images, noisy)[0])
+        result["denoised_mse"], result["denoised_psnr"] = mse_psnr(held.images, reconstruct(net, noisy))
+    say(f"test MSE {mse:.5f}, PSNR {psnr:.2f} dB on {len(held)} images")
+    _json(result)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
+    app.command("train")(train_cmd)
+    app.command("reconstruct")(reconstruct_cmd)
+    app.command("denoise")(denoise_cmd)
+    app.command("evaluate")(evaluate_cmd)

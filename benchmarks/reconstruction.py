@@ -1,0 +1,309 @@
+"""Reconstruction benchmark: PCA, linear, the seed's conv, the best conv and denoising, side by side.
+
+Setting (the course's): deep-funneled LFW, central 90x90 crop -> 32x32 RGB, random 10% test split
+with seed 42, code 32. Test MSE is over pixels in [0, 1] of reconstructions clipped to [0, 1].
+Writes `benchmarks/results/reconstruction.{json,md}` (and `reconstruction_sweep.png`) after every
+finished row, so a run cut short still leaves a table.
+
+    .venv/bin/python benchmarks/reconstruction.py --data ../shared/data/lfw
+    .venv/bin/python benchmarks/reconstruction.py --epochs-seed 3 --epochs-best 3 ...   # a short run
+
+The Keras reference (the course's framework) runs in a separate Python that has TensorFlow
+(`--keras-python /work/tfvenv/bin/python`); without one it is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+KERAS_SCRIPT = r"""
+import json, os, sys, time
+threads = int(sys.argv[2]); epochs = int(sys.argv[3]); code = int(sys.argv[4])
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf, keras
+from keras import layers as L
+tf.config.threading.set_intra_op_parallelism_threads(threads); tf.config.threading.set_inter_op_parallelism_threads(1)
+keras.utils.set_random_seed(0)
+d = np.load(sys.argv[1]); xtr, xte = d["train"], d["test"]
+H, W, C = xtr.shape[1:]
+enc = keras.Sequential([keras.Input((H, W, C))] + sum([[L.Conv2D(f, 3, padding="same", activation="relu"), L.MaxPooling2D(2)] for f in (32, 64, 128, 256)], []) + [L.Flatten(), L.Dense(code, activation="relu")])
+dec = keras.Sequential([keras.Input((code,)), L.Dense(H // 16 * W // 16 * 256), L.Reshape((H // 16, W // 16, 256))] + [L.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu") for f in (128, 64, 32)] + [L.Conv2DTranspose(C, 3, strides=2, padding="same")])
+inp = keras.Input((H, W, C)); model = keras.Model(inp, dec(enc(inp)))
+model.compile(keras.optimizers.Adam(1e-3), "mse")
+model.fit(xtr[:640], xtr[:640], epochs=1, batch_size=64, verbose=0)  # warm-up (graph building)
+t = time.perf_counter(); model.fit(xtr, xtr, epochs=epochs, batch_size=64, verbose=0, shuffle=True); dt = time.perf_counter() - t
+pred = np.clip(model.predict(xte, batch_size=256, verbose=0), 0, 1)
+print(json.dumps({"images_per_s": epochs * len(xtr) / dt, "seconds": dt, "test_mse": float(np.mean((pred - xte) ** 2)),
+                  "tensorflow": tf.__version__, "keras": keras.__version__}))
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "lfw"))
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--code", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs-linear", type=int, default=10)
+    p.add_argument("--epochs-seed", type=int, default=25)
+    p.add_argument("--epochs-best", type=int, default=30)
+    p.add_argument("--epochs-denoise", type=int, default=25)
+    p.add_argument("--epochs-sweep", type=int, default=20)
+    p.add_argument("--sweep", default="8,32,128,512", help="code sizes: PCA against the best conv")
+    p.add_argument("--best", default='{"arch": "bn", "code_activation": "linear", "pca_skip": true, "flip": true, '
+                   '"schedule": "onecycle", "lr": 0.002}', help="JSON options of the best conv")
+    p.add_argument("--denoise", default='{"arch": "bn", "code_activation": "linear", "flip": true, '
+                   '"schedule": "onecycle", "lr": 0.002}', help="JSON options of the denoising conv")
+    p.add_argument("--speed-images", type=int, default=3200, help="training images for the speed rows")
+    p.add_argument("--speed-epochs", type=int, default=2)
+    p.add_argument("--keras-python", default="/work/tfvenv/bin/python")
+    p.add_argument("--name", default="reconstruction", help="results file stem under benchmarks/results")
+    p.add_argument("--skip", default="", help="comma list of rows to skip: linear,seed,relu,best,denoise,sweep,speed,keras")
+    return p.parse_args(argv)
+
+
+class Report:
+    """Collects rows and rewrites the JSON and Markdown results after each one."""
+
+    def __init__(self, args):
+        import torch
+
+        self.name = args.name
+        self.data = {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "processor": platform.processor(), "loadavg_start": os.getloadavg()},
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+            "setting": vars(args), "rows": [], "sweep": [], "speed": [], "notes": [],
+        }  # fmt: skip
+
+    def add(self, table: str, row: dict) -> None:
+        self.data[table].append(row)
+        self.data["machine"]["loadavg_now"] = os.getloadavg()
+        self.write()
+
+    def note(self, text: str) -> None:
+        self.data["notes"].append(text)
+        self.write()
+
+    def write(self) -> None:
+        from facespace.files import write_text_atomic
+
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(RESULTS / f"{self.name}.json", json.dumps(self.data, indent=2, default=str) + "\n")
+        write_text_atomic(RESULTS / f"{self.name}.md", self.markdown())
+        if self.data["sweep"]:
+            plot_sweep(self.data["sweep"], RESULTS / f"{self.name}_sweep.png")
+
+    def markdown(self) -> str:
+        d = self.data
+        pca = next((r["test_mse"] for r in d["rows"] if r["model"].startswith("PCA")), None)
+        lines = ["# Reconstruction benchmark", "", f"- command: `{d['command']}`", f"- date: {d['date']}",
+                 f"- machine: {d['machine']['cpu_count']} CPUs, {d['machine']['platform']}, load average at start "
+                 f"{tuple(round(v, 1) for v in d['machine']['loadavg_start'])}, last "
+                 f"{tuple(round(v, 1) for v in d['machine'].get('loadavg_now', (0, 0, 0)))}",
+                 f"- versions: {', '.join(f'{k} {v}' for k, v in d['versions'].items())}",
+                 "- setting: deep-funneled LFW, central 90x90 crop -> 32x32 RGB, random 10% test split (seed 42); "
+                 "MSE over [0, 1] pixels of clipped reconstructions", "",
+                 "| model | code | epochs | test MSE | × PCA | train s | images/s |", "|---|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            ratio = f"{r['test_mse'] / pca:.3f}" if pca and r.get("code") == d["setting"]["code"] else ""
+            lines.append(f"| {r['model']} | {r.get('code', '')} | {r.get('epochs', '')} | {r['test_mse']:.5f} | {ratio} | "
+                         f"{r.get('train_s', 0):.1f} | {r.get('images_per_s', 0):.0f} |")
+        if d["sweep"]:
+            lines += ["", "## Code-size sweep", "", "| code | PCA test MSE | best conv test MSE | conv / PCA | conv epochs |",
+                      "|---|---|---|---|---|"]
+            for r in d["sweep"]:
+                conv = r.get("conv_mse")
+                cells = ("", "") if conv is None else (f"{conv:.5f}", f"{conv / r['pca_mse']:.3f}")
+                lines.append(f"| {r['code']} | {r['pca_mse']:.5f} | {cells[0]} | {cells[1]} | {r.get('epochs', '')} |")
+        if d["speed"]:
+            keras = next((r["images_per_s"] for r in d["speed"] if r["trainer"].startswith("Keras")), None)
+            lines += ["", "## Training speed, the seed's model (batch 64, same data and threads)", "",
+                      "| trainer | images/s | × Keras | test MSE after the same epochs |", "|---|---|---|---|"]
+            for r in d["speed"]:
+                ratio = f"{r['images_per_s'] / keras:.2f}" if keras else "n/a"
+                lines.append(f"| {r['trainer']} | {r['images_per_s']:.0f} | {ratio} | {r['test_mse']:.5f} |")
+        if d["notes"]:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in d["notes"]]
+        return "\n".join(lines) + "\n"
+
+
+def plot_sweep(sweep: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    codes = [r["code"] for r in sweep]
+    ax.plot(codes, [r["pca_mse"] for r in sweep], "o-", label="PCA")
+    pts = [(r["code"], r["conv_mse"]) for r in sweep if r.get("conv_mse") is not None]
+    if pts:
+        ax.plot(*zip(*pts), "s-", label="best conv")
+    ax.set(xscale="log", yscale="log", xlabel="code size", ylabel="test MSE")
+    ax.set_xticks(codes, [str(c) for c in codes])
+    ax.legend()
+    fig.tight_layout()
+    from facespace.files import atomic_write
+
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def test_mse(model, images: np.ndarray) -> float:
+    from facespace.codes import mse_psnr, reconstruct
+
+    return mse_psnr(images, reconstruct(model, images))[0]
+
+
+def run_train(kind, train_images, code, epochs, threads, **options):
+    """Train through the public verb on the training part only; returns (model, seconds, images/s)."""
+    from facespace.train import train
+
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        model = train(kind, train_images, out=out, code_size=code, epochs=epochs, test=0.0, threads=threads,
+                      progress=False, **options)
+        seconds = time.perf_counter() - t
+        import csv
+
+        with open(Path(out) / "metrics.csv") as f:
+            rates = [float(r["examples_per_s"]) for r in csv.DictReader(f)]
+    # training throughput of the steady epochs (the first pays one-time costs), as the loop measures it
+    return model, seconds, float(np.mean(rates[1:] if len(rates) > 1 else rates))
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    from facespace.data import load_faces, random_split
+    from facespace.models.pca import PCAAutoencoder
+
+    torch.set_num_threads(args.threads)
+    skip = set(filter(None, args.skip.split(",")))
+    report = Report(args)
+    faces = load_faces(args.data, size=args.size, crop="lfw", progress=False)
+    train_set, test_set = random_split(faces, test=0.1, seed=42)
+    xtr, xte = train_set.images, test_set.images
+    report.note(f"{len(faces)} images: {len(xtr)} train (5% of it held for validation by the trainer), {len(xte)} test")
+    print(f"data: {len(xtr)} train, {len(xte)} test", file=sys.stderr)
+
+    # PCA at every code size (closed form, seconds)
+    codes = sorted({int(c) for c in args.sweep.split(",")} | {args.code}) if "sweep" not in skip else [args.code]
+    pca_mse = {}
+    for code in codes:
+        t = time.perf_counter()
+        pca = PCAAutoencoder(code_size=code).fit(xtr)
+        secs = time.perf_counter() - t
+        pca_mse[code] = test_mse(pca, xte)
+        if code == args.code:
+            report.add("rows", {"model": "PCA (closed form)", "code": code, "epochs": "", "test_mse": pca_mse[code],
+                                "train_s": secs, "images_per_s": len(xtr) / secs})
+    log = lambda r: print(json.dumps(r, default=str), file=sys.stderr, flush=True)  # noqa: E731
+    log(pca_mse)
+
+    def row(name, kind, epochs, code=args.code, **options):
+        model, secs, ips = run_train(kind, xtr, code, epochs, args.threads, **options)
+        r = {"model": name, "code": code, "epochs": epochs, "test_mse": test_mse(model, xte), "train_s": secs,
+             "images_per_s": ips, "options": options}
+        report.add("rows", r)
+        log(r)
+        return model, r
+
+    if "linear" not in skip:
+        row("linear autoencoder (Adam, one-cycle)", "linear", args.epochs_linear, lr=3e-3, schedule="onecycle")
+    if "seed" not in skip:
+        row("seed conv (ReLU code, Adam 1e-3, b64)", "conv", args.epochs_seed, arch="seed")
+    if "relu" not in skip:
+        row("seed conv, linear code", "conv", args.epochs_seed, arch="seed", code_activation="linear")
+    best_opts = json.loads(args.best)
+    if "best" not in skip:
+        _, best = row(f"best conv ({', '.join(f'{k}={v}' for k, v in best_opts.items())})", "conv", args.epochs_best,
+                      **best_opts)
+        report.data["sweep"] = [{"code": c, "pca_mse": pca_mse[c]} for c in codes]
+        next(r for r in report.data["sweep"] if r["code"] == args.code).update(conv_mse=best["test_mse"], epochs=args.epochs_best)
+        report.write()
+    if "denoise" not in skip:
+        from facespace.codes import mse_psnr, reconstruct
+        from facespace.corrupt import Corruption
+        from facespace.train import train
+
+        opts = json.loads(args.denoise)
+        t = time.perf_counter()
+        model = train("denoise", xtr, code_size=512, epochs=args.epochs_denoise, test=0.0, threads=args.threads,
+                      noise="gaussian:0.1", progress=False, **opts)
+        secs = time.perf_counter() - t
+        noisy = Corruption(sigma=0.1).apply(xte, seed=0)
+        r = {"model": f"denoising conv, code 512, sigma 0.1 ({', '.join(f'{k}={v}' for k, v in opts.items())})",
+             "code": 512, "epochs": args.epochs_denoise, "test_mse": mse_psnr(xte, reconstruct(model, noisy))[0],
+             "noisy_input_mse": mse_psnr(xte, noisy)[0], "clean_input_mse": test_mse(model, xte), "train_s": secs,
+             "images_per_s": args.epochs_denoise * len(xtr) * 0.95 / secs}  # incl. validation
+        report.add("rows", r)
+        report.note(f"denoising: noisy test inputs have MSE {r['noisy_input_mse']:.5f} against the clean images; "
+                    f"the model's output {r['test_mse']:.5f} (clean inputs through it: {r['clean_input_mse']:.5f})")
+        log(r)
+    if "sweep" not in skip:
+        for entry in report.data["sweep"]:
+            if entry["code"] == args.code:
+                continue
+            model, secs, _ = run_train("conv", xtr, entry["code"], args.epochs_sweep, args.threads, **best_opts)
+            entry.update(conv_mse=test_mse(model, xte), epochs=args.epochs_sweep, train_s=secs)
+            report.write()
+            log(entry)
+    if "speed" not in skip:
+        speed_rows(args, xtr, xte, report, skip)
+    report.data["machine"]["loadavg_end"] = os.getloadavg()
+    report.write()
+
+
+def speed_rows(args, xtr, xte, report, skip) -> None:
+    """The seed's model trained for the same epochs on the same images by each trainer."""
+    sub = xtr[: args.speed_images]
+    for name, opts in [("facespace fp32", {}), ("facespace channels-last + bf16", {"channels_last": True, "bf16": True})]:
+        model, secs, ips = run_train("conv", sub, args.code, args.speed_epochs, args.threads, arch="seed", val=0.02, **opts)
+        report.add("speed", {"trainer": name, "images_per_s": ips, "seconds": secs,
+                             "test_mse": test_mse(model, xte)})
+    if "keras" in skip:
+        return
+    py = Path(args.keras_python)
+    if not py.exists():
+        report.note(f"Keras reference skipped: no Python with TensorFlow at {py} (install tensorflow-cpu in a separate venv)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data.npz"
+        np.savez(data, train=sub, test=xte)
+        script = Path(tmp) / "keras_seed.py"
+        script.write_text(KERAS_SCRIPT)
+        proc = subprocess.run([str(py), str(script), str(data), str(args.threads), str(args.speed_epochs), str(args.code)],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        report.note(f"Keras reference failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return
+    k = json.loads(proc.stdout.strip().splitlines()[-1])
+    report.data["versions"].update(tensorflow=k["tensorflow"], keras=k["keras"])
+    report.add("speed", {"trainer": f"Keras {k['keras']} on TensorFlow-CPU {k['tensorflow']}", "images_per_s": k["images_per_s"],
+                         "seconds": k["seconds"], "test_mse": k["test_mse"]})
+    report.note("speed: facespace's images/s are its training steps' throughput after the first epoch (the loop's "
+                "metrics.csv, whose epoch time includes validation); Keras's are over all its epochs after a warm-up epoch on 640 images")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The convolutional autoencoder: shapes for every code size, the seed's layers, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from facespace.checkpoint import load_model, save_model
+from facespace.errors import CheckpointError, FacespaceError
+from facespace.models.conv import ConvAutoencoder, ConvConfig
+from facespace.models.pca import PCAAutoencoder
+from facespace.protocol import Autoencoder
+
+
+@pytest.mark.parametrize("code_size", [1, 8, 32, 128, 512])
+def test_any_code_size_gives_codes_of_that_size_and_images_of_the_input_shape(code_size, rng):
+    net = ConvAutoencoder(ConvConfig(size=32, channels=3, code_size=code_size))
+    x = rng.random((2, 32, 32, 3), dtype=np.float32)
+    z = net.encode(x)
+    assert z.shape == (2, code_size) and z.dtype == np.float32
+    assert net.decode(z).shape == x.shape
+
+
+@pytest.mark.parametrize("arch,size,channels", [("seed", 16, 1), ("seed", 48, 3), ("bn", 16, 1), ("bn", 64, 3)])
+def test_sizes_divisible_by_16_and_one_or_three_channels(arch, size, channels, rng):
+    net = ConvAutoencoder(ConvConfig(size=size, channels=channels, code_size=5, arch=arch, depth=2))
+    x = rng.random((2, size, size, channels), dtype=np.float32)
+    assert net.decode(net.encode(x)).shape == x.shape
+    assert isinstance(net, Autoencoder)
+
+
+def test_seed_architecture_is_the_courses():
+    net = ConvAutoencoder(ConvConfig(size=32, channels=3, code_size=32))
+    convs = [m for m in net.encoder if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 256]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in net.encoder) == 4
+    ups = [m for m in net.decoder if isinstance(m, nn.ConvTranspose2d)]
+    assert [u.out_channels for u in ups] == [128, 64, 32, 3] and all(u.stride == (2, 2) for u in ups)
+    assert not isinstance(net.decoder[-1], nn.ReLU)  # the last layer is linear
+    assert (net.to_code.in_features, net.from_code.out_features) == (256 * 2 * 2, 256 * 2 * 2)
+    # ReLU code by default: codes are never negative; a linear code can be
+    x = torch.rand(8, 3, 32, 32)
+    assert (net.encode_tensor(x) >= 0).all()
+    torch.manual_seed(0)
+    lin = ConvAutoencoder(ConvConfig(size=32, code_size=32, code_activation="linear"))
+    assert (lin.encode_tensor(x) < 0).any()
+
+
+def test_transposed_convolution_doubles_the_side_exactly():
+    net = ConvAutoencoder(ConvConfig(size=32, channels=3, code_size=4))
+    h = torch.zeros(1, 256, 2, 2)
+    sides = []
+    for m in net.decoder:
+        h = m(h)
+        if isinstance(m, nn.ConvTranspose2d):
+            sides.append(h.shape[-1])
+    assert sides == [4, 8, 16, 32]
+
+
+def test_bad_configs_are_refused_with_the_fix():
+    with pytest.raises(FacespaceError, match="multiple of 16"):
+        ConvAutoencoder(ConvConfig(size=30))
+    with pytest.raises(FacespaceError, match="channels"):
+        ConvAutoencoder(ConvConfig(channels=2))
+    with pytest.raises(FacespaceError, match="unknown arch 'big'; expected one of: seed, bn"):
+        ConvAutoencoder(ConvConfig(arch="big"))
+    with pytest.raises(FacespaceError, match="code_activation"):
+        ConvAutoencoder(ConvConfig(code_activation="tanh"))
+
+
+def test_wrong_image_shape_is_refused_saying_which(rng):
+    net = ConvAutoencoder(ConvConfig(size=16, channels=3, code_size=4))
+    with pytest.raises(FacespaceError, match=r"\(32, 32, 3\) but the model takes \(16, 16, 3\)"):
+        net.encode(rng.random((1, 32, 32, 3), dtype=np.float32))
+    with pytest.raises(FacespaceError, match="grayscale=False"):
+        net.encode(rng.random((1, 16, 16, 1), dtype=np.float32))
+
+
+def test_pca_skip_starts_as_pca_and_survives_a_reload(rng, tmp_path):
+    x = rng.random((80, 16, 16, 3), dtype=np.float32)
+    pca = PCAAutoencoder(code_size=6).fit(x)
+    torch.manual_seed(0)
+    net = ConvAutoencoder(ConvConfig(size=16, channels=3, code_size=6, arch="bn", code_activation="linear", pca_skip=True))
+    net.init_from_pca(pca)
+    # the conv decoder starts at zero and the conv code near it: the model is PCA at the start
+    np.testing.assert_allclose(net.decode(pca.encode(x)), pca.decode(pca.encode(x)), atol=1e-5)
+    np.testing.assert_allclose(net.encode(x), pca.encode(x), atol=0.05)
+    loaded = load_model(save_model(net, tmp_path / "skip.safetensors"))
+    assert np.array_equal(loaded.encode(x), net.encode(x))
+    with pytest.raises(FacespaceError, match="fit PCA on the same images"):
+        net.init_from_pca(PCAAutoencoder(code_size=3).fit(x))
+
+
+@pytest.mark.parametrize("arch", ["seed", "bn"])
+def test_save_load_round_trip_is_identical(arch, rng, tmp_path):
+    torch.manual_seed(0)
+    net = ConvAutoencoder(ConvConfig(size=16, channels=1, code_size=3, arch=arch))
+    net.train()
+    net(torch.rand(4, 1, 16, 16))  # move batch-norm running statistics off their defaults
+    path = save_model(net, tmp_path / "conv.safetensors", step=3, best_val_loss=0.25)
+    loaded = load_model(path, kind="conv")
+    x = rng.random((3, 16, 16, 1), dtype=np.float32)
+    assert np.array_equal(loaded.encode(x), net.encode(x))
+    assert np.array_equal(loaded.decode(net.encode(x)), net.decode(net.encode(x)))
+    assert loaded.config == net.config and loaded.checkpoint_info["best_val_loss"] == 0.25
+    with pytest.raises(CheckpointError, match="not the 'pca'"):
+        load_model(path, kind="pca")
+
+
+def test_truncated_conv_checkpoint_is_refused(tmp_path):
+    path = save_model(ConvAutoencoder(ConvConfig(size=16, channels=1, code_size=3)), tmp_path / "c.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(path)

@@ -1,0 +1,104 @@
+"""The public verbs `train`, `encode` and `reconstruct` on small data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from facespace.checkpoint import load_model
+from facespace.codes import encode, reconstruct
+from facespace.data import FaceSet
+from facespace.errors import FacespaceError
+from facespace.train import train
+
+TINY = dict(width=4, batch_size=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """(60, 16, 16, 3) smooth random images: blurred noise, so PCA and convs have structure to find."""
+    rng = np.random.default_rng(0)
+    base = rng.random((60, 4, 4, 3)).astype(np.float32)
+    return base.repeat(4, axis=1).repeat(4, axis=2)
+
+
+@pytest.fixture(scope="module")
+def conv_run(faces, tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv")
+    model = train("conv", faces, out=out, code_size=4, epochs=2, seed=1, **TINY)
+    return model, out
+
+
+def test_pca_run_folder_and_reload(faces, tmp_path):
+    model = train("pca", faces, out=tmp_path / "pca", code_size=5, progress=False)
+    assert model.kind == "pca" and model.encode(faces).shape == (60, 5)
+    info = json.loads((tmp_path / "pca" / "run.json").read_text())
+    assert info["split"] == {"test": 0.1, "split_seed": 42, "val": 0.05} and info["heldout_mse"] > 0
+    assert (tmp_path / "pca" / "reconstructions.png").stat().st_size > 0
+    loaded = load_model(tmp_path / "pca")  # the run folder's best.safetensors
+    assert np.array_equal(loaded.encode(faces), model.encode(faces))
+    assert loaded.checkpoint_info["extra"]["split"]["split_seed"] == 42
+
+
+def test_conv_run_writes_checkpoints_metrics_and_grids(conv_run, faces):
+    model, out = conv_run
+    for name in ("best.safetensors", "last.safetensors", "metrics.csv", "config.json", "loss.png",
+                 "reconstructions.png", "samples.png", "run.json"):
+        assert (out / name).exists(), name
+    assert model.kind == "conv" and model.code_size == 4
+    loaded = load_model(out / "best.safetensors")
+    assert np.array_equal(loaded.encode(faces), model.encode(faces))
+    info = json.loads((out / "run.json").read_text())
+    assert info["epochs_run"] == 2 and info["model_config"]["width"] == 4
+
+
+def test_same_seed_and_data_give_the_same_model(faces):
+    first = train("conv", faces, code_size=4, epochs=1, seed=1, **TINY)
+    again = train("conv", faces, code_size=4, epochs=1, seed=1, **TINY)
+    other = train("conv", faces, code_size=4, epochs=1, seed=2, **TINY)
+    x = faces[:5]
+    assert np.array_equal(first.encode(x), again.encode(x))
+    assert not np.allclose(other.encode(x), first.encode(x))
+
+
+def test_linear_and_denoise_kinds(faces, tmp_path):
+    lin = train("linear", faces, code_size=3, epochs=1, batch_size=16, progress=False)
+    assert lin.kind == "linear" and reconstruct(lin, faces[:2]).shape == (2, 16, 16, 3)
+    den = train("denoise", faces, out=tmp_path / "d", code_size=4, epochs=1, noise="gaussian:0.05+rect:1", **TINY)
+    extra = load_model(tmp_path / "d").checkpoint_info["extra"]
+    assert den.kind == "conv" and extra["noise"] == "gaussian:0.05+rect:1:0.5" and extra["objective"] == "denoise"
+
+
+def test_bad_requests_say_what_to_do(faces):
+    with pytest.raises(FacespaceError, match="unknown model kind 'vae'; expected one of: pca, linear, conv, denoise"):
+        train("vae", faces)
+    with pytest.raises(FacespaceError, match="unknown training option"):
+        train("conv", faces, learning_rate=0.1)
+    with pytest.raises(FacespaceError, match="noise option is for kind 'denoise'"):
+        train("conv", faces, noise="gaussian:0.1", epochs=1, **TINY)
+    with pytest.raises(FacespaceError, match="apply to conv models"):
+        train("linear", faces, arch="bn", epochs=1, progress=False)
+    bad = faces.copy()
+    bad[3, 0, 0, 0] = np.nan
+    with pytest.raises(FacespaceError, match="NaN"):
+        train("conv", bad, epochs=1, **TINY)
+    with pytest.raises(FacespaceError, match="multiple of 16"):
+        train("conv", np.zeros((10, 20, 20, 3), np.float32), epochs=1, **TINY)
+
+
+def test_encode_and_reconstruct_take_arrays_facesets_and_paths(conv_run, faces, tmp_path):
+    from PIL import Image
+
+    model, _ = conv_run
+    fs = FaceSet(images=faces[:3], names=None, paths=np.array(["a", "b", "c"]))
+    assert np.array_equal(encode(model, fs), encode(model, faces[:3]))
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray((faces[i] * 255).astype(np.uint8)).resize((40, 40), Image.NEAREST).save(paths[-1])
+    codes = encode(model, paths)  # files of another size are resized to the model's
+    assert codes.shape == (2, 4)
+    out = reconstruct(model, [str(p) for p in paths])
+    assert out.shape == (2, 16, 16, 3) and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(FacespaceError, match="model takes"):
+        encode(model, np.zeros((1, 32, 32, 3), np.float32))
