@@ -1,4 +1,5 @@
-"""Process-group plumbing, so one `fit` runs alone or under `torchrun --nproc_per_node N`.
+"""Process-group plumbing, so one `fit` runs alone or under `torchrun --nproc_per_node N`, and
+walkers over opaque (nested list / tuple / dict) batches: move, check, count.
 
 `torchrun` sets `RANK`, `LOCAL_RANK` and `WORLD_SIZE`; when `WORLD_SIZE` > 1 `setup` joins the
 process group (nccl on GPUs, gloo on CPU). Alone, every helper here is a no-op, so the loop
@@ -95,6 +96,28 @@ def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> 
     if isinstance(batch, dict):
         return {k: to_device(v, device, channels_last) for k, v in batch.items()}
     return batch
+
+
+def all_finite(batch: Any) -> bool:
+    """False when a floating-point tensor anywhere in a (nested) batch holds NaN or inf."""
+    if isinstance(batch, torch.Tensor):
+        return not batch.is_floating_point() or bool(torch.isfinite(batch).all())
+    if isinstance(batch, (list, tuple)):
+        return all(all_finite(b) for b in batch)
+    if isinstance(batch, dict):
+        return all(all_finite(b) for b in batch.values())
+    return True
+
+
+def batch_len(batch: Any) -> int:
+    """Examples in a batch: the first dimension of its first tensor (1 when it has none)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
+    for b in items:
+        if isinstance(b, (torch.Tensor, list, tuple, dict)):
+            return batch_len(b)
+    return 1
 
 
 def gather(obj: Any, dist: Dist) -> list[Any]:

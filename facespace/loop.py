@@ -184,7 +184,7 @@ def _fit(trainable, train_data, val_data, config, dist, out_dir, collate_fn, pro
                 if sched is not None:
                     sched.step()
                 state["step"] += 1
-                _accumulate(sums, _batch_len(batch), {"loss": loss.item(), **metrics})
+                _accumulate(sums, distributed.batch_len(batch), {"loss": loss.item(), **metrics})
                 if state["step"] % config.log_every == 0 or i + 1 == len(loader):
                     report(advance=0, loss=sums["loss"] / sums["_n"])
                 report(advance=1)
@@ -240,11 +240,14 @@ class _Objective(nn.Module):
 
 def _check_step(batch, loss, where, dist) -> None:
     """Stop on non-finite inputs or loss: every rank decides together (no rank left waiting)."""
-    bad_input, bad_loss = distributed.any_all([not _finite(batch), not torch.isfinite(loss).all().item()], dist)
+    local = [not distributed.all_finite(batch), not torch.isfinite(loss).all().item()]
+    bad_input, bad_loss = distributed.any_all(local, dist)
     if bad_input:
         raise FacespaceError(f"the training data contain NaN or infinite values {where}; clean or drop those examples")
     if bad_loss:
-        raise FacespaceError(f"the loss became {loss.item()} {where}: {_DIVERGED}")
+        value = loss.item()
+        shown = value if not math.isfinite(value) else "non-finite on another process"
+        raise FacespaceError(f"the loss became {shown} {where}: {_DIVERGED}")
 
 
 def _evaluate(trainable, val_set, config, collate_fn, dist) -> dict[str, float]:
@@ -257,7 +260,7 @@ def _evaluate(trainable, val_set, config, collate_fn, dist) -> dict[str, float]:
         for batch in loader:
             batch = distributed.to_device(batch, dist.device, config.channels_last)
             loss, metrics = trainable.loss(batch)
-            _accumulate(sums, _batch_len(batch), {"loss": loss.item(), **metrics})
+            _accumulate(sums, distributed.batch_len(batch), {"loss": loss.item(), **metrics})
     means = distributed.weighted_means(sums, dist)
     means.pop("_n")
     if not math.isfinite(means["loss"]):
@@ -279,6 +282,8 @@ def _resume(out, trainable, opt, sched, config, dist) -> dict[str, Any]:
     )
     if config.schedule != "none" and saved["config"]["epochs"] != config.epochs:
         changed.append("epochs (the learning-rate schedule spans them)")
+    if config.schedule != "none" and len(saved["rng"]) != dist.world_size:
+        changed.append(f"number of processes ({len(saved['rng'])} before; the schedule counts their steps)")
     if changed:
         raise FacespaceError(
             f"cannot resume {out} with a different {', '.join(changed)}; use the interrupted run's "
@@ -366,27 +371,6 @@ def _check_saveable(network: Any) -> None:
             f"cannot write checkpoints of a {type(network).__name__}: it lacks {', '.join(missing)}; "
             "subclass facespace.models.base.TorchEncoder and @register_model it, or pass out_dir=None"
         )
-
-
-def _finite(batch: Any) -> bool:
-    if isinstance(batch, torch.Tensor):
-        return not batch.is_floating_point() or bool(torch.isfinite(batch).all())
-    if isinstance(batch, (list, tuple)):
-        return all(_finite(b) for b in batch)
-    if isinstance(batch, dict):
-        return all(_finite(b) for b in batch.values())
-    return True
-
-
-def _batch_len(batch: Any) -> int:
-    """Examples in a batch: the first dimension of its first tensor (1 when it has none)."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.ndim else 1
-    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
-    for b in items:
-        if isinstance(b, (torch.Tensor, list, tuple, dict)):
-            return _batch_len(b)
-    return 1
 
 
 def _accumulate(sums: dict[str, float], n: int, values: dict[str, float]) -> None:
