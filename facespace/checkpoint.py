@@ -168,6 +168,29 @@ def file_hash(path: str | os.PathLike, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def weights_hash(model: Any, length: int = 16) -> str:
+    """Hex SHA-256 prefix of what makes a model's codes: kind, config and weights.
+
+    Unlike `file_hash` it survives rewriting a checkpoint's metadata (a stored threshold), so an
+    index or gallery stays usable after calibration. Models without `state_tensors` are
+    fingerprinted by their codes of fixed random probes.
+    """
+    import numpy as np
+
+    h = hashlib.sha256()
+    config = getattr(model, "config", None)
+    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config)
+    h.update(json.dumps([getattr(model, "kind", type(model).__name__), config], sort_keys=True, default=str).encode())
+    if callable(getattr(model, "state_tensors", None)):
+        for key, t in sorted(model.state_tensors().items()):
+            h.update(key.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    else:
+        probe = np.random.default_rng(1234).random((4, *model.image_shape), dtype=np.float32)
+        h.update(np.round(np.asarray(model.encode(probe), np.float64), 4).tobytes())
+    return h.hexdigest()[:length]
+
+
 def model_hash(model: Any) -> str | None:
     """The hash of the checkpoint a model was loaded from (None for a model never saved)."""
     return getattr(model, "checkpoint_info", {}).get("hash")

@@ -8,12 +8,10 @@ row per enrolled image (its code as float32 bytes and a hash of its pixels); `re
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-import numpy as np
 
+from facespace.checkpoint import weights_hash
 from facespace.errors import FacespaceError
 
 SCHEMA_VERSION = 1
@@ -59,26 +57,8 @@ class GalleryError(FacespaceError):
     """A gallery file that cannot be used as asked (other model, empty, unknown person, ...)."""
 
 
-def model_fingerprint(model: Any) -> str:
-    """A hash of what makes a model's codes: kind, config and weights.
-
-    Unlike the checkpoint's file hash it survives rewriting the checkpoint's metadata (a stored
-    threshold). Models without `state_tensors` are fingerprinted by their codes of fixed probes.
-    """
-    import dataclasses
-
-    h = hashlib.sha256()
-    config = getattr(model, "config", None)
-    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config)
-    h.update(json.dumps([getattr(model, "kind", type(model).__name__), config], sort_keys=True, default=str).encode())
-    if callable(getattr(model, "state_tensors", None)):
-        for key, t in sorted(model.state_tensors().items()):
-            h.update(key.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    else:
-        probe = np.random.default_rng(1234).random((4, *model.image_shape), dtype=np.float32)
-        h.update(np.round(np.asarray(model.encode(probe), np.float64), 4).tobytes())
-    return h.hexdigest()[:16]
+# the gallery records `weights_hash`: it survives the threshold being written into the checkpoint
+model_fingerprint = weights_hash
 
 
 def check_name(name: Any) -> str:

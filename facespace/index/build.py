@@ -7,34 +7,15 @@ same model saved and loaded again are both recognised, and any other model is re
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from typing import Any, Callable
 
 import numpy as np
 
-from facespace.checkpoint import model_hash
+from facespace.checkpoint import model_hash, weights_hash
 from facespace.index.index import Index, IndexingError
 
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-def weights_hash(model: Any, length: int = 16) -> str | None:
-    """Hex SHA-256 prefix of a model's kind, config and weights (None when it has no `state_tensors`)."""
-    if not callable(getattr(model, "state_tensors", None)):
-        return None
-    import dataclasses
-
-    h = hashlib.sha256(str(getattr(model, "kind", "")).encode())
-    config = getattr(model, "config", None)
-    if dataclasses.is_dataclass(config):
-        h.update(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_tensors().items()):
-        array = np.ascontiguousarray(tensor.detach().cpu().numpy())
-        h.update(name.encode() + str(array.dtype).encode() + str(array.shape).encode())
-        h.update(array.reshape(-1).view(np.uint8))
-    return h.hexdigest()[:length]
 
 
 def model_record(model: Any) -> dict[str, Any]:
