@@ -6,9 +6,12 @@ the sequence back. The loss is an offsets term (mean squared error, or Sketch-RN
 bivariate Gaussians) plus the pen states' cross-entropy. Training uses teacher forcing on padded,
 masked batches; drawing from a code runs the decoder free.
 
-Why it does not cluster by size: with `fit_box` (the default) every sketch is scaled so its
-bounding box's longer side is 1 before anything else, so a code cannot hold the face's size and
-the whole loss goes to the shapes inside.
+Why its codes follow the eyes and mouth, not the face's size (the seed's complaint): with
+`fit_box` (the default) every sketch is first scaled so its bounding box's longer side is 1, so a
+code cannot hold the size; and with `readout="pool"` the code is read from the mean and maximum of
+the encoder's outputs over all steps as well as its final states, so parts drawn mid-sequence (the
+eyes, between outline and mouth) reach the code directly instead of fading from the final states.
+`benchmarks/sketches.py` measures both.
 
 Example:
     >>> from facespace.data.sketch_synth import make_face_sketches
