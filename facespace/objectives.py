@@ -73,3 +73,12 @@ class Denoising(Reconstruction):
         # drawn from torch's global generator: the loop's seed makes runs repeatable,
         # and every batch (training and validation) gets a fresh corruption
         return self.corruption.apply_tensor(clean)
+
+
+class ModelLoss(Reconstruction):
+    """The network's own `loss(batch)` (e.g. the VAE's reconstruction + beta * KL) on batches
+    flipped at random as `Reconstruction` does.
+    """
+
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.network.loss(self.clean(batch))

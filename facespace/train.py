@@ -25,9 +25,9 @@ import numpy as np
 
 from facespace.errors import FacespaceError
 
-KINDS = ("pca", "linear", "conv", "denoise")
+KINDS = ("pca", "linear", "conv", "denoise", "vae")
 # options of the model (conv/linear config fields besides size/channels/code_size)
-MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip")
+MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip", "beta")
 # options of the data split and objective
 DATA_OPTIONS = ("size", "grayscale", "crop", "test", "val", "split_seed", "flip", "noise", "svd_solver", "resume", "progress")
 
@@ -122,6 +122,7 @@ def train(
     else:
         model, result = _train_net(kind, train_part.images, code_size, epochs, opt, run_info, out, progress, loop_fields)
     run_info["train_seconds"] = round(time.perf_counter() - t0, 3)
+    _store_code_stats(model, train_part.images)
     if out is not None:
         _write_run(model, Path(out), run_info, test_part.images if len(test_part) else train_part.images, result)
     return model
@@ -149,6 +150,15 @@ def _build_network(kind: str, shape: tuple[int, int, int], code_size: int, model
         if model_opts:
             raise FacespaceError(f"option(s) {', '.join(model_opts)} apply to conv models, not 'linear'")
         return LinearAutoencoder(LinearConfig(size=size, channels=channels, code_size=code_size))
+    if kind == "vae":
+        from facespace.models.vae import VAE, VAEConfig
+
+        bad = sorted(set(model_opts) - {"arch", "width", "depth", "beta"})
+        if bad:
+            raise FacespaceError(f"option(s) {', '.join(bad)} do not apply to 'vae' (its code is a Gaussian, with no PCA path)")
+        return VAE(VAEConfig(size=size, channels=channels, code_size=code_size, **model_opts))
+    if "beta" in model_opts:
+        raise FacespaceError("the beta option is for kind 'vae'; use `train('vae', ...)`")
     from facespace.models.conv import ConvAutoencoder, ConvConfig
 
     return ConvAutoencoder(ConvConfig(size=size, channels=channels, code_size=code_size, **model_opts))
@@ -158,7 +168,7 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
     import torch
 
     from facespace.loop import TrainConfig, fit
-    from facespace.objectives import Denoising, Reconstruction
+    from facespace.objectives import Denoising, ModelLoss, Reconstruction
     from facespace.runs import reconstruction_sampler
 
     model_opts = {k: opt.pop(k) for k in MODEL_OPTIONS if k in opt}
@@ -185,8 +195,14 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
         network.init_from_pca(PCAAutoencoder(code_size=code_size, seed=config.seed).fit(images[np.sort(order[k:])]))
     if kind == "linear":
         network.set_mean(train_t)
-    objective = Denoising(network, noise, flip=flip) if kind == "denoise" else Reconstruction(network, flip=flip)
-    extra = {"split": run_info["split"], "data": run_info["data"], "objective": "denoise" if kind == "denoise" else "reconstruct"}
+    if kind == "denoise":
+        objective = Denoising(network, noise, flip=flip)
+    elif kind == "vae":  # the VAE's own loss: reconstruction + beta * KL
+        objective = ModelLoss(network, flip=flip)
+    else:
+        objective = Reconstruction(network, flip=flip)
+    purpose = {"denoise": "denoise", "vae": "elbo"}.get(kind, "reconstruct")
+    extra = {"split": run_info["split"], "data": run_info["data"], "objective": purpose}
     if kind == "denoise":
         extra["noise"] = objective.corruption.spec()
     network.checkpoint_info = {"extra": extra}
@@ -202,6 +218,18 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
     return network, result
 
 
+def _store_code_stats(model, images: np.ndarray) -> None:
+    """Record the mean and per-dimension std of the training codes in the model's checkpoint extra
+    (what `facespace.generate.vary` scales its noise by and `sample` draws plain models' codes from)."""
+    from facespace.codes import encode
+
+    z = encode(model, images).astype(np.float64)
+    info = getattr(model, "checkpoint_info", None)
+    if info is None or len(z) < 2:
+        return
+    info.setdefault("extra", {}).update(code_mean=z.mean(0).tolist(), code_std=z.std(0).tolist())
+
+
 def _write_run(model, out: Path, run_info: dict, sample: np.ndarray, result) -> None:
     from facespace.checkpoint import save_model
     from facespace.codes import mse_psnr, reconstruct
@@ -212,7 +240,10 @@ def _write_run(model, out: Path, run_info: dict, sample: np.ndarray, result) -> 
     if result is None:  # closed form: the one model is both best and last
         for name in ("best.safetensors", "last.safetensors"):
             save_model(model, out / name)
-    else:
+    else:  # best.safetensors again, now with the code statistics in its extra
+        info = model.checkpoint_info
+        save_model(model, out / "best.safetensors", step=info.get("step", 0),
+                   best_val_loss=info.get("best_val_loss"), extra=info.get("extra", {}))
         run_info["epochs_run"] = getattr(result, "epochs_run", None)
         run_info["best_val_loss"] = getattr(result, "best_val_loss", None)
     recon = reconstruct(model, sample)

@@ -76,8 +76,8 @@ def test_evaluate_prints_mse_and_psnr_on_the_test_split(run_cli, conv_model, ima
 
 
 def test_bad_input_exits_2_with_a_message(run_cli, conv_model, image_dir, tmp_path):
-    code, _, err = run_cli("train", "vae", "--data", image_dir)
-    assert code == 2 and "unknown model kind 'vae'" in err
+    code, _, err = run_cli("train", "gan", "--data", image_dir)
+    assert code == 2 and "unknown model kind 'gan'" in err
     code, _, err = run_cli("reconstruct", tmp_path / "missing.safetensors", sorted(image_dir.rglob("*.png"))[0])
     assert code == 2 and "does not exist" in err
     code, _, err = run_cli("denoise", conv_model, sorted(image_dir.rglob("*.png"))[0], "--noise", "blur:2")

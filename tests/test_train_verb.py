@@ -70,8 +70,8 @@ def test_linear_and_denoise_kinds(faces, tmp_path):
 
 
 def test_bad_requests_say_what_to_do(faces):
-    with pytest.raises(FacespaceError, match="unknown model kind 'vae'; expected one of: pca, linear, conv, denoise"):
-        train("vae", faces)
+    with pytest.raises(FacespaceError, match="unknown model kind 'gan'; expected one of: pca, linear, conv, denoise, vae"):
+        train("gan", faces)
     with pytest.raises(FacespaceError, match="unknown training option"):
         train("conv", faces, learning_rate=0.1)
     with pytest.raises(FacespaceError, match="noise option is for kind 'denoise'"):

@@ -23,7 +23,7 @@ def _json(obj: dict) -> None:
 
 
 def train_cmd(
-    kind: Annotated[str, typer.Argument(help="pca | linear | conv | denoise")],
+    kind: Annotated[str, typer.Argument(help="pca | linear | conv | denoise | vae")],
     data: Annotated[str, Opt("--data", help="image folder, LFW archive/folder, or 'embedded'")] = "embedded",
     out: Annotated[Optional[Path], Opt("--out", help="run folder (checkpoints, metrics, plots)")] = None,
     size: Annotated[int, Opt(help="image side (conv: a multiple of 16)")] = 32,
@@ -37,6 +37,7 @@ def train_cmd(
     pca_skip: Annotated[bool, Opt("--pca-skip", help="add a fixed PCA path the conv net corrects")] = False,
     flip: Annotated[bool, Opt(help="random horizontal flips while training")] = False,
     noise: Annotated[str, Opt(help="denoise: corruption, e.g. gaussian:0.1 or gaussian:0.1+rect:1")] = "gaussian:0.1",
+    beta: Annotated[float, Opt(help="vae: weight of the KL term against the summed squared error per image")] = 0.1,
     test: Annotated[float, Opt(help="held-out test fraction")] = 0.1,
     val: Annotated[float, Opt(help="validation fraction of the training part")] = 0.05,
     split_seed: Annotated[int, Opt("--split-seed", help="seed of the test/validation split")] = 42,
@@ -56,7 +57,7 @@ def train_cmd(
     resume: Annotated[bool, Opt(help="continue the run in --out")] = False,
     svd_solver: Annotated[str, Opt("--svd-solver", help="pca: auto | full | randomized")] = "auto",
 ) -> None:
-    """Train an autoencoder (pca | linear | conv | denoise) and write its run folder."""
+    """Train an autoencoder (pca | linear | conv | denoise | vae) and write its run folder."""
     from facespace.train import train
 
     options = dict(
@@ -74,6 +75,8 @@ def train_cmd(
             options.update(arch=arch, code_activation=code_activation, width=width, depth=depth, pca_skip=pca_skip)
         if kind == "denoise":
             options["noise"] = noise
+        if kind == "vae":
+            options.update(arch=arch, width=width, depth=depth, beta=beta)
     model = train(kind, data, out=out, code_size=code_size, epochs=epochs, **options)
     summary = {"kind": kind, "out": str(out) if out else None, "code_size": model.code_size}
     if out is not None and (Path(out) / "run.json").exists():
