@@ -180,3 +180,76 @@ def draw_boxes(
             for ex, ey in np.asarray(f.landmarks) * s:
                 cv2.circle(pic, (int(ex), int(ey)), thick + 1, (40, 255, 40), -1, cv2.LINE_AA)
     return pic
+
+
+@dataclass(frozen=True)
+class PhotoCrops:
+    """Model inputs taken from image files, one per face (with `--detect`) or one per file.
+
+    Attributes:
+        images: `(n, size, size, C)` float32 in [0, 1].
+        sources: `n` photo paths, one per crop (a photo with three faces appears three times).
+        faces: `n` ints: which face of its photo (best score first); 0 without detection.
+        boxes: `n` boxes `(x, y, width, height)` in file pixels, or None without detection.
+        no_face: the photos in which no face was found (they give no crop).
+    """
+
+    images: np.ndarray
+    sources: list[str]
+    faces: list[int]
+    boxes: list[tuple[int, int, int, int] | None]
+    no_face: list[str]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def labels(self) -> list[str]:
+        """One readable name per crop: the path, with `#k` for face k when detection ran."""
+        return [s if b is None else f"{s}#{k}" for s, k, b in zip(self.sources, self.faces, self.boxes)]
+
+
+def crops_from_photos(
+    photos: list[str | os.PathLike],
+    *,
+    size: int = 32,
+    grayscale: bool = False,
+    detect: bool = False,
+    max_faces: int | None = None,
+    detector: str = "auto",
+) -> PhotoCrops:
+    """What every command that takes face images does with its files (`--detect` or not).
+
+    Without `detect`, each file is one face already cropped like the training data (LFW central
+    crop, as `load_images`). With `detect`, each file is a whole photo: every face found is used,
+    each with its box; a photo without a face gives none and is listed in `no_face`.
+
+    Args:
+        photos: image paths.
+        size: the model's input side (`model.image_shape[0]`).
+        grayscale: one-channel crops (`model.image_shape[2] == 1`).
+        detect: find, align and crop faces first (see `faces_in_photo`).
+        max_faces: with `detect`, keep at most this many faces per photo (None: all).
+        detector: see `facespace.detect.DETECTORS`.
+
+    Raises:
+        DataError: a file that is missing, not an image, truncated or too large (named).
+    """
+    channels = 1 if grayscale else 3
+    paths = [str(p) for p in photos]
+    if not detect:
+        from facespace.data import load_images
+
+        images = load_images(paths, size=size, grayscale=grayscale) if paths else np.zeros((0, size, size, channels), np.float32)
+        return PhotoCrops(images, paths, [0] * len(paths), [None] * len(paths), [])
+    crops, sources, index, boxes, none = [], [], [], [], []
+    for p in paths:
+        found = faces_in_photo(p, size=size, grayscale=grayscale, detector=detector, max_faces=max_faces)
+        if not found:
+            none.append(p)
+        for k, f in enumerate(found):
+            crops.append(f.crop)
+            sources.append(p)
+            index.append(k)
+            boxes.append(f.box)
+    images = np.stack(crops).astype(np.float32) if crops else np.zeros((0, size, size, channels), np.float32)
+    return PhotoCrops(images, sources, index, boxes, none)

@@ -213,3 +213,19 @@ def test_cli_bad_photo_writes_nothing(run_cli, photos, tmp_path):
     assert not out.exists() or not any(out.iterdir())
     code, _, stderr = run_cli("faces", photos / "blank.png", "--out", out, "--angles", "a,b")
     assert code == 2 and "--angles" in stderr
+
+
+def test_crops_from_photos_with_and_without_detection(photos):
+    from facespace.photos import crops_from_photos
+
+    files = [photos / "astro.png", photos / "blank.png"]
+    plain = crops_from_photos(files, size=32)
+    assert plain.images.shape == (2, 32, 32, 3) and plain.boxes == [None, None] and plain.no_face == []
+    assert plain.labels() == [str(f) for f in files]
+    found = crops_from_photos(files, size=24, grayscale=True, detect=True, detector="lbp")
+    assert len(found) >= 1 and found.images.shape[1:] == (24, 24, 1)
+    assert set(found.sources) == {str(photos / "astro.png")} and found.no_face == [str(photos / "blank.png")]
+    assert all(b is not None for b in found.boxes)
+    assert found.labels()[0] == f"{photos / 'astro.png'}#0"
+    with pytest.raises(DataError):
+        crops_from_photos([photos / "junk.jpg"], detect=True)

@@ -15,7 +15,9 @@ import typer
 from facespace.errors import FacespaceError
 
 # one module per area, each with register(app)
-AREAS = ("data", "train", "search", "people", "generate", "photos", "sketch", "web", "extras", "demo")
+AREAS = (
+    "data", "train", "search", "people", "generate", "photos", "sketch", "web", "report", "extras", "clusters", "export", "demo",
+)
 
 app = typer.Typer(
     name="facespace",

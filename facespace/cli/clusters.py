@@ -1,0 +1,7 @@
+"""CLI commands of the 'clusters' area."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to `app`."""
