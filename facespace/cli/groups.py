@@ -1,4 +1,4 @@
-"""CLI commands of the 'clusters' area."""
+"""CLI commands of the 'groups' area."""
 
 import typer
 
