@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.facespace-installed
 OUT ?= outputs/demo
 
-.PHONY: demo test setup clean-cache
+.PHONY: demo test setup browser clean-cache
 
 setup: $(STAMP)
 
@@ -19,8 +19,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/facespace demo --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The web app's end-to-end test drives Debian's headless Chromium; install it where missing
+# (needs root and Debian's registry; without them that one test skips with the reason).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "note: could not install chromium; the browser test will skip"; \
+	    else echo "note: chromium/chromedriver missing and not root; the browser test will skip"; fi; }
 
 clean-cache:
 	rm -rf $${FACESPACE_CACHE:-$$HOME/.cache/facespace}
