@@ -1,0 +1,203 @@
+"""The web app factory: load the model and index once, mount the API and the page.
+
+Numpy and torch work runs in FastAPI's threadpool (the routes are plain `def`); the model is
+called under one lock, the index is only read, and the gallery is opened per request (SQLite
+connections belong to one thread; every gallery change is one transaction, so enrolment is
+atomic).
+
+Status codes: 400 bad input (a `FacespaceError`, e.g. a file Pillow cannot read), 404 unknown
+id, 409 a feature this server cannot offer (no decoder, no gallery), 413 an upload over the size
+limit, 415 an upload that is not an image, 422 a malformed request, 501 a facespace module this
+installation lacks. Every error body is `{"detail": "<what is wrong and what to do>"}`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facespace.errors import FacespaceError
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one uploaded image
+MAX_FILES = 8  # images in one enrolment
+MAX_PIXELS = 40_000_000  # a 40-megapixel photo; more is refused as a possible decompression bomb
+
+
+class WebError(FacespaceError):
+    """An error with an HTTP status (404 unknown id, 409 unavailable feature, 413, 415...)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class WebState:
+    """What the routes share: loaded once at startup.
+
+    Attributes:
+        model: the `Encoder` (an `Autoencoder` for reconstructions, morphs and decoding).
+        index: the `facespace.index.Index` built with `model`.
+        gallery: the gallery file (None: identify and enrol are unavailable).
+        max_upload_bytes: the largest uploaded image.
+        max_pixels: the largest uploaded image in pixels.
+    """
+
+    model: Any
+    index: Any
+    gallery: str | None = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_pixels: int = MAX_PIXELS
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    clusters: dict[tuple, Any] = field(default_factory=dict)
+    _embedded: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.model.image_shape)  # type: ignore[return-value]
+
+    @property
+    def max_request_bytes(self) -> int:
+        """A whole request: every image of an enrolment plus the form fields."""
+        return self.max_upload_bytes * MAX_FILES + 64 * 1024
+
+    def embedded(self, size: int) -> np.ndarray:
+        """The embedded default's images at `size` (for indexes built from "embedded")."""
+        with self.lock:
+            if size not in self._embedded:
+                from facespace.data.embedded import load_embedded
+
+                self._embedded[size] = load_embedded(size).images
+            return self._embedded[size]
+
+
+def load_state(model: Any, index: Any, gallery: Any = None, **limits: Any) -> WebState:
+    """Resolve paths to objects and check that the model is the index's model."""
+    from facespace.index import Index, check_model
+    from facespace.index.build import index_model, resolve_model
+
+    if isinstance(index, (str, os.PathLike)):
+        index = Index.load(index)
+    if model is None:
+        model = index_model(index)
+    else:
+        model = resolve_model(model)
+        if index.model is not None:
+            check_model(index, model)
+        elif int(model.code_size) != index.dim:
+            raise FacespaceError(f"the model makes codes of size {model.code_size} but the index holds codes of "
+                                 f"size {index.dim}; pass the model the index was built with")
+    if len(index) == 0:
+        raise FacespaceError("the index is empty; build one with `facespace index build MODEL FOLDER --out I`")
+    if gallery is not None:
+        gallery = str(gallery)
+        if Path(gallery).is_dir():
+            raise FacespaceError(f"{gallery} is a folder; pass a gallery file such as people.db")
+    return WebState(model=model, index=index, gallery=gallery, **limits)
+
+
+def create_app(*, model: Any = None, index: Any, gallery: Any = None,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> Any:
+    """The FastAPI app of `facespace serve`.
+
+    Args:
+        model: an `Encoder` or a checkpoint path; None: the checkpoint the index records.
+        index: an `Index` or the path of a saved one, built with `model`.
+        gallery: a gallery file (created on the first enrolment), or None.
+        max_upload_bytes: the largest uploaded image (larger: 413).
+        max_pixels: the largest uploaded image in pixels (larger: 400, a possible decompression bomb).
+
+    Returns:
+        A `fastapi.FastAPI`: the page at `/`, the API under `/api/`, its OpenAPI document at
+        `/openapi.json`.
+
+    Raises:
+        FacespaceError: a missing or foreign file, or a model that is not the index's.
+
+    Example:
+        >>> from fastapi.testclient import TestClient                          # doctest: +SKIP
+        >>> client = TestClient(create_app(model="pca.safetensors", index="faces.index"))
+        >>> client.get("/api/info").json()["index_size"]
+        200
+    """
+    from fastapi import FastAPI
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from facespace import __version__
+    from facespace.web.api import router as api_router
+    from facespace.web.api_people import router as people_router
+
+    state = load_state(model, index, gallery, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels)
+    app = FastAPI(title="facespace", version=__version__,
+                  description="Search, verify, morph, identify and browse faces in a learned latent space.")
+    app.state.facespace = state
+    app.add_middleware(BodyLimit, limit=state.max_request_bytes, per_file=state.max_upload_bytes)
+
+    @app.exception_handler(FacespaceError)
+    def _facespace_error(request, exc: FacespaceError):  # noqa: ANN001
+        status = getattr(exc, "status", None) or (404 if _is_unknown_id(exc) else 400)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    app.include_router(api_router, prefix="/api")
+    app.include_router(people_router, prefix="/api")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+def _is_unknown_id(exc: Exception) -> bool:
+    return "not in the index" in str(exc)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over `limit` bytes with 413, before reading them all."""
+
+    def __init__(self, app: Any, limit: int, per_file: int = MAX_UPLOAD_BYTES):
+        self.app = app
+        self.limit = int(limit)
+        self.per_file = int(per_file)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = (f"the request is larger than {self.limit / 2**20:.0f} MB; "
+                   f"upload smaller images (at most {self.per_file / 2**20:.0f} MB each)")
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _send_json(send, 413, message)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, message)  # FastAPI passes it on as the response
+            return msg
+
+        await self.app(scope, counted, send)
+
+
+async def _send_json(send: Any, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,423 @@
+"""The web app's JSON API, in-process through FastAPI's TestClient, on a PCA model of
+`lfw_subset()` faces written to a temporary folder."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+N_FACES = 60
+
+
+def build_site(root: Path, *, n: int = N_FACES, size: int = 32, code_size: int = 16) -> dict[str, Path]:
+    """Write `n` lfw_subset faces as PNG files, fit a PCA on them, save it and an index of them.
+
+    Returns:
+        `{"faces": folder, "model": checkpoint, "index": index file, "gallery": gallery path (not created)}`.
+    """
+    from PIL import Image
+    from skimage.data import lfw_subset
+
+    from facespace.checkpoint import load_model, save_model
+    from facespace.data import load_faces
+    from facespace.index import build_index
+    from facespace.models.pca import PCAAutoencoder
+
+    faces = root / "faces"
+    faces.mkdir(parents=True, exist_ok=True)
+    raw = lfw_subset()[:n]  # (n, 25, 25) float in [0, 1]; the first 100 are faces
+    for i, img in enumerate(raw):
+        Image.fromarray((img * 255).round().astype(np.uint8)).convert("RGB").save(faces / f"face_{i:03d}.png")
+    face_set = load_faces(str(faces), size=size, progress=False)
+    model = load_model(save_model(PCAAutoencoder(code_size=code_size).fit(face_set.images), root / "pca.safetensors"))
+    index = build_index(model, face_set)
+    index.save(root / "faces.index")
+    return {"faces": faces, "model": root / "pca.safetensors", "index": root / "faces.index",
+            "gallery": root / "people.db"}
+
+
+def png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def api_client(app):
+    """FastAPI's TestClient, without Starlette's notice about httpx (the TestClient still uses it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*httpx.*")
+        from fastapi.testclient import TestClient
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return build_site(tmp_path_factory.mktemp("web"))
+
+
+@pytest.fixture(scope="module")
+def client(site):
+    from facespace.web import create_app
+
+    with api_client(create_app(model=site["model"], index=site["index"], gallery=site["gallery"])) as c:
+        yield c
+
+
+def upload(site, i: int, field: str = "file") -> dict:
+    path = site["faces"] / f"face_{i:03d}.png"
+    return {field: (path.name, path.read_bytes(), "image/png")}
+
+
+# --- info, index, pictures ---------------------------------------------------------------------------
+def test_info_describes_model_and_index(client):
+    info = client.get("/api/info").json()
+    assert info["model_kind"] == "pca" and info["image_shape"] == [32, 32, 3] and info["code_size"] == 16
+    assert info["index_size"] == N_FACES and info["metric"] == "cosine"
+    assert info["features"]["decode"] and info["features"]["gallery"]
+
+
+def test_page_and_static_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for src in ("/static/app.js", "/static/style.css"):
+        assert src in page.text
+        assert client.get(src).status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from the network
+
+
+def test_openapi_document_lists_every_route(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/api/info", "/api/index", "/api/images/{id}", "/api/codes/{id}", "/api/codes/{id}/decoded.png",
+              "/api/decode", "/api/search", "/api/faces", "/api/verify", "/api/morph", "/api/explain",
+              "/api/identify", "/api/enroll", "/api/people", "/api/reject", "/api/clusters"):
+        assert p in paths, p
+
+
+def test_index_pages_through_every_id(client):
+    first = client.get("/api/index", params={"offset": 0, "limit": 25}).json()
+    rest = client.get("/api/index", params={"offset": 25, "limit": 500}).json()
+    ids = [it["id"] for it in first["items"] + rest["items"]]
+    assert first["total"] == N_FACES and ids == list(range(N_FACES))
+    assert first["items"][3]["label"] == "face_003.png" and first["items"][3]["image_url"] == "/api/images/3"
+
+
+def test_image_is_the_file_the_index_recorded(client, site):
+    from facespace.data import load_images
+
+    r = client.get("/api/images/7")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    got = load_images([r.content], size=32)[0]
+    want = load_images([str(site["faces"] / "face_007.png")], size=32)[0]
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+    big = client.get("/api/images/7", params={"size": 96})
+    assert load_images([big.content], size=96, crop=None).shape == (1, 96, 96, 3)
+
+
+@pytest.mark.parametrize("url", ["/api/images/999", "/api/codes/60", "/api/codes/123456/decoded.png"])
+def test_unknown_id_is_404_naming_it(client, url):
+    r = client.get(url)
+    assert r.status_code == 404 and "no face with id" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("url", ["/api/images/..%2F..%2Fetc%2Fpasswd", "/api/images/../../etc/passwd",
+                                 "/api/images/-1", "/api/images/1.5", "/api/images/%2Fetc%2Fpasswd",
+                                 "/api/images/99999999999999999999999", "/static/..%2F..%2Fapp.py",
+                                 "/static/../app.py"])
+def test_paths_from_the_client_never_reach_a_file(client, url):
+    r = client.get(url)
+    assert r.status_code in (404, 422)
+    assert b"root:" not in r.content and b"def create_app" not in r.content
+
+
+def test_code_and_decoded_code_match_the_model(client, site):
+    from facespace.checkpoint import load_model
+    from facespace.index import Index
+
+    model, index = load_model(site["model"]), Index.load(site["index"])
+    code = client.get("/api/codes/4").json()
+    assert np.allclose(code["code"], index.reconstruct([4])[0], atol=1e-5)
+    from facespace.data import load_images
+
+    png_face = load_images([client.get(code["decoded_url"]).content], size=32)[0]
+    want = np.clip(model.decode(index.reconstruct([4])), 0, 1)[0]
+    assert np.abs(png_face - want).max() <= 1 / 255 + 1e-6
+
+
+def test_decode_any_code_and_refuse_wrong_sizes(client, site):
+    from facespace.checkpoint import load_model
+
+    model = load_model(site["model"])
+    z = np.zeros(16)
+    r = client.post("/api/decode", json={"code": z.tolist()})
+    assert r.status_code == 200 and r.json()["image"].startswith("data:image/png;base64,")
+    from base64 import b64decode
+
+    from facespace.data import load_images
+
+    face = load_images([b64decode(r.json()["image"].split(",", 1)[1])], size=32)[0]
+    assert np.abs(face - np.clip(model.decode(z[None].astype(np.float32))[0], 0, 1)).max() <= 1 / 255 + 1e-6
+    wrong = client.post("/api/decode", json={"code": [0.0] * 3})
+    assert wrong.status_code == 400 and "3" in wrong.json()["detail"] and "16" in wrong.json()["detail"]
+    assert client.post("/api/decode", json={"code": "abc"}).status_code == 422
+    assert client.post("/api/decode", json={"code": [1e300] * 16}).status_code == 400
+
+
+# --- search ---------------------------------------------------------------------------------------------
+def test_search_upload_finds_itself_first(client, site):
+    r = client.post("/api/search", files=upload(site, 5), data={"k": "4"})
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok"
+    hits = body["neighbours"]
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4] and hits[0]["id"] == 5 and hits[0]["distance"] < 1e-5
+    assert all(a["distance"] <= b["distance"] for a, b in zip(hits, hits[1:]))
+    assert body["query"].startswith("data:image/png") and body["reconstruction"].startswith("data:image/png")
+
+
+def test_search_by_id_matches_search_by_upload(client, site):
+    by_id = client.post("/api/search", data={"id": "12", "k": "5"}).json()["neighbours"]
+    by_file = client.post("/api/search", files=upload(site, 12), data={"k": "5"}).json()["neighbours"]
+    assert [h["id"] for h in by_id] == [h["id"] for h in by_file]
+    assert np.allclose([h["distance"] for h in by_id], [h["distance"] for h in by_file], atol=1e-4)
+
+
+def test_search_k_larger_than_the_index_returns_everything(client):
+    hits = client.post("/api/search", data={"id": "0", "k": "100"}).json()["neighbours"]
+    assert sorted(h["id"] for h in hits) == list(range(N_FACES))
+
+
+@pytest.mark.parametrize("files,status,words", [
+    ({"file": ("junk.png", b"\x00\x01 not an image at all", "image/png")}, 400, "not an image"),
+    ({"file": ("empty.png", b"", "image/png")}, 400, "empty"),
+    ({"file": ("notes.txt", b"hello", "text/plain")}, 415, "not an image"),
+    ({"file": ("trunc.png", None, "image/png")}, 400, "junk"),
+])
+def test_bad_uploads_are_refused_with_a_message(client, files, status, words):
+    if files["file"][1] is None:  # a PNG cut in half
+        whole = png(np.full((64, 64, 3), 100, np.uint8) + np.arange(64, dtype=np.uint8)[:, None, None])
+        files = {"file": ("trunc.png", whole[: len(whole) // 2], "image/png")}
+        words = "trunc.png"
+    r = client.post("/api/search", files=files)
+    assert r.status_code == status, r.text
+    assert words in r.json()["detail"]
+
+
+def test_too_big_upload_is_413(client):
+    r = client.post("/api/search", files={"file": ("big.png", b"\x89PNG" + b"0" * (10 * 2**20 + 10), "image/png")})
+    assert r.status_code == 413 and "MB" in r.json()["detail"]
+    huge = client.post("/api/search", files={"file": ("huge.png", b"0" * (90 * 2**20), "image/png")})
+    assert huge.status_code == 413
+
+
+def test_pixel_limit_refuses_a_decompression_bomb(site):
+    from facespace.web import create_app
+
+    bomb = png(np.zeros((400, 400, 3), np.uint8))  # tiny file, 160,000 pixels
+    with api_client(create_app(model=site["model"], index=site["index"], max_pixels=100_000)) as small:
+        r = small.post("/api/search", files={"file": ("bomb.png", bomb, "image/png")})
+    assert r.status_code == 400 and "max_pixels" in r.json()["detail"]
+
+
+def test_search_needs_a_face_and_refuses_both(client, site):
+    assert client.post("/api/search", data={"k": "3"}).status_code == 422
+    both = client.post("/api/search", files=upload(site, 1), data={"id": "2"})
+    assert both.status_code == 422 and "not both" in both.json()["detail"]
+    assert client.post("/api/search", data={"id": "5000"}).status_code == 404
+    assert client.post("/api/search", data={"id": "abc"}).status_code == 422
+    assert client.post("/api/search", data={"id": "1", "k": "0"}).status_code == 422
+
+
+# --- whole photos -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def photo():
+    from skimage.data import astronaut
+
+    return png(astronaut())  # one face
+
+
+def test_detect_uses_the_face_in_a_photo(client, photo):
+    r = client.post("/api/search", files={"file": ("astronaut.png", photo, "image/png")},
+                    data={"detect": "true", "k": "3"})
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok" and len(body["neighbours"]) == 3
+    det = body["detection"]
+    assert det["status"] == "ok" and det["chosen"] == 0 and len(det["faces"]) >= 1
+    x, y, w, h = det["faces"][0]["box"]
+    assert 120 < x + w / 2 < 260 and 40 < y + h / 2 < 160  # the astronaut's face, upper middle of 512x512
+    assert det["photo"].startswith("data:image/png")
+
+
+def test_detect_reports_no_face_without_error(client):
+    blank = png(np.full((200, 300, 3), 128, np.uint8))
+    for url, data in (("/api/search", {"detect": "true"}), ("/api/identify", {"detect": "true"})):
+        r = client.post(url, files={"file": ("wall.png", blank, "image/png")}, data=data)
+        assert r.status_code == 200 and r.json()["status"] == "no_face"
+        assert "no face found in wall.png" in r.json()["message"]
+    r = client.post("/api/faces", files={"file": ("wall.png", blank, "image/png")})
+    assert r.status_code == 200 and r.json()["status"] == "no_face" and r.json()["detection"]["faces"] == []
+
+
+def test_detect_several_faces_each_with_its_box(client, photo):
+    from PIL import Image
+
+    one = Image.open(io.BytesIO(photo)).convert("RGB")
+    two = Image.new("RGB", (1024, 512))
+    two.paste(one, (0, 0))
+    two.paste(one, (512, 0))
+    r = client.post("/api/faces", files={"file": ("pair.png", png(np.asarray(two)), "image/png")})
+    faces = r.json()["detection"]["faces"]
+    assert r.status_code == 200 and len(faces) >= 2
+    centres = sorted(f["box"][0] + f["box"][2] / 2 for f in faces)
+    assert centres[0] < 512 < centres[-1]
+    # a face number beyond those found is a clear 400
+    bad = client.post("/api/search", files={"file": ("pair.png", png(np.asarray(two)), "image/png")},
+                      data={"detect": "true", "face": "50"})
+    assert bad.status_code == 400 and "choose face 0 to" in bad.json()["detail"]
+
+
+# --- two faces --------------------------------------------------------------------------------------
+def test_verify_same_image_is_same_and_threshold_decides(client, site):
+    same = client.post("/api/verify", files={**upload(site, 3, "a"), **upload(site, 3, "b")},
+                       data={"threshold": "0.1"}).json()
+    assert same["status"] == "ok" and same["distance"] == pytest.approx(0.0, abs=1e-5) and same["same"] is True
+    other = client.post("/api/verify", data={"id_a": "3", "id_b": "40", "threshold": "0.1"}).json()
+    from facespace.index import Index
+    from facespace.verify import pair_distances
+
+    index = Index.load(site["index"])
+    want = float(pair_distances(index.reconstruct([3]), index.reconstruct([40]))[0])
+    assert other["distance"] == pytest.approx(want, abs=1e-4)
+    assert other["same"] is (want <= 0.1) and other["threshold"] == 0.1
+    none = client.post("/api/verify", data={"id_a": "3", "id_b": "40"}).json()
+    assert none["threshold"] is None and none["same"] is None and "calibrate" in none["message"]
+
+
+def test_verify_needs_both_faces(client):
+    r = client.post("/api/verify", data={"id_a": "1"})
+    assert r.status_code == 422 and "face B" in r.json()["detail"]
+
+
+def test_morph_runs_from_a_to_b(client, site):
+    from facespace.checkpoint import load_model
+    from facespace.data import load_images
+    from facespace.generate import morph
+    from base64 import b64decode
+
+    r = client.post("/api/morph", data={"id_a": "1", "id_b": "2", "steps": "5"})
+    frames = r.json()["frames"]
+    assert r.status_code == 200 and len(frames) == 5
+    got = load_images([b64decode(f.split(",", 1)[1]) for f in frames], size=32)
+    faces = load_images([str(site["faces"] / f"face_{i:03d}.png") for i in (1, 2)], size=32)
+    want = morph(load_model(site["model"]), faces[0], faces[1], steps=5)
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+    assert client.post("/api/morph", data={"id_a": "1", "id_b": "2", "steps": "1"}).status_code == 422
+
+
+def test_explain_shows_the_pair(client, site):
+    pytest.importorskip("facespace.explain")
+    r = client.post("/api/explain", files={**upload(site, 3, "a"), **upload(site, 9, "b")})
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok" and body["picture"].startswith("data:image/png")
+    assert body["distance"] > 0
+
+
+# --- people ---------------------------------------------------------------------------------------------
+def enroll(client, site, name: str, ids: list[int]):
+    files = [("files", (f"face_{i:03d}.png", (site["faces"] / f"face_{i:03d}.png").read_bytes(), "image/png"))
+             for i in ids]
+    return client.post("/api/enroll", data={"name": name, "force": "true"}, files=files)
+
+
+def test_enrol_then_identify(client, site):
+    r = enroll(client, site, "ann", [0, 1, 2])
+    assert r.status_code == 200 and r.json()["added"] == 3 and r.json()["images"] == 3
+    assert enroll(client, site, "bob", [20, 21, 22]).json()["threshold"] is not None
+    people = client.get("/api/people").json()
+    assert {p["name"]: p["images"] for p in people["people"]} == {"ann": 3, "bob": 3}
+    for i, name in ((1, "ann"), (21, "bob")):
+        body = client.post("/api/identify", files=upload(site, i)).json()
+        assert body["status"] == "ok" and len(body["results"]) == 1
+        res = body["results"][0]
+        assert res["name"] == name and res["distance"] < 1e-5 and res["candidates"][0]["name"] == name
+        if client.get("/api/info").json()["features"]["quality"]:
+            assert 0.0 <= res["quality"]["score"] <= 1.0
+    by_id = client.post("/api/identify", data={"id": "2"}).json()
+    assert by_id["results"][0]["name"] == "ann"
+
+
+def test_enrol_refuses_bad_input_and_writes_nothing(client, site):
+    before = client.get("/api/people").json()["people"]
+    junk = client.post("/api/enroll", data={"name": "carl"}, files=[
+        ("files", ("ok.png", (site["faces"] / "face_030.png").read_bytes(), "image/png")),
+        ("files", ("junk.png", b"junk", "image/png"))])
+    assert junk.status_code == 400 and "junk.png" in junk.json()["detail"]
+    assert client.post("/api/enroll", data={"name": "carl"}).status_code == 422
+    assert client.post("/api/enroll", data={"name": ""}, files=upload(site, 30, "files")).status_code == 422
+    wall = png(np.full((200, 200, 3), 90, np.uint8))
+    none = client.post("/api/enroll", data={"name": "carl", "detect": "true"},
+                       files=[("files", ("wall.png", wall, "image/png"))])
+    assert none.status_code == 400 and "no face found in wall.png" in none.json()["detail"]
+    assert client.get("/api/people").json()["people"] == before
+
+
+def test_routes_without_a_gallery_say_how_to_get_one(site):
+    from facespace.web import create_app
+
+    with api_client(create_app(model=site["model"], index=site["index"])) as c:
+        assert not c.get("/api/info").json()["features"]["gallery"]
+        for r in (c.get("/api/people"), c.post("/api/identify", data={"id": "1"}),
+                  c.post("/api/enroll", data={"name": "x"}, files=upload(site, 1, "files"))):
+            assert r.status_code == 409 and "--gallery" in r.json()["detail"]
+
+
+def test_reject_is_available_or_says_why(client, site):
+    enroll(client, site, "dan", [40, 41])
+    r = client.post("/api/reject", data={"id": "40", "name": "dan"})
+    if not client.get("/api/info").json()["features"]["reject"]:
+        assert r.status_code == 501 and "update facespace" in r.json()["detail"]
+        return
+    assert r.status_code == 200 and r.json()["rejected"]
+    answer = client.post("/api/identify", data={"id": "40"}).json()["results"][0]
+    assert answer["name"] != "dan"
+
+
+# --- clusters ---------------------------------------------------------------------------------------------
+def test_clusters_partition_the_index_and_are_cached(client, site):
+    from facespace.cluster import cluster
+    from facespace.index import Index
+
+    r = client.get("/api/clusters", params={"method": "hdbscan", "min_cluster_size": 3, "members": 500})
+    body = r.json()
+    index = Index.load(site["index"])
+    labels = cluster(index.reconstruct(index.ids), "hdbscan", min_cluster_size=3, min_samples=3)
+    assert body["n_clusters"] == labels.max() + 1 and body["noise"] == int((labels < 0).sum())
+    for c in body["clusters"]:
+        assert c["size"] == len(c["members"]) and sorted(m["id"] for m in c["members"]) == \
+            sorted(index.ids[labels == c["cluster"]].tolist())
+    again = client.get("/api/clusters", params={"method": "hdbscan", "min_cluster_size": 3, "members": 2}).json()
+    assert [c["size"] for c in again["clusters"]] == [c["size"] for c in body["clusters"]]
+    assert all(len(c["members"]) <= 2 for c in again["clusters"])
+    assert client.get("/api/clusters", params={"method": "kmeans"}).status_code == 422
+
+
+def test_model_of_another_index_is_refused(site, tmp_path):
+    from facespace.checkpoint import save_model
+    from facespace.errors import FacespaceError
+    from facespace.models.pca import PCAAutoencoder
+    from facespace.web import create_app
+
+    other = save_model(PCAAutoencoder(code_size=16).fit(np.random.default_rng(0).random((40, 32, 32, 3),
+                                                                                         dtype=np.float32)),
+                       tmp_path / "other.safetensors")
+    with pytest.raises(FacespaceError, match="another model"):
+        create_app(model=other, index=site["index"])
+    with pytest.raises(FacespaceError, match="no such file|not"):
+        create_app(model=site["model"], index=tmp_path / "missing.index")
