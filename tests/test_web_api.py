@@ -91,7 +91,11 @@ def test_page_and_static_files_are_served(client):
     for src in ("/static/app.js", "/static/style.css"):
         assert src in page.text
         assert client.get(src).status_code == 200
-    assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from the network
+    from facespace.web.app import STATIC
+
+    for f in STATIC.iterdir():  # nothing is fetched from the network
+        text = f.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, f.name
 
 
 def test_openapi_document_lists_every_route(client):
@@ -421,3 +425,29 @@ def test_model_of_another_index_is_refused(site, tmp_path):
         create_app(model=other, index=site["index"])
     with pytest.raises(FacespaceError, match="no such file|not"):
         create_app(model=site["model"], index=tmp_path / "missing.index")
+
+
+# --- facespace serve ----------------------------------------------------------------------------------
+def test_serve_prints_the_url_and_runs_the_app_on_loopback(run_cli, site, monkeypatch):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    code, out, err = run_cli("serve", "--index", site["index"], "--model", site["model"], "--gallery",
+                             site["gallery"], "--port", "8765")
+    assert code == 0, err
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8765
+    assert "http://127.0.0.1:8765/" in err and out == ""
+    assert len(seen["app"].state.facespace.index) == N_FACES
+    # without --model, the checkpoint the index records
+    code, _, err = run_cli("serve", "--index", site["index"])
+    assert code == 0 and seen["app"].state.facespace.model.kind == "pca"
+
+
+def test_serve_bad_files_exit_2_with_a_message(run_cli, site, tmp_path):
+    code, _, err = run_cli("serve", "--index", tmp_path / "nope.index")
+    assert code == 2 and "nope.index" in err
+    code, _, err = run_cli("serve", "--index", site["index"], "--gallery", tmp_path)
+    assert code == 2 and "folder" in err
+    code, out, _ = run_cli("serve", "--help")
+    assert code == 0 and "--gallery" in out

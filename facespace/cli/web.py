@@ -1,7 +1,49 @@
-"""CLI commands of the 'web' area."""
+"""CLI commands of the 'web' area: `facespace serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
+
+from facespace.cli._util import say
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
+
+    @app.command()
+    def serve(
+        index: Path = typer.Option(..., "--index", "-i", help="The index to search (from `facespace index build`)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m",
+                                             help="The index's model checkpoint (default: the one the index records)."),
+        gallery: Optional[Path] = typer.Option(None, "--gallery", "-g",
+                                               help="Gallery file for identify and enrol (created on the first enrolment)."),
+        host: str = typer.Option("127.0.0.1", help="Address to listen on; the default answers this machine only."),
+        port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
+        max_upload_mb: float = typer.Option(10.0, min=0.01, max=1024, help="Largest uploaded image, in MB."),
+    ) -> None:
+        """Open the web app: search, verify, morph, identify and browse faces in a browser."""
+        serve_app(index=index, model=model, gallery=gallery, host=host, port=port, max_upload_mb=max_upload_mb)
+
+
+def serve_app(*, index: Path, model: Path | None, gallery: Path | None, host: str, port: int,
+              max_upload_mb: float = 10.0) -> None:
+    """Load the model and index once, print the URL to stderr, and serve until interrupted."""
+    import uvicorn
+
+    from facespace.web import create_app
+
+    say(f"loading {model or 'the index model'} and {index}…")
+    app = create_app(model=model, index=index, gallery=gallery, max_upload_bytes=int(max_upload_mb * 2**20))
+    state = app.state.facespace
+    shown = f"[{host}]" if ":" in host else host
+    say(f"facespace: {len(state.index)} faces, {getattr(state.model, 'kind', '?')} model"
+        f"{', gallery ' + str(gallery) if gallery else ''}")
+    if host not in LOOPBACK:
+        say(f"note: listening on {host}: other machines on the network can reach this server (no login)")
+    say(f"open http://{shown}:{port}/  (API described at http://{shown}:{port}/openapi.json) · Ctrl+C stops it")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

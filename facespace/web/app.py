@@ -135,7 +135,8 @@ def create_app(*, model: Any = None, index: Any, gallery: Any = None,
     from facespace.web.api_people import router as people_router
 
     state = load_state(model, index, gallery, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels)
-    app = FastAPI(title="facespace", version=__version__,
+    # no /docs or /redoc: FastAPI's pages fetch their scripts from a CDN, and this app works offline
+    app = FastAPI(title="facespace", version=__version__, docs_url=None, redoc_url=None,
                   description="Search, verify, morph, identify and browse faces in a learned latent space.")
     app.state.facespace = state
     app.add_middleware(BodyLimit, limit=state.max_request_bytes, per_file=state.max_upload_bytes)

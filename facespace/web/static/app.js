@@ -137,11 +137,12 @@ async function search(faceNumber = 0) {
   const out = $("search-result");
   out.replaceChildren();
   if (!body || body.status !== "ok") return;
-  out.append(face(body.query, "query", "query"));
-  if (body.reconstruction) out.append(face(body.reconstruction, "reconstruction", "query"));
+  const row = el("div", { class: "hits" }, face(body.query, "query", "query"));
+  if (body.reconstruction) row.append(face(body.reconstruction, "reconstruction", "query"));
   const hits = el("div", { class: "tiles", id: "neighbours" });
   body.neighbours.forEach((h) => hits.append(indexTile(h, `${h.rank}. ${fmt(h.distance)}`)));
-  out.append(hits);
+  row.append(el("div", { class: "sep" }), hits);
+  out.append(row);
 }
 
 // ---- two faces
@@ -228,6 +229,7 @@ async function enroll() {
   form.append("force", $("enroll-force").checked);
   const body = await call("people-status", "/api/enroll", { method: "POST", body: form }, [$("enroll-go")]);
   if (!body) return;
+  $("enroll-files").value = "";  // the next person starts from an empty choice
   setStatus("people-status", `enrolled ${body.added} image(s) of ${body.name} (${body.images} in all)` +
     (body.no_face.length ? `; no face found in ${body.no_face.join(", ")}` : ""), "");
   loadPeople();
