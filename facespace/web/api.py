@@ -26,7 +26,7 @@ from facespace.web.uploads import (
 
 MAX_ID = 2**62  # ids are int64; larger numbers are no id at all
 ERRORS = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut},
-          415: {"model": ErrorOut}, 422: {"model": ErrorOut}, 501: {"model": ErrorOut}}
+          415: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 PNG = {200: {"content": {"image/png": {}}, "description": "A PNG picture."}}
 
 router = APIRouter()
@@ -247,7 +247,7 @@ def explain(
 ) -> ExplainResult:
     module = _module("explain")
     if module is None:
-        raise WebError(501, "explaining a match needs facespace.explain, which this installation lacks; "
+        raise WebError(409, "explaining a match needs facespace.explain, which this installation lacks; "
                             "update facespace")
     state = state_of(request)
     _, metric = _verify_settings(state)

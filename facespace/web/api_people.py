@@ -156,7 +156,7 @@ def reject(
     from facespace.gallery import Gallery
 
     if not hasattr(Gallery, "reject"):
-        raise WebError(501, "'not this person' needs a facespace whose gallery supports rejections; update facespace")
+        raise WebError(409, "'not this person' needs a facespace whose gallery supports rejections; update facespace")
     x, detection = one_face(state, file, id, detect=detect, face=face, slot="the face")
     if x is None:
         raise WebError(400, no_face_message([detection]))

@@ -6,9 +6,10 @@ connections belong to one thread; every gallery change is one transaction, so en
 atomic).
 
 Status codes: 400 bad input (a `FacespaceError`, e.g. a file Pillow cannot read), 404 unknown
-id, 409 a feature this server cannot offer (no decoder, no gallery), 413 an upload over the size
-limit, 415 an upload that is not an image, 422 a malformed request, 501 a facespace module this
-installation lacks. Every error body is `{"detail": "<what is wrong and what to do>"}`.
+id, 409 a feature this server cannot offer (no decoder, no gallery, or a facespace module this
+installation lacks), 413 an upload over the size limit, 415 an upload that is not an image, 422 a
+malformed request. Bad input never gives a 5xx. Every error body is
+`{"detail": "<what is wrong and what to do>"}`.
 """
 
 from __future__ import annotations
