@@ -1,4 +1,4 @@
-"""Public verbs `encode` and `reconstruct`: images in, codes or images out.
+"""Public verbs `encode`, `decode` and `reconstruct`: images in, codes out, and codes back to images.
 
 `images` may be an `(n, H, W, C)` float32 array (refused, with the reason, when its shape is not
 the model's), a `FaceSet`, or a list of image paths (loaded and resized to the model's size and
@@ -13,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -43,6 +44,27 @@ def as_images(model: Any, images: Any, *, crop: str = "lfw") -> np.ndarray:
     return check_images(images, shape)
 
 
+def takes_batch_size(method: Callable[..., Any]) -> bool:
+    """True when `method` accepts a `batch_size` keyword (some Encoders, e.g. `PixelEncoder`, do not).
+
+    The signature is read rather than a call tried and a `TypeError` caught, so that a real
+    `TypeError` raised inside a model is never mistaken for "no batch_size" and silently retried.
+    """
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: call them plainly
+        return False
+    return any(p.name == "batch_size" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _call_batched(method: Callable[..., Any], x: np.ndarray, batch_size: int) -> np.ndarray:
+    return method(x, batch_size=batch_size) if takes_batch_size(method) else method(x)
+
+
+def _kind(model: Any) -> str:
+    return str(getattr(model, "kind", None) or type(model).__name__)
+
+
 def encode(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray:
     """Codes of images.
 
@@ -55,10 +77,55 @@ def encode(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray:
         `(n, d)` float32.
     """
     x = as_images(model, images)
-    try:
-        return model.encode(x, batch_size=batch_size)
-    except TypeError:  # an Encoder whose encode takes no batch_size
-        return model.encode(x)
+    return _call_batched(model.encode, x, batch_size)
+
+
+def decode(model: Any, codes: Any, *, batch_size: int = 256) -> np.ndarray:
+    """Faces drawn from codes: any code facespace stores (index, gallery, export) back to an image.
+
+    Args:
+        model: an `Autoencoder` (the model that made the codes).
+        codes: `(n, d)` or one `(d,)` code, float, finite; `d` must be the model's code size.
+        batch_size: codes per forward pass.
+
+    Returns:
+        `(n, H, W, C)` float32, clipped to [0, 1] (`n = 1` for one `(d,)` code).
+
+    Raises:
+        FacespaceError: a model without a decoder (naming its kind), codes of another size (naming
+            both sizes), not 1-D/2-D, or non-finite.
+
+    Example:
+        >>> from facespace.models.pca import PCAAutoencoder
+        >>> x = np.random.default_rng(0).random((20, 8, 8, 1), dtype=np.float32)
+        >>> pca = PCAAutoencoder(code_size=4).fit(x)
+        >>> decode(pca, encode(pca, x[:3])).shape
+        (3, 8, 8, 1)
+    """
+    if not has_decoder(model):
+        raise FacespaceError(
+            f"a {_kind(model)!r} model has no decoder, so its codes cannot be turned back into faces; "
+            "use an autoencoder (pca, linear, conv, vae)"
+        )
+    z = np.asarray(codes, dtype=np.float32)
+    if z.ndim == 1:
+        z = z[None]
+    d = int(model.code_size)
+    if z.ndim != 2:
+        raise FacespaceError(f"codes must be (n, {d}) or ({d},); got an array of shape {z.shape}")
+    if z.shape[1] != d:
+        raise FacespaceError(
+            f"codes have {z.shape[1]} values each but this {_kind(model)!r} model decodes codes of size {d}; "
+            "decode them with the model that made them"
+        )
+    if not np.isfinite(z).all():
+        raise FacespaceError("codes contain NaN or infinite values; drop those rows")
+    if len(z) == 0:
+        return np.zeros((0, *model.image_shape), np.float32)
+    if int(batch_size) < 1:
+        raise FacespaceError(f"batch_size must be >= 1; got {batch_size}")
+    out = _call_batched(model.decode, z, int(batch_size))
+    return np.clip(np.asarray(out, np.float32), 0.0, 1.0)
 
 
 def reconstruct(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray:
@@ -73,13 +140,8 @@ def reconstruct(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray
         `(n, H, W, C)` float32, clipped to [0, 1].
     """
     if not has_decoder(model):
-        raise FacespaceError(f"a {getattr(model, 'kind', type(model).__name__)!r} model has no decoder; reconstruct needs an autoencoder")
-    codes = encode(model, images, batch_size=batch_size)
-    try:
-        out = model.decode(codes, batch_size=batch_size)
-    except TypeError:
-        out = model.decode(codes)
-    return np.clip(out, 0.0, 1.0)
+        raise FacespaceError(f"a {_kind(model)!r} model has no decoder; reconstruct needs an autoencoder")
+    return decode(model, encode(model, images, batch_size=batch_size), batch_size=batch_size)
 
 
 def mse_psnr(clean: np.ndarray, estimate: np.ndarray) -> tuple[float, float]:
