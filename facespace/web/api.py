@@ -164,6 +164,8 @@ def search(
     distances, ids = state.index.search(z, min(k, len(state.index)))
     keep = ids[0] >= 0
     metas = state.index.get_metadata(ids[0][keep])
+    if state.index.metric in ("cosine", "l2"):  # float rounding can leave -1e-7 for the face itself
+        distances = np.maximum(distances, 0.0)
     hits = [Neighbour(rank=r + 1, distance=float(d), **item(state, int(i), m).model_dump())
             for r, (i, d, m) in enumerate(zip(ids[0][keep], distances[0][keep], metas))]
     return SearchResult(status="ok", query=data_uri(x[0]), reconstruction=None if recon is None else data_uri(recon),

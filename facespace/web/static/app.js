@@ -25,7 +25,9 @@ function face(src, caption, cls = "") {
 }
 
 function fmt(x, digits = 3) {
-  return x == null ? "–" : Number(x).toFixed(digits);
+  if (x == null) return "–";
+  const text = Number(x).toFixed(digits);
+  return /^-0\.?0*$/.test(text) ? text.slice(1) : text;  // no "-0.000"
 }
 
 // ---- requests: a spinner while working, a readable message when it fails
@@ -140,7 +142,7 @@ async function search(faceNumber = 0) {
   const row = el("div", { class: "hits" }, face(body.query, "query", "query"));
   if (body.reconstruction) row.append(face(body.reconstruction, "reconstruction", "query"));
   const hits = el("div", { class: "tiles", id: "neighbours" });
-  body.neighbours.forEach((h) => hits.append(indexTile(h, `${h.rank}. ${fmt(h.distance)}`)));
+  body.neighbours.forEach((h) => hits.append(indexTile(h, `${h.rank}. ${fmt(h.distance)}` + (h.name ? `\n${h.name.replace(/_/g, " ")}` : ""))));
   row.append(el("div", { class: "sep" }), hits);
   out.append(row);
 }
