@@ -1,16 +1,20 @@
 """`facespace demo`: the main job on the embedded default data, end to end.
 
-It grows with the project: load the embedded faces, train a PCA autoencoder, write a
-reconstruction grid (originals over reconstructions), and report where everything is.
+Load the embedded faces, train a PCA and a conv autoencoder, write a reconstruction grid, index
+all 200 images with the conv model, search and morph, write the conv run's HTML report
+(`report.html`, with retrieval beside PCA's), and end by printing, on stdout, the exact
+`facespace serve` command that opens the web app on that model and index.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
 
+from facespace.cli._util import out as print_out
 from facespace.cli._util import say
 
 
@@ -20,25 +24,32 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         out: Path = typer.Option(Path("outputs/demo"), help="Folder for the demo's outputs."),
-        code_size: int = typer.Option(16, help="Length of the PCA code."),
+        code_size: int = typer.Option(16, help="Length of the codes (PCA and conv)."),
+        epochs: int = typer.Option(20, min=1, help="Training epochs of the conv autoencoder."),
         size: int = typer.Option(32, help="Image side in pixels."),
         seed: int = typer.Option(0, help="Random seed."),
     ) -> None:
         """Run the demo on the embedded default (scikit-image's lfw_subset) and say where its outputs are."""
-        run_demo(out, code_size=code_size, size=size, seed=seed)
+        run_demo(out, code_size=code_size, size=size, seed=seed, epochs=epochs)
 
 
-def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0) -> dict:
-    """Train PCA and conv autoencoders on the embedded faces, index them, search, morph; write under `out`."""
+def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0, epochs: int = 20) -> dict:
+    """Train PCA and conv autoencoders on the embedded faces, index, search, morph, report; write under `out`.
+
+    Returns:
+        The summary written to `out/summary.json`: sizes, test MSEs, the outputs' paths and
+        `serve`, the `facespace serve` command (also printed to stdout).
+    """
     import numpy as np
 
     from facespace.checkpoint import load_model, save_model
     from facespace.codes import reconstruct
     from facespace.data import load_faces
-    from facespace.files import write_text_atomic
+    from facespace.files import write_bytes_atomic, write_text_atomic
     from facespace.generate import morph
     from facespace.grid import save_grid, save_png
     from facespace.index import build_index
+    from facespace.report import write_report
     from facespace.search import montage, result_images, search
     from facespace.train import train
 
@@ -55,7 +66,7 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0) -
     pca = load_model(pca_path)
     # B1's best measured recipe: batch norm, linear code, a PCA skip the conv net corrects, flips, one-cycle
     conv = train(
-        "conv", fit_on, code_size=code_size, epochs=20, out=out / "conv-run", progress=False, seed=seed,
+        "conv", fit_on, code_size=code_size, epochs=epochs, out=out / "conv-run", progress=False, seed=seed,
         arch="bn", code_activation="linear", pca_skip=True, flip=True, schedule="onecycle", lr=2e-3,
     )
     mse = {}
@@ -65,15 +76,19 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0) -
         mse[name] = float(np.mean((recon - test.images) ** 2))
         rows.append(recon[:8])
     grid_path = save_grid(np.concatenate(rows), out / "reconstructions.png", ncols=8, scale=4)
-    say(f"test MSE: PCA-{code_size} {mse['pca']:.5f}, conv-{code_size} {mse['conv']:.5f} (20 epochs on {len(fit_on)} faces)")
+    say(f"test MSE: PCA-{code_size} {mse['pca']:.5f}, conv-{code_size} {mse['conv']:.5f} "
+        f"({epochs} epochs on {len(fit_on)} faces)")
 
-    # 2. an index of all 200 embedded images, and the neighbours of four held-out faces
-    index = build_index(pca, faces, metric="cosine")
+    # 2. the index the web app serves: all 200 embedded images through the conv model, L2 distance
+    # (on these faces L2 finds faces for faces far more often than cosine: see conv-run/eval/retrieval.json)
+    conv_path = out / "conv-run" / "best.safetensors"
+    served = load_model(conv_path)
+    index = build_index(served, faces, metric="l2")
     index_path = out / "embedded.index"
     index.save(index_path)
     queries = test.images[:4]
-    hits = search(index, queries, k=6, model=pca)
-    tiles = result_images(index, hits, size=size, model=pca)
+    hits = search(index, queries, k=6, model=served)
+    tiles = result_images(index, hits, size=size, model=served)
     neighbours_path = save_png(montage(queries, tiles, hits, scale=3), out / "neighbours.png")
     # the embedded set has no names, but knows which images are faces (ids are positions in `faces`)
     faces_found = np.mean([[faces.labels["is_face"][h["id"]] for h in row] for row in hits])
@@ -81,6 +96,15 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0) -
     # 3. a morph between two held-out faces through the conv autoencoder
     strip = morph(conv, test.images[0], test.images[1], steps=7)
     morph_path = save_grid(np.clip(strip, 0, 1), out / "morph.png", ncols=7, scale=4)
+
+    # 4. the conv run's report, with retrieval beside PCA's, the comparison grid and the morph
+    eval_dir = out / "conv-run" / "eval"
+    write_text_atomic(eval_dir / "retrieval.json", json.dumps(retrieval_table({"pca": pca, "conv": served}, faces)))
+    write_bytes_atomic(eval_dir / "reconstructions_originals_pca_conv.png", grid_path.read_bytes())
+    write_bytes_atomic(eval_dir / "morph.png", morph_path.read_bytes())
+    report_path = write_report(out / "conv-run", out / "report.html")
+    serve = ["facespace", "serve", "--model", typed_path(conv_path), "--index", typed_path(index_path)]
+    serve_command = " ".join(shlex.quote(a) for a in serve)
 
     summary = {
         "data": faces.source,
@@ -97,11 +121,49 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0) -
             "reconstructions": str(grid_path),
             "neighbours": str(neighbours_path),
             "morph": str(morph_path),
+            "report": str(report_path),
         },
+        "serve": serve_command,
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     say(f"outputs in {out}/:")
     for key, path in summary["outputs"].items():
         say(f"  {key:16s} {path}")
-    say(f"try: facespace search {index_path} <image> -k 5   |   facespace morph {out / 'conv-run'} A.jpg B.jpg --out m.png")
+    say(f"report of the conv run: {report_path}")
+    say("browse the faces in a web app (Ctrl+C stops it):")
+    print_out(serve_command)  # stdout, unwrapped: the exact command to type
     return summary
+
+
+def typed_path(path: Path) -> str:
+    """`path` as the user would type it: relative to the working folder when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def retrieval_table(models: dict, faces) -> dict:
+    """Leave-one-out retrieval on the embedded set, per model and metric: how often the 5 nearest
+    other images are of the same class (face or not face) as the query. A `facespace.report` table."""
+    import numpy as np
+
+    from facespace.index import build_index
+    from facespace.search import search
+
+    is_face = np.asarray(faces.labels["is_face"], bool)
+    rows = []
+    for name, model in models.items():
+        for metric in ("l2", "cosine"):
+            index = build_index(model, faces, metric=metric)
+            hits = search(index, faces.images, k=6, model=model)
+            others = [[h["id"] for h in row if h["id"] != q][:5] for q, row in enumerate(hits)]
+            same = is_face[np.array(others)] == is_face[:, None]  # (200, 5)
+            rows.append([name, metric, round(float(same[is_face].mean()), 3), round(float(same[~is_face].mean()), 3)])
+    return {
+        "title": "neighbours of the same class (5 nearest, leave-one-out, all 200 embedded images)",
+        "note": "face queries: share of neighbours that are faces; non-face queries: share that are not",
+        "columns": ["model", "metric", "face queries", "non-face queries"],
+        "rows": rows,
+    }
