@@ -166,6 +166,12 @@ def test_page_search_morph_and_errors(server, browser, site, tmp_path):
     wait(browser, lambda d: css(d, "#verify-result .verdict"), what="a verdict")
     assert css(browser, "#verify-result .verdict")[0].text in ("same person", "different people")
 
+    # explain the pair, where this installation has facespace.explain
+    if by_id(browser, "explain-go").is_enabled():
+        by_id(browser, "explain-go").click()
+        wait(browser, lambda d: css(d, "#explain-result img.picture"), what="the explanation picture")
+        assert browser.execute_script("return document.querySelector('#explain-result img').naturalWidth") > 0
+
     # a file that is not an image: a readable message, no crash
     junk = tmp_path / "notes.jpg"
     junk.write_bytes(b"this is not a picture")
