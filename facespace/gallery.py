@@ -12,6 +12,13 @@ Durability: every change is one transaction (an interrupted enrol leaves the gal
 the journal is write-ahead (WAL) so other processes can read while one writes, and the file records
 the model it was built with and refuses another.
 
+Quality and corrections: `enroll` refuses images that fail `facespace.quality.face_quality`
+(blurry, flat, not face-like, too small) with `LowQualityError` unless `force=True`; `identify`
+reports each probe's quality. `reject(face, name)` ("not this person") stores the face's code:
+from then on a probe whose code lies within `REJECT_FRACTION` of the stranger threshold of a
+rejected code is never named as that person (a quarter of the threshold: far closer than faces
+of different people are ever accepted, so only that face and near-copies of it are affected).
+
 Example:
     >>> from facespace.verify import PixelEncoder
     >>> rng = np.random.default_rng(0)
@@ -35,9 +42,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from facespace.gallery_store import SCHEMA, SCHEMA_VERSION, GalleryError, check_name, model_fingerprint
+from facespace.quality import LowQualityError, describe_refusals, face_quality
 from facespace.verify import as_images, calibrate_threshold, cross_distances
 
-__all__ = ["Gallery", "GalleryError", "Identification", "enroll", "identify", "model_fingerprint", "open_set_scores"]
+__all__ = ["Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify", "model_fingerprint",
+           "open_set_scores"]
+
+REJECT_FRACTION = 0.25  # "near-identical" to a rejected face: within this fraction of the threshold
 
 class Identification(NamedTuple):
     """One probe's answer.
@@ -45,12 +56,15 @@ class Identification(NamedTuple):
     Attributes:
         name: the enrolled person, or None for a stranger.
         distance: distance to the nearest enrolled person.
-        candidates: `[(name, distance)]` of the nearest people, nearest first.
+        candidates: `[(name, distance)]` of the nearest people, nearest first (people rejected
+            for this face by `Gallery.reject` left out).
+        quality: the probe's `facespace.quality.FaceQuality` (None when identified from codes).
     """
 
     name: str | None
     distance: float
     candidates: list[tuple[str, float]]
+    quality: Any = None
 
 
 def open_set_scores(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine", chunk: int = 1024):
@@ -215,8 +229,9 @@ class Gallery:
         return codes, np.array([index[r[0]] for r in rows], np.int64), [n for _, n in people]
 
     # --- changing ------------------------------------------------------------------------------
-    def _encode(self, images: Any) -> tuple[np.ndarray, list[str], list[str]]:
-        """`(codes, sources, image hashes)`; the hash is of the pixels (codes vary in the last bits)."""
+    def _encode(self, images: Any, sizes: Any = None) -> tuple[np.ndarray, list[str], list[str], np.ndarray, Any]:
+        """`(codes, sources, image hashes, images, face sizes)`; the hash is of the pixels (codes
+        vary in the last bits); a file's face size is the side of its crop in file pixels."""
         if self.model is None:
             raise GalleryError("this gallery was opened without a model; pass the model it was built with")
         if isinstance(images, (str, os.PathLike)):
@@ -227,38 +242,58 @@ class Gallery:
         z = np.asarray(self.model.encode(x), np.float32)
         if sources is None:
             sources = [f"array[{i}]" for i in range(len(z))]
-        return z, sources, [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in x]
+        elif sizes is None:
+            sizes = [_crop_side(p) for p in sources]
+        return z, sources, [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in x], x, sizes
 
-    def enroll(self, name: str, images: Any, *, replace: bool = False) -> int:
+    def enroll(self, name: str, images: Any, *, replace: bool = False, force: bool = False,
+               sizes: Any = None) -> int:
         """Add a person, or more images of an enrolled person.
 
         Args:
             name: the person's name ("unknown" is reserved for strangers).
             images: `(n, H, W, C)` float32 at the model's shape, or image paths.
             replace: drop the person's earlier images instead of adding to them.
+            force: enrol images that fail the quality checks too.
+            sizes: `n` face sides in source pixels (e.g. detection boxes), for the size check.
 
         Returns:
             How many images the person has now.
-        """
-        return self.enroll_many({name: images}, replace=replace)[check_name(name)]
 
-    def enroll_many(self, people: dict[str, Any], *, replace: bool = False) -> dict[str, int]:
+        Raises:
+            LowQualityError: some images failed `face_quality` (each named with its reasons);
+                nothing was enrolled.
+        """
+        return self.enroll_many({name: images}, replace=replace, force=force,
+                                sizes=None if sizes is None else {check_name(name): sizes})[check_name(name)]
+
+    def enroll_many(self, people: dict[str, Any], *, replace: bool = False, force: bool = False,
+                    sizes: dict[str, Any] | None = None) -> dict[str, int]:
         """Enrol several people in one transaction (and one recalibration).
 
         Args:
             people: `{name: images}`, images as in `enroll`.
             replace: drop each person's earlier images.
+            force: enrol images that fail the quality checks too.
+            sizes: `{name: face sides in source pixels}` where known.
 
         Returns:
             `{name: how many images the person has now}`.
         """
-        batches = []
+        batches, refused = [], []
         for name, images in people.items():
             name = check_name(name)
-            z, sources, hashes = self._encode(images)
+            z, sources, hashes, x, side = self._encode(images, (sizes or {}).get(name))
+            if not force:
+                q = face_quality(x, model=self.model, sizes=side, codes=z)
+                refused += [(f"{s} ({name})", r) for s, r in zip(sources, q) if not r.ok]
             if len(set(hashes)) < len(hashes):
                 raise GalleryError(f"the images given for {name!r} contain the same image twice; pass each once")
             batches.append((name, z, sources, hashes))
+        if refused:
+            raise LowQualityError(f"{len(refused)} image(s) refused for their quality; nothing was enrolled. "
+                                  "Use better photos, or force them in (force=True, --force):\n"
+                                  + describe_refusals(*zip(*refused)))
         seen: dict[str, str] = {}
         for name, _, sources, hashes in batches:
             for h, src in zip(hashes, sources):
@@ -348,41 +383,129 @@ class Gallery:
              "genuine_accept_rate": tar}))
 
     # --- identifying ---------------------------------------------------------------------------
-    def identify(self, images: Any, *, k: int = 5, max_distance: float | None = None) -> list[Identification]:
-        """Name each probe face, or None for a stranger.
+    def identify(self, images: Any, *, k: int = 5, max_distance: float | None = None,
+                 sizes: Any = None) -> list[Identification]:
+        """Name each probe face, or None for a stranger; with its quality.
 
         Args:
             images: `(n, H, W, C)` float32 at the model's shape, or image paths.
             k: how many candidate people to report per probe.
             max_distance: override the calibrated threshold.
+            sizes: `n` face sides in source pixels where known (for the quality's size check).
 
         Returns:
-            One `Identification` per probe.
+            One `Identification` per probe, `quality` filled in.
         """
-        codes, person, names = self.codes()
-        if len(codes) == 0:
+        self._threshold_for(max_distance)  # refuse an empty gallery before encoding anything
+        z, _, _, x, side = self._encode(images, sizes)
+        quality = face_quality(x, model=self.model, sizes=side, codes=z)
+        return [r._replace(quality=q) for r, q in zip(self.identify_codes(z, k=k, max_distance=max_distance), quality)]
+
+    def _threshold_for(self, max_distance: float | None) -> float:
+        if len(self) == 0 or not self.db.execute("SELECT 1 FROM faces LIMIT 1").fetchone():
             raise GalleryError(f"gallery {self.path} has nobody enrolled; enrol people with `facespace people enroll`")
         threshold = max_distance if max_distance is not None else self.threshold
         if threshold is None:
             raise GalleryError(
-                f"gallery {self.path} has only {len(names)} person enrolled; the stranger threshold is calibrated "
+                f"gallery {self.path} has only {len(self)} person enrolled; the stranger threshold is calibrated "
                 "from two or more people: enrol more people or pass max_distance")
+        return float(threshold)
+
+    def identify_codes(self, codes: Any, *, k: int = 5, max_distance: float | None = None) -> list[Identification]:
+        """`identify` for codes already made with the gallery's model (e.g. `facespace encode`'s export).
+
+        Args:
+            codes: `(n, d)` float32 (or one `(d,)` code).
+        """
+        threshold = self._threshold_for(max_distance)
+        z = self._check_codes(codes)
+        codes_, person, names = self.codes()
         per_person = dict(self.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
-        z, _, _ = self._encode(images)
+        rej_codes, rej_person = self.rejections()
+        radius = max(REJECT_FRACTION * threshold, 1e-6)
         order_by_person = np.argsort(person, kind="stable")
         present, starts = np.unique(person[order_by_person], return_index=True)
         out = []
         for i in range(0, len(z), 1024):
-            d = cross_distances(z[i : i + 1024], codes[order_by_person], metric=self.metric)  # (q, n)
+            d = cross_distances(z[i : i + 1024], codes_[order_by_person], metric=self.metric)  # (q, n)
             best = np.full((len(d), len(names)), np.inf)
             best[:, present] = np.minimum.reduceat(d, starts, axis=1)  # nearest face of each person
+            if len(rej_codes):  # "not this person": that person is no answer for this face
+                near = cross_distances(z[i : i + 1024], rej_codes, metric=self.metric) <= radius  # (q, r)
+                rows, cols = np.nonzero(near)
+                best[rows, rej_person[cols]] = np.inf
             order = np.argsort(best, axis=1, kind="stable")[:, :k]
             for row, idx in zip(best, order):
                 cands = [(names[j], float(row[j])) for j in idx if np.isfinite(row[j])]
+                if not cands:
+                    out.append(Identification(None, float("inf"), []))
+                    continue
                 top, dist = cands[0]
                 limit = per_person.get(top, threshold) if max_distance is None else max_distance
                 out.append(Identification(top if dist <= limit else None, dist, cands))
         return out
+
+    def _check_codes(self, codes: Any) -> np.ndarray:
+        z = np.asarray(codes, np.float32)
+        z = z[None] if z.ndim == 1 else z
+        d = int(self.meta["code_size"])
+        if z.ndim != 2 or z.shape[1] != d:
+            raise GalleryError(f"codes have shape {z.shape} but this gallery holds codes of size {d}; "
+                               f"use codes made with its model ({self.meta.get('model_kind')} {self.meta.get('model_path')})")
+        if not np.isfinite(z).all():
+            raise GalleryError("codes contain NaN or infinite values")
+        return z
+
+    # --- corrections -----------------------------------------------------------------------------
+    def reject(self, image_or_code: Any, name: str, *, source: str | None = None) -> int:
+        """"Not this person": never name this face (or near-identical ones) as `name` again.
+
+        Args:
+            image_or_code: an `(H, W, C)` image (or a batch of one), an image path, or a `(d,)` code.
+            name: the enrolled person it is not.
+            source: what to record as the face's origin (default: the path, or "array").
+
+        Returns:
+            How many rejections `name` has now.
+        """
+        x = image_or_code
+        if isinstance(x, np.ndarray) and x.ndim in (1, 2):  # images are (H, W, C) or (1, H, W, C)
+            z, src = self._check_codes(x), "code"
+        else:
+            z, srcs, _, _, _ = self._encode(x if not isinstance(x, np.ndarray) or x.ndim == 4 else x[None])
+            src = srcs[0]
+        if len(z) != 1:
+            raise GalleryError(f"reject takes one face; got {len(z)}")
+        with self._transaction():
+            row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise GalleryError(f"{name!r} is not enrolled in {self.path}; `facespace people list` shows who is")
+            self.db.execute("INSERT INTO rejections (person_id, code, source, created) VALUES (?, ?, ?, ?)",
+                            (row[0], z[0].astype("<f4").tobytes(), source or src, time.time()))
+            return int(self.db.execute("SELECT COUNT(*) FROM rejections WHERE person_id = ?", (row[0],)).fetchone()[0])
+
+    def rejections(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(codes (r, d) float32, person index (r,))` of every "not this person" correction, indexed
+        like `codes()`'s names."""
+        d = int(self.meta["code_size"])
+        ids = [pid for pid, in self.db.execute("SELECT id FROM people ORDER BY id")]
+        rows = list(self.db.execute("SELECT person_id, code FROM rejections ORDER BY id"))
+        index = {pid: i for i, pid in enumerate(ids)}
+        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), d).copy()
+        return codes, np.array([index[r[0]] for r in rows], np.int64)
+
+
+def _crop_side(path: str) -> int | None:
+    """The side, in file pixels, of the face crop `load_images` takes from an image file."""
+    from facespace.data.images import crop_box, open_image
+
+    try:
+        with open_image(path) as img:
+            w, h = img.size
+        box = crop_box("lfw", w, h)
+    except Exception:  # unreadable files are refused (by name) when they are loaded
+        return None
+    return min(w, h) if box is None else min(box[2] - box[0], box[3] - box[1])
 
 
 def identify(model: Any, images: Any, gallery: str | os.PathLike, **options: Any) -> list[Identification]:
@@ -391,7 +514,8 @@ def identify(model: Any, images: Any, gallery: str | os.PathLike, **options: Any
         return g.identify(images, **options)
 
 
-def enroll(model: Any, name: str, images: Any, gallery: str | os.PathLike, *, replace: bool = False) -> int:
-    """`Gallery(gallery, model).enroll(name, images, replace=replace)` in one call."""
+def enroll(model: Any, name: str, images: Any, gallery: str | os.PathLike, *, replace: bool = False,
+           force: bool = False) -> int:
+    """`Gallery(gallery, model).enroll(name, images, replace=replace, force=force)` in one call."""
     with Gallery(gallery, model) as g:
-        return g.enroll(name, images, replace=replace)
+        return g.enroll(name, images, replace=replace, force=force)

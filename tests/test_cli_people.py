@@ -28,7 +28,19 @@ def world(tmp_path_factory):
     (lfw / "pairs.txt").write_text("\n".join(lines) + "\n")
     (lfw / "dev.txt").write_text("2\nP00\t1\t2\nP05\t1\t3\nP01\t1\tP02\t1\nP03\t2\tP07\t1\n")
     model = save_model(TinyEncoder(TinyConfig(size=16, channels=1)), root / "tiny.safetensors")
+    train = write_people(root / "train", 150, 1, ext=".pgm", grey=True, seed=40, prefix="T")
+    store_reference(model, [p for ps in train.values() for p in ps])
     return {"root": root, "portraits": portraits, "lfw": lfw, "model": model}
+
+
+def store_reference(model_path, faces) -> None:
+    """Store a quality reference measured on the test model's "training faces" in its checkpoint."""
+    from facespace.checkpoint import load_model
+    from facespace.data import load_images
+    from facespace.quality import quality_reference, save_quality_reference
+
+    m = load_model(model_path)
+    save_quality_reference(m, quality_reference(load_images(faces, size=16, grayscale=True), model=m))
 
 
 def rows(text: str) -> list[dict]:
@@ -44,7 +56,7 @@ def test_people_enroll_identify_list_remove(run_cli, world, tmp_path):
     probes = [people["P01"][3], people["P04"][4], people["P06"][0], people["P07"][1]]
     code, out, err = run_cli("people", "identify", *probes, "--model", m, "--gallery", g)
     assert code == 0, err
-    assert out.splitlines()[0] == "path,name,distance"
+    assert out.splitlines()[0] == "path,name,distance,quality"
     got = rows(out)
     assert [r["name"] for r in got] == ["P01", "P04", "unknown", "unknown"]
     assert [r["path"] for r in got] == [str(p) for p in probes]

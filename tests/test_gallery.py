@@ -24,9 +24,20 @@ def people():
     return {f"p{i}": faces_of(b, 5, rng) for i, b in enumerate(bases)}
 
 
+def tiny(config: TinyConfig = TinyConfig()) -> TinyEncoder:
+    """The test encoder with a quality reference from its own "training faces" (other synthetic people)."""
+    from facespace.quality import quality_reference
+
+    model = TinyEncoder(config)
+    rng = np.random.default_rng(99)
+    train = np.concatenate([faces_of(b, 1, rng) for b in patterns(300, config.size, seed=99)])
+    model.checkpoint_info = {"extra": {"quality": quality_reference(train, model=model).to_dict()}}
+    return model
+
+
 @pytest.fixture
 def gallery(tmp_path, people):
-    g = Gallery(tmp_path / "people.db", TinyEncoder())
+    g = Gallery(tmp_path / "people.db", tiny())
     for i in range(8):
         g.enroll(f"p{i}", people[f"p{i}"][:3])
     yield g
@@ -84,7 +95,7 @@ def test_reopened_gallery_gives_the_same_answers(gallery, people, tmp_path):
     probes = np.concatenate([people["p2"][3:], people["p10"][3:]])
     before = gallery.identify(probes)
     gallery.close()
-    with Gallery(tmp_path / "people.db", TinyEncoder()) as again:
+    with Gallery(tmp_path / "people.db", tiny()) as again:
         assert again.identify(probes) == before
         assert len(again.list()) == 8
     with Gallery(tmp_path / "people.db") as no_model:  # listing needs no model
@@ -98,7 +109,7 @@ def test_another_model_is_refused(gallery, tmp_path):
 
 
 def test_empty_and_single_person_galleries(people, tmp_path):
-    with Gallery(tmp_path / "g.db", TinyEncoder()) as g:
+    with Gallery(tmp_path / "g.db", tiny()) as g:
         with pytest.raises(GalleryError, match="nobody enrolled"):
             g.identify(people["p0"][:1])
         g.enroll("p0", people["p0"][:3])
@@ -150,7 +161,7 @@ def test_killed_enrol_loses_nothing(gallery, people, tmp_path):
     path = tmp_path / "pixels.db"
     with Gallery(path, PixelEncoder(size=16, channels=1)) as g:
         for i in range(4):
-            g.enroll(f"p{i}", people[f"p{i}"][:3])
+            g.enroll(f"p{i}", people[f"p{i}"][:3], force=True)
         before = (g.list(), g.threshold)
     np.save(tmp_path / "new.npy", people["p9"][:3])
     script = textwrap.dedent(f"""
@@ -160,7 +171,7 @@ def test_killed_enrol_loses_nothing(gallery, people, tmp_path):
         from facespace.verify import PixelEncoder
         Gallery._recalibrate = lambda self: os._exit(9)  # die inside the transaction, rows written
         g = Gallery({str(path)!r}, PixelEncoder(size=16, channels=1))
-        g.enroll("p0", np.load({str(tmp_path / "new.npy")!r}), replace=True)
+        g.enroll("p0", np.load({str(tmp_path / "new.npy")!r}), replace=True, force=True)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr
@@ -171,7 +182,7 @@ def test_killed_enrol_loses_nothing(gallery, people, tmp_path):
 
 
 def test_a_reader_is_not_blocked_by_a_writer(gallery, people, tmp_path):
-    reader = Gallery(tmp_path / "people.db", TinyEncoder())
+    reader = Gallery(tmp_path / "people.db", tiny())
     gallery.db.execute("BEGIN IMMEDIATE")
     gallery.db.execute("INSERT INTO people (name, created) VALUES ('half', 0)")
     assert "half" not in dict(reader.list())  # sees the last committed state, at once
@@ -182,7 +193,7 @@ def test_a_reader_is_not_blocked_by_a_writer(gallery, people, tmp_path):
 
 
 def test_enroll_many_is_one_change(people, tmp_path):
-    with Gallery(tmp_path / "many.db", TinyEncoder()) as g:
+    with Gallery(tmp_path / "many.db", tiny()) as g:
         counts = g.enroll_many({f"p{i}": people[f"p{i}"][:3] for i in range(6)})
         assert counts == {f"p{i}": 3 for i in range(6)} and g.threshold is not None
         with pytest.raises(GalleryError, match="given for both 'p6' and 'p7'"):

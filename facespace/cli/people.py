@@ -1,4 +1,10 @@
-"""CLI commands of the 'people' area: verify, evaluate-lfw, people enroll/identify/list/remove, cluster.
+"""CLI commands of the 'people' area: verify, evaluate-lfw, people enroll/identify/list/remove/reject/quality,
+cluster.
+
+`--detect` (verify, people enroll/identify/reject/quality) treats each file as a whole photo and
+goes through `facespace.photos.crops_from_photos`: one face is used; several are each used (with
+their face number and box); none gives a "no face found" line on stderr (and a `no_face` row in
+CSV output), never an error deep inside.
 
 MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline; for
 `evaluate-lfw` also `pca:D[:SIZE]`, a PCA refitted on each fold's training people.
@@ -82,18 +88,37 @@ def register(app: typer.Typer) -> None:
         image_b: Path = typer.Argument(..., help="Second face image."),
         threshold: Optional[float] = typer.Option(None, help="Largest distance still 'same person' (default: the model's calibrated one)."),
         metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
+        detect: bool = typer.Option(False, "--detect", help="The images are whole photos: find the faces first "
+                                    "(several faces: every pair is compared, one JSON line each)."),
     ) -> None:
         """Are two faces the same person? Prints a JSON line with the distance, threshold and verdict."""
         from facespace.verify import stored_threshold, verify as verify_faces
 
         m = resolve_model(model)
-        d, same = verify_faces(m, image_a, image_b, threshold=threshold, metric=metric)
-        stored = stored_threshold(m) or {}
-        t = threshold if threshold is not None else float(stored["threshold"])
-        used_metric = metric or stored.get("metric", "cosine")
-        out(json.dumps({"a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
-                        "metric": used_metric, "same": same}))
-        say(f"{'same person' if same else 'different people'}: distance {d:.4f} {'<=' if same else '>'} threshold {t:.4f}")
+        if not detect:
+            pairs = [(image_a, image_b, None, None)]
+        else:
+            crops = _crops(m, [image_a, image_b], detect=True)
+            if crops.no_face:
+                out(json.dumps({"a": str(image_a), "b": str(image_b), "status": "no_face",
+                                "no_face": crops.no_face}))
+                say(f"no face found in {', '.join(crops.no_face)}; nothing to compare")
+                return
+            rows = {str(p): [i for i, s in enumerate(crops.sources) if s == str(p)] for p in (image_a, image_b)}
+            pairs = [(crops.images[i], crops.images[j], i, j) for i in rows[str(image_a)] for j in rows[str(image_b)]]
+        for a, b, i, j in pairs:
+            d, same = verify_faces(m, a, b, threshold=threshold, metric=metric)
+            stored = stored_threshold(m) or {}
+            t = threshold if threshold is not None else float(stored["threshold"])
+            row = {"a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
+                   "metric": metric or stored.get("metric", "cosine"), "same": same}
+            if i is not None:
+                row.update(face_a=crops.faces[i], box_a=list(crops.boxes[i]), face_b=crops.faces[j],
+                           box_b=list(crops.boxes[j]), status="ok")
+            out(json.dumps(row))
+            which = "" if i is None else f"faces {crops.faces[i]} and {crops.faces[j]}: "
+            say(f"{which}{'same person' if same else 'different people'}: distance {d:.4f} "
+                f"{'<=' if same else '>'} threshold {t:.4f}")
 
     @app.command("evaluate-lfw")
     def evaluate_lfw(
@@ -166,13 +191,30 @@ def register(app: typer.Typer) -> None:
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
         replace: bool = typer.Option(False, help="Replace the person's earlier images instead of adding."),
         target_far: float = typer.Option(0.01, help="False-accept rate for strangers (used when the gallery is created)."),
+        force: bool = typer.Option(False, "--force", help="Enrol images that fail the quality checks too."),
+        detect: bool = typer.Option(False, "--detect", help="The images are whole photos of this person alone: "
+                                    "find the face first (a photo with several faces is refused)."),
     ) -> None:
-        """Add a person (or more images of one) to a gallery; no retraining."""
+        """Add a person (or more images of one) to a gallery; no retraining. Low-quality images
+        (blurry, flat, not face-like, too small) are refused with the reason unless --force."""
         from facespace.gallery import Gallery
 
         files = expand_images(images)
-        with Gallery(gallery, resolve_model(model), target_far=target_far) as g:
-            n = g.enroll(name, files, replace=replace)
+        m = resolve_model(model)
+        sizes = None
+        if detect:
+            crops = _crops(m, files, detect=True)
+            for p in crops.no_face:
+                say(f"{p}: no face found; not enrolled")
+            several = sorted({s for s in crops.sources if crops.sources.count(s) > 1})
+            if several:
+                raise FacespaceError(f"{', '.join(several)}: several faces, so it is not clear which is {name}; "
+                                     "crop the photo to this person, or enrol without --detect")
+            if not len(crops):
+                raise FacespaceError(f"no face found in any of the {len(files)} photo(s); nothing was enrolled")
+            files, sizes = crops.images, [min(b[2], b[3]) for b in crops.boxes]
+        with Gallery(gallery, m, target_far=target_far) as g:
+            n = g.enroll(name, files, replace=replace, force=force, sizes=sizes)
             t = g.threshold
         say(f"{name}: {n} image(s) enrolled in {gallery}; stranger threshold "
             + (f"{t:.4f}" if t is not None else "not yet calibrated (enrol a second person)"))
@@ -180,22 +222,136 @@ def register(app: typer.Typer) -> None:
 
     @people.command("identify")
     def identify(
-        images: list[Path] = typer.Argument(..., help="Image files or folders to identify."),
-        model: str = typer.Option(..., help="The model the gallery was built with."),
+        images: Optional[list[Path]] = typer.Argument(None, help="Image files or folders to identify."),
+        model: Optional[str] = typer.Option(None, help="The model the gallery was built with (not needed with --codes)."),
         gallery: Path = typer.Option(..., help="Gallery file."),
         max_distance: Optional[float] = typer.Option(None, help="Override the calibrated stranger threshold."),
+        detect: bool = typer.Option(False, "--detect", help="The images are whole photos: name every face in them."),
+        codes: Optional[Path] = typer.Option(None, help="Identify codes exported by `facespace encode` "
+                                             "(.npy, .csv, .parquet) instead of images."),
     ) -> None:
-        """Name each face, or 'unknown' for strangers. CSV on stdout: path,name,distance."""
+        """Name each face, or 'unknown' for strangers. CSV on stdout: path,name,distance,quality
+        (quality: `facespace.quality` score, 0-1, below 0.5 = failed a check; empty for --codes);
+        with --detect also face,box ("x y width height" in photo pixels),status (ok or no_face)."""
         from facespace.gallery import Gallery
 
-        files = expand_images(images)
-        with Gallery(gallery, resolve_model(model)) as g:
-            results = g.identify(files, max_distance=max_distance)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "name", "distance"])
-        for f, r in zip(files, results):
-            w.writerow([str(f), r.name if r.name is not None else "unknown", f"{r.distance:.6f}"])
+        w.writerow(["path", "name", "distance", "quality"] + (["face", "box", "status"] if detect else []))
+        if codes is not None:
+            if images or detect:
+                raise FacespaceError("--codes identifies exported codes; pass either --codes or images, not both")
+            _identify_codes(codes, gallery, model, max_distance, w)
+            out(buf.getvalue().rstrip("\n"))
+            return
+        if not images:
+            raise FacespaceError("pass images (files or folders) to identify, or --codes FILE")
+        if model is None:
+            raise FacespaceError("--model is needed to identify images: the model the gallery was built with")
+        files = expand_images(images)
+        m = resolve_model(model)
+        with Gallery(gallery, m) as g:
+            if detect:
+                crops = _crops(m, files, detect=True)
+                results = g.identify(crops.images, max_distance=max_distance,
+                                     sizes=[min(b[2], b[3]) for b in crops.boxes]) if len(crops) else []
+            else:
+                results = g.identify(files, max_distance=max_distance)
+        if detect:
+            found = {s: [] for s in map(str, files)}
+            for k, r in enumerate(results):
+                found[crops.sources[k]].append(k)
+            for f, ks in found.items():
+                if not ks:
+                    say(f"{f}: no face found")
+                    w.writerow([f, "unknown", "", "", "", "", "no_face"])
+                for k in ks:
+                    r = results[k]
+                    w.writerow([f, *_answer(r), crops.faces[k], " ".join(map(str, crops.boxes[k])), "ok"])
+                    _say_quality(f"{f}#{crops.faces[k]}", r.quality)
+        else:
+            for f, r in zip(files, results):
+                w.writerow([str(f), *_answer(r)])
+                _say_quality(str(f), r.quality)
+        out(buf.getvalue().rstrip("\n"))
+
+    def _identify_codes(path: Path, gallery: Path, model: Optional[str], max_distance: Optional[float], w: Any) -> None:
+        from facespace.export import load_codes
+        from facespace.gallery import Gallery
+
+        exported = load_codes(path)
+        with Gallery(gallery, resolve_model(model) if model else None) as g:
+            made_by = (exported.model or {}).get("weights_hash")
+            if made_by and made_by != g.meta.get("model_fingerprint"):
+                raise FacespaceError(f"{path} was encoded with another model ({(exported.model or {}).get('path') or made_by}) "
+                                     f"than gallery {gallery}; encode with the gallery's model")
+            if not made_by:
+                say(f"{path} does not say which model made its codes; assuming the gallery's")
+            results = g.identify_codes(exported.codes, max_distance=max_distance)
+        for label, r in zip(exported.labels(), results):
+            w.writerow([label, *_answer(r)])
+
+    @people.command("reject")
+    def reject(
+        image: Path = typer.Argument(..., help="The face (an image file; a whole photo with --detect)."),
+        name: str = typer.Argument(..., help="The enrolled person this face is NOT."),
+        model: str = typer.Option(..., help="The model the gallery was built with."),
+        gallery: Path = typer.Option(..., help="Gallery file."),
+        detect: bool = typer.Option(False, "--detect", help="IMAGE is a whole photo: find the faces first."),
+        face: Optional[int] = typer.Option(None, help="With --detect: which face (the number identify printed)."),
+    ) -> None:
+        """'Not this person': never name this face (or near-identical ones) as NAME again."""
+        from facespace.gallery import Gallery
+
+        m = resolve_model(model)
+        source, x = str(image), image
+        if detect:
+            crops = _crops(m, [image], detect=True)
+            if not len(crops):
+                raise FacespaceError(f"{image}: no face found; nothing was recorded")
+            if face is None and len(crops) > 1:
+                raise FacespaceError(f"{image} has {len(crops)} faces; say which with --face K (0 to {len(crops) - 1})")
+            k = 0 if face is None else face
+            if not 0 <= k < len(crops):
+                raise FacespaceError(f"{image} has {len(crops)} face(s); --face must be 0 to {len(crops) - 1}")
+            x, source = crops.images[k], f"{image}#{k}"
+        with Gallery(gallery, m) as g:
+            n = g.reject(x, name, source=source)
+        say(f"recorded: {source} is not {name} ({n} correction(s) for {name})")
+        out(f"{name},{n}")
+
+    @people.command("quality")
+    def quality(
+        images: list[Path] = typer.Argument(..., help="Image files or folders."),
+        model: str = typer.Option(..., help="The model the faces are for."),
+        detect: bool = typer.Option(False, "--detect", help="The images are whole photos: judge every face."),
+        save_reference: bool = typer.Option(False, "--save-reference", help="These are good faces (e.g. the "
+                                            "training faces): store their quality distribution in the model."),
+    ) -> None:
+        """Face quality: CSV path,face,score,ok,sharpness,contrast,brightness,size,recon_error,code_distance,reasons."""
+        from facespace.quality import face_quality, quality_reference, save_quality_reference
+
+        m = resolve_model(model)
+        crops = _crops(m, expand_images(images), detect=detect)
+        for p in crops.no_face:
+            say(f"{p}: no face found")
+        if save_reference:
+            ref = quality_reference(crops.images, model=m, source=f"{len(crops)} reference faces")
+            say(f"quality reference of {len(crops)} faces stored in {save_quality_reference(m, ref)}")
+            return
+        from facespace.gallery import _crop_side
+
+        sizes = [min(b[2], b[3]) if b is not None else _crop_side(s) for s, b in zip(crops.sources, crops.boxes)]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "face", "score", "ok", "sharpness", "contrast", "brightness", "size", "recon_error",
+                    "code_distance", "reasons"])
+        qs = face_quality(crops.images, model=m, sizes=sizes) if len(crops) else []
+        for s, k, q in zip(crops.sources, crops.faces, qs):
+            w.writerow([s, k, f"{q.score:.4f}", int(q.ok), f"{q.sharpness:.2f}", f"{q.contrast:.4f}",
+                        f"{q.brightness:.4f}", "" if q.size is None else q.size,
+                        "" if q.recon_error is None else f"{q.recon_error:.5f}",
+                        "" if q.code_distance is None else f"{q.code_distance:.4f}", "; ".join(q.reasons)])
         out(buf.getvalue().rstrip("\n"))
 
     @people.command("list")
@@ -271,6 +427,25 @@ def register(app: typer.Typer) -> None:
                 continue
             save_grid(load_images(readable, size=size), folder / f"cluster_{c:03d}.png")
         say(f"montages written to {folder}/")
+
+
+def _crops(model: Any, files: list[Path], *, detect: bool) -> Any:
+    """The model inputs of image files: `facespace.photos.crops_from_photos` at the model's shape."""
+    from facespace.photos import crops_from_photos
+
+    size, _, channels = model.image_shape
+    return crops_from_photos(files, size=size, grayscale=channels == 1, detect=detect)
+
+
+def _answer(r: Any) -> list[str]:
+    """`name, distance, quality` CSV fields of an `Identification`."""
+    q = getattr(r, "quality", None)
+    return [r.name if r.name is not None else "unknown", f"{r.distance:.6f}", "" if q is None else f"{q.score:.4f}"]
+
+
+def _say_quality(label: str, q: Any) -> None:
+    if q is not None and not q.ok:
+        say(f"{label}: low quality ({'; '.join(q.reasons)}); the answer is less reliable")
 
 
 def _csv_field(text: str) -> str:
