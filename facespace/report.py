@@ -386,7 +386,7 @@ def _number(text: str) -> Any:
 
 def _figure(uri: str, caption: str) -> str:
     return (
-        f'<figure><img src="{uri}" alt="{escape(caption)}">'
+        f'<figure style="max-width: 100%"><img src="{uri}" alt="{escape(caption)}" style="max-width: 100%">'
         f'<figcaption style="max-width: none">{escape(caption)}</figcaption></figure>'
     )
 
