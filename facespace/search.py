@@ -6,12 +6,13 @@ Example:
     >>> hits = fs.search(index, ["me.jpg"], k=5)          # one list of 5 dicts per query
     >>> hits[0][0]["path"], hits[0][0]["distance"]
     >>> groups = fs.find_duplicates(index, max_distance=0.01)   # lists of ids
+    >>> pairs = fs.find_duplicates(new_index, against=reference_index, max_distance=0.01)
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,6 +22,56 @@ from facespace.index.index import Index, IndexingError
 
 def _as_index(index: Index | str | os.PathLike) -> Index:
     return Index.load(index) if isinstance(index, (str, os.PathLike)) else index
+
+
+def as_index(source: Any, *, metric: str = "cosine") -> Index:
+    """An exact `Index` over a set of codes, or the index itself.
+
+    Args:
+        source: an `Index`; the path of a saved index; the path of exported codes (`.npy`,
+            `.csv`, `.parquet`, see `facespace.export`); an `ExportedCodes`; or `(n, d)` codes.
+        metric: the metric of an index made here (a given index keeps its own).
+
+    Returns:
+        The index; one made from codes keeps their paths and names as metadata and their model
+        record as `Index.model`, and codes given as an array get ids 0..n-1 (their row numbers).
+    """
+    if isinstance(source, Index):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        from facespace.export import is_codes_file, load_codes
+
+        if not is_codes_file(source):
+            return Index.load(source)
+        source = load_codes(source)
+    if hasattr(source, "codes") and hasattr(source, "metadata"):  # ExportedCodes
+        codes = np.asarray(source.codes)
+        index = Index(int(codes.shape[1]) if codes.ndim == 2 else 1, metric=metric)
+        index.add(codes, metadata=source.metadata())
+        index.model = source.model
+        return index
+    codes = np.asarray(source)
+    if codes.ndim != 2:
+        raise IndexingError(f"codes must be a 2-d array (n, d); got shape {codes.shape}")
+    index = Index(int(codes.shape[1]), metric=metric)
+    index.add(codes)
+    return index
+
+
+def same_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """False only when two model records (`Index.model`) are both known and name different models."""
+    if a is None or b is None:
+        return True
+    return any(a.get(key) and a.get(key) == b.get(key) for key in ("hash", "weights_hash"))
+
+
+class DuplicatePair(NamedTuple):
+    """A near-duplicate across two sets: `new` (an id of the searched set), `ref` (an id of the
+    reference set; a row number for codes given as an array) and their `distance`."""
+
+    new: int
+    ref: int
+    distance: float
 
 
 def query_codes(index: Index, queries: Any, *, model: Any = None, batch_size: int = 256) -> np.ndarray:
@@ -90,28 +141,47 @@ def search(
 
 
 def find_duplicates(
-    index: Index | str | os.PathLike, max_distance: float, *, k: int = 16
-) -> list[list[int]]:
-    """Groups of near-duplicate items: connected components of "distance <= max_distance".
+    index: Any, max_distance: float, *, k: int = 16, against: Any = None
+) -> list[list[int]] | list[DuplicatePair]:
+    """Near-duplicates within one set (groups), or of a new set against a reference set (pairs).
 
-    Two items are in one group when a chain of items links them, each step within
-    `max_distance` (in the index's metric; see `Index`). Uses the index's own backend, so an
-    approximate backend may miss a few links.
+    Within one set: groups are connected components of "distance <= max_distance"; two items
+    are in one group when a chain of items links them, each step within `max_distance` (in the
+    index's metric; see `Index`). Uses the index's own backend, so an approximate backend may
+    miss a few links.
+
+    Across two sets (`against` given): every pair (new item, reference item) within
+    `max_distance`, searched in the reference set's index.
 
     Args:
-        index: an `Index` or the path of a saved one.
+        index: an `Index`, the path of a saved one, or exported codes (see `as_index`).
         max_distance: the largest distance that still counts as a duplicate, >= 0.
         k: neighbours asked for first; doubled for items that still have more within reach.
+        against: the reference set: an `Index`, an index file, exported codes (a file or an
+            `ExportedCodes`) or `(m, d)` codes. Both sets must hold codes of one model, compared
+            in one metric (the reference index's; codes take the metric of `index`).
 
     Returns:
-        Lists of ids (each sorted, at least two long), largest groups first.
+        Without `against`: lists of ids (each sorted, at least two long), largest groups first.
+        With `against`: `DuplicatePair(new, ref, distance)`s, nearest first.
+
+    Raises:
+        IndexingError: a negative or non-finite `max_distance`; sets of different code sizes,
+            metrics or models.
+
+    Example:
+        >>> new = Index(2, metric="l2"); _ = new.add(np.array([[0, 0], [5, 5]], np.float32))
+        >>> find_duplicates(new, 0.1, against=np.array([[0, 0.05], [9, 9]], np.float32))
+        [DuplicatePair(new=0, ref=0, distance=0.05000000074505806)]
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    index = _as_index(index)
-    if not np.isfinite(max_distance) or max_distance < 0:
+    if max_distance is None or not np.isfinite(max_distance) or max_distance < 0:
         raise IndexingError(f"max_distance must be a finite number >= 0; got {max_distance!r}")
+    index = as_index(index)
+    if against is not None:
+        return _duplicates_across(index, as_index(against, metric=index.metric), float(max_distance), k)
     ids = np.sort(index.ids)
     n = len(ids)
     if n < 2:
@@ -136,6 +206,42 @@ def find_duplicates(
     sizes = np.bincount(label, minlength=n_groups)
     groups = [sorted(ids[label == g].tolist()) for g in np.flatnonzero(sizes >= 2)]
     return sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
+def _duplicates_across(new: Index, ref: Index, max_distance: float, k: int) -> list[DuplicatePair]:
+    if ref.metric != new.metric:
+        raise IndexingError(
+            f"the new set is compared in {new.metric} distance but the reference index in {ref.metric}; "
+            f"build both with one --metric"
+        )
+    if ref.dim != new.dim:
+        raise IndexingError(
+            f"the new set holds codes of size {new.dim} but the reference set codes of size {ref.dim}; "
+            "encode both with one model"
+        )
+    if not same_model(new.model, ref.model):
+        raise IndexingError(
+            f"the two sets were encoded with different models ({new.model.get('kind')} {new.model.get('path') or ''} "
+            f"and {ref.model.get('kind')} {ref.model.get('path') or ''}); encode both with one model"
+        )
+    ids = new.ids
+    if len(ids) == 0 or len(ref) == 0:
+        return []
+    queries = new.reconstruct(ids)
+    found: dict[int, list[DuplicatePair]] = {}
+    todo = np.arange(len(ids))
+    kk = min(max(int(k), 1), len(ref))
+    while len(todo):
+        d, nb = ref.search(queries[todo], kk)
+        close = (d <= max_distance) & (nb >= 0)
+        for row, c_row, d_row, nb_row in zip(todo, close, d, nb):
+            found[int(row)] = [DuplicatePair(int(ids[row]), int(r), float(x)) for r, x in zip(nb_row[c_row], d_row[c_row])]
+        if kk >= len(ref):
+            break
+        todo = todo[close[:, -1]]  # the k-th neighbour is still close: there may be more
+        kk = min(2 * kk, len(ref))
+    pairs = [p for row in sorted(found) for p in found[row]]
+    return sorted(pairs, key=lambda p: (p.distance, p.new, p.ref))
 
 
 def result_images(index: Index, results: Sequence[Sequence[dict[str, Any]]], *, size: int, model: Any = None) -> list[np.ndarray]:

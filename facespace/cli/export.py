@@ -1,7 +1,181 @@
-"""CLI commands of the 'export' area."""
+"""CLI commands of the 'export' area: `facespace encode SOURCE... --model M --out codes.npy|.csv|.parquet`.
 
+`encode_sources` (folders, image files or 'embedded' -> codes with paths, names and boxes) is
+shared with `facespace duplicates`, which encodes folders the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Callable
+
+import numpy as np
 import typer
+
+from facespace.cli._util import out as print_out
+from facespace.cli._util import say
+
+Opt = typer.Option
+Arg = typer.Argument
+
+_LFW_NAME = re.compile(r"^(.+)_\d{4}$")
+CHUNK = 64  # photos searched for faces between two progress updates
+
+
+def _name_of_file(path: str) -> str | None:
+    """`.../George_W_Bush_0001.jpg` -> `George_W_Bush`; a loose photo has no known identity."""
+    m = _LFW_NAME.match(Path(path).stem)
+    return m.group(1) if m else None
+
+
+def _encode(net: Any, images: np.ndarray, batch_size: int, tick: Callable[[int], None]) -> np.ndarray:
+    from facespace.codes import encode
+
+    codes = np.zeros((len(images), int(net.code_size)), np.float32)
+    for start in range(0, len(images), batch_size):
+        stop = min(start + batch_size, len(images))
+        codes[start:stop] = encode(net, images[start:stop], batch_size=batch_size)
+        tick(stop - start)
+    return codes
+
+
+def encode_sources(
+    net: Any,
+    sources: list[str],
+    *,
+    detect: bool = False,
+    batch_size: int = 256,
+    crop: str | None = "lfw",
+    progress: Callable[[int, int], None] | None = None,
+):
+    """Codes of every face in `sources`, in order, with their paths, names and (with `detect`) boxes.
+
+    Args:
+        net: the model.
+        sources: image folders (recursive), image files, or "embedded".
+        detect: find the faces in each file as a whole photo (`facespace.photos.crops_from_photos`):
+            every face is one row with its box; photos without a face give no row.
+        batch_size: images encoded at a time.
+        crop: crop of image files without `detect` (as `load_faces`).
+        progress: called with (done, total) as images are read and encoded.
+
+    Returns:
+        `(ExportedCodes, no_face, n_photos)`: the rows; the photos in which no face was found; how
+        many images or photos were looked at.
+    """
+    from facespace.data import load_faces, load_images
+    from facespace.data.folders import identities, scan_folder
+    from facespace.errors import FacespaceError
+    from facespace.export import ExportedCodes, export_model_record
+    from facespace.photos import crops_from_photos
+
+    size, _, channels = net.image_shape
+    grey = channels == 1
+    # (kind, payload, names): kind "set" for an already-loaded FaceSet, "files" for paths to read
+    jobs: list[tuple[str, Any, list[str | None]]] = []
+    loose: list[str] = []
+    for src in sources:
+        path = Path(src)
+        if src == "embedded" or (path.is_dir() and not detect):
+            faces = load_faces(src, size=size, crop=crop, grayscale=grey, progress=False)
+            names = list(faces.names) if faces.names is not None else [None] * len(faces)
+            jobs.append(("set", faces, names))
+        elif path.is_dir():
+            rel = [e.relpath for e in scan_folder(path)]
+            who = identities(rel)
+            jobs.append(("files", [str(path / r) for r in rel], list(who) if who is not None else [None] * len(rel)))
+        elif path.is_file():
+            loose.append(src)
+        else:
+            raise FacespaceError(f"{src}: no such file or folder; give image folders, image files or 'embedded'")
+    if loose:
+        jobs.append(("files", loose, [_name_of_file(p) for p in loose]))
+    total = sum(len(p) for _, p, _ in jobs) * (2 if detect else 1)
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    codes, srcs, names, boxes, faces, no_face = [], [], [], [], [], []
+    for kind, payload, who in jobs:
+        if kind == "set":
+            codes.append(_encode(net, np.asarray(payload.images), batch_size, tick))
+            srcs += [str(p) for p in payload.paths]
+            names += [None if n is None else str(n) for n in who]
+            boxes += [None] * len(payload)
+            faces += [0] * len(payload)
+        elif not detect:
+            images = load_images(payload, size=size, crop=crop, grayscale=grey)
+            codes.append(_encode(net, images, batch_size, tick))
+            srcs += [str(Path(p).resolve()) for p in payload]
+            names += who
+            boxes += [None] * len(payload)
+            faces += [0] * len(payload)
+        else:
+            by_path = dict(zip(payload, who))
+            for start in range(0, len(payload), CHUNK):
+                part = payload[start : start + CHUNK]
+                crops = crops_from_photos(part, size=size, grayscale=grey, detect=True)
+                tick(len(part))
+                codes.append(_encode(net, crops.images, batch_size, lambda n: None))
+                tick(len(part))
+                srcs += [str(Path(s).resolve()) for s in crops.sources]
+                names += [by_path[s] for s in crops.sources]
+                boxes += crops.boxes
+                faces += crops.faces
+                no_face += crops.no_face
+    z = np.concatenate(codes) if codes else np.zeros((0, int(net.code_size)), np.float32)
+    n_photos = sum(len(p) for _, p, _ in jobs)
+    return ExportedCodes(z, srcs, names, export_model_record(net), boxes, faces), no_face, n_photos
+
+
+def encode_cmd(
+    sources: Annotated[list[str], Arg(help="image folders (recursive), image files, or 'embedded'")],
+    model: Annotated[Path, Opt("--model", help="checkpoint (.safetensors) or run folder")],
+    out: Annotated[Path, Opt("--out", help="codes file: codes.npy (+ codes.npy.json), codes.csv or codes.parquet")],
+    detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
+    batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
+    crop: Annotated[str, Opt(help="crop of image files without --detect: lfw | none")] = "lfw",
+) -> None:
+    """Encode images with MODEL and write their codes with paths and names (embeddings out).
+
+    The file's suffix picks the format (see `facespace.export`): .npy with a .npy.json sidecar,
+    .csv (header path,name[,face,x,y,width,height],z0,...) with a .csv.json sidecar for the model,
+    or .parquet (columns path, name, code[, face, box]). Prints a JSON summary on stdout; photos
+    in which --detect finds no face are named on stderr and counted.
+    """
+    from facespace.cli.search import _encode_progress
+    from facespace.errors import FacespaceError
+    from facespace.export import codes_format, save_codes
+    from facespace.index.build import resolve_model
+
+    codes_format(out)  # an unknown format fails before any work
+    if batch_size < 1:
+        raise FacespaceError(f"--batch-size must be at least 1; got {batch_size}")
+    net = resolve_model(str(model))
+    bar, update = _encode_progress("encoding")
+    with bar:
+        exported, no_face, n_photos = encode_sources(
+            net, sources, detect=detect, batch_size=batch_size, crop=None if crop == "none" else crop, progress=update
+        )
+    for p in no_face:
+        say(f"no face found in {p}")
+    if len(exported) == 0:
+        raise FacespaceError(f"no faces to export: no face found in any of the {n_photos} photo(s); nothing written")
+    save_codes(out, exported.codes, sources=exported.sources, names=exported.names, model=exported.model,
+               boxes=exported.boxes if detect else None, faces=exported.faces)
+    say(f"wrote {len(exported)} codes of size {exported.dim} to {out}")
+    summary = {"out": str(out), "format": out.suffix.lower().lstrip("."), "count": len(exported), "dim": exported.dim,
+               "images": n_photos, "no_face": len(no_face), "model": (exported.model or {}).get("path")}
+    print_out(json.dumps(summary))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
+    app.command("encode")(encode_cmd)
+

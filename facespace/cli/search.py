@@ -74,26 +74,47 @@ def _info(index, path: Path) -> dict[str, Any]:
 
 
 def build_cmd(
-    model: Annotated[Path, Arg(help="checkpoint (.safetensors) or run folder")],
-    source: Annotated[str, Arg(help="image folder, LFW archive/folder, or 'embedded'")],
     out: Annotated[Path, Opt("--out", help="the index file to write, NAME.index")],
+    model: Annotated[Optional[Path], Arg(help="checkpoint (.safetensors) or run folder (not with --codes)")] = None,
+    source: Annotated[Optional[str], Arg(help="image folder, LFW archive/folder, or 'embedded'")] = None,
+    codes: Annotated[Optional[Path], Opt("--codes", help="index exported codes (.npy/.csv/.parquet) instead; no model needed")] = None,
     metric: Annotated[str, Opt(help="cosine | l2 | ip")] = "cosine",
     backend: Annotated[str, Opt(help="exact | lsh | hnsw")] = "exact",
     setting: Annotated[list[str], Opt("--set", help="backend setting NAME=VALUE (repeat), e.g. ef_search=64")] = [],
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
     crop: Annotated[str, Opt(help="crop of image files: lfw | none")] = "lfw",
 ) -> None:
-    """Encode every image of SOURCE with MODEL and write a search index."""
-    from facespace.index import build_index
+    """Encode every image of SOURCE with MODEL and write a search index (or index --codes from `facespace encode`).
 
-    bar, update = _encode_progress("encoding")
-    with bar:
-        index = build_index(
-            str(model), source, metric=metric, backend=backend, batch_size=batch_size,
-            crop=None if crop == "none" else crop, progress=update, **_parse_settings(setting),
-        )  # fmt: skip
+    An index built from codes records the model record of the export, so later queries by image
+    are still checked against the model that made the codes.
+    """
+    from facespace.errors import FacespaceError
+    from facespace.index import Index, build_index
+
+    if codes is not None:
+        if model is not None or source is not None:
+            raise FacespaceError("give either MODEL SOURCE or --codes FILE, not both")
+        from facespace.export import load_codes
+
+        exported = load_codes(codes)
+        if len(exported) == 0:
+            raise FacespaceError(f"{codes} holds no codes; export some with `facespace encode`")
+        index = Index(exported.dim, metric=metric, backend=backend, **_parse_settings(setting))
+        index.add(exported.codes, metadata=exported.metadata())
+        index.model = exported.model
+    else:
+        if model is None or source is None:
+            raise FacespaceError("give MODEL and SOURCE (e.g. `facespace index build runs/pca embedded --out I.index`), "
+                                 "or --codes codes.npy")
+        bar, update = _encode_progress("encoding")
+        with bar:
+            index = build_index(
+                str(model), source, metric=metric, backend=backend, batch_size=batch_size,
+                crop=None if crop == "none" else crop, progress=update, **_parse_settings(setting),
+            )  # fmt: skip
     index.save(out)
-    say(f"indexed {len(index)} images in {out}")
+    say(f"indexed {len(index)} {'codes' if codes is not None else 'images'} in {out}")
     print_out(json.dumps(_info(index, out), default=str))
 
 
@@ -164,30 +185,72 @@ def info_cmd(index_path: Annotated[Path, Arg(help="the index file")]) -> None:
     print_out(json.dumps(_info(Index.load(index_path), index_path), default=str))
 
 
+def _query_codes_file(index, path: Path):
+    """Codes and labels of an export used as queries, refused when another model made them."""
+    from facespace.errors import FacespaceError
+    from facespace.export import load_codes
+    from facespace.search import same_model
+
+    exported = load_codes(path)
+    if not same_model(index.model, exported.model):
+        raise FacespaceError(f"{path} holds codes of another model ({(exported.model or {}).get('kind')} "
+                             f"{(exported.model or {}).get('path') or ''}) than the index; encode the queries with "
+                             "the index's model")
+    return exported.codes, exported.labels()
+
+
 def search_cmd(
     index_path: Annotated[Path, Arg(help="the index file")],
-    images: Annotated[list[str], Arg(help="query image files")],
+    images: Annotated[Optional[list[str]], Arg(help="query image files (or photos with --detect)")] = None,
     k: Annotated[int, Opt("-k", "--k", help="results per query")] = 10,
     model: Annotated[Optional[Path], Opt("--model", help="the index's model (default: the one it records)")] = None,
+    codes: Annotated[Optional[Path], Opt("--codes", help="query by exported codes (.npy/.csv/.parquet); no model needed")] = None,
+    detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; each face is a query (path#k)")] = False,
     montage: Annotated[Optional[Path], Opt("--montage", help="PNG: each query beside its results")] = None,
-    crop: Annotated[str, Opt(help="crop of the query images: lfw | none")] = "lfw",
+    crop: Annotated[str, Opt(help="crop of the query images without --detect: lfw | none")] = "lfw",
 ) -> None:
-    """Find the K indexed images nearest each query image; print CSV query,rank,path,name,distance."""
+    """Find the K indexed images nearest each query; print CSV query,rank,path,name,distance.
+
+    With --detect each face found in a photo is a query named PATH#K; a photo without a face is
+    named on stderr ("no face found in ...") and gives no rows; the exit status is 2 only when no
+    query at all is left.
+    """
     from facespace.codes import as_images
+    from facespace.errors import FacespaceError
     from facespace.index import Index
     from facespace.index.build import check_model, index_model, resolve_model
     from facespace.search import search
 
+    if bool(images) == (codes is not None):
+        raise FacespaceError("give query IMAGE files or --codes FILE (one of the two)")
     index = Index.load(index_path)
-    net = index_model(index) if model is None else resolve_model(str(model))
-    check_model(index, net)
-    queries = as_images(net, images, crop=None if crop == "none" else crop)
-    results = search(index, queries, k, model=net)
+    net, queries = None, None
+    if codes is not None:
+        if montage is not None:
+            raise FacespaceError("--montage needs query images; search by IMAGE files to get one")
+        query, labels = _query_codes_file(index, codes)
+    else:
+        net = index_model(index) if model is None else resolve_model(str(model))
+        check_model(index, net)
+        if detect:
+            from facespace.photos import crops_from_photos
+
+            size, _, channels = net.image_shape
+            crops = crops_from_photos(images, size=size, grayscale=channels == 1, detect=True)
+            for p in crops.no_face:
+                say(f"no face found in {p}")
+            if len(crops) == 0:
+                raise FacespaceError(f"no face found in any of the {len(images)} photo(s); nothing to search for")
+            queries, labels = crops.images, crops.labels()
+        else:
+            queries, labels = as_images(net, images, crop=None if crop == "none" else crop), list(images)
+        query = queries
+    results = search(index, query, k, model=net)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["query", "rank", "path", "name", "distance"])
-    for query, hits in zip(images, results):
+    for label, hits in zip(labels, results):
         for hit in hits:
-            writer.writerow([query, hit["rank"], hit.get("path", ""), hit.get("name") or "", f"{hit['distance']:.6g}"])
+            writer.writerow([label, hit["rank"], hit.get("path", ""), hit.get("name") or "", f"{hit['distance']:.6g}"])
     if montage is not None:
         from facespace.grid import save_png
         from facespace.search import montage as make_montage
@@ -199,22 +262,91 @@ def search_cmd(
         say(f"montage written to {montage}")
 
 
-def duplicates_cmd(
-    index_path: Annotated[Path, Arg(help="the index file")],
-    max_distance: Annotated[float, Opt("--max-distance", help="largest distance counted as a duplicate")],
-) -> None:
-    """List groups of near-duplicate images as CSV group,id,path,name."""
+def _code_set(arg: str, net_of: Any, metric: str, batch_size: int):
+    """An index of NEW or REF: an index file, an export (.npy/.csv/.parquet), or a folder encoded with the model."""
+    from facespace.export import is_codes_file
     from facespace.index import Index
+    from facespace.search import as_index
+
+    path = Path(arg)
+    if path.is_file():
+        return as_index(path, metric=metric) if is_codes_file(path) else Index.load(path)
+    from facespace.cli.export import encode_sources
+
+    net = net_of()
+    bar, update = _encode_progress(f"encoding {path.name or arg}")
+    with bar:
+        exported, _, _ = encode_sources(net, [arg], batch_size=batch_size, progress=update)
+    return as_index(exported, metric=metric)
+
+
+def duplicates_cmd(
+    new: Annotated[str, Arg(help="an index file, exported codes, or (with --against) an image folder")],
+    max_distance: Annotated[float, Opt("--max-distance", help="largest distance counted as a duplicate")],
+    against: Annotated[Optional[str], Opt("--against", help="reference set: a folder, an index file or exported codes")] = None,
+    model: Annotated[Optional[Path], Opt("--model", help="model for folders (default: the one an index records)")] = None,
+    metric: Annotated[str, Opt(help="metric when neither set is an index file: cosine | l2 | ip")] = "cosine",
+    report: Annotated[Optional[Path], Opt("--report", help="also write an HTML page with thumbnails and distances")] = None,
+    batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
+) -> None:
+    """Near-duplicates within one index (CSV group,id,path,name), or of NEW against a reference
+    set (CSV new_path,ref_path,distance, nearest first)."""
+    from facespace.errors import FacespaceError
+    from facespace.index import Index
+    from facespace.index.build import check_model, index_model, resolve_model
     from facespace.search import find_duplicates
 
-    index = Index.load(index_path)
-    groups = find_duplicates(index, max_distance)
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["group", "id", "path", "name"])
-    for g, members in enumerate(groups):
-        for i, meta in zip(members, index.get_metadata(members)):
-            writer.writerow([g, i, meta.get("path", ""), meta.get("name") or ""])
-    say(f"{len(groups)} groups of near-duplicates ({sum(map(len, groups))} images) within {max_distance} ({index.metric})")
+    if against is None:
+        if not Path(new).is_file():
+            raise FacespaceError(f"{new}: not an index file; give an index, or a folder with --against REF")
+        index = Index.load(new)
+        groups = find_duplicates(index, max_distance)
+        writer.writerow(["group", "id", "path", "name"])
+        for g, members in enumerate(groups):
+            for i, meta in zip(members, index.get_metadata(members)):
+                writer.writerow([g, i, meta.get("path", ""), meta.get("name") or ""])
+        say(f"{len(groups)} groups of near-duplicates ({sum(map(len, groups))} images) within {max_distance} ({index.metric})")
+        if report is not None:
+            from facespace.dup_report import write_groups_report
+
+            write_groups_report(report, [index.get_metadata(m) for m in groups], max_distance=max_distance)
+            say(f"report written to {report}")
+        return
+    from facespace.export import is_codes_file
+
+    given = [Index.load(a) if Path(a).is_file() and not is_codes_file(a) else None for a in (new, against)]
+    metric = next((g.metric for g in given if g is not None), metric)
+    cache: list[Any] = []
+
+    def net_of() -> Any:  # the model, loaded once, only when a folder must be encoded
+        if not cache:
+            recorded = next((g for g in given if g is not None and g.model and g.model.get("path")), None)
+            if model is None and recorded is None:
+                raise FacespaceError("folders are encoded with a model: give --model PATH")
+            net = resolve_model(str(model)) if model is not None else index_model(recorded)
+            for g in given:
+                if g is not None and g.model is not None:
+                    check_model(g, net)
+            cache.append(net)
+        return cache[0]
+
+    new_set = given[0] or _code_set(new, net_of, metric, batch_size)
+    ref_set = given[1] or _code_set(against, net_of, metric, batch_size)
+    pairs = find_duplicates(new_set, max_distance, against=ref_set)
+    new_meta = new_set.get_metadata([p.new for p in pairs])
+    ref_meta = ref_set.get_metadata([p.ref for p in pairs])
+    writer.writerow(["new_path", "ref_path", "distance"])
+    for p, a, b in zip(pairs, new_meta, ref_meta):
+        writer.writerow([a.get("path", p.new), b.get("path", p.ref), f"{p.distance:.6g}"])
+    say(f"{len(pairs)} near-duplicate pair(s) of {len({p.new for p in pairs})} of {len(new_set)} new item(s) "
+        f"within {max_distance} ({new_set.metric}) of {len(ref_set)} reference item(s)")
+    if report is not None:
+        from facespace.dup_report import write_pairs_report
+
+        write_pairs_report(report, [(a, b, p.distance) for p, a, b in zip(pairs, new_meta, ref_meta)],
+                           max_distance=max_distance, metric=new_set.metric, new_label=str(new), ref_label=str(against))
+        say(f"report written to {report}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,435 @@
+"""Embeddings out and in: codes with their paths and names in `.npy`, `.csv` or `.parquet` files.
+
+Three formats, one meaning (row i is one face: its code, the file it came from, whose face it is,
+and, when faces were detected in whole photos, which face and its box):
+
+- `.npy`: the `(n, d)` float32 codes, plus a sidecar `<file>.npy.json` holding `format`,
+  `format_version`, `dim`, `count`, `crc32` (of the codes), `sources`, `names`, `faces`, `boxes`
+  and `model` (the record of `facespace.index.build.model_record`). The sidecar is required: a
+  bare `.npy` says nothing of where its rows came from.
+- `.csv`: header `path,name,z0,...,z{d-1}` (with `face,x,y,width,height` after `name` when faces
+  were detected), one row per face, floats written with 9 significant digits so float32 codes
+  read back bit-exact. No comment lines, so any CSV reader takes it; the model record goes to a
+  sidecar `<file>.csv.json`, which is optional on reading (a CSV from another tool loads with
+  `model=None`).
+- `.parquet`: columns `path` (string), `name` (string, null when unknown), `code`
+  (fixed-size list<float32>[d]), and `face` (int32) / `box` (fixed-size list<int32>[4]) when faces
+  were detected; the model record and format version in the schema metadata key `facespace`.
+
+Every file is written to a temporary name and renamed (`facespace.files`), so a failed export
+leaves no half file behind.
+
+Example:
+    >>> import numpy as np
+    >>> from facespace.export import load_codes, save_codes
+    >>> save_codes("codes.npy", np.eye(2, dtype=np.float32), sources=["a.jpg", "b.jpg"],
+    ...            names=["ann", None])                                    # doctest: +SKIP
+    >>> load_codes("codes.npy").names                                        # doctest: +SKIP
+    ['ann', None]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from facespace.errors import FacespaceError
+
+FORMAT = "facespace-codes"
+FORMAT_VERSION = 1
+SUFFIXES = (".npy", ".csv", ".parquet")
+BOX_COLUMNS = ("face", "x", "y", "width", "height")
+
+Box = tuple[int, int, int, int]
+
+
+class ExportError(FacespaceError):
+    """A codes file that cannot be written or read: unknown suffix, truncated, foreign, inconsistent."""
+
+
+@dataclass(frozen=True)
+class ExportedCodes:
+    """Codes read back from an export, row i being one face.
+
+    Attributes:
+        codes: `(n, d)` float32.
+        sources: `n` paths (the image file each face came from).
+        names: `n` identities (str or None).
+        model: the model record (`facespace.index.build.model_record`) or None when unknown.
+        boxes: `n` boxes `(x, y, width, height)` in file pixels, or None per row (no detection).
+        faces: `n` face numbers within their photo (0 without detection).
+
+    Example:
+        >>> e = ExportedCodes(np.zeros((1, 2), np.float32), ["a.jpg"], [None], None)
+        >>> len(e), e.labels()
+        (1, ['a.jpg'])
+    """
+
+    codes: np.ndarray
+    sources: list[str]
+    names: list[str | None]
+    model: dict[str, Any] | None
+    boxes: list[Box | None] = field(default_factory=list)
+    faces: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.codes)
+        if not self.boxes:
+            object.__setattr__(self, "boxes", [None] * n)
+        if not self.faces:
+            object.__setattr__(self, "faces", [0] * n)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def dim(self) -> int:
+        return int(self.codes.shape[1])
+
+    def labels(self) -> list[str]:
+        """One readable name per row: the source path, with `#k` for face k when faces were detected."""
+        return [s if b is None else f"{s}#{k}" for s, k, b in zip(self.sources, self.faces, self.boxes)]
+
+    def metadata(self) -> list[dict[str, Any]]:
+        """One metadata dict per row, as an index stores it: path, name (and face, box)."""
+        out = []
+        for s, n, k, b in zip(self.sources, self.names, self.faces, self.boxes):
+            m: dict[str, Any] = {"path": s, "name": n}
+            if b is not None:
+                m.update(face=int(k), box=[int(v) for v in b])
+            out.append(m)
+        return out
+
+
+def codes_format(path: str | os.PathLike) -> str:
+    """The format a codes file's suffix names (".npy", ".csv" or ".parquet"); any other raises ExportError."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ExportError(
+            f"{path}: unknown codes format {suffix or '(no suffix)'!r}; name the file with one of: {', '.join(SUFFIXES)}"
+        )
+    return suffix
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON file beside an `.npy` / `.csv` export: `codes.npy` -> `codes.npy.json`."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def _crc(codes: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(codes, np.float32).reshape(-1).view(np.uint8))
+
+
+def export_model_record(model: Any) -> dict[str, Any] | None:
+    """What an export stores about its model (`facespace.index.build.model_record`, with an absolute path)."""
+    if model is None:
+        return None
+    if isinstance(model, dict):
+        rec = dict(model)
+    else:
+        from facespace.index.build import model_record
+
+        rec = model_record(model)
+    if rec.get("path") and not os.path.isabs(rec["path"]):  # the export may be read from another folder
+        rec["path"] = os.path.abspath(rec["path"])
+    return rec
+
+
+def _check(codes: Any, sources: Any, names: Any, boxes: Any) -> tuple[np.ndarray, list[str], list, list, list]:
+    z = np.asarray(codes)
+    if z.ndim != 2 or z.shape[1] < 1:
+        raise ExportError(f"codes must be an (n, d) array with d >= 1; got shape {z.shape}")
+    if not np.issubdtype(z.dtype, np.number) or np.issubdtype(z.dtype, np.complexfloating):
+        raise ExportError(f"codes must be real numbers; got dtype {z.dtype}")
+    z = np.ascontiguousarray(z, np.float32)
+    if not np.isfinite(z).all():
+        raise ExportError("codes contain NaN or infinite values; drop those rows before exporting")
+    n = len(z)
+    src = [str(s) for s in sources]
+    if len(src) != n:
+        raise ExportError(f"sources has {len(src)} entries for {n} codes; give one path per code")
+    nm = [None] * n if names is None else [None if v is None or v == "" else str(v) for v in names]
+    if len(nm) != n:
+        raise ExportError(f"names has {len(nm)} entries for {n} codes; give one name (or None) per code")
+    faces, bx = [0] * n, [None] * n
+    if boxes is not None:
+        bx = list(boxes)
+        if len(bx) != n:
+            raise ExportError(f"boxes has {len(bx)} entries for {n} codes; give one box (or None) per code")
+        bx = [None if b is None else tuple(int(v) for v in b) for b in bx]
+        if any(b is not None and len(b) != 4 for b in bx):
+            raise ExportError("each of boxes must be (x, y, width, height) or None")
+        if all(b is None for b in bx):
+            bx = [None] * n
+    return z, src, nm, bx, faces
+
+
+def save_codes(
+    path: str | os.PathLike,
+    codes: Any,
+    *,
+    sources: Sequence[str],
+    names: Sequence[str | None] | None,
+    model: Any = None,
+    boxes: Sequence[Sequence[int] | None] | None = None,
+    faces: Sequence[int] | None = None,
+) -> Path:
+    """Write codes with their paths and names to `.npy` (+ `.npy.json`), `.csv` (+ `.csv.json`) or `.parquet`.
+
+    Args:
+        path: the file; its suffix picks the format.
+        codes: `(n, d)` float array, finite (stored as float32).
+        sources: `n` paths, one per code.
+        names: `n` identities (None or "" where unknown: both read back as None), or None for all unknown.
+        model: the model that made the codes (an Encoder), its record dict, or None.
+        boxes: `n` boxes `(x, y, width, height)` (None per row without one), when faces were detected.
+        faces: `n` face numbers within their photo (default 0).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: an unknown suffix, codes that are not `(n, d)` finite numbers, lists of the
+            wrong length.
+    """
+    path = Path(path)
+    suffix = codes_format(path)
+    z, src, nm, bx, fc = _check(codes, sources, names, boxes)
+    if faces is not None:
+        fc = [int(v) for v in faces]
+        if len(fc) != len(z):
+            raise ExportError(f"faces has {len(fc)} entries for {len(z)} codes")
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "dim": int(z.shape[1]), "count": len(z),
+              "crc32": _crc(z), "model": export_model_record(model)}
+    detected = any(b is not None for b in bx)
+    if suffix == ".parquet":
+        _write_parquet(path, z, src, nm, bx, fc, header, detected)
+        return path
+    side = dict(header)
+    if suffix == ".npy":
+        side.update(sources=src, names=nm, faces=fc, boxes=[None if b is None else list(b) for b in bx])
+    from facespace.files import atomic_write, write_text_atomic
+
+    # data file first, then the sidecar; a crash between the two leaves a pair whose crc32/count
+    # disagree, which load_codes refuses instead of pairing the wrong rows and paths
+    with atomic_write(path, "wb") as f:
+        if suffix == ".npy":
+            np.save(f, z, allow_pickle=False)
+        else:
+            f.write(_csv_text(z, src, nm, bx, fc, detected).encode("utf-8"))
+    write_text_atomic(sidecar_path(path), json.dumps(side, ensure_ascii=False))
+    return path
+
+
+def _csv_text(z: np.ndarray, src: list, nm: list, bx: list, fc: list, detected: bool) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    extra = list(BOX_COLUMNS) if detected else []
+    w.writerow(["path", "name", *extra, *(f"z{j}" for j in range(z.shape[1]))])
+    fmt = "{:.9g}".format  # 9 significant digits: every float32 reads back exactly
+    for s, n, b, k, row in zip(src, nm, bx, fc, z.tolist()):
+        cells = [s, "" if n is None else n]
+        if detected:
+            cells += [k, *b] if b is not None else ["", "", "", "", ""]
+        w.writerow(cells + [fmt(v) for v in row])
+    return buf.getvalue()
+
+
+def _write_parquet(path: Path, z, src, nm, bx, fc, header: dict, detected: bool) -> None:
+    pa, pq = _pyarrow()
+    d = z.shape[1]
+    cols = {
+        "path": pa.array(src, pa.string()),
+        "name": pa.array(nm, pa.string()),
+        "code": pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1), pa.float32()), d),
+    }
+    if detected:
+        cols["face"] = pa.array(fc, pa.int32())
+        flat = [v for b in bx for v in (b if b is not None else (0, 0, 0, 0))]
+        mask = pa.array([b is None for b in bx])
+        cols["box"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.int32()), 4, mask=mask)
+    table = pa.table(cols).replace_schema_metadata({"facespace": json.dumps(header, ensure_ascii=False)})
+    from facespace.files import atomic_write
+
+    with atomic_write(path, "wb") as f:
+        pq.write_table(table, f)
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        raise ExportError("parquet needs pyarrow (pip install pyarrow); or export to .npy or .csv") from None
+    return pa, pq
+
+
+# ---- reading
+
+
+def load_codes(path: str | os.PathLike) -> ExportedCodes:
+    """Read codes written by `save_codes` (or a CSV `path,name,z0,...` from another tool).
+
+    Args:
+        path: a `.npy` (with its `.npy.json` sidecar), `.csv` or `.parquet` file.
+
+    Returns:
+        An `ExportedCodes`: `codes (n, d)` float32, `sources`, `names`, `model`, `boxes`, `faces`.
+
+    Raises:
+        ExportError: a missing, truncated or foreign file, a sidecar that does not match its
+            data, an unknown suffix or a newer format version.
+    """
+    path = Path(path)
+    suffix = codes_format(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such codes file; write one with `facespace encode ... --out {path.name}`")
+    if suffix == ".npy":
+        return _load_npy(path)
+    if suffix == ".csv":
+        return _load_csv(path)
+    return _load_parquet(path)
+
+
+def _read_sidecar(path: Path, *, required: bool) -> dict[str, Any] | None:
+    side = sidecar_path(path)
+    if not side.is_file():
+        if required:
+            raise ExportError(
+                f"{path}: its sidecar {side.name} (paths, names, model) is missing; keep the two files together, "
+                "or export again with `facespace encode`"
+            )
+        return None
+    try:
+        meta = json.loads(side.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{side}: not a facespace codes sidecar (unreadable JSON: {e}); export again") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ExportError(f"{side}: not a facespace codes sidecar (no format {FORMAT!r}); export again")
+    _check_version(meta, side)
+    return meta
+
+
+def _check_version(meta: dict, where: Any) -> None:
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ExportError(
+            f"{where}: codes format version {version!r}, this facespace reads up to {FORMAT_VERSION}; upgrade facespace"
+        )
+
+
+def _check_against(meta: dict, z: np.ndarray, path: Path) -> None:
+    if meta.get("count") != len(z) or meta.get("dim") != z.shape[1]:
+        raise ExportError(
+            f"{path}: holds {z.shape[0]} x {z.shape[1]} codes but its sidecar describes {meta.get('count')} x "
+            f"{meta.get('dim')}; the files are from different exports, export again"
+        )
+    if "crc32" in meta and meta["crc32"] != _crc(z):
+        raise ExportError(f"{path}: its codes do not match the checksum in its sidecar (changed or damaged); export again")
+
+
+def _load_npy(path: Path) -> ExportedCodes:
+    try:
+        z = np.load(path, allow_pickle=False, mmap_mode=None)
+    except (ValueError, OSError, EOFError) as e:
+        raise ExportError(f"{path}: not a readable .npy file (truncated or another format: {e}); export again") from None
+    if not isinstance(z, np.ndarray) or z.ndim != 2 or z.dtype != np.float32:
+        raise ExportError(f"{path}: expected (n, d) float32 codes; got {getattr(z, 'shape', '?')} {getattr(z, 'dtype', '')}")
+    meta = _read_sidecar(path, required=True)
+    _check_against(meta, z, path)
+    n = len(z)
+    try:
+        src, nm = [str(s) for s in meta["sources"]], [None if v is None else str(v) for v in meta["names"]]
+        faces = [int(v) for v in meta.get("faces") or [0] * n]
+        boxes = [None if b is None else tuple(int(v) for v in b) for b in meta.get("boxes") or [None] * n]
+    except (KeyError, TypeError, ValueError):
+        raise ExportError(f"{sidecar_path(path)}: sources/names/boxes are missing or malformed; export again") from None
+    if not len(src) == len(nm) == len(faces) == len(boxes) == n:
+        raise ExportError(f"{sidecar_path(path)}: lists of paths/names do not have {n} entries; export again")
+    return ExportedCodes(z, src, nm, meta.get("model"), boxes, faces)
+
+
+def _load_csv(path: Path) -> ExportedCodes:
+    try:
+        text = path.read_bytes().decode("utf-8")  # no newline translation: paths may hold "\r"
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: not UTF-8 text; a codes CSV has header path,name,z0,z1,...") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    z_cols = [j for j, h in enumerate(header or []) if h[:1] == "z" and h[1:].isdigit()]
+    if not header or header[:2] != ["path", "name"] or not z_cols:
+        raise ExportError(f"{path}: not a codes CSV; expected a header path,name,z0,z1,... (got {(header or [])[:4]})")
+    if [header[j] for j in z_cols] != [f"z{i}" for i in range(len(z_cols))]:
+        raise ExportError(f"{path}: code columns must be z0, z1, ... in order")
+    detected = all(c in header for c in BOX_COLUMNS)
+    at = {c: header.index(c) for c in BOX_COLUMNS} if detected else {}
+    src, nm, boxes, faces, rows = [], [], [], [], []
+    for line, cells in enumerate(reader, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise ExportError(f"{path}: line {line} has {len(cells)} fields, the header {len(header)} (truncated file?)")
+        src.append(cells[0])
+        nm.append(cells[1] or None)
+        try:
+            rows.append([float(cells[j]) for j in z_cols])
+            if detected and cells[at["x"]] != "":
+                faces.append(int(cells[at["face"]]))
+                boxes.append(tuple(int(cells[at[c]]) for c in BOX_COLUMNS[1:]))
+            else:
+                faces.append(0)
+                boxes.append(None)
+        except ValueError:
+            raise ExportError(f"{path}: line {line} has a value that is not a number") from None
+    z = np.asarray(rows, np.float32).reshape(len(rows), len(z_cols))
+    if not np.isfinite(z).all():
+        raise ExportError(f"{path}: codes contain NaN or infinite values; drop those rows")
+    meta = _read_sidecar(path, required=False)
+    if meta is not None:
+        _check_against(meta, z, path)
+    return ExportedCodes(z, src, nm, None if meta is None else meta.get("model"), boxes, faces)
+
+
+def _load_parquet(path: Path) -> ExportedCodes:
+    pa, pq = _pyarrow()
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ExportError(f"{path}: not a readable Parquet file (truncated or another format: {e}); export again") from None
+    raw = (table.schema.metadata or {}).get(b"facespace")
+    if raw is None or not {"path", "name", "code"} <= set(table.column_names):
+        raise ExportError(f"{path}: not a facespace codes file (needs columns path, name, code and facespace metadata)")
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ExportError(f"{path}: its facespace metadata is unreadable; export again") from None
+    _check_version(meta, path)
+    code = table.column("code").combine_chunks()
+    if not pa.types.is_fixed_size_list(code.type):
+        raise ExportError(f"{path}: column 'code' must be a fixed-size list of float32")
+    d = code.type.list_size
+    z = np.asarray(code.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(table), d)
+    _check_against(meta, z, path)
+    src = [str(s) for s in table.column("path").to_pylist()]
+    nm = table.column("name").to_pylist()
+    n = len(z)
+    faces = [int(v) for v in table.column("face").to_pylist()] if "face" in table.column_names else [0] * n
+    boxes: list = [None] * n
+    if "box" in table.column_names:
+        boxes = [None if b is None else tuple(int(v) for v in b) for b in table.column("box").to_pylist()]
+    return ExportedCodes(z, src, nm, meta.get("model"), boxes, faces)
+
+
+def is_codes_file(path: str | os.PathLike) -> bool:
+    """True for a path whose suffix is one of the export formats (`.npy`, `.csv`, `.parquet`)."""
+    return Path(path).suffix.lower() in SUFFIXES
