@@ -184,7 +184,7 @@ def test_missing_images_are_named(tmp_path, encoder):
 
 def _gallery(path, encoder):
     g = Gallery(path, encoder, metric="l2")
-    g.enroll_many({name: np.stack([_line_image(t) for t in ts]) for name, ts in ENROLLED.items()})
+    g.enroll_many({name: np.stack([_line_image(t) for t in ts]) for name, ts in ENROLLED.items()}, force=True)
     return g
 
 

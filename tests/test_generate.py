@@ -226,3 +226,48 @@ def test_cli_vary_sample_fill(run_cli, files, tmp_path):
     assert code == 0 and json.loads(out)["box"] == [4, 8, 12, 14]
     code, _, err = run_cli("fill", files / "pca.safetensors", files / "a.png", "--box", "1,2,3", "--out", tmp_path / "f3.png")
     assert code == 2 and "--box must be" in err
+
+
+# --- morph --detect (whole photos) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A photo with one face, one with two (side by side), and one with none."""
+    import cv2
+    from PIL import Image
+    from skimage.data import astronaut
+
+    root = tmp_path_factory.mktemp("photos")
+    astro = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    Image.fromarray(astro).save(root / "one.png")
+    Image.fromarray(np.concatenate([astro, astro[:, ::-1]], axis=1)).save(root / "two.png")
+    Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(root / "none.png")
+    return root
+
+
+def test_cli_morph_detect_uses_the_face_found(run_cli, files, photos, pca):
+    from PIL import Image
+
+    from facespace.grid import make_grid
+    from facespace.photos import crops_from_photos
+
+    code, out, err = run_cli("morph", files / "pca.safetensors", photos / "one.png", photos / "two.png", "--detect",
+                             "--steps", "3", "--scale", "1", "--out", photos / "m.png")  # fmt: skip
+    assert code == 0, err
+    assert "two.png: 2 faces found; using the surest" in err and "one.png" not in err
+    a = crops_from_photos([photos / "one.png"], size=16, detect=True).images
+    b = crops_from_photos([photos / "two.png"], size=16, detect=True).images
+    assert len(a) == 1 and len(b) == 2
+    want = gen.morph(pca, a[0], b[0], steps=3)
+    np.testing.assert_array_equal(np.asarray(Image.open(photos / "m.png").convert("RGB")), make_grid(want, ncols=3, scale=1))
+    # without --detect the whole photo is squeezed to 16x16: another strip
+    code, _, err = run_cli("morph", files / "pca.safetensors", photos / "one.png", photos / "two.png",
+                           "--steps", "3", "--scale", "1", "--out", photos / "whole.png")  # fmt: skip
+    assert code == 0, err
+    assert not np.array_equal(np.asarray(Image.open(photos / "whole.png").convert("RGB")), make_grid(want, ncols=3, scale=1))
+
+
+def test_cli_morph_detect_no_face(run_cli, files, photos):
+    code, out, err = run_cli("morph", files / "pca.safetensors", photos / "one.png", photos / "none.png", "--detect",
+                             "--out", photos / "m3.png")  # fmt: skip
+    assert code == 2 and f"no face found in {photos / 'none.png'}" in err and out == ""
+    assert not (photos / "m3.png").exists()

@@ -43,6 +43,7 @@ def morph_cmd(
     gif: Annotated[Optional[Path], Opt("--gif", help="also write an animated GIF (there and back)")] = None,
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
     frame_ms: Annotated[int, Opt("--frame-ms", help="GIF: milliseconds per frame")] = 150,
+    detect: Annotated[bool, Opt("--detect", help="the images are whole photos: find each one's surest face first")] = False,
 ) -> None:
     """Morph between two faces through the model's code space; write a strip (and a GIF)."""
     from facespace.checkpoint import load_model
@@ -50,7 +51,8 @@ def morph_cmd(
     from facespace.grid import make_grid, save_png
 
     net = load_model(model)
-    frames = morph(net, str(image_a), str(image_b), steps=steps)
+    face_a, face_b = photo_face(net, image_a, detect), photo_face(net, image_b, detect)
+    frames = morph(net, face_a, face_b, steps=steps)
     if gif is not None and frame_ms < 1:
         raise FacespaceError(f"--frame-ms must be >= 1; got {frame_ms}")
     save_png(make_grid(frames, ncols=len(frames), scale=scale), out)
@@ -60,6 +62,27 @@ def morph_cmd(
         result["gif"] = str(gif)
     say(f"wrote {out}" + (f" and {gif}" if gif else ""))
     _json(result)
+
+
+def photo_face(model, path: Path, detect: bool):
+    """What a command that takes one face per file uses: the path as it is, or with `detect` the
+    surest face found in the photo as an `(H, W, C)` crop at the model's shape.
+
+    Several faces: the surest is used and stderr says so. None: a `FacespaceError` naming the photo.
+    """
+    if not detect:
+        return str(path)
+    from facespace.photos import crops_from_photos
+
+    size, _, channels = model.image_shape
+    crops = crops_from_photos([path], size=size, grayscale=channels == 1, detect=True)
+    if crops.no_face:
+        raise FacespaceError(f"no face found in {path}; use a photo where the face is upright and clearly visible, "
+                             "or pass a cropped face without --detect")
+    if len(crops) > 1:
+        x, y, w, h = crops.boxes[0]
+        say(f"{path}: {len(crops)} faces found; using the surest, face 0 at x={x} y={y} {w}x{h}")
+    return crops.images[0]
 
 
 def save_gif(frames, path: Path, *, scale: int = 4, frame_ms: int = 150) -> Path:
