@@ -43,6 +43,7 @@ _VERBS: dict[str, str] = {
     "enroll": "facespace.gallery",
     "identify": "facespace.gallery",
     "cluster": "facespace.cluster",
+    "write_report": "facespace.report",
     "save_model": "facespace.checkpoint",
     "Encoder": "facespace.protocol",
     "Autoencoder": "facespace.protocol",
