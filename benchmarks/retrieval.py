@@ -16,7 +16,8 @@ written to benchmarks/results/retrieval_queries.txt (one path per line) for that
 a checkpoint's training data cannot be checked here, so say how it was trained in its NAME.
 
     .venv/bin/python benchmarks/retrieval.py
-    .venv/bin/python benchmarks/retrieval.py --train conv:20 --train denoise:20 --runs runs
+    .venv/bin/python benchmarks/retrieval.py --train conv:20 --train denoise:20 --runs runs \\
+        --train-option arch=bn --train-option code_activation=linear --train-option schedule=onecycle
     .venv/bin/python benchmarks/retrieval.py --no-builtin --model conv=runs/conv_gallery/best.safetensors
 """
 
@@ -78,6 +79,21 @@ def evaluate(label: str, g: np.ndarray, q: np.ndarray, gnames, qnames, relevant,
     return rows
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """`"lr=0.002"` -> `("lr", 0.002)`: ints, floats and true/false become numbers and booleans."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--train-option expects KEY=VALUE, e.g. arch=bn; got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def encode_all(model, images: np.ndarray) -> np.ndarray:
     from facespace.codes import encode
 
@@ -89,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT (repeat)")
     parser.add_argument("--train", action="append", default=[],
                         help="KIND[:EPOCHS] (repeat): train that autoencoder on the gallery photos only, then evaluate it")
+    parser.add_argument("--train-option", action="append", default=[],
+                        help="KEY=VALUE (repeat): a training option for every --train model, e.g. arch=bn")
     parser.add_argument("--runs", help="folder for the run folders of --train models (default: in memory only)")
     parser.add_argument("--size", type=int, default=32, help="image side for the built-in methods")
     parser.add_argument("--no-builtin", action="store_true", help="only the --model checkpoints")
@@ -126,15 +144,17 @@ def main(argv: list[str] | None = None) -> None:
             rows += evaluate(f"pca {d} (fitted on the gallery)", pca.encode(faces.images[gi]), pca.encode(faces.images[qi]),
                              gnames, qnames, relevant, log)  # fmt: skip
     gallery = faces.subset(gi)
+    options = dict(parse_option(o) for o in args.train_option)
     for spec in args.train:
         from facespace.train import train
 
         kind, _, epochs = spec.partition(":")
         run = Path(args.runs) / f"retrieval_{kind}" if args.runs else None
         t = time.perf_counter()
-        model = train(kind, gallery, out=run, code_size=32, epochs=int(epochs or 10), size=args.size, progress=False)
+        model = train(kind, gallery, out=run, code_size=32, epochs=int(epochs or 10), size=args.size, progress=False, **options)
         log(f"trained {kind} on the gallery in {time.perf_counter() - t:.0f} s")
-        label = f"{kind} 32, {epochs or 10} epochs (trained on the gallery)"
+        shown = ", ".join(f"{k}={v}" for k, v in options.items())
+        label = f"{kind} 32, {epochs or 10} epochs{', ' + shown if shown else ''} (trained on the gallery, {time.perf_counter() - t:.0f} s)"
         rows += evaluate(label, encode_all(model, faces.images[gi]), encode_all(model, faces.images[qi]), gnames, qnames, relevant, log)
     for spec in args.model:
         name, sep, path = spec.partition("=")

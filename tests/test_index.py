@@ -244,3 +244,28 @@ def test_approximate_backends_reach_a_recall_floor(backend, metric, settings, fl
     approx.add(x)
     _, found = approx.search(q, k=10)
     assert recall(found, truth) >= floor
+
+
+@pytest.mark.parametrize(
+    ("metric", "settings"),
+    [
+        # one hyperplane, probed on both sides: every row is a candidate
+        ("cosine", {"n_tables": 3, "n_bits": 1, "n_probes": 1, "query_batch": 7}),
+        # cells far wider than the data: every row in the query's bucket, found by all 4 tables
+        ("l2", {"n_tables": 4, "n_bits": 3, "n_probes": 0, "bucket_width": 1e6, "query_batch": 7}),
+    ],
+)
+def test_lsh_whose_buckets_hold_everything_is_exact(metric, settings, data):
+    """When every row is a candidate (many times over) LSH must rank exactly: no duplicates, no misses."""
+    exact, lsh = make("exact", metric), make("lsh", metric, **settings)
+    for index in (exact, lsh):
+        index.add(data)
+        index.remove(np.arange(0, 600, 5))
+    q = data[:50] * 0.7 + 0.2
+    d_exact, ids_exact = exact.search(q, k=8)
+    d_lsh, ids_lsh = lsh.search(q, k=8)
+    assert (ids_lsh == ids_exact).all()
+    np.testing.assert_allclose(d_lsh, d_exact, rtol=1e-5, atol=1e-5)
+    d_all, ids_all = lsh.search(q[:3], k=600)  # more than the 480 live rows: padded, each row once
+    assert ((ids_all >= 0).sum(1) == 480).all() and np.isinf(d_all[:, 480:]).all()
+    assert all(len(set(row[row >= 0])) == 480 for row in ids_all)

@@ -72,6 +72,7 @@ class LSHBackend:
         self._offsets = rng.random(self.n_tables * self.n_bits).astype(np.float32)  # (T*B,) in [0, 1)
         self._keys = np.zeros((self.n_tables, 0), np.int64)  # (T, rows) key of each row
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # per table: sorted keys, row order
+        self._sq = np.zeros(0, np.float32)  # (rows,) squared norms, l2 only
 
     def _probes(self, n: Any) -> int:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -134,6 +135,9 @@ class LSHBackend:
             e = min(s + 65536, stop)
             keys[:, s - start : e - start] = self._key(self._codes(self._project(data[s:e]))).T
         self._keys = np.concatenate([self._keys[:, :start], keys], axis=1)
+        if self.metric == "l2":
+            sq = np.einsum("nd,nd->n", data[start:stop], data[start:stop]).astype(np.float32)
+            self._sq = np.concatenate([self._sq[:start], sq])
         self._sorted = None
 
     def remove(self, rows: np.ndarray) -> None:
@@ -173,42 +177,63 @@ class LSHBackend:
             delta = step * _MIX[which % self.n_bits]
             return np.concatenate([base[..., None], base[..., None] + delta], -1)
 
+    def _candidates(self, keys: np.ndarray, order: np.ndarray, probes: np.ndarray, n_rows: int) -> np.ndarray:
+        """Distinct `query * n_rows + row` pairs, sorted, from every table's probed buckets.
+
+        Each table is sorted by key once (`_tables`), so a bucket is one `searchsorted` range;
+        the ranges of all queries and probes are expanded together with `repeat`, and duplicates
+        (a row found by several tables or probes) go in one sort.
+        """
+        b, _, n_keys = probes.shape
+        pairs = []
+        qbase = np.repeat(np.arange(b, dtype=np.int64) * n_rows, n_keys)  # (b * (1+P),)
+        for t in range(self.n_tables):
+            lo = np.searchsorted(keys[t], probes[:, t].ravel(), "left")
+            hi = np.searchsorted(keys[t], probes[:, t].ravel(), "right")
+            lengths = hi - lo
+            total = int(lengths.sum())
+            if total == 0:
+                continue
+            ends = np.cumsum(lengths)
+            pos = np.arange(total, dtype=np.int64) + np.repeat(lo - (ends - lengths), lengths)  # offsets in the table
+            pairs.append(np.repeat(qbase, lengths) + order[t][pos])
+        if not pairs:
+            return np.zeros(0, np.int64)
+        pair = np.sort(np.concatenate(pairs))
+        first = np.ones(len(pair), bool)
+        first[1:] = pair[1:] != pair[:-1]
+        return pair[first]
+
     def search(self, data: np.ndarray, alive: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
         """Rows `(n, k)` of the best live candidates per query (-1 where fewer were found)."""
         keys, order = self._tables()
         out = np.full((len(queries), k), -1, np.int64)
-        n_rows = np.int64(len(data))
+        n_rows = len(data)
         for qs in range(0, len(queries), self.query_batch):
             q = queries[qs : qs + self.query_batch]
-            probes = self._probe_keys(self._project(q))  # (b, T, 1+P)
-            pairs = []
-            for t in range(self.n_tables):
-                lo = np.searchsorted(keys[t], probes[:, t], "left").ravel()
-                hi = np.searchsorted(keys[t], probes[:, t], "right").ravel()
-                lengths = hi - lo
-                total = int(lengths.sum())
-                if total == 0:
-                    continue
-                qidx = np.repeat(np.repeat(np.arange(len(q), dtype=np.int64), probes.shape[2]), lengths)
-                offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-                pairs.append(qidx * n_rows + order[t][np.repeat(lo, lengths) + offs])
-            if not pairs:
-                continue
-            pair = np.unique(np.concatenate(pairs))
-            qidx, rows = pair // n_rows, pair % n_rows
+            pair = self._candidates(keys, order, self._probe_keys(self._project(q)), n_rows)
+            qidx, rows = np.divmod(pair, np.int64(n_rows))
             keep = alive[rows]
             qidx, rows = qidx[keep], rows[keep]
+            if len(rows) == 0:
+                continue
             scores = np.empty(len(rows), np.float32)
             for s in range(0, len(rows), 1 << 20):  # bounded memory: ~128 MB of candidate vectors
                 cand, qq = data[rows[s : s + (1 << 20)]], q[qidx[s : s + (1 << 20)]]
-                if self.metric == "l2":
-                    scores[s : s + len(cand)] = ((cand - qq) ** 2).sum(1)
-                else:
-                    scores[s : s + len(cand)] = -(cand * qq).sum(1)
-            srt = np.lexsort((scores, qidx))
-            qidx, rows = qidx[srt], rows[srt]
-            first = np.searchsorted(qidx, qidx, "left")
-            rank = np.arange(len(qidx)) - first
-            top = rank < k
-            out[qs + qidx[top], rank[top]] = rows[top]
+                dots = np.einsum("nd,nd->n", cand, qq)
+                # l2 ranks by |x|^2 - 2 q.x (|q|^2 is the same for every candidate of a query)
+                scores[s : s + len(cand)] = self._sq[rows[s : s + (1 << 20)]] - 2 * dots if self.metric == "l2" else -dots
+            # pairs are sorted by query: lay each query's scores in a row, then a top-k per row
+            counts = np.bincount(qidx, minlength=len(q))
+            starts = np.cumsum(counts) - counts
+            col = np.arange(len(qidx)) - starts[qidx]
+            width = int(counts.max())
+            grid = np.full((len(q), width), np.inf, np.float32)
+            grid[qidx, col] = scores
+            kk = min(k, width)
+            best = np.argpartition(grid, kk - 1, axis=1)[:, :kk] if width > kk else np.broadcast_to(np.arange(width), (len(q), width))
+            best = np.take_along_axis(best, np.argsort(np.take_along_axis(grid, best, 1), axis=1, kind="stable"), 1)
+            found = np.take_along_axis(grid, best, 1) < np.inf
+            where = np.minimum(starts[:, None] + best, max(len(rows) - 1, 0))
+            out[qs : qs + len(q), :kk] = np.where(found, rows[where], -1)
         return out
