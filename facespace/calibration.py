@@ -302,6 +302,9 @@ def calibrate_pairs(model: Any, pairs: LabelledPairs, *, target_far: float | Non
     ia = np.array([row[p] for p in pairs.paths_a])
     ib = np.array([row[p] for p in pairs.paths_b])
     ok = np.isfinite(codes[ia]).all(1) & np.isfinite(codes[ib]).all(1)
+    if len(pairs) and not ok.any():
+        raise DataError(f"no pair is left to calibrate on: every pair holds one of the {len(no_face)} photo(s) without "
+                        f"a face found, e.g. {no_face[0]}; use photos with clear, upright faces")
     d = pair_distances(codes[ia[ok]], codes[ib[ok]], metric=metric)
     return summarize(d, pairs.same[ok], target_far=target_far, metric=metric), no_face
 

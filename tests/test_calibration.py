@@ -230,3 +230,23 @@ def test_calibrate_pairs_on_folder_pairs(world, encoder):
     genuine = sorted(abs(a - b) for a, b in pairs)  # 0.05, 0.08, 0.15
     assert c.n_genuine == 3 and c.n_impostor == 3
     np.testing.assert_allclose(np.sort(c.scores[c.genuine]), genuine, atol=TOL)
+
+
+def test_detect_uses_the_surest_face_and_reports_photos_without_one(tmp_path):
+    import cv2
+    from skimage.data import astronaut
+
+    from facespace.photos import crops_from_photos
+
+    astro = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    Image.fromarray(astro).save(tmp_path / "astro.png")
+    Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(tmp_path / "wall.png")
+    enc = PixelEncoder(size=SIDE, channels=3)
+    paths = [str(tmp_path / "astro.png"), str(tmp_path / "wall.png")]
+    codes, no_face = cal.encode_files(enc, paths, detect=True)
+    assert no_face == [paths[1]] and np.isnan(codes[1]).all()
+    crop = crops_from_photos(paths[:1], size=SIDE, detect=True).images[0]
+    np.testing.assert_allclose(codes[0], crop.reshape(-1), atol=1e-6)
+    pairs = cal.LabelledPairs(paths, paths[::-1], np.array([True, False]), [None, None], [None, None])
+    with pytest.raises(DataError, match="no pair is left .* without a face found, e.g. .*wall.png"):
+        cal.calibrate_pairs(enc, pairs, detect=True)  # every pair holds the wall: nothing left
