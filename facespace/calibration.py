@@ -95,8 +95,15 @@ class Calibration:
     def summary(self) -> dict[str, Any]:
         """JSON-able facts (no arrays)."""
         return {"threshold": self.threshold, "metric": self.metric, "target_far": self.target_far, "far": self.far,
-                "frr": self.frr, "accuracy": self.accuracy, "n_pairs": self.n_genuine + self.n_impostor,
+                "frr": self.frr, "accuracy": self.accuracy, "eer": self.eer, "n_pairs": self.n_genuine + self.n_impostor,
                 "n_same": self.n_genuine, "n_different": self.n_impostor}
+
+    @property
+    def eer(self) -> float:
+        """Equal error rate: where the false-accept and false-reject curves cross (mean of the two there)."""
+        _, far, frr = error_curves(self.scores, self.genuine)
+        k = int(np.argmin(np.abs(far - frr)))
+        return float((far[k] + frr[k]) / 2.0)
 
 
 # --- labelled pairs in ------------------------------------------------------------------------
@@ -386,7 +393,8 @@ def plot_curves(c: Calibration, path: str | os.PathLike, *, title: str = "") -> 
     ax.set_xlabel(f"{c.metric} distance threshold")
     ax.set_ylabel("rate")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title or f"{c.n_genuine} same + {c.n_impostor} different")
+    ax.set_title((title + "\n" if title else "") + f"{c.n_genuine} same + {c.n_impostor} different; equal error rate {c.eer:.3f}",
+                 fontsize=10)
     ax.legend(loc="center right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -65,9 +65,11 @@ def test_known_separating_threshold():
     strict = cal.summarize(d, same, target_far=0.0)
     assert 0.3 <= strict.threshold < 0.5 and strict.far == 0.0
     assert strict.summary() == {"threshold": strict.threshold, "metric": "cosine", "target_far": 0.0, "far": 0.0,
-                                "frr": 0.0, "accuracy": 1.0, "n_pairs": 6, "n_same": 3, "n_different": 3}
+                                "frr": 0.0, "accuracy": 1.0, "eer": 0.0, "n_pairs": 6, "n_same": 3, "n_different": 3}
     loose = cal.summarize([0.1, 0.6, 0.2, 0.3], [True, True, False, False], target_far=0.5)
     assert loose.far == 0.5 and loose.frr == 0.5  # one impostor (0.2) may pass; 0.6 then fails
+    # curves cross at the threshold 0.2 (FAR 1/2, FRR 1/2)
+    assert loose.eer == 0.5
 
 
 def test_error_curves_are_monotone_and_exact(rng):
