@@ -80,12 +80,9 @@ class ExportedCodes:
     boxes: list[Box | None] = field(default_factory=list)
     faces: list[int] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        n = len(self.codes)
-        if not self.boxes:
-            object.__setattr__(self, "boxes", [None] * n)
-        if not self.faces:
-            object.__setattr__(self, "faces", [0] * n)
+    def __post_init__(self) -> None:  # boxes and faces default to "no detection"
+        object.__setattr__(self, "boxes", list(self.boxes) or [None] * len(self.codes))
+        object.__setattr__(self, "faces", list(self.faces) or [0] * len(self.codes))
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -100,13 +97,8 @@ class ExportedCodes:
 
     def metadata(self) -> list[dict[str, Any]]:
         """One metadata dict per row, as an index stores it: path, name (and face, box)."""
-        out = []
-        for s, n, k, b in zip(self.sources, self.names, self.faces, self.boxes):
-            m: dict[str, Any] = {"path": s, "name": n}
-            if b is not None:
-                m.update(face=int(k), box=[int(v) for v in b])
-            out.append(m)
-        return out
+        return [{"path": s, "name": n, **({} if b is None else {"face": int(k), "box": [int(v) for v in b]})}
+                for s, n, k, b in zip(self.sources, self.names, self.faces, self.boxes)]
 
 
 def codes_format(path: str | os.PathLike) -> str:
@@ -145,33 +137,24 @@ def export_model_record(model: Any) -> dict[str, Any] | None:
     return rec
 
 
-def _check(codes: Any, sources: Any, names: Any, boxes: Any) -> tuple[np.ndarray, list[str], list, list, list]:
+def _check(codes: Any, sources: Any, names: Any, boxes: Any, faces: Any) -> tuple[np.ndarray, list, list, list, list]:
     z = np.asarray(codes)
-    if z.ndim != 2 or z.shape[1] < 1:
-        raise ExportError(f"codes must be an (n, d) array with d >= 1; got shape {z.shape}")
-    if not np.issubdtype(z.dtype, np.number) or np.issubdtype(z.dtype, np.complexfloating):
-        raise ExportError(f"codes must be real numbers; got dtype {z.dtype}")
+    if z.ndim != 2 or z.shape[1] < 1 or not np.issubdtype(z.dtype, np.number) or np.iscomplexobj(z):
+        raise ExportError(f"codes must be an (n, d) array of real numbers with d >= 1; got {z.shape} {z.dtype}")
     z = np.ascontiguousarray(z, np.float32)
     if not np.isfinite(z).all():
         raise ExportError("codes contain NaN or infinite values; drop those rows before exporting")
     n = len(z)
     src = [str(s) for s in sources]
-    if len(src) != n:
-        raise ExportError(f"sources has {len(src)} entries for {n} codes; give one path per code")
     nm = [None] * n if names is None else [None if v is None or v == "" else str(v) for v in names]
-    if len(nm) != n:
-        raise ExportError(f"names has {len(nm)} entries for {n} codes; give one name (or None) per code")
-    faces, bx = [0] * n, [None] * n
-    if boxes is not None:
-        bx = list(boxes)
-        if len(bx) != n:
-            raise ExportError(f"boxes has {len(bx)} entries for {n} codes; give one box (or None) per code")
-        bx = [None if b is None else tuple(int(v) for v in b) for b in bx]
-        if any(b is not None and len(b) != 4 for b in bx):
-            raise ExportError("each of boxes must be (x, y, width, height) or None")
-        if all(b is None for b in bx):
-            bx = [None] * n
-    return z, src, nm, bx, faces
+    bx = [None] * n if boxes is None else [None if b is None else tuple(int(v) for v in b) for b in boxes]
+    fc = [0] * n if faces is None else [int(v) for v in faces]
+    for what, values in (("sources", src), ("names", nm), ("boxes", bx), ("faces", fc)):
+        if len(values) != n:
+            raise ExportError(f"{what} has {len(values)} entries for {n} codes; give one per code")
+    if any(b is not None and len(b) != 4 for b in bx):
+        raise ExportError("each of boxes must be (x, y, width, height) or None")
+    return z, src, nm, bx, fc
 
 
 def save_codes(
@@ -204,11 +187,7 @@ def save_codes(
     """
     path = Path(path)
     suffix = codes_format(path)
-    z, src, nm, bx, fc = _check(codes, sources, names, boxes)
-    if faces is not None:
-        fc = [int(v) for v in faces]
-        if len(fc) != len(z):
-            raise ExportError(f"faces has {len(fc)} entries for {len(z)} codes")
+    z, src, nm, bx, fc = _check(codes, sources, names, boxes, faces)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "dim": int(z.shape[1]), "count": len(z),
               "crc32": _crc(z), "model": export_model_record(model)}
     detected = any(b is not None for b in bx)
@@ -303,12 +282,10 @@ def load_codes(path: str | os.PathLike) -> ExportedCodes:
 
 def _read_sidecar(path: Path, *, required: bool) -> dict[str, Any] | None:
     side = sidecar_path(path)
+    if not side.is_file() and required:
+        raise ExportError(f"{path}: its sidecar {side.name} (paths, names, model) is missing; keep the two files "
+                          "together, or export again with `facespace encode`")
     if not side.is_file():
-        if required:
-            raise ExportError(
-                f"{path}: its sidecar {side.name} (paths, names, model) is missing; keep the two files together, "
-                "or export again with `facespace encode`"
-            )
         return None
     try:
         meta = json.loads(side.read_text("utf-8"))
@@ -323,17 +300,14 @@ def _read_sidecar(path: Path, *, required: bool) -> dict[str, Any] | None:
 def _check_version(meta: dict, where: Any) -> None:
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ExportError(
-            f"{where}: codes format version {version!r}, this facespace reads up to {FORMAT_VERSION}; upgrade facespace"
-        )
+        raise ExportError(f"{where}: codes format version {version!r}, this facespace reads up to {FORMAT_VERSION}; "
+                          "upgrade facespace")
 
 
 def _check_against(meta: dict, z: np.ndarray, path: Path) -> None:
     if meta.get("count") != len(z) or meta.get("dim") != z.shape[1]:
-        raise ExportError(
-            f"{path}: holds {z.shape[0]} x {z.shape[1]} codes but its sidecar describes {meta.get('count')} x "
-            f"{meta.get('dim')}; the files are from different exports, export again"
-        )
+        raise ExportError(f"{path}: holds {z.shape[0]} x {z.shape[1]} codes but its sidecar describes "
+                          f"{meta.get('count')} x {meta.get('dim')}; the files are from different exports, export again")
     if "crc32" in meta and meta["crc32"] != _crc(z):
         raise ExportError(f"{path}: its codes do not match the checksum in its sidecar (changed or damaged); export again")
 
@@ -383,12 +357,9 @@ def _load_csv(path: Path) -> ExportedCodes:
         nm.append(cells[1] or None)
         try:
             rows.append([float(cells[j]) for j in z_cols])
-            if detected and cells[at["x"]] != "":
-                faces.append(int(cells[at["face"]]))
-                boxes.append(tuple(int(cells[at[c]]) for c in BOX_COLUMNS[1:]))
-            else:
-                faces.append(0)
-                boxes.append(None)
+            box = tuple(int(cells[at[c]]) for c in BOX_COLUMNS[1:]) if detected and cells[at["x"]] else None
+            boxes.append(box)
+            faces.append(int(cells[at["face"]]) if box else 0)
         except ValueError:
             raise ExportError(f"{path}: line {line} has a value that is not a number") from None
     z = np.asarray(rows, np.float32).reshape(len(rows), len(z_cols))
@@ -420,14 +391,11 @@ def _load_parquet(path: Path) -> ExportedCodes:
     d = code.type.list_size
     z = np.asarray(code.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(table), d)
     _check_against(meta, z, path)
-    src = [str(s) for s in table.column("path").to_pylist()]
-    nm = table.column("name").to_pylist()
-    n = len(z)
-    faces = [int(v) for v in table.column("face").to_pylist()] if "face" in table.column_names else [0] * n
-    boxes: list = [None] * n
-    if "box" in table.column_names:
-        boxes = [None if b is None else tuple(int(v) for v in b) for b in table.column("box").to_pylist()]
-    return ExportedCodes(z, src, nm, meta.get("model"), boxes, faces)
+    src, nm = [str(s) for s in table.column("path").to_pylist()], table.column("name").to_pylist()
+    faces = table.column("face").to_pylist() if "face" in table.column_names else None
+    boxes = table.column("box").to_pylist() if "box" in table.column_names else None
+    return ExportedCodes(z, src, nm, meta.get("model"),
+                         [None if b is None else tuple(b) for b in boxes] if boxes else [], faces or [])
 
 
 def is_codes_file(path: str | os.PathLike) -> bool:

@@ -206,3 +206,129 @@ def test_cli_errors_exit_2_with_a_message(gallery, run_cli, tmp_path):
     assert code == 2 and "not in the index" in err and idx.read_bytes() == before
     code, _, err = run_cli("index", "build", gallery["model_path"], gallery["folder"], "--out", idx, "--metric", "cos")
     assert code == 2 and "unknown metric" in err and idx.read_bytes() == before
+
+
+# ---- duplicates across two sets, search --detect
+
+
+def test_find_duplicates_against_codes_gives_every_pair_within_reach():
+    from facespace.search import DuplicatePair
+
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((40, 6)).astype(np.float32) * 3
+    ref[10:15] = ref[10] + 0.001 * rng.standard_normal((5, 6)).astype(np.float32)  # five near-copies of one face
+    new = Index(6, metric="l2")
+    new.add(np.vstack([ref[3] + 0.002, ref[10], rng.standard_normal((1, 6)).astype(np.float32) * 3 + 50]),
+            ids=[7, 8, 9])
+    pairs = find_duplicates(new, max_distance=0.02, against=ref, k=2)  # k=2 < 5 matches: the search widens
+    assert all(isinstance(p, DuplicatePair) for p in pairs)
+    assert sorted((p.new, p.ref) for p in pairs) == [(7, 3)] + [(8, r) for r in range(10, 15)]
+    assert [p.distance for p in pairs] == sorted(p.distance for p in pairs)
+    exact = np.linalg.norm(new.reconstruct([7])[0] - ref[3])
+    assert abs(next(p.distance for p in pairs if p.new == 7) - exact) < 1e-5
+    assert find_duplicates(new, max_distance=0.0, against=ref[20:]) == []
+
+
+def test_find_duplicates_against_refuses_sets_that_do_not_compare(gallery, index):
+    other = Index(6, metric="cosine")
+    other.add(np.eye(6, dtype=np.float32))
+    with pytest.raises(IndexingError, match="l2.*cosine|cosine.*l2"):
+        find_duplicates(index, max_distance=0.1, against=other)
+    with pytest.raises(IndexingError, match="size 6.*size 4"):
+        find_duplicates(index, max_distance=0.1, against=np.zeros((3, 4), np.float32))
+    foreign = build_index(gallery["other_path"], gallery["faces"], metric="l2")
+    with pytest.raises(IndexingError, match="different models"):
+        find_duplicates(index, max_distance=0.1, against=foreign)
+    with pytest.raises(IndexingError, match="max_distance"):
+        find_duplicates(index, max_distance=float("nan"), against=foreign)
+
+
+@pytest.fixture(scope="module")
+def two_folders(tmp_path_factory):
+    """A reference folder of 20 faces and a new folder: an exact copy, a JPEG re-encode and a
+    slightly smaller copy of three reference faces, and 8 faces that are not in the reference."""
+    from PIL import Image
+    from skimage.data import lfw_subset
+
+    from facespace.checkpoint import save_model
+    from facespace.data import load_faces
+    from facespace.models.pca import PCAAutoencoder
+
+    root = tmp_path_factory.mktemp("two")
+    ref, new = root / "ref", root / "new"
+    ref.mkdir()
+    new.mkdir()
+    faces = lfw_subset()[:28]
+
+    def save(face, path):
+        Image.fromarray((face * 255).astype(np.uint8)).resize((64, 64), Image.BILINEAR).convert("RGB").save(path)
+
+    for i in range(20):
+        save(faces[i], ref / f"ref_{i:02d}.png")
+    shutil.copy(ref / "ref_00.png", new / "copy_exact.png")
+    Image.open(ref / "ref_01.png").save(new / "copy_jpeg.jpg", quality=80)
+    Image.open(ref / "ref_02.png").resize((58, 58), Image.BICUBIC).save(new / "copy_small.png")
+    for i in range(20, 28):
+        save(faces[i], new / f"other_{i:02d}.png")
+    save_model(PCAAutoencoder(code_size=16).fit(load_faces("embedded", size=32).images), root / "pca.safetensors")
+    return root
+
+
+def test_cli_duplicates_across_two_folders_finds_the_copies_only(two_folders, run_cli, tmp_path):
+    root = two_folders
+    report = tmp_path / "dup.html"
+    code, out, err = run_cli("duplicates", root / "new", "--against", root / "ref", "--model", root / "pca.safetensors",
+                             "--max-distance", "0.01", "--report", report)
+    assert code == 0, err
+    table = rows(out)
+    assert table[0] == ["new_path", "ref_path", "distance"]
+    found = {(r[0].rsplit("/", 1)[1], r[1].rsplit("/", 1)[1]) for r in table[1:]}
+    assert found == {("copy_exact.png", "ref_00.png"), ("copy_jpeg.jpg", "ref_01.png"), ("copy_small.png", "ref_02.png")}
+    distances = [float(r[2]) for r in table[1:]]
+    assert distances == sorted(distances) and distances[0] == 0.0
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") == 6 and "copy_jpeg.jpg" in html
+
+    # the same with the reference given as an index, and the new set as exported codes
+    assert run_cli("index", "build", root / "pca.safetensors", root / "ref", "--out", tmp_path / "ref.index")[0] == 0
+    assert run_cli("encode", root / "new", "--model", root / "pca.safetensors", "--out", tmp_path / "new.csv")[0] == 0
+    code, out2, err = run_cli("duplicates", tmp_path / "new.csv", "--against", tmp_path / "ref.index",
+                              "--max-distance", "0.01")
+    assert code == 0, err
+    assert {(r[0], r[1]) for r in rows(out2)[1:]} == {(r[0], r[1]) for r in table[1:]}
+
+    code, _, err = run_cli("duplicates", root / "new", "--against", root / "ref", "--max-distance", "0.01")
+    assert code == 2 and "--model" in err
+    code, _, err = run_cli("duplicates", root / "new", "--max-distance", "0.01")
+    assert code == 2 and "--against" in err
+
+
+def test_cli_duplicates_within_one_index_writes_a_group_report(two_folders, run_cli, tmp_path):
+    root = two_folders
+    idx = tmp_path / "all.index"
+    assert run_cli("index", "build", root / "pca.safetensors", root, "--out", idx)[0] == 0
+    code, out, err = run_cli("duplicates", idx, "--max-distance", "0.01", "--report", tmp_path / "g.html")
+    assert code == 0, err
+    groups = rows(out)[1:]
+    assert len({g[0] for g in groups}) == 3 and len(groups) == 6
+    assert (tmp_path / "g.html").read_text().count("data:image/png;base64,") == 6
+
+
+def test_cli_search_detect_one_query_per_face(two_folders, run_cli, tmp_path):
+    import cv2
+    from PIL import Image
+    from skimage.data import astronaut
+
+    root = two_folders
+    Image.fromarray(cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)).save(tmp_path / "astro.png")
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(tmp_path / "blank.png")
+    idx = tmp_path / "ref.index"
+    assert run_cli("index", "build", root / "pca.safetensors", root / "ref", "--out", idx)[0] == 0
+    code, out, err = run_cli("search", idx, tmp_path / "astro.png", tmp_path / "blank.png", "--detect", "-k", "3",
+                             "--montage", tmp_path / "m.png")
+    assert code == 0, err
+    table = rows(out)
+    assert [r[0] for r in table[1:]] == [f"{tmp_path / 'astro.png'}#0"] * 3 and [r[1] for r in table[1:]] == ["1", "2", "3"]
+    assert f"no face found in {tmp_path / 'blank.png'}" in err.replace("\n", "") and (tmp_path / "m.png").exists()
+    code, out, err = run_cli("search", idx, tmp_path / "blank.png", "--detect")
+    assert code == 2 and "no face found" in err and out == ""
