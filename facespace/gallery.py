@@ -15,9 +15,12 @@ the model it was built with and refuses another.
 Quality and corrections: `enroll` refuses images that fail `facespace.quality.face_quality`
 (blurry, flat, not face-like, too small) with `LowQualityError` unless `force=True`; `identify`
 reports each probe's quality. `reject(face, name)` ("not this person") stores the face's code:
-from then on a probe whose code lies within `REJECT_FRACTION` of the stranger threshold of a
-rejected code is never named as that person (a quarter of the threshold: far closer than faces
-of different people are ever accepted, so only that face and near-copies of it are affected).
+from then on a probe whose code lies within the gallery's `reject_radius` of a rejected code is
+never named as that person. The radius is half the 1st percentile of the distances between two
+different enrolled photos of one person (their nearest same-person neighbours), so only that face
+and near-copies of it (re-encoded, re-saved, slightly shifted) are affected, not the person's
+other photos; a gallery whose people have one photo each falls back to `REJECT_FRACTION` of the
+stranger threshold.
 
 Example:
     >>> from facespace.verify import PixelEncoder
@@ -48,7 +51,7 @@ from facespace.verify import as_images, calibrate_threshold, cross_distances
 __all__ = ["Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify", "model_fingerprint",
            "open_set_scores"]
 
-REJECT_FRACTION = 0.25  # "near-identical" to a rejected face: within this fraction of the threshold
+REJECT_FRACTION = 0.1  # without same-person pairs: "near-identical" = within this fraction of the threshold
 
 class Identification(NamedTuple):
     """One probe's answer.
@@ -365,16 +368,17 @@ class Gallery:
     def _recalibrate(self) -> None:
         """Inside a transaction: recompute the stranger threshold from the enrolled faces."""
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
-        if meta.get("threshold_source") == "manual":
-            return
         d = int(meta["code_size"])
         rows = list(self.db.execute("SELECT person_id, code FROM faces"))
         person = np.array([r[0] for r in rows], np.int64)
+        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), d)
+        genuine, impostor = open_set_scores(codes, person, metric=meta["metric"])
+        self._set_meta(reject_radius=0.5 * float(np.quantile(genuine, 0.01)) if len(genuine) else "")
+        if meta.get("threshold_source") == "manual":
+            return
         if len(np.unique(person)) < 2:
             self._set_meta(threshold="", calibration="")
             return
-        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), d)
-        genuine, impostor = open_set_scores(codes, person, metric=meta["metric"])
         far = float(meta["target_far"])
         t = calibrate_threshold(impostor, np.zeros(len(impostor), bool), target_far=far)
         tar = float((genuine <= t).mean()) if len(genuine) else float("nan")
@@ -422,7 +426,8 @@ class Gallery:
         codes_, person, names = self.codes()
         per_person = dict(self.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
         rej_codes, rej_person = self.rejections()
-        radius = max(REJECT_FRACTION * threshold, 1e-6)
+        stored = dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'reject_radius'")).get("reject_radius")
+        radius = max(float(stored) if stored else REJECT_FRACTION * threshold, 1e-6)
         order_by_person = np.argsort(person, kind="stable")
         present, starts = np.unique(person[order_by_person], return_index=True)
         out = []

@@ -149,3 +149,102 @@ def test_cluster_an_index(run_cli, world, tmp_path):
     assert len(pngs) == 4 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     code, _, err = run_cli("cluster", tmp_path / "faces.index", "--method", "kmeans")
     assert code == 2 and "unknown clustering method" in err
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The astronaut photo (one face), a shifted copy, a photo with no face, and a face model for them."""
+    import cv2
+    from skimage.data import astronaut
+
+    from facespace.models.pca import PCAAutoencoder
+    from facespace.quality import embedded_faces
+
+    d = tmp_path_factory.mktemp("photos")
+    astro = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    Image.fromarray(astro).save(d / "astro.png")
+    shifted = np.zeros_like(astro)
+    shifted[6:, 4:] = astro[:-6, :-4]
+    Image.fromarray(shifted).save(d / "astro2.png")
+    ramp = np.tile(np.linspace(40, 220, 256).astype(np.uint8)[None, :, None], (256, 1, 3))
+    Image.fromarray(ramp).save(d / "noface.png")
+    faces = embedded_faces((24, 24, 1))
+    model = save_model(PCAAutoencoder(code_size=12).fit(faces[:50]), d / "pca.safetensors")
+    others = []
+    for i in range(50, 56):  # another "person": embedded faces saved as files
+        Image.fromarray((faces[i, :, :, 0] * 255).round().astype(np.uint8)).save(d / f"other{i}.png")
+        others.append(d / f"other{i}.png")
+    return {"dir": d, "model": model, "others": others}
+
+
+def test_detect_enroll_identify_reject(run_cli, photos, tmp_path):
+    d, m, g = photos["dir"], photos["model"], tmp_path / "g.db"
+    code, out, err = run_cli("people", "enroll", "eileen", d / "astro.png", "--detect", "--model", m, "--gallery", g,
+                             "--force")
+    assert code == 0 and out.strip() == "eileen,1", err
+    assert run_cli("people", "enroll", "other", *photos["others"], "--model", m, "--gallery", g, "--force")[0] == 0
+    code, out, err = run_cli("people", "identify", d / "astro2.png", d / "noface.png", "--detect", "--model", m,
+                             "--gallery", g, "--max-distance", "0.2")
+    assert code == 0, err
+    assert out.splitlines()[0] == "path,name,distance,quality,face,box,status"
+    got = rows(out)
+    assert [(r["name"], r["face"], r["status"]) for r in got] == [("eileen", "0", "ok"), ("unknown", "", "no_face")]
+    x, y, w, h = map(int, got[0]["box"].split())
+    assert abs(x + w / 2 - 116) < 16 and abs(y + h / 2 - 58) < 16  # the astronaut's face, shifted by (4, 6)
+    assert 0.0 <= float(got[0]["quality"]) <= 1.0 and got[1]["quality"] == ""
+    assert f"{d / 'noface.png'}: no face found" in err
+    code, out, err = run_cli("people", "reject", d / "astro2.png", "eileen", "--detect", "--model", m, "--gallery", g)
+    assert code == 0 and out.strip() == "eileen,1" and "is not eileen" in err
+    again = rows(run_cli("people", "identify", d / "astro2.png", "--detect", "--model", m, "--gallery", g,
+                         "--max-distance", "0.2")[1])
+    assert again[0]["name"] != "eileen"
+    code, _, err = run_cli("people", "reject", d / "noface.png", "eileen", "--detect", "--model", m, "--gallery", g)
+    assert code == 2 and "no face found" in err
+    code, _, err = run_cli("people", "enroll", "nobody", d / "noface.png", "--detect", "--model", m, "--gallery", g)
+    assert code == 2 and "no face found" in err and "nobody" not in rows(run_cli("people", "list", "--gallery", g)[1])
+
+
+def test_enroll_refuses_low_quality_unless_forced(run_cli, photos, tmp_path):
+    m, g = photos["model"], tmp_path / "g.db"
+    noisy = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24), dtype=np.uint8)).save(noisy)
+    code, _, err = run_cli("people", "enroll", "ann", photos["others"][0], noisy, "--model", m, "--gallery", g)
+    assert code == 2 and "refused for their quality" in err and "not face-like" in err and "--force" in err
+    assert not g.exists() or rows(run_cli("people", "list", "--gallery", g)[1]) == []
+    code, out, _ = run_cli("people", "enroll", "ann", photos["others"][0], noisy, "--model", m, "--gallery", g, "--force")
+    assert code == 0 and out.strip() == "ann,2"
+    code, out, err = run_cli("people", "quality", photos["others"][1], noisy, "--model", m)
+    assert code == 0, err
+    got = rows(out)
+    assert [r["ok"] for r in got] == ["1", "0"] and float(got[0]["score"]) > float(got[1]["score"])
+    assert got[0]["size"] == "24" and "not face-like" in got[1]["reasons"]
+
+
+def test_verify_detect(run_cli, photos):
+    d, m = photos["dir"], photos["model"]
+    code, out, err = run_cli("verify", m, d / "astro.png", d / "astro2.png", "--detect", "--threshold", "0.2")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["status"] == "ok" and r["same"] is True and r["face_a"] == 0 and len(r["box_b"]) == 4
+    code, out, err = run_cli("verify", m, d / "astro.png", d / "noface.png", "--detect", "--threshold", "0.2")
+    assert code == 0 and json.loads(out)["status"] == "no_face" and "no face found" in err
+
+
+def test_identify_exported_codes(run_cli, world, tmp_path):
+    m, g, people = world["model"], tmp_path / "g.db", world["portraits"]
+    for name in ["P00", "P01", "P02"]:
+        assert run_cli("people", "enroll", name, *people[name][:3], "--model", m, "--gallery", g)[0] == 0
+    probes = [people["P01"][3], people["P06"][0]]
+    code, _, err = run_cli("encode", *probes, "--model", m, "--out", tmp_path / "codes.csv")
+    assert code == 0, err
+    code, out, err = run_cli("people", "identify", "--codes", tmp_path / "codes.csv", "--gallery", g)
+    assert code == 0, err
+    from_images = rows(run_cli("people", "identify", *probes, "--model", m, "--gallery", g)[1])
+    got = rows(out)
+    assert [r["name"] for r in got] == [r["name"] for r in from_images] and got[0]["name"] == "P01"
+    assert [r["path"] for r in got] == [str(p) for p in probes] and got[0]["quality"] == ""
+    assert [float(r["distance"]) for r in got] == pytest.approx([float(r["distance"]) for r in from_images], abs=1e-5)
+    other = save_model(TinyEncoder(TinyConfig(size=16, channels=1, seed=9)), tmp_path / "other.safetensors")
+    assert run_cli("encode", *probes, "--model", other, "--out", tmp_path / "o.npy")[0] == 0
+    code, _, err = run_cli("people", "identify", "--codes", tmp_path / "o.npy", "--gallery", g)
+    assert code == 2 and "another model" in err

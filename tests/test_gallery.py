@@ -203,3 +203,54 @@ def test_enroll_many_is_one_change(people, tmp_path):
         assert len(g) == 6  # p6 was not added either
         assert [r.name for r in g.identify(np.concatenate([people[f"p{i}"][3:4] for i in range(6)]))] == \
             [f"p{i}" for i in range(6)]
+
+
+def test_low_quality_enrolment_is_refused_unless_forced(gallery, people):
+    from facespace.quality import LowQualityError
+
+    good = people["p9"][:2]
+    soft = np.stack([cv2_blur(img, 2.0) for img in people["p9"][2:4]])  # blurred copies
+    before = gallery.list()
+    with pytest.raises(LowQualityError, match=r"2 image\(s\) refused.*nothing was enrolled") as e:
+        gallery.enroll("p9", np.concatenate([good, soft]))
+    assert "array[2] (p9): blurry: Laplacian variance" in str(e.value)
+    assert "array[3] (p9): blurry" in str(e.value) and "array[0]" not in str(e.value)
+    assert gallery.list() == before  # nothing written
+    assert gallery.enroll("p9", np.concatenate([good, soft]), force=True) == 4
+
+
+def cv2_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(img[..., 0], (0, 0), sigma)[..., None]
+
+
+def test_identify_reports_quality(gallery, people):
+    probes = np.concatenate([people["p2"][3:4], cv2_blur(people["p2"][4], 2.0)[None]])
+    sharp, soft = gallery.identify(probes)
+    assert sharp.quality.ok and sharp.quality.score >= 0.5
+    assert not soft.quality.ok and soft.quality.score < sharp.quality.score
+    assert any(r.startswith("blurry") for r in soft.quality.reasons)
+
+
+def test_not_this_person_sticks(gallery, people, tmp_path):
+    probe, other = people["p3"][3], people["p3"][4]
+    assert gallery.identify(probe[None])[0].name == "p3"
+    assert gallery.reject(probe, "p3") == 1
+    again = gallery.identify(np.stack([probe, np.clip(probe + 0.002, 0, 1), other]), k=8)
+    assert again[0].name != "p3" and "p3" not in [n for n, _ in again[0].candidates]
+    assert again[1].name != "p3"  # a near-identical copy is covered too
+    assert again[2].name == "p3"  # another photo of p3 is still p3
+    gallery.close()
+    with Gallery(tmp_path / "people.db", tiny()) as g:  # stored: it sticks after reopening
+        assert g.identify(probe[None])[0].name != "p3"
+        code = g.model.encode(people["p5"][3:4])[0]
+        assert g.identify_codes(code)[0].name == "p5"
+        assert g.reject(code, "p5") == 1  # a code works as well as an image
+        assert g.identify_codes(code)[0].name != "p5"
+        with pytest.raises(GalleryError, match="'nobody' is not enrolled"):
+            g.reject(probe, "nobody")
+        with pytest.raises(GalleryError, match="codes of size 24"):
+            g.reject(np.zeros(7, np.float32), "p5")
+        g.remove("p3")  # forgetting a person forgets their corrections
+        assert len(g.rejections()[0]) == 1
