@@ -116,8 +116,7 @@ def read_pair_file(path: str | os.PathLike, *, lfw: str | os.PathLike | None = N
         path: the file.
         lfw: LFW pairs only: the image folder (`<Name>/<Name>_NNNN.jpg`); default: found beside the file.
 
-    Raises:
-        DataError: a missing or empty file, a malformed line (named with its number).
+    Raises DataError for a missing or empty file, or a malformed line (named with its number).
     """
     path = Path(path)
     if not path.is_file():
@@ -189,8 +188,7 @@ def folder_pairs(folder: str | os.PathLike, *, seed: int = 0, max_same: int | No
     """Pairs from a folder of identities `DIR/<Name>/<images>`: every same-person pair (at most
     `max_same`, a seeded sample) and as many different-person pairs, sampled with `seed`.
 
-    Raises:
-        DataError: no such folder, fewer than two identities, or nobody with two images.
+    Raises DataError for a missing folder, fewer than two identities, or nobody with two images.
     """
     from facespace.data.images import is_image_name
 
@@ -238,10 +236,8 @@ def encode_files(model: Any, paths: list[str], *, detect: bool = False) -> tuple
     """Codes of image files, each once; with `detect`, of the surest face in each photo.
 
     Returns:
-        `(codes (n, d) float32 with NaN rows for photos without a face, those photos)`.
-
-    Raises:
-        DataError: a missing or unreadable file (named).
+        `(codes (n, d) float32 with NaN rows for photos without a face, those photos)`; a missing or
+        unreadable file raises DataError naming it.
     """
     from facespace.codes import encode
     from facespace.photos import crops_from_photos
