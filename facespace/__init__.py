@@ -28,6 +28,8 @@ _VERBS: dict[str, str] = {
     "train": "facespace.train",
     "encode": "facespace.codes",
     "reconstruct": "facespace.codes",
+    "decode": "facespace.codes",
+    "explain": "facespace.explain",
     "Index": "facespace.index",
     "build_index": "facespace.index",
     "search": "facespace.search",
