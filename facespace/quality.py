@@ -53,6 +53,8 @@ QUANTILES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.9
 MEASURES = ("sharpness", "contrast", "brightness", "recon_error", "code_distance")
 # floor of the relative reconstruction error's denominator: pixel std 0.01 (a nearly flat image)
 _FLOOR_VAR = 1e-4
+# an empirical quantile is trusted when this many reference faces lie beyond it (else a fitted one)
+MIN_TAIL = 5
 _LN9 = float(np.log(9.0))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -112,15 +114,28 @@ class QualityReference:
     code_std: list[float] | None = None
     source: str = "given faces"
     quantile_levels: tuple[float, ...] = field(default=QUANTILES)
+    fits: dict[str, list[float]] = field(default_factory=dict)
 
     def value(self, measure: str, q: float) -> float:
-        """The measure's reference value at quantile `q` (linear between stored quantiles)."""
-        return float(np.interp(q, self.quantile_levels, self.quantiles[measure]))
+        """The measure's reference value at quantile `q`.
+
+        Read off the stored empirical quantiles when at least `MIN_TAIL` reference faces lie beyond
+        `q` (a tail seen often enough to trust); otherwise from a normal fitted to the measure
+        (to its logarithm for the positive ones), which extrapolates a small reference's tails
+        instead of stopping at its extremes.
+        """
+        if self.count * min(q, 1.0 - q) >= MIN_TAIL or measure not in self.fits:
+            return float(np.interp(q, self.quantile_levels, self.quantiles[measure]))
+        from statistics import NormalDist
+
+        mean, std = self.fits[measure]
+        v = NormalDist(mean, max(std, 1e-12)).inv_cdf(q)
+        return float(v if measure == "brightness" else np.exp(v))
 
     def to_dict(self) -> dict[str, Any]:
         return {"image_shape": list(self.image_shape), "count": self.count, "quantiles": self.quantiles,
                 "code_mean": self.code_mean, "code_std": self.code_std, "source": self.source,
-                "quantile_levels": list(self.quantile_levels)}
+                "quantile_levels": list(self.quantile_levels), "fits": self.fits}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "QualityReference":
@@ -128,7 +143,8 @@ class QualityReference:
             return cls(tuple(int(v) for v in d["image_shape"]), int(d["count"]),
                        {k: [float(v) for v in vs] for k, vs in d["quantiles"].items()},
                        d.get("code_mean"), d.get("code_std"), str(d.get("source", "stored reference")),
-                       tuple(float(v) for v in d.get("quantile_levels", QUANTILES)))
+                       tuple(float(v) for v in d.get("quantile_levels", QUANTILES)),
+                       {k: [float(v) for v in vs] for k, vs in (d.get("fits") or {}).items()})
         except (KeyError, TypeError, ValueError) as e:
             raise FacespaceError(f"the stored quality reference is damaged ({e}); store a new one with "
                                  "`facespace people quality FACES... --model M --save-reference`") from None
@@ -233,9 +249,11 @@ def quality_reference(faces: Any, *, model: Any = None, source: str = "given fac
         stats = (z.mean(0, dtype=np.float64), z.std(0, dtype=np.float64))
     m = measure_faces(x, model=model, codes=z, code_stats=stats)
     q = {k: np.quantile(v, QUANTILES).tolist() for k, v in m.items()}
+    fits = {k: [float(t.mean()), float(t.std(ddof=1))] for k, v in m.items()
+            for t in [v if k == "brightness" else np.log(np.maximum(v, 1e-12))]}
     return QualityReference(tuple(int(v) for v in x.shape[1:]), len(x), q,
                             None if stats is None else stats[0].tolist(),
-                            None if stats is None else stats[1].tolist(), source)
+                            None if stats is None else stats[1].tolist(), source, fits=fits)
 
 
 def save_quality_reference(model: Any, reference: QualityReference) -> Path:
