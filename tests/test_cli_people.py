@@ -175,6 +175,11 @@ def photos(tmp_path_factory):
     Image.fromarray(ramp).save(d / "noface.png")
     faces = embedded_faces((24, 24, 1))
     model = save_model(PCAAutoencoder(code_size=12).fit(faces[:50]), d / "pca.safetensors")
+    from facespace.checkpoint import load_model
+    from facespace.quality import quality_reference, save_quality_reference
+
+    pca = load_model(model)  # faces 50-99, held out from the fit, are its quality reference
+    save_quality_reference(pca, quality_reference(faces[50:], model=pca, source="held-out faces"))
     others = []
     for i in range(50, 56):  # another "person": embedded faces saved as files
         Image.fromarray((faces[i, :, :, 0] * 255).round().astype(np.uint8)).save(d / f"other{i}.png")

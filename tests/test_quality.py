@@ -98,7 +98,10 @@ def test_reference_round_trip_and_stored_in_checkpoint(faces, pca, reference, tm
     assert reference.value("sharpness", 0.01) <= reference.value("sharpness", 0.5)
     save_model(pca, tmp_path / "pca.safetensors")
     m = load_model(tmp_path / "pca.safetensors")
-    assert reference_for(m).source == "embedded lfw_subset faces"  # nothing stored yet: the fallback
+    fallback = reference_for(m)  # nothing stored yet: image checks against the embedded faces
+    assert fallback.source == "embedded lfw_subset faces" and fallback.code_mean is None
+    q = face_quality(faces[70:72], model=m)
+    assert q[0].recon_error is not None and q[0].code_distance is None  # measured, not judged
     save_quality_reference(m, reference)
     again = load_model(tmp_path / "pca.safetensors")
     assert reference_for(again) == reference
