@@ -45,6 +45,7 @@ _VERBS: dict[str, str] = {
     "enroll": "facespace.gallery",
     "identify": "facespace.gallery",
     "cluster": "facespace.cluster",
+    "face_quality": "facespace.quality",
     "write_report": "facespace.report",
     "save_model": "facespace.checkpoint",
     "Encoder": "facespace.protocol",

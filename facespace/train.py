@@ -123,6 +123,11 @@ def train(
         model, result = _train_net(kind, train_part.images, code_size, epochs, opt, run_info, out, progress, loop_fields)
     run_info["train_seconds"] = round(time.perf_counter() - t0, 3)
     _store_code_stats(model, train_part.images)
+    if len(test_part) >= 20 and getattr(model, "checkpoint_info", None) is not None:
+        from facespace.quality import quality_reference  # held-out faces: the face-quality reference
+
+        model.checkpoint_info.setdefault("extra", {})["quality"] = quality_reference(
+            test_part.images, model=model, source=f"{len(test_part)} held-out test faces").to_dict()
     if out is not None:
         _write_run(model, Path(out), run_info, test_part.images if len(test_part) else train_part.images, result)
     return model

@@ -102,3 +102,16 @@ def test_encode_and_reconstruct_take_arrays_facesets_and_paths(conv_run, faces, 
     assert out.shape == (2, 16, 16, 3) and out.min() >= 0 and out.max() <= 1
     with pytest.raises(FacespaceError, match="model takes"):
         encode(model, np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_trained_model_carries_a_quality_reference_of_held_out_faces(tmp_path):
+    from facespace.quality import face_quality
+
+    rng = np.random.default_rng(1)
+    many = rng.random((240, 4, 4, 3)).astype(np.float32).repeat(4, axis=1).repeat(4, axis=2)
+    train("pca", many, out=tmp_path / "pca", code_size=5, progress=False)
+    loaded = load_model(tmp_path / "pca")
+    ref = loaded.checkpoint_info["extra"]["quality"]
+    assert "24 held-out test faces" in json.dumps(ref)
+    flat = np.full((1, 16, 16, 3), 0.5, np.float32)
+    assert not face_quality(flat, model=loaded)[0].ok  # a flat image fails against that reference
