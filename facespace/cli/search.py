@@ -120,32 +120,40 @@ def build_cmd(
 
 def add_cmd(
     index_path: Annotated[Path, Arg(help="the index file")],
-    sources: Annotated[list[str], Arg(help="image files, or one folder / archive / 'embedded'")],
+    sources: Annotated[Optional[list[str]], Arg(help="image files, or one folder / archive / 'embedded'")] = None,
     model: Annotated[Optional[Path], Opt("--model", help="the index's model (default: the one it records)")] = None,
+    codes: Annotated[Optional[Path], Opt("--codes", help="add exported codes (.npy/.csv/.parquet) of the index's model")] = None,
     batch_size: Annotated[int, Opt("--batch-size")] = 256,
     crop: Annotated[str, Opt(help="crop of image files: lfw | none")] = "lfw",
 ) -> None:
-    """Encode more images with the index's model and add them (the file is rewritten atomically)."""
+    """Encode more images with the index's model (or take --codes) and add them (the file is rewritten atomically)."""
     import numpy as np
 
     from facespace.codes import as_images, encode
+    from facespace.errors import FacespaceError
     from facespace.index import Index
     from facespace.index.build import check_model, encode_faces, index_model, resolve_model
 
+    if bool(sources) == (codes is not None):
+        raise FacespaceError("give image SOURCES or --codes FILE (one of the two)")
     index = Index.load(index_path)
-    net = index_model(index) if model is None else resolve_model(str(model))
-    check_model(index, net)
-    crop_ = None if crop == "none" else crop
-    if len(sources) == 1 and (sources[0] == "embedded" or not Path(sources[0]).is_file()):
-        bar, update = _encode_progress("encoding")
-        with bar:
-            codes, meta = encode_faces(net, sources[0], batch_size=batch_size, crop=crop_, progress=update)
+    if codes is not None:
+        exported = load_codes_for(index, codes)
+        ids = index.add(exported.codes, metadata=exported.metadata())
     else:
-        codes = encode(net, as_images(net, sources, crop=crop_), batch_size=batch_size)
-        meta = [{"path": str(Path(s).resolve()), "name": Path(s).parent.name} for s in sources]
-    ids = index.add(np.asarray(codes, np.float32), metadata=meta)
+        net = index_model(index) if model is None else resolve_model(str(model))
+        check_model(index, net)
+        crop_ = None if crop == "none" else crop
+        if len(sources) == 1 and (sources[0] == "embedded" or not Path(sources[0]).is_file()):
+            bar, update = _encode_progress("encoding")
+            with bar:
+                codes_, meta = encode_faces(net, sources[0], batch_size=batch_size, crop=crop_, progress=update)
+        else:
+            codes_ = encode(net, as_images(net, sources, crop=crop_), batch_size=batch_size)
+            meta = [{"path": str(Path(s).resolve()), "name": Path(s).parent.name} for s in sources]
+        ids = index.add(np.asarray(codes_, np.float32), metadata=meta)
     index.save(index_path)
-    say(f"added {len(ids)} images; the index holds {len(index)}")
+    say(f"added {len(ids)} items; the index holds {len(index)}")
     print_out(json.dumps({"added": len(ids), "first_id": int(ids[0]) if len(ids) else None, "count": len(index)}))
 
 
@@ -185,8 +193,8 @@ def info_cmd(index_path: Annotated[Path, Arg(help="the index file")]) -> None:
     print_out(json.dumps(_info(Index.load(index_path), index_path), default=str))
 
 
-def _query_codes_file(index, path: Path):
-    """Codes and labels of an export used as queries, refused when another model made them."""
+def load_codes_for(index, path: Path):
+    """Exported codes to search or add to `index`, refused when another model made them."""
     from facespace.errors import FacespaceError
     from facespace.export import load_codes
     from facespace.search import same_model
@@ -194,9 +202,9 @@ def _query_codes_file(index, path: Path):
     exported = load_codes(path)
     if not same_model(index.model, exported.model):
         raise FacespaceError(f"{path} holds codes of another model ({(exported.model or {}).get('kind')} "
-                             f"{(exported.model or {}).get('path') or ''}) than the index; encode the queries with "
+                             f"{(exported.model or {}).get('path') or ''}) than the index; encode them with "
                              "the index's model")
-    return exported.codes, exported.labels()
+    return exported
 
 
 def search_cmd(
@@ -228,7 +236,8 @@ def search_cmd(
     if codes is not None:
         if montage is not None:
             raise FacespaceError("--montage needs query images; search by IMAGE files to get one")
-        query, labels = _query_codes_file(index, codes)
+        exported = load_codes_for(index, codes)
+        query, labels = exported.codes, exported.labels()
     else:
         net = index_model(index) if model is None else resolve_model(str(model))
         check_model(index, net)
@@ -262,7 +271,7 @@ def search_cmd(
         say(f"montage written to {montage}")
 
 
-def _code_set(arg: str, net_of: Any, metric: str, batch_size: int):
+def _code_set(arg: str, net_of: Any, metric: str, batch_size: int, crop: str | None):
     """An index of NEW or REF: an index file, an export (.npy/.csv/.parquet), or a folder encoded with the model."""
     from facespace.export import is_codes_file
     from facespace.index import Index
@@ -276,7 +285,7 @@ def _code_set(arg: str, net_of: Any, metric: str, batch_size: int):
     net = net_of()
     bar, update = _encode_progress(f"encoding {path.name or arg}")
     with bar:
-        exported, _, _ = encode_sources(net, [arg], batch_size=batch_size, progress=update)
+        exported, _, _ = encode_sources(net, [arg], batch_size=batch_size, crop=crop, progress=update)
     return as_index(exported, metric=metric)
 
 
@@ -287,7 +296,9 @@ def duplicates_cmd(
     model: Annotated[Optional[Path], Opt("--model", help="model for folders (default: the one an index records)")] = None,
     metric: Annotated[str, Opt(help="metric when neither set is an index file: cosine | l2 | ip")] = "cosine",
     report: Annotated[Optional[Path], Opt("--report", help="also write an HTML page with thumbnails and distances")] = None,
+    thumb_size: Annotated[int, Opt("--thumb-size", help="thumbnail side in the --report page, pixels")] = 96,
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
+    crop: Annotated[str, Opt(help="crop of folder images: lfw (as index build) | none (whole image: finds resized copies)")] = "lfw",
 ) -> None:
     """Near-duplicates within one index (CSV group,id,path,name), or of NEW against a reference
     set (CSV new_path,ref_path,distance, nearest first)."""
@@ -296,6 +307,8 @@ def duplicates_cmd(
     from facespace.index.build import check_model, index_model, resolve_model
     from facespace.search import find_duplicates
 
+    if thumb_size < 8:
+        raise FacespaceError(f"--thumb-size {thumb_size} is too small to see a face; give 8 pixels or more")
     writer = csv.writer(sys.stdout, lineterminator="\n")
     if against is None:
         if not Path(new).is_file():
@@ -310,7 +323,7 @@ def duplicates_cmd(
         if report is not None:
             from facespace.dup_report import write_groups_report
 
-            write_groups_report(report, [index.get_metadata(m) for m in groups], max_distance=max_distance)
+            write_groups_report(report, [index.get_metadata(m) for m in groups], max_distance=max_distance, size=thumb_size)
             say(f"report written to {report}")
         return
     from facespace.export import is_codes_file
@@ -331,8 +344,9 @@ def duplicates_cmd(
             cache.append(net)
         return cache[0]
 
-    new_set = given[0] or _code_set(new, net_of, metric, batch_size)
-    ref_set = given[1] or _code_set(against, net_of, metric, batch_size)
+    crop_ = None if crop == "none" else crop
+    new_set = given[0] or _code_set(new, net_of, metric, batch_size, crop_)
+    ref_set = given[1] or _code_set(against, net_of, metric, batch_size, crop_)
     pairs = find_duplicates(new_set, max_distance, against=ref_set)
     new_meta = new_set.get_metadata([p.new for p in pairs])
     ref_meta = ref_set.get_metadata([p.ref for p in pairs])
@@ -345,7 +359,8 @@ def duplicates_cmd(
         from facespace.dup_report import write_pairs_report
 
         write_pairs_report(report, [(a, b, p.distance) for p, a, b in zip(pairs, new_meta, ref_meta)],
-                           max_distance=max_distance, metric=new_set.metric, new_label=str(new), ref_label=str(against))
+                           max_distance=max_distance, metric=new_set.metric, new_label=str(new), ref_label=str(against),
+                           size=thumb_size)
         say(f"report written to {report}")
 
 
