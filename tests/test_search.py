@@ -296,6 +296,8 @@ def test_cli_duplicates_across_two_folders_finds_the_copies_only(two_folders, ru
                               "--max-distance", "0.01")
     assert code == 0, err
     assert {(r[0], r[1]) for r in rows(out2)[1:]} == {(r[0], r[1]) for r in table[1:]}
+    code, out3, err = run_cli("duplicates", tmp_path / "new.csv", "--max-distance", "0.01")  # within the export
+    assert code == 0 and rows(out3) == [["group", "id", "path", "name"]], err  # no two new images are copies
 
     code, _, err = run_cli("duplicates", root / "new", "--against", root / "ref", "--max-distance", "0.01")
     assert code == 2 and "--model" in err

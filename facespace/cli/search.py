@@ -313,7 +313,9 @@ def duplicates_cmd(
     if against is None:
         if not Path(new).is_file():
             raise FacespaceError(f"{new}: not an index file; give an index, or a folder with --against REF")
-        index = Index.load(new)
+        from facespace.search import as_index
+
+        index = as_index(new, metric=metric)  # an index file, or exported codes
         groups = find_duplicates(index, max_distance)
         writer.writerow(["group", "id", "path", "name"])
         for g, members in enumerate(groups):
