@@ -6,9 +6,9 @@ into components (a union-find); `enforce` then changes a clustering as little as
 
 - every must-link component lies in one cluster (all of it moves to the cluster holding most of
   its rows; a component that is all noise, or a row listed in `keep`, becomes a cluster of its own),
-- no cannot-link pair shares a cluster (a cluster holding two conflicting components is split in
-  two around them, every other component of it going to the side whose centroid is nearer,
-  repeated until no conflict is left).
+- no cannot-link pair shares a cluster (of two conflicting components in one cluster, the one
+  farther from the cluster's centroid leaves, taking along only the members nearer to it than to
+  the rest of the cluster; repeated until no conflict is left).
 
 `match_labels` maps a new clustering onto the previous one's ids by maximum overlap (the
 Hungarian algorithm on shared rows), so ids stay stable across re-clustering.
@@ -127,13 +127,19 @@ def enforce(points: np.ndarray, labels: np.ndarray, *, must: Pairs, cannot: Pair
         if pair is None:
             continue
         ca, cb = pair
-        seed_a, seed_b = _centroid(points, members[ca]), _centroid(points, members[cb])
+        # the component farther from the cluster's centroid leaves, taking along only the members
+        # nearer to it than to the rest of the cluster: a minimal change, not a cut in half
+        middle = _centroid(points, rows)
+        if np.linalg.norm(_centroid(points, members[ca]) - middle) > np.linalg.norm(_centroid(points, members[cb]) - middle):
+            ca, cb = cb, ca
+        seed_b = _centroid(points, members[cb])
+        seed_a = _centroid(points, np.setdiff1d(rows, members[cb]))
         new = next_label
         next_label += 1
         for c in comps:
             rows_c = members[c]
             if c == ca or (cb in against.get(c, ()) and ca not in against.get(c, ())):
-                continue  # stays on a's side
+                continue  # stays
             if c == cb or (ca in against.get(c, ()) and cb not in against.get(c, ())):
                 labels[rows_c] = new
                 continue

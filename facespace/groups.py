@@ -213,8 +213,14 @@ class FaceGroups:
             The groups afterwards. The join radius for later `add`s becomes DBSCAN's eps, or for
             the other methods `JOIN_QUANTILE` of the nearest-neighbour distances inside groups.
         """
+        import inspect
+
         from facespace.cluster import cluster, estimate_eps
 
+        known = set(inspect.signature(cluster).parameters) - {"codes", "method", "metric"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise GalleryError(f"unknown clustering option {unknown[0]!r}; expected one of: {', '.join(sorted(known))}")
         with transaction(self.db):
             st = self._state()
             if len(st.ids) == 0:

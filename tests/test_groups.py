@@ -146,10 +146,13 @@ def test_split_then_recluster_keeps_the_parts_apart(groups):
 
 def test_constraint_helpers_on_known_answers():
     assert must_components(5, [(3, 1), (1, 4)]).tolist() == [0, 1, 2, 1, 1]
-    points = np.array([[0.0], [0.1], [0.2], [5.0], [5.1]])
-    # must: rows 2 and 3 move together to the cluster holding most of them; cannot splits the rest
+    points = np.array([[0.0], [0.1], [0.3], [5.0], [5.1]])
+    # must: rows 3 and 4 move together to the cluster holding most of them; cannot: of rows 0 and 2
+    # the one farther from the cluster's centre (2) leaves, alone; row 1 stays with row 0
     labels = enforce(points, np.array([0, 0, 0, 1, -1]), must=[(3, 4)], cannot=[(0, 2)])
-    assert labels[3] == labels[4] == 1 and labels[0] != labels[2] and labels[1] == labels[0]
+    assert labels.tolist() == [0, 0, 2, 1, 1]
+    big = np.r_[np.linspace(0, 1, 8), 1.2, 1.3][:, None]  # the edge nearest the outlier leaves with it
+    assert enforce(big, np.zeros(10, int), must=[], cannot=[(0, 9)]).tolist() == [0] * 7 + [1, 1, 1]
     with pytest.raises(Exception, match="must-linked"):
         enforce(points, np.zeros(5, int), must=[(0, 1)], cannot=[(1, 0)])
     # new clusters take the old id they share most rows with; unmatched ones get none
@@ -185,6 +188,8 @@ def test_bad_input_is_refused_with_a_clear_error(tmp_path, groups):
         groups.must_link(ids[0], 12345)
     with pytest.raises(GalleryError, match="5 values each but .* makes 16"):
         groups.add(np.zeros((2, 5), np.float32))
+    with pytest.raises(GalleryError, match="unknown clustering option 'epsilon'"):
+        groups.recluster("dbscan", epsilon=0.1)
     with pytest.raises(GalleryError, match="itself"):
         groups.merge(g.id, g.id)
     assert groups.group(g.id).name == "Ada" and len(groups) == 12  # nothing changed by the failures
