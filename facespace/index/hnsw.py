@@ -1,13 +1,22 @@
 """The HNSW backend: a navigable small-world graph (Malkov & Yashunin 2018) through hnswlib.
 
 Why hnswlib rather than faiss-cpu's `IndexHNSWFlat`: both were measured side by side
-(`benchmarks/search_speed.py`, results in `benchmarks/results/search_speed.md`). At equal `M`,
-`ef_construction` and `ef_search` on 1M random vectors hnswlib reached slightly higher recall
-(0.751 vs 0.723 at ef 128) while faiss answered somewhat more queries/s; build times were taken
-under very different machine load and do not decide it. What decides it: hnswlib deletes natively
-(`mark_deleted`: removed items are skipped while the graph still routes through them) and grows
-with `resize_index`, while faiss's HNSW cannot remove items at all. Graph labels are the index's
-row numbers.
+(`benchmarks/search_speed.py`; `benchmarks/results/search_speed.md`, `search_speed_100k.md`). At
+equal `M`, `ef_construction` and `ef_search`, on 1M random vectors hnswlib reached slightly higher
+recall (0.751 vs 0.723 at M 16, efC 80, ef 128) and faiss answered somewhat more queries/s; on LFW
+codes the two were level. Build times were taken under very different machine load and do not
+decide it. What decides it: hnswlib deletes natively (`mark_deleted`: removed items are skipped
+while the graph still routes through them) and grows with `resize_index`, while faiss's HNSW cannot
+remove items at all. Graph labels are the index's row numbers.
+
+Why M 32, ef_construction 200, ef_search 64 by default (`benchmarks/results/search_speed_real.md`,
+`search_speed_hnsw_sweep.md`, measured on 2 shared cores under load 5-6, so ratios not absolutes):
+on a real-like 1M set (PCA codes of augmented LFW photos) this graph gives recall@10 0.970 at ef 32
+and 0.993 at ef 64, at 48x and 29x exact search's queries/s (1 thread), where the old default
+(M 16, efC 100) gives 0.941 at ef 32. On 1M random 32-d Gaussian vectors no graph reaches the
+issue's target: even M 48 / efC 200 needs ef ~100 for recall 0.95, at about 2.3x exact's
+queries/s (random vectors have no neighbourhood structure; every point is nearly equidistant).
+The price is build time: about 3x that of M 16 / efC 100.
 
 The graph is saved inside the index file (hnswlib's own bytes), so loading does not rebuild it.
 """
@@ -34,8 +43,8 @@ class HNSWBackend:
     """Approximate search on an HNSW graph.
 
     Settings:
-        M: graph degree (default 16); more is slower to build, higher recall.
-        ef_construction: candidate list while building (default 100).
+        M: graph degree (default 32); more is slower to build, higher recall.
+        ef_construction: candidate list while building (default 200).
         ef_search: candidate list while searching (default 64), the recall/speed knob;
             at least `k` is used.
         threads: threads for building and searching (None: all cores).
@@ -50,8 +59,8 @@ class HNSWBackend:
         dim: int,
         metric: str,
         *,
-        M: int = 16,
-        ef_construction: int = 100,
+        M: int = 32,
+        ef_construction: int = 200,
         ef_search: int = 64,
         threads: int | None = None,
         seed: int = 0,
