@@ -1,5 +1,5 @@
-"""CLI commands of the 'people' area: verify, evaluate-lfw, people enroll/identify/list/remove/reject/quality,
-cluster.
+"""CLI commands of the 'people' area: verify, evaluate-lfw, people enroll/identify/list/remove/reject/quality
+(`cluster` is its own area, `facespace/cli/cluster.py`).
 
 `--detect` (verify, people enroll/identify/reject/quality) treats each file as a whole photo and
 goes through `facespace.photos.crops_from_photos`: one face is used; several are each used (with
@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -378,55 +377,6 @@ def register(app: typer.Typer) -> None:
         with Gallery(gallery) as g:
             n = g.remove(name)
         say(f"removed {name} ({n} image(s)) from {gallery}")
-
-    @app.command("cluster")
-    def cluster_index(
-        index: Path = typer.Argument(..., help="An index file built with `facespace index`."),
-        method: str = typer.Option("hdbscan", help="dbscan, hdbscan or agglomerative."),
-        out_csv: Path = typer.Option(Path("clusters.csv"), "--out", help="CSV of id,path,name,cluster (-1 = noise)."),
-        gallery: Optional[Path] = typer.Option(None, help="Folder for one montage PNG per cluster."),
-        metric: str = typer.Option("cosine", help="cosine or l2."),
-        eps: Optional[float] = typer.Option(None, help="DBSCAN radius (default: from the k-distance knee)."),
-        min_samples: int = typer.Option(5, help="DBSCAN/HDBSCAN neighbourhood size."),
-        min_cluster_size: int = typer.Option(5, help="Smallest group (HDBSCAN, agglomerative)."),
-        n_clusters: Optional[int] = typer.Option(None, help="Agglomerative: number of groups."),
-        size: int = typer.Option(48, help="Montage tile side in pixels."),
-    ) -> None:
-        """Group the faces of an index by person; write a CSV and one montage per cluster."""
-        from facespace.cluster import cluster
-        from facespace.files import write_text_atomic
-        from facespace.index import Index
-
-        idx = Index.load(index)
-        ids = idx.ids
-        if len(ids) == 0:
-            raise FacespaceError(f"index {index} is empty; add faces to it first")
-        labels = cluster(idx.reconstruct(ids), method, metric=metric, eps=eps, min_samples=min_samples,
-                         min_cluster_size=min_cluster_size, n_clusters=n_clusters)
-        meta = [m or {} for m in idx.get_metadata(ids)]
-        paths = [str(m.get("path") or "") for m in meta]
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["id", "path", "name", "cluster"])
-        w.writerows(zip(ids.tolist(), paths, [m.get("name") or "" for m in meta], labels.tolist()))
-        write_text_atomic(out_csv, buf.getvalue())
-        n_clusters_found = int(labels.max()) + 1 if len(labels) else 0
-        say(f"{n_clusters_found} clusters, {(labels < 0).sum()} noise faces of {len(labels)}; wrote {out_csv}")
-        if gallery is not None:
-            _montages(paths, labels, gallery, size)
-
-    def _montages(paths: list[str], labels: Any, folder: Path, size: int) -> None:
-        from facespace.data import load_images
-        from facespace.grid import save_grid
-
-        for c in range(int(labels.max()) + 1 if len(labels) else 0):
-            members = [p for p, l in zip(paths, labels) if l == c][:64]
-            readable = [p for p in members if p and os.path.isfile(p)]
-            if not readable:
-                say(f"cluster {c}: no image files in the index metadata; montage skipped")
-                continue
-            save_grid(load_images(readable, size=size), folder / f"cluster_{c:03d}.png")
-        say(f"montages written to {folder}/")
 
 
 def _crops(model: Any, files: list[Path], *, detect: bool) -> Any:
