@@ -1,11 +1,10 @@
 """The web app's JSON API, in-process through FastAPI's TestClient, on a PCA model of
-`lfw_subset()` faces written to a temporary folder."""
+`lfw_subset()` faces written to a temporary folder (`web_helpers`). The people routes are tested
+in `test_web_api_people`."""
 
 from __future__ import annotations
 
 import io
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,55 +12,13 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-N_FACES = 60
-
-
-def build_site(root: Path, *, n: int = N_FACES, size: int = 32, code_size: int = 16) -> dict[str, Path]:
-    """Write `n` lfw_subset faces as PNG files, fit a PCA on them, save it and an index of them.
-
-    Returns:
-        `{"faces": folder, "model": checkpoint, "index": index file, "gallery": gallery path (not created)}`.
-    """
-    from PIL import Image
-    from skimage.data import lfw_subset
-
-    from facespace.checkpoint import load_model, save_model
-    from facespace.data import load_faces
-    from facespace.index import build_index
-    from facespace.models.pca import PCAAutoencoder
-
-    faces = root / "faces"
-    faces.mkdir(parents=True, exist_ok=True)
-    raw = lfw_subset()[:n]  # (n, 25, 25) float in [0, 1]; the first 100 are faces
-    for i, img in enumerate(raw):
-        Image.fromarray((img * 255).round().astype(np.uint8)).convert("RGB").save(faces / f"face_{i:03d}.png")
-    face_set = load_faces(str(faces), size=size, progress=False)
-    model = load_model(save_model(PCAAutoencoder(code_size=code_size).fit(face_set.images), root / "pca.safetensors"))
-    index = build_index(model, face_set)
-    index.save(root / "faces.index")
-    return {"faces": faces, "model": root / "pca.safetensors", "index": root / "faces.index",
-            "gallery": root / "people.db"}
-
-
-def png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def api_client(app):
-    """FastAPI's TestClient, without Starlette's notice about httpx (the TestClient still uses it)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*httpx.*")
-        from fastapi.testclient import TestClient
-    return TestClient(app)
+# build_site is imported from here by test_web_browser and test_web_schema
+from web_helpers import N_FACES, api_client, build_site, png, shared_site, upload  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    return build_site(tmp_path_factory.mktemp("web"))
+    return shared_site(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +27,6 @@ def client(site):
 
     with api_client(create_app(model=site["model"], index=site["index"], gallery=site["gallery"])) as c:
         yield c
-
-
-def upload(site, i: int, field: str = "file") -> dict:
-    path = site["faces"] / f"face_{i:03d}.png"
-    return {field: (path.name, path.read_bytes(), "image/png")}
 
 
 # --- info, index, pictures ---------------------------------------------------------------------------
@@ -331,66 +283,6 @@ def test_explain_shows_the_pair(client, site):
     body = r.json()
     assert r.status_code == 200 and body["status"] == "ok" and body["picture"].startswith("data:image/png")
     assert body["distance"] > 0
-
-
-# --- people ---------------------------------------------------------------------------------------------
-def enroll(client, site, name: str, ids: list[int]):
-    files = [("files", (f"face_{i:03d}.png", (site["faces"] / f"face_{i:03d}.png").read_bytes(), "image/png"))
-             for i in ids]
-    return client.post("/api/enroll", data={"name": name, "force": "true"}, files=files)
-
-
-def test_enrol_then_identify(client, site):
-    r = enroll(client, site, "ann", [0, 1, 2])
-    assert r.status_code == 200 and r.json()["added"] == 3 and r.json()["images"] == 3
-    assert enroll(client, site, "bob", [20, 21, 22]).json()["threshold"] is not None
-    people = client.get("/api/people").json()
-    assert {p["name"]: p["images"] for p in people["people"]} == {"ann": 3, "bob": 3}
-    for i, name in ((1, "ann"), (21, "bob")):
-        body = client.post("/api/identify", files=upload(site, i)).json()
-        assert body["status"] == "ok" and len(body["results"]) == 1
-        res = body["results"][0]
-        assert res["name"] == name and res["distance"] < 1e-5 and res["candidates"][0]["name"] == name
-        if client.get("/api/info").json()["features"]["quality"]:
-            assert 0.0 <= res["quality"]["score"] <= 1.0
-    by_id = client.post("/api/identify", data={"id": "2"}).json()
-    assert by_id["results"][0]["name"] == "ann"
-
-
-def test_enrol_refuses_bad_input_and_writes_nothing(client, site):
-    before = client.get("/api/people").json()["people"]
-    junk = client.post("/api/enroll", data={"name": "carl"}, files=[
-        ("files", ("ok.png", (site["faces"] / "face_030.png").read_bytes(), "image/png")),
-        ("files", ("junk.png", b"junk", "image/png"))])
-    assert junk.status_code == 400 and "junk.png" in junk.json()["detail"]
-    assert client.post("/api/enroll", data={"name": "carl"}).status_code == 422
-    assert client.post("/api/enroll", data={"name": ""}, files=upload(site, 30, "files")).status_code == 422
-    wall = png(np.full((200, 200, 3), 90, np.uint8))
-    none = client.post("/api/enroll", data={"name": "carl", "detect": "true"},
-                       files=[("files", ("wall.png", wall, "image/png"))])
-    assert none.status_code == 400 and "no face found in wall.png" in none.json()["detail"]
-    assert client.get("/api/people").json()["people"] == before
-
-
-def test_routes_without_a_gallery_say_how_to_get_one(site):
-    from facespace.web import create_app
-
-    with api_client(create_app(model=site["model"], index=site["index"])) as c:
-        assert not c.get("/api/info").json()["features"]["gallery"]
-        for r in (c.get("/api/people"), c.post("/api/identify", data={"id": "1"}),
-                  c.post("/api/enroll", data={"name": "x"}, files=upload(site, 1, "files"))):
-            assert r.status_code == 409 and "--gallery" in r.json()["detail"]
-
-
-def test_reject_is_available_or_says_why(client, site):
-    enroll(client, site, "dan", [40, 41])
-    r = client.post("/api/reject", data={"id": "40", "name": "dan"})
-    if not client.get("/api/info").json()["features"]["reject"]:
-        assert r.status_code == 409 and "update facespace" in r.json()["detail"]
-        return
-    assert r.status_code == 200 and r.json()["rejected"]
-    answer = client.post("/api/identify", data={"id": "40"}).json()["results"][0]
-    assert answer["name"] != "dan"
 
 
 # --- clusters ---------------------------------------------------------------------------------------------
