@@ -14,8 +14,10 @@ Why M 32, ef_construction 200, ef_search 64 by default (`benchmarks/results/sear
 on a real-like 1M set (PCA codes of augmented LFW photos) this graph gives recall@10 0.970 at ef 32
 and 0.993 at ef 64, at 48x and 29x exact search's queries/s (1 thread), where the old default
 (M 16, efC 100) gives 0.941 at ef 32. On 1M random 32-d Gaussian vectors no graph reaches the
-issue's target: even M 48 / efC 200 needs ef ~100 for recall 0.95, at about 2.3x exact's
-queries/s (random vectors have no neighbourhood structure; every point is nearly equidistant).
+issue's target: even M 48 / efC 200 needs ef ~100 for recall 0.95, at 2.3x exact's queries/s in
+that run (exact was timed at a lower load than the graph, so this understates; a quiet re-run is
+due) and at most ~10x on any reading: random vectors have no neighbourhood structure, every point
+is nearly equidistant from a query, and graphs need long searches to be sure of the true 10.
 The price is build time: about 3x that of M 16 / efC 100.
 
 The graph is saved inside the index file (hnswlib's own bytes), so loading does not rebuild it.
