@@ -12,7 +12,7 @@ console = Console(stderr=True)
 
 def say(message: str) -> None:
     """Print a human message to stderr."""
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, markup=False, soft_wrap=True)  # no wrapping, paths kept verbatim
 
 
 def out(line: str) -> None:

@@ -25,7 +25,7 @@ def model_record(model: Any) -> dict[str, Any]:
         "hash": model_hash(model),
         "weights_hash": weights_hash(model),
         "kind": getattr(model, "kind", type(model).__name__),
-        "path": info.get("path"),
+        "path": os.path.abspath(info["path"]) if info.get("path") else None,  # searchable from any folder
         "image_shape": list(model.image_shape),
         "code_size": int(model.code_size),
     }
