@@ -50,7 +50,7 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0, e
     from facespace.grid import save_grid, save_png
     from facespace.index import build_index
     from facespace.report import write_report
-    from facespace.search import montage, result_images, search
+    from facespace.search import montage, search
     from facespace.train import train
 
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,8 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0, e
     index.save(index_path)
     queries = test.images[:4]
     hits = search(index, queries, k=6, model=served)
-    tiles = result_images(index, hits, size=size, model=served)
+    # the embedded images have no files; ids are positions in `faces`, so show the images themselves
+    tiles = [np.stack([faces.images[h["id"]] for h in row]) for row in hits]
     neighbours_path = save_png(montage(queries, tiles, hits, scale=3), out / "neighbours.png")
     # the embedded set has no names, but knows which images are faces (ids are positions in `faces`)
     faces_found = np.mean([[faces.labels["is_face"][h["id"]] for h in row] for row in hits])
