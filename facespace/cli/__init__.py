@@ -16,7 +16,7 @@ from facespace.errors import FacespaceError
 
 # one module per area, each with register(app)
 AREAS = (
-    "data", "train", "search", "people", "cluster", "generate", "photos", "sketch", "web", "report", "extras", "groups", "export", "demo",
+    "data", "train", "search", "verify", "people", "cluster", "generate", "photos", "sketch", "web", "report", "extras", "groups", "export", "demo",
 )
 
 app = typer.Typer(

@@ -1,0 +1,143 @@
+"""CLI commands of the 'verify' area: `facespace verify` (two faces: same person?) and
+`facespace evaluate-lfw` (the LFW View 2 protocol).
+
+MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline; for
+`evaluate-lfw` also `pca:D[:SIZE]`, a PCA refitted on each fold's training people. `verify --detect`
+treats each file as a whole photo (see `facespace/cli/people.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from facespace.cli._util import out, say
+from facespace.cli.people import _crops, resolve_model
+from facespace.errors import FacespaceError
+
+
+def _per_fold_pca(spec: str, model: Any):
+    """`(train_fn, (size, grey))` for pixels, PCA specs and PCA checkpoints; `(None, None)` otherwise."""
+    from facespace.models.pca import PCAAutoencoder
+
+    if getattr(model, "kind", "") == "pixels":  # nothing to train: every fold trivially honoured
+        return (lambda faces: model), (model.image_shape[0], model.image_shape[2] == 1)
+    if model is not None:
+        if getattr(model, "kind", "") != "pca":
+            return None, None
+        d, size, grey = model.code_size, model.image_shape[0], model.image_shape[2] == 1
+    else:
+        parts = spec.split(":")
+        try:
+            d = int(parts[1])
+            size = int(parts[2]) if len(parts) > 2 else 32
+        except (IndexError, ValueError):
+            raise FacespaceError(f"bad model spec {spec!r}; expected pca:D or pca:D:SIZE, e.g. pca:32") from None
+        grey = "grey" in parts[3:]
+    return (lambda faces: PCAAutoencoder(code_size=d).fit(faces.images)), (size, grey)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to `app`."""
+
+    @app.command()
+    def verify(
+        model: str = typer.Argument(..., help="Model checkpoint, or pixels[:SIZE]."),
+        image_a: Path = typer.Argument(..., help="First face image."),
+        image_b: Path = typer.Argument(..., help="Second face image."),
+        threshold: Optional[float] = typer.Option(None, help="Largest distance still 'same person' (default: the model's calibrated one)."),
+        metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
+        detect: bool = typer.Option(False, "--detect", help="The images are whole photos: find the faces first "
+                                    "(several faces: every pair is compared, one JSON line each)."),
+    ) -> None:
+        """Are two faces the same person? Prints a JSON line with the distance, threshold and verdict."""
+        from facespace.verify import stored_threshold, verify as verify_faces
+
+        m = resolve_model(model)
+        if not detect:
+            pairs = [(image_a, image_b, None, None)]
+        else:
+            crops = _crops(m, [image_a, image_b], detect=True)
+            if crops.no_face:
+                out(json.dumps({"a": str(image_a), "b": str(image_b), "status": "no_face",
+                                "no_face": crops.no_face}))
+                say(f"no face found in {', '.join(crops.no_face)}; nothing to compare")
+                return
+            rows = {str(p): [i for i, s in enumerate(crops.sources) if s == str(p)] for p in (image_a, image_b)}
+            pairs = [(crops.images[i], crops.images[j], i, j) for i in rows[str(image_a)] for j in rows[str(image_b)]]
+        for a, b, i, j in pairs:
+            d, same = verify_faces(m, a, b, threshold=threshold, metric=metric)
+            stored = stored_threshold(m) or {}
+            t = threshold if threshold is not None else float(stored["threshold"])
+            row = {"a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
+                   "metric": metric or stored.get("metric", "cosine"), "same": same}
+            if i is not None:
+                row.update(face_a=crops.faces[i], box_a=list(crops.boxes[i]), face_b=crops.faces[j],
+                           box_b=list(crops.boxes[j]), status="ok")
+            out(json.dumps(row))
+            which = "" if i is None else f"faces {crops.faces[i]} and {crops.faces[j]}: "
+            say(f"{which}{'same person' if same else 'different people'}: distance {d:.4f} "
+                f"{'<=' if same else '>'} threshold {t:.4f}")
+
+    @app.command("evaluate-lfw")
+    def evaluate_lfw(
+        model: str = typer.Argument(..., help="Model checkpoint, pixels[:SIZE] or pca:D[:SIZE] (PCA refitted per fold)."),
+        pairs: Path = typer.Option(..., help="LFW pairs file: pairs.txt (View 2, 10 folds) or pairsDevTrain.txt with --save-threshold."),
+        lfw: Optional[Path] = typer.Option(None, help="LFW image folder (default: found beside the pairs file)."),
+        roc: Optional[Path] = typer.Option(None, help="Write the ROC curve here (PNG)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+        metric: str = typer.Option("cosine", help="cosine or l2."),
+        per_fold: bool = typer.Option(True, help="Refit PCA models per fold on the other folds' people (the protocol)."),
+        save_threshold: bool = typer.Option(False, help="Calibrate on all these pairs and store the threshold in the checkpoint."),
+        target_far: Optional[float] = typer.Option(None, help="With --save-threshold: threshold for this false-accept rate instead of best accuracy."),
+    ) -> None:
+        """The LFW View 2 protocol: 10 folds, threshold chosen on nine and tested on the tenth."""
+        from facespace import lfw_eval
+
+        m = None if model.startswith("pca:") else resolve_model(model)
+        train_fn, shape = _per_fold_pca(model, m) if per_fold else (None, None)
+        if m is None and train_fn is None:
+            raise FacespaceError("pca:D models are fitted per fold; drop --no-per-fold or pass a checkpoint")
+        if save_threshold and (m is None or not getattr(m, "checkpoint_info", {}).get("path")):
+            raise FacespaceError("--save-threshold stores the threshold in a checkpoint; pass a model file")
+        from facespace.data import read_pairs
+
+        if save_threshold and len({p.fold for p in read_pairs(pairs)}) == 1:
+            _calibrate_only(m, pairs, lfw, metric, target_far)
+            return
+        kw = dict(size=shape[0], grayscale=shape[1]) if shape else {}
+        report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc, **kw)
+        out(report.format())
+        if json_out:
+            from facespace.files import write_text_atomic
+
+            write_text_atomic(json_out, json.dumps({"model": model, **report.to_dict()}, indent=2))
+        if roc:
+            say(f"ROC curve written to {roc}")
+        if save_threshold:
+            _calibrate_only(m, pairs, lfw, metric, target_far)
+
+    def _calibrate_only(m: Any, pairs: Path, lfw: Optional[Path], metric: str, target_far: Optional[float]) -> None:
+        from facespace import lfw_eval
+        from facespace.data import load_faces, read_pairs
+        from facespace.verify import calibrate_threshold, pair_accuracy, pair_distances, save_threshold
+
+        plist = read_pairs(pairs)
+        root = lfw_eval.find_lfw_root(pairs, lfw)
+        size, _, c = m.image_shape
+        faces = load_faces(str(root), size=size, grayscale=c == 1)
+        ia, ib = lfw_eval.pair_rows(plist, root, faces)
+        import numpy as np
+
+        used = np.union1d(ia, ib)
+        z = np.zeros((len(faces), m.code_size), np.float32)
+        z[used] = m.encode(faces.images[used])
+        d = pair_distances(z[ia], z[ib], metric=metric)
+        same = [p.same for p in plist]
+        t = calibrate_threshold(d, same, target_far=target_far)
+        acc = pair_accuracy(d, same, t)
+        path = save_threshold(m, t, metric=metric, target_far=target_far, pairs=str(pairs), accuracy=acc)
+        say(f"threshold {t:.4f} ({metric}; accuracy {acc:.4f} on the {len(d)} calibration pairs) stored in {path}")
