@@ -24,13 +24,14 @@ from facespace.models.base import check_images
 from facespace.protocol import has_decoder
 
 
-def as_images(model: Any, images: Any, *, crop: str = "lfw") -> np.ndarray:
+def as_images(model: Any, images: Any, *, crop: Any = "recorded") -> np.ndarray:
     """Return `images` as the model's `(n, H, W, C)` float32, loading paths if given.
 
     Args:
         model: anything with `image_shape`.
         images: an array, a FaceSet, a path, or a sequence of paths.
-        crop: the crop applied to image files (as `load_faces`).
+        crop: the crop applied to image files (as `load_faces`); "recorded": the one the model was
+            trained with (`facespace.crops.model_crop`; "lfw" for models that recorded none).
     """
     shape = tuple(model.image_shape)
     if hasattr(images, "images") and hasattr(images, "paths"):  # a FaceSet
@@ -38,8 +39,10 @@ def as_images(model: Any, images: Any, *, crop: str = "lfw") -> np.ndarray:
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, Sequence) and len(images) and isinstance(images[0], (str, os.PathLike)):
+        from facespace.crops import resolve_crop
         from facespace.data import load_images
 
+        crop = resolve_crop(model, crop)
         return load_images([str(p) for p in images], size=shape[0], crop=crop, grayscale=shape[2] == 1)
     return check_images(images, shape)
 

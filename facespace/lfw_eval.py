@@ -49,6 +49,9 @@ class LfwReport:
         protocol_honoured: True when every fold's model was trained without the tested fold's
             people; None when the model came from outside (cannot be checked).
         protocol_note: one sentence saying what was done.
+        folds: the tested folds, counted from 1 as in `pairs.txt`.
+        full_protocol: every fold of the pairs file was tested (not a `folds=` subset).
+        crop: how the images were cut from their files (`facespace.crops.crop_name`).
     """
 
     fold_accuracies: list[float]
@@ -64,6 +67,9 @@ class LfwReport:
     metric: str = "cosine"
     protocol_honoured: bool | None = None
     protocol_note: str = ""
+    folds: list[int] = field(default_factory=list)
+    full_protocol: bool = True
+    crop: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (without the ROC arrays)."""
@@ -74,14 +80,17 @@ class LfwReport:
 
     def format(self) -> str:
         """A short human-readable table."""
-        lines = [f"fold {i + 1:2d}: accuracy {a:.4f}  threshold {t:.4f}" for i, (a, t) in
-                 enumerate(zip(self.fold_accuracies, self.thresholds))]
+        numbers = self.folds or list(range(1, len(self.fold_accuracies) + 1))
+        lines = [f"fold {k:2d}: accuracy {a:.4f}  threshold {t:.4f}" for k, a, t in
+                 zip(numbers, self.fold_accuracies, self.thresholds)]
         lines += [
             f"mean accuracy: {self.mean_accuracy:.4f} ± {self.standard_error:.4f} (standard error, {len(self.fold_accuracies)} folds, {self.n_pairs} pairs, {self.metric} distance)",
             f"AUC: {self.auc:.4f}   EER: {self.eer:.4f}   "
             + "   ".join(f"TAR@FAR={k:g}: {v:.4f}" for k, v in self.tar_at_far.items()),
             f"protocol: {self.protocol_note}",
         ]
+        if self.crop:
+            lines.append(f"crop: {self.crop}")
         return "\n".join(lines)
 
 
@@ -140,35 +149,41 @@ def evaluate_distances(
     return _report(lambda k: d, s, f, metric=metric, protocol_honoured=protocol_honoured, protocol_note=protocol_note)
 
 
-def _report(distances_for: Callable[[Any], np.ndarray], s, f, *, metric, protocol_honoured, protocol_note) -> LfwReport:
-    """`distances_for(fold)` gives all pairs' distances under that fold's model."""
+def _report(distances_for: Callable[[Any], np.ndarray], s, f, *, metric, protocol_honoured, protocol_note,
+            tested_folds: Any = None) -> LfwReport:
+    """`distances_for(fold)` gives all pairs' distances under that fold's model; `tested_folds`
+    (default: all) are the folds scored, each with a threshold from all the other folds."""
     labels = np.unique(f)
     if len(labels) < 2:
         raise FacespaceError("the protocol needs at least two folds")
-    accs, ths, tested = [], [], np.zeros(len(s))
-    for k in labels:
+    scored = labels if tested_folds is None else np.asarray(sorted(tested_folds))
+    accs, ths, tested = [], [], np.full(len(s), np.nan)
+    for k in scored:
         d = distances_for(k)
         test = f == k
         t = calibrate_threshold(d[~test], s[~test])  # chosen on the other folds only
         accs.append(pair_accuracy(d[test], s[test], t))
         ths.append(t)
         tested[test] = d[test]
-    fpr, tpr, auc, eer, tar = roc_metrics(tested, s)
+    keep = ~np.isnan(tested)
+    fpr, tpr, auc, eer, tar = roc_metrics(tested[keep], s[keep])
     acc = np.array(accs)
     return LfwReport(
         fold_accuracies=[float(a) for a in acc],
         thresholds=[float(t) for t in ths],
         mean_accuracy=float(acc.mean()),
-        standard_error=float(acc.std(ddof=1) / np.sqrt(len(acc))),
+        standard_error=float(acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else float("nan"),
         auc=auc,
         eer=eer,
         tar_at_far=tar,
         fpr=fpr,
         tpr=tpr,
-        n_pairs=len(s),
+        n_pairs=int(keep.sum()),
         metric=metric,
         protocol_honoured=protocol_honoured,
         protocol_note=protocol_note,
+        folds=[int(k) + 1 for k in scored],
+        full_protocol=len(scored) == len(labels),
     )
 
 
@@ -210,6 +225,8 @@ def evaluate_lfw(
     metric: str = "cosine",
     size: int = 32,
     grayscale: bool = False,
+    crop: Any = "recorded",
+    folds: Any = None,
     roc: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> LfwReport:
@@ -224,6 +241,10 @@ def evaluate_lfw(
             the images of the other folds' people.
         metric: "cosine" or "l2".
         size, grayscale: image size when there is no `model` to take it from.
+        crop: how faces are cut from the image files (`facespace.crops.parse_crop`); "recorded":
+            the crop recorded with `model` ("lfw" when there is none, or no model).
+        folds: test only these folds (numbers from 1, as in the file); the report then says it is
+            not the full protocol. Thresholds still come from all the other folds.
         roc: where to write the ROC curve PNG (optional).
         progress: messages to stderr.
 
@@ -238,47 +259,71 @@ def evaluate_lfw(
     if not plist:
         raise DataError(f"{pairs} holds no pairs")
     root = find_lfw_root(pairs, lfw)
-    folds = np.array([int(p.fold) for p in plist])
+    fold_of = np.array([int(p.fold) for p in plist])
     same = np.array([bool(p.same) for p in plist])
-    if len(np.unique(folds)) < 2:
+    if len(np.unique(fold_of)) < 2:
         raise DataError(f"{pairs} has a single fold; the View 2 protocol needs pairs.txt with its 10 folds")
+    tested = _tested_folds(folds, np.unique(fold_of), pairs)
     if model is not None:
         size, _, channels = model.image_shape
         grayscale = channels == 1
+    from facespace.crops import crop_name, parse_crop, resolve_crop
+
+    crop = resolve_crop(model, crop) if model is not None else parse_crop("lfw" if crop == "recorded" else crop)
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     from facespace.data import load_faces
 
-    say(f"loading LFW from {root} at {size}x{size}")
-    faces = load_faces(str(root), size=size, grayscale=grayscale, progress=progress)
+    say(f"loading LFW from {root} at {size}x{size}, crop {crop_name(crop)}")
+    faces = load_faces(str(root), size=size, crop=crop, grayscale=grayscale, progress=progress)
     ia, ib = pair_rows(plist, root, faces)
+    folds = fold_of
     if train_fn is None:
         used = np.union1d(ia, ib)
         codes = np.zeros((len(faces), model.code_size), np.float32)
         codes[used] = model.encode(faces.images[used])
         d = pair_distances(codes[ia], codes[ib], metric=metric)
         report = _report(
-            lambda k: d, same, folds, metric=metric, protocol_honoured=None,
+            lambda k: d, same, folds, metric=metric, protocol_honoured=None, tested_folds=tested,
             protocol_note="one fixed model for all folds, trained outside this evaluation: whether it saw "
             "the tested folds' people cannot be checked (pass a per-fold train_fn to honour the protocol)",
         )
     else:
-        report = _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, metric=metric, say=say)
+        report = _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, metric=metric, say=say, tested=tested)
+    report.crop = crop_name(crop)
+    if not report.full_protocol:
+        report.protocol_note += (f"; only fold(s) {', '.join(map(str, report.folds))} of {len(np.unique(folds))} "
+                                 "were tested: NOT the full View 2 protocol (test every fold for it)")
     if roc is not None:
         save_roc(report, roc)
     return report
 
 
-def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, say) -> LfwReport:
+def _tested_folds(folds: Any, labels: np.ndarray, pairs: Any) -> np.ndarray | None:
+    """Fold numbers from 1 (`--folds 1,2`) -> the 0-based labels to test; None tests all."""
+    if folds is None:
+        return None
+    try:
+        wanted = sorted({int(k) for k in (folds.split(",") if isinstance(folds, str) else folds)})
+    except (TypeError, ValueError):
+        raise FacespaceError(f"folds {folds!r}: expected fold numbers such as 1,2") from None
+    bad = [k for k in wanted if k - 1 not in labels]
+    if bad or not wanted:
+        raise FacespaceError(f"no fold {bad[0] if bad else folds!r} in {pairs}; its folds are 1 to {len(labels)}")
+    return np.array([k - 1 for k in wanted])
+
+
+def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, say, tested=None) -> LfwReport:
     fold_people = {k: {p.name_a for p in plist if p.fold == k} | {p.name_b for p in plist if p.fold == k}
                    for k in np.unique(folds)}
     by_fold: dict[Any, np.ndarray] = {}
     honoured = True
-    for n, k in enumerate(np.unique(folds)):
+    todo = np.unique(folds) if tested is None else tested
+    for n, k in enumerate(todo):
         others = set().union(*(v for j, v in fold_people.items() if j != k))
         keep = np.array([name in others and name not in fold_people[k] for name in faces.names])
         train = faces.subset(np.flatnonzero(keep))
         honoured &= not (set(train.names.tolist()) & fold_people[k])
-        say(f"fold {n + 1}/{len(fold_people)}: training on {len(train)} images of {len(set(train.names.tolist()))} people of the other folds")
+        say(f"fold {k + 1} ({n + 1}/{len(todo)}): training on {len(train)} images of {len(set(train.names.tolist()))} people of the other folds")
         m = train_fn(train)
         used = np.union1d(ia, ib)
         codes = np.zeros((len(faces), m.code_size), np.float32)
@@ -286,7 +331,8 @@ def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, s
         by_fold[k] = pair_distances(codes[ia], codes[ib], metric=metric)
     note = ("honoured: each fold's model was trained and its threshold chosen without any image of that "
             "fold's people" if honoured else "NOT honoured: a tested fold's person was in its training data")
-    return _report(lambda k: by_fold[k], same, folds, metric=metric, protocol_honoured=bool(honoured), protocol_note=note)
+    return _report(lambda k: by_fold[k], same, folds, metric=metric, protocol_honoured=bool(honoured),
+                   protocol_note=note, tested_folds=tested)
 
 
 def save_roc(report: LfwReport, path: str | os.PathLike, *, title: str = "LFW View 2 ROC") -> Path:

@@ -1,7 +1,9 @@
-"""Public verb `train`: learn an autoencoder of faces and write its run folder.
+"""Public verb `train`: learn a model of faces and write its run folder.
 
 Kinds: "pca" (closed form), "linear" (Dense/Dense by gradient), "conv" (the deep convolutional
-autoencoder, `arch="seed"` or `"bn"`), "denoise" (the conv network trained on corrupted inputs).
+autoencoder, `arch="seed"` or `"bn"`), "denoise" (the conv network trained on corrupted inputs),
+"vae", and "verifier" (an identity embedding trained on named people; its own options and run
+folder, see `facespace.verifier_train.train_verifier_run`).
 The data is split once: a held-out test part (`test`, `split_seed`; what `facespace evaluate`
 scores) and, from the rest, a validation part (`val`) for early stopping and the best checkpoint.
 
@@ -25,7 +27,7 @@ import numpy as np
 
 from facespace.errors import FacespaceError
 
-KINDS = ("pca", "linear", "conv", "denoise", "vae")
+KINDS = ("pca", "linear", "conv", "denoise", "vae", "verifier")
 # options of the model (conv/linear config fields besides size/channels/code_size)
 MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip", "beta")
 # options of the data split and objective
@@ -63,19 +65,20 @@ def train(
     data: Any,
     *,
     out: str | os.PathLike | None = None,
-    code_size: int = 32,
+    code_size: int | None = None,
     epochs: int = 10,
     **options: Any,
 ):
-    """Train an autoencoder of `kind` on `data` and return it (the best checkpoint's weights).
+    """Train a model of `kind` on `data` and return it (the best checkpoint's weights).
 
     Args:
-        kind: "pca", "linear", "conv" or "denoise".
+        kind: "pca", "linear", "conv", "denoise", "vae" or "verifier" (named people; options in
+            `facespace.verifier_train.train_verifier_run`).
         data: a FaceSet, an `(n, H, W, C)` float32 array in [0, 1], or a source for `load_faces`
             (a folder, an LFW archive, or "embedded").
         out: run folder; gets best/last.safetensors, metrics.csv, config.json, loss.png,
             run.json and reconstructions.png. None trains in memory only.
-        code_size: length `d` of a code.
+        code_size: length `d` of a code (default 32; 128 for "verifier").
         epochs: passes over the training part (ignored by "pca").
         **options: model options (arch, code_activation, width, depth, pca_skip), data options
             (size=32, grayscale, crop, test=0.1, val=0.05, split_seed=42, flip, noise for
@@ -90,6 +93,11 @@ def train(
     """
     if kind not in KINDS:
         raise FacespaceError(f"unknown model kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    if kind == "verifier":
+        from facespace.verifier_train import train_verifier_run
+
+        return train_verifier_run(data, out=out, code_size=code_size or 128, epochs=epochs, **options)
+    code_size = code_size or 32
     from facespace.loop import TrainConfig
 
     loop_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -101,9 +109,12 @@ def train(
         )
     opt = dict(options)
     progress = bool(opt.pop("progress", True))
+    from facespace.crops import crop_record, parse_crop
+
+    crop = parse_crop(opt.pop("crop", "lfw"))
     faces = load_training_faces(
         data, size=int(opt.pop("size", 32)), grayscale=bool(opt.pop("grayscale", False)),
-        crop=opt.pop("crop", "lfw"), progress=progress,
+        crop=crop, progress=progress,
     )  # fmt: skip
     from facespace.models.base import check_images
 
@@ -115,6 +126,8 @@ def train(
         "split": {"test": test, "split_seed": split_seed, "val": val},
         "image_shape": list(faces.images.shape[1:]), "code_size": code_size,
     }  # fmt: skip
+    if isinstance(data, (str, os.PathLike)):  # the crop is part of the model: files get it again at use
+        run_info["crop"] = crop_record(crop)
     t0 = time.perf_counter()
     if kind == "pca":
         model = _train_pca(train_part.images, code_size, opt, run_info)
@@ -141,7 +154,8 @@ def _train_pca(images: np.ndarray, code_size: int, opt: dict, run_info: dict):
     for k in ("flip", "noise", "resume"):
         opt.pop(k, None)
     model = PCAAutoencoder(code_size=code_size, svd_solver=solver, seed=seed).fit(images)
-    model.checkpoint_info = {"extra": {"split": run_info["split"], "data": run_info["data"]}}
+    crop = {"crop": run_info["crop"]} if "crop" in run_info else {}
+    model.checkpoint_info = {"extra": {"split": run_info["split"], "data": run_info["data"], **crop}}
     return model
 
 
@@ -208,6 +222,8 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
         objective = Reconstruction(network, flip=flip)
     purpose = {"denoise": "denoise", "vae": "elbo"}.get(kind, "reconstruct")
     extra = {"split": run_info["split"], "data": run_info["data"], "objective": purpose}
+    if "crop" in run_info:
+        extra["crop"] = run_info["crop"]
     if kind == "denoise":
         extra["noise"] = objective.corruption.spec()
     network.checkpoint_info = {"extra": extra}

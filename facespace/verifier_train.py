@@ -28,6 +28,8 @@ from facespace.errors import FacespaceError
 from facespace.metric_losses import MarginSoftmax
 from facespace.models.verifier import VerifierConfig, VerifierNet
 
+_UNSET = object()  # "not given", where None is a meaningful value
+
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
@@ -119,6 +121,8 @@ def train_verifier(
     loop: Any = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    crop: Any = _UNSET,
+    source: str | None = None,
 ) -> VerifierNet:
     """Train a face verification network on the identities of `faces`.
 
@@ -132,6 +136,10 @@ def train_verifier(
             norm clipped at 5) with a one-cycle schedule.
         out: a run folder for checkpoints, metrics and the loss plot; None keeps nothing on disk.
         progress: print progress to stderr.
+        crop: how `faces` were cut from their files (`facespace.crops.parse_crop`); recorded in the
+            checkpoint so that image files given to the model later are cut the same way. Not
+            given: nothing is recorded and files get the default crop ("lfw").
+        source: where `faces` came from, recorded as `extra["data"]`.
 
     Returns:
         The trained `VerifierNet` in eval mode; its `encode` gives unit-length `(n, d)` embeddings.
@@ -148,8 +156,7 @@ def train_verifier(
     from facespace.loop import TrainConfig, fit
 
     if loop is None:
-        loop = TrainConfig(epochs=30, batch_size=128, lr=3e-3, optimizer="adamw", schedule="onecycle",
-                           weight_decay=5e-2, grad_clip=5.0)
+        loop = TrainConfig(epochs=30, **LOOP_DEFAULTS)
     torch.manual_seed(loop.seed)
     train_index, val_index, labels, people = identity_split(faces, objective, seed=loop.seed)
     network = VerifierNet(model)
@@ -159,6 +166,12 @@ def train_verifier(
         "objective": dataclasses.asdict(objective),
         "loop": dataclasses.asdict(loop),
     }}
+    if crop is not _UNSET:
+        from facespace.crops import crop_record
+
+        network.checkpoint_info["extra"]["crop"] = crop_record(crop)
+    if source is not None:
+        network.checkpoint_info["extra"]["data"] = str(source)
     trainable = IdentityObjective(network, len(people), objective)
     val = identity_dataset(faces, val_index, labels) if len(val_index) else None
     result = fit(trainable, identity_dataset(faces, train_index, labels), val, loop,
@@ -172,12 +185,96 @@ def train_verifier(
     return network
 
 
-def retrainer(model: VerifierNet, *, progress: bool = False) -> Callable[[FaceSet], VerifierNet]:
+# `train("verifier", ...)` options besides the loop's (`TrainConfig`) and the data's
+MODEL_OPTIONS = ("width", "blocks", "dropout", "flip_test")
+OBJECTIVE_OPTIONS = ("min_images", "max_images", "loss", "margin", "scale")
+DATA_OPTIONS = ("size", "grayscale", "crop", "progress")
+# the loop `train("verifier", ...)` runs unless told otherwise (measured on LFW: verifier_folds.md)
+LOOP_DEFAULTS = dict(batch_size=128, lr=3e-3, optimizer="adamw", schedule="onecycle", weight_decay=5e-2, grad_clip=5.0)
+
+
+def train_verifier_run(
+    data: Any, *, out: str | os.PathLike | None = None, code_size: int = 128, epochs: int = 30, **options: Any
+) -> VerifierNet:
+    """`facespace.train.train("verifier", ...)`: load named faces, train, write the run folder.
+
+    Args:
+        data: a named FaceSet, or a source for `load_faces` (LFW, or any `<person>/<image>` folder).
+        out: run folder: best/last.safetensors, metrics.csv, loss.png, config.json, run.json.
+        code_size: embedding length d.
+        epochs: passes over the training images.
+        **options: data (`size`=48, `grayscale`, `crop`="lfw" (a name or box, see
+            `facespace.crops`), `progress`), network (`width`, `blocks`, `dropout`, `flip_test`),
+            objective (`min_images`, `max_images`, `loss`, `margin`, `scale`) and any
+            `facespace.loop.TrainConfig` field (defaults `LOOP_DEFAULTS`).
+
+    Raises:
+        FacespaceError: an unknown option, images without names, or fewer than 2 people with
+            `min_images` images.
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    from facespace.crops import crop_name, parse_crop
+    from facespace.loop import TrainConfig
+    from facespace.train import load_training_faces
+
+    loop_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs"}
+    known = loop_fields | set(MODEL_OPTIONS) | set(OBJECTIVE_OPTIONS) | set(DATA_OPTIONS)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise FacespaceError(
+            f"option(s) {', '.join(unknown)} do not apply to kind 'verifier'; expected: {', '.join(sorted(known))}"
+        )
+    opt = dict(options)
+    progress = bool(opt.pop("progress", True))
+    is_source = isinstance(data, (str, os.PathLike))
+    crop = parse_crop(opt.pop("crop", "lfw"))
+    faces = load_training_faces(data, size=int(opt.pop("size", 48)), grayscale=bool(opt.pop("grayscale", False)),
+                                crop=crop, progress=progress)
+    if getattr(faces, "names", None) is None:
+        raise FacespaceError(
+            f"{getattr(faces, 'source', 'the data')} has no person names: a verifier learns from named people; "
+            "give a folder laid out as <person>/<image> (LFW's layout)"
+        )
+    size, _, channels = faces.image_shape
+    model = VerifierConfig(size=size, channels=channels, code_size=int(code_size),
+                           **{k: (tuple(opt.pop(k)) if k == "blocks" else opt.pop(k)) for k in MODEL_OPTIONS if k in opt})
+    objective = ObjectiveConfig(**{k: opt.pop(k) for k in OBJECTIVE_OPTIONS if k in opt})
+    loop = TrainConfig(**{**LOOP_DEFAULTS, **opt, "epochs": int(epochs)})
+    t0 = time.perf_counter()
+    net = train_verifier(faces, model=model, objective=objective, loop=loop, out=out, progress=progress,
+                         crop=crop if is_source or "crop" in options else _UNSET,
+                         source=getattr(faces, "source", None))
+    if out is not None:
+        from facespace.files import write_text_atomic
+        from facespace.runs import read_metrics
+
+        extra = net.checkpoint_info.get("extra", {})
+        metrics = Path(out) / "metrics.csv"
+        info = {
+            "kind": "verifier", "data": getattr(faces, "source", ""), "n_images": len(faces),
+            "people": len(faces.people()), "crop": crop_name(crop), "image_shape": list(faces.image_shape),
+            "code_size": net.code_size, "model_config": dataclasses.asdict(net.config),
+            "trained_people": extra.get("trained_people"), "trained_images": extra.get("trained_images"),
+            "epochs_run": len(read_metrics(metrics)) if metrics.exists() else None,
+            "best_val_loss": net.checkpoint_info.get("best_val_loss"),
+            "train_seconds": round(time.perf_counter() - t0, 3),
+        }  # fmt: skip
+        write_text_atomic(Path(out) / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+    return net
+
+
+def retrainer(
+    model: VerifierNet, *, progress: bool = False, threads: int | None = None
+) -> Callable[[FaceSet], VerifierNet]:
     """A `train_fn(faces) -> model` that trains a fresh network with `model`'s settings.
 
     For protocols that retrain per fold (`facespace.lfw_eval.evaluate_lfw(train_fn=...)`): the
     network config comes from `model.config`, the objective and loop settings from what
-    `train_verifier` stored in the checkpoint (defaults where the checkpoint has none).
+    `train_verifier` stored in the checkpoint (defaults where the checkpoint has none); `threads`
+    overrides the loop's torch threads. Each fresh model records the checkpoint's crop.
     """
     from facespace.loop import TrainConfig
 
@@ -185,9 +282,12 @@ def retrainer(model: VerifierNet, *, progress: bool = False) -> Callable[[FaceSe
     obj = dict(extra.get("objective") or {})
     objective = ObjectiveConfig(**{**obj, "augment": AugmentConfig(**obj.get("augment", {}))}) if obj else ObjectiveConfig()
     loop = TrainConfig(**extra["loop"]) if extra.get("loop") else None
+    if threads is not None:
+        loop = dataclasses.replace(loop or TrainConfig(epochs=30, **LOOP_DEFAULTS), threads=threads)
     config = model.config
+    crop = extra["crop"] if "crop" in extra else _UNSET
 
     def train_fn(faces: FaceSet) -> VerifierNet:
-        return train_verifier(faces, model=config, objective=objective, loop=loop, progress=progress)
+        return train_verifier(faces, model=config, objective=objective, loop=loop, progress=progress, crop=crop)
 
     return train_fn

@@ -190,16 +190,26 @@ def check_face_images(images: np.ndarray, *, names: Sequence[str] | None = None)
     return x
 
 
-def load_face_images(paths: Sequence[str | os.PathLike], image_shape: tuple[int, int, int]) -> np.ndarray:
+def load_face_images(
+    paths: Sequence[str | os.PathLike], image_shape: tuple[int, int, int], *, crop: Any = "lfw"
+) -> np.ndarray:
     """Read image files at a model's `(H, W, C)`, refusing unusable ones by name.
 
-    A missing file, a file that is not an image, one smaller than 12 pixels a side, or a blank one
-    raise `DataError` naming the file.
+    A missing file, a file that is not an image, one smaller than 12 pixels a side, one the crop
+    box does not fit, or a blank one raise `DataError` naming the file.
+
+    Args:
+        paths: image files.
+        image_shape: the model's `(H, W, C)`.
+        crop: the data-layer crop spec (`facespace.crops.parse_crop`); give the model's own
+            (`facespace.crops.model_crop`) so files are cut as its training faces were.
 
     Returns:
         `(n, H, W, C)` float32 in [0, 1].
     """
     from PIL import Image, UnidentifiedImageError
+
+    from facespace.data.images import crop_box
 
     paths = [Path(p) for p in paths]
     if not paths:
@@ -217,19 +227,44 @@ def load_face_images(paths: Sequence[str | os.PathLike], image_shape: tuple[int,
                 f"{p} is {w}x{h} pixels, too small to hold a usable face (at least "
                 f"{MIN_SOURCE_SIDE}x{MIN_SOURCE_SIDE}); pass a larger photo"
             )
+        try:  # either way round: an EXIF rotation may swap the sides
+            crop_box(crop, w, h, name=str(p)) if _fits(crop, w, h) else crop_box(crop, h, w, name=str(p))
+        except DataError:
+            from facespace.crops import crop_name
+
+            raise DataError(
+                f"{p} is {w}x{h} pixels, too small for the crop {crop_name(crop)} the model uses; pass the "
+                "original photo, or --crop none (crop=None) for a face that is already cut out"
+            ) from None
     from facespace.data import load_images
 
     size, _, channels = image_shape
-    x = load_images([str(p) for p in paths], size=size, grayscale=channels == 1)
+    x = load_images([str(p) for p in paths], size=size, crop=crop, grayscale=channels == 1)
     return check_face_images(x, names=[str(p) for p in paths])
 
 
-def as_images(model: Any, images: Any) -> np.ndarray:
-    """An image array, one image, a path or a list of paths -> `(n, H, W, C)` at the model's shape."""
+def _fits(crop: Any, width: int, height: int) -> bool:
+    from facespace.data.images import crop_box
+
+    try:
+        crop_box(crop, width, height)
+        return True
+    except DataError:
+        return False
+
+
+def as_images(model: Any, images: Any, *, crop: Any = "recorded") -> np.ndarray:
+    """An image array, one image, a path or a list of paths -> `(n, H, W, C)` at the model's shape.
+
+    Files are cut with `crop`; the default, "recorded", is the crop the model was trained with
+    (`facespace.crops.model_crop`). Arrays are taken as they are.
+    """
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, os.PathLike)):
-        return load_face_images(images, tuple(model.image_shape))
+        from facespace.crops import resolve_crop
+
+        return load_face_images(images, tuple(model.image_shape), crop=resolve_crop(model, crop))
     return check_face_images(check_shape(images, tuple(model.image_shape)))
 
 
@@ -311,6 +346,7 @@ def verify(
     *,
     threshold: float | None = None,
     metric: str | None = None,
+    crop: Any = "recorded",
 ) -> tuple[float, bool]:
     """Are two faces the same person?
 
@@ -320,6 +356,8 @@ def verify(
         image_a, image_b: an `(H, W, C)` float32 image in [0, 1] at the model's shape, or a path.
         threshold: the largest distance still counted as the same person.
         metric: "cosine" (default) or "l2"; default: the metric the stored threshold was made for.
+        crop: how image files are cut (`facespace.crops.parse_crop`); default: the crop the model
+            was trained with.
 
     Returns:
         `(distance, same)`.
@@ -341,8 +379,8 @@ def verify(
         threshold = float(stored["threshold"])
         metric = metric or stored.get("metric", "cosine")
     metric = metric or "cosine"
-    a = as_images(model, image_a)
-    b = as_images(model, image_b)
+    a = as_images(model, image_a, crop=crop)
+    b = as_images(model, image_b, crop=crop)
     if len(a) != 1 or len(b) != 1:
         raise FacespaceError(f"verify compares one image with one image; got {len(a)} and {len(b)}")
     z = model.encode(np.concatenate([a, b]))

@@ -1,4 +1,4 @@
-"""CLI commands of the 'train' area: train, reconstruct, denoise, evaluate.
+"""CLI commands of the 'train' area: train (every kind, the verifier included), reconstruct, denoise, evaluate.
 
 Thin: parse, call `facespace.train.train` / `facespace.codes`, print. One JSON line on stdout per
 command; progress and messages on stderr.
@@ -22,18 +22,37 @@ def _json(obj: dict) -> None:
     print_out(json.dumps(obj, default=str))
 
 
+# loop options whose default depends on the kind: (autoencoders, verifier)
+KIND_DEFAULTS = {
+    "code_size": (32, 128), "width": (32, 16), "batch_size": (64, 128), "lr": (1e-3, 3e-3),
+    "optimizer": ("adam", "adamw"), "schedule": ("none", "onecycle"), "weight_decay": (0.0, 0.05), "grad_clip": (1.0, 5.0),
+}  # fmt: skip
+
+
+def _blocks(text: str) -> tuple[int, ...]:
+    from facespace.errors import FacespaceError
+
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise FacespaceError(f"--blocks {text!r}: expected residual blocks per stage, e.g. 1,2,2,1") from None
+
+
 def train_cmd(
-    kind: Annotated[str, typer.Argument(help="pca | linear | conv | denoise | vae")],
-    data: Annotated[str, Opt("--data", help="image folder, LFW archive/folder, or 'embedded'")] = "embedded",
+    kind: Annotated[str, typer.Argument(help="pca | linear | conv | denoise | vae | verifier")],
+    data: Annotated[str, Opt("--data", help="image folder, LFW archive/folder, or 'embedded' (verifier: <person>/<image> folders)")] = "embedded",
     out: Annotated[Optional[Path], Opt("--out", help="run folder (checkpoints, metrics, plots)")] = None,
-    size: Annotated[int, Opt(help="image side (conv: a multiple of 16)")] = 32,
-    code_size: Annotated[int, Opt("--code-size", help="length of a code")] = 32,
+    size: Annotated[int, Opt(help="image side (conv: a multiple of 16; verifier: of 2**stages)")] = 32,
+    crop: Annotated[str, Opt(help="how faces are cut from files, recorded in the model: tight | lfw | none | T,L,B,R")] = "lfw",
+    code_size: Annotated[Optional[int], Opt("--code-size", help="length of a code [default: 32; verifier 128]")] = None,
     epochs: Annotated[int, Opt(help="passes over the training images")] = 10,
     grayscale: Annotated[bool, Opt(help="train on grey images")] = False,
     arch: Annotated[str, Opt(help="conv architecture: seed | bn")] = "seed",
     code_activation: Annotated[str, Opt("--code-activation", help="relu | linear")] = "relu",
-    width: Annotated[int, Opt(help="conv channels of the first stage")] = 32,
+    width: Annotated[Optional[int], Opt(help="channels of the first stage [default: 32; verifier 16]")] = None,
     depth: Annotated[int, Opt(help="convolutions per stage (arch bn)")] = 1,
+    blocks: Annotated[str, Opt(help="verifier: residual blocks per stage (each stage halves the side)")] = "1,2,2,1",
+    margin: Annotated[float, Opt(help="verifier: CosFace margin")] = 0.35,
     pca_skip: Annotated[bool, Opt("--pca-skip", help="add a fixed PCA path the conv net corrects")] = False,
     flip: Annotated[bool, Opt(help="random horizontal flips while training")] = False,
     noise: Annotated[str, Opt(help="denoise: corruption, e.g. gaussian:0.1 or gaussian:0.1+rect:1")] = "gaussian:0.1",
@@ -41,12 +60,12 @@ def train_cmd(
     test: Annotated[float, Opt(help="held-out test fraction")] = 0.1,
     val: Annotated[float, Opt(help="validation fraction of the training part")] = 0.05,
     split_seed: Annotated[int, Opt("--split-seed", help="seed of the test/validation split")] = 42,
-    batch_size: Annotated[int, Opt("--batch-size")] = 64,
-    lr: Annotated[float, Opt(help="learning rate (peak, for onecycle)")] = 1e-3,
-    optimizer: Annotated[str, Opt(help="adam | adamax | adamw")] = "adam",
-    schedule: Annotated[str, Opt(help="none | onecycle | cosine")] = "none",
-    weight_decay: Annotated[float, Opt("--weight-decay")] = 0.0,
-    grad_clip: Annotated[Optional[float], Opt("--grad-clip", help="max gradient norm")] = 1.0,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", help="[default: 64; verifier 128]")] = None,
+    lr: Annotated[Optional[float], Opt(help="learning rate (peak, for onecycle) [default: 1e-3; verifier 3e-3]")] = None,
+    optimizer: Annotated[Optional[str], Opt(help="adam | adamax | adamw [default: adam; verifier adamw]")] = None,
+    schedule: Annotated[Optional[str], Opt(help="none | onecycle | cosine [default: none; verifier onecycle]")] = None,
+    weight_decay: Annotated[Optional[float], Opt("--weight-decay", help="[default: 0; verifier 0.05]")] = None,
+    grad_clip: Annotated[Optional[float], Opt("--grad-clip", help="max gradient norm [default: 1; verifier 5]")] = None,
     patience: Annotated[Optional[int], Opt(help="early stopping: epochs without improvement")] = None,
     seed: Annotated[int, Opt(help="training seed")] = 0,
     threads: Annotated[Optional[int], Opt(help="torch CPU threads")] = None,
@@ -57,32 +76,43 @@ def train_cmd(
     resume: Annotated[bool, Opt(help="continue the run in --out")] = False,
     svd_solver: Annotated[str, Opt("--svd-solver", help="pca: auto | full | randomized")] = "auto",
 ) -> None:
-    """Train an autoencoder (pca | linear | conv | denoise | vae) and write its run folder."""
+    """Train a model (pca | linear | conv | denoise | vae | verifier) and write its run folder."""
+    from facespace.errors import FacespaceError
     from facespace.train import train
 
-    options = dict(
-        size=size, grayscale=grayscale, test=test, val=val, split_seed=split_seed, seed=seed, progress=True,
-    )  # fmt: skip
-    if kind == "pca":
-        options["svd_solver"] = svd_solver
+    given = dict(code_size=code_size, width=width, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                 schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip)
+    d = {k: (v if v is not None else KIND_DEFAULTS[k][kind == "verifier"]) for k, v in given.items()}
+    options = dict(size=size, grayscale=grayscale, crop=crop, seed=seed, progress=True)
+    loop = dict(batch_size=d["batch_size"], lr=d["lr"], optimizer=d["optimizer"], schedule=d["schedule"],
+                weight_decay=d["weight_decay"], grad_clip=d["grad_clip"], patience=patience, threads=threads,
+                val_every=val_every, log_every=log_every, channels_last=channels_last, bf16=bf16)
+    if kind == "verifier":
+        if resume or flip:
+            raise FacespaceError("--resume and --flip do not apply to kind verifier (it flips, shifts and rotates on its own)")
+        options.update(loop, width=d["width"], blocks=_blocks(blocks), margin=margin)
+    elif kind == "pca":
+        options.update(test=test, val=val, split_seed=split_seed, svd_solver=svd_solver)
     else:
-        options.update(
-            batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule, weight_decay=weight_decay,
-            grad_clip=grad_clip, patience=patience, threads=threads, val_every=val_every, log_every=log_every,
-            channels_last=channels_last, bf16=bf16, resume=resume, flip=flip,
-        )  # fmt: skip
+        options.update(loop, test=test, val=val, split_seed=split_seed, resume=resume, flip=flip)
         if kind in ("conv", "denoise"):
-            options.update(arch=arch, code_activation=code_activation, width=width, depth=depth, pca_skip=pca_skip)
+            options.update(arch=arch, code_activation=code_activation, width=d["width"], depth=depth, pca_skip=pca_skip)
         if kind == "denoise":
             options["noise"] = noise
         if kind == "vae":
-            options.update(arch=arch, width=width, depth=depth, beta=beta)
-    model = train(kind, data, out=out, code_size=code_size, epochs=epochs, **options)
+            options.update(arch=arch, width=d["width"], depth=depth, beta=beta)
+    model = train(kind, data, out=out, code_size=d["code_size"], epochs=epochs, **options)
     summary = {"kind": kind, "out": str(out) if out else None, "code_size": model.code_size}
     if out is not None and (Path(out) / "run.json").exists():
         info = json.loads((Path(out) / "run.json").read_text())
-        summary.update({k: info.get(k) for k in ("heldout_mse", "heldout_psnr", "best_val_loss", "epochs_run", "train_seconds")})
-        say(f"trained {kind}: held-out MSE {info['heldout_mse']:.5f}, run folder {out}")
+        keys = ("heldout_mse", "heldout_psnr", "best_val_loss", "epochs_run", "train_seconds")
+        if kind == "verifier":
+            keys = ("crop", "n_images", "people", "trained_people", "best_val_loss", "epochs_run", "train_seconds")
+            say(f"trained verifier on {info['trained_images']} images of {info['trained_people']} people "
+                f"(crop {info['crop']}), run folder {out}")
+        else:
+            say(f"trained {kind}: held-out MSE {info['heldout_mse']:.5f}, run folder {out}")
+        summary.update({k: info.get(k) for k in keys})
     _json(summary)
 
 
@@ -156,8 +186,10 @@ def evaluate_cmd(
     split = net.checkpoint_info.get("extra", {}).get("split", {})
     test = split.get("test", 0.1) if test is None else test
     split_seed = split.get("split_seed", 42) if split_seed is None else split_seed
+    from facespace.crops import model_crop
+
     size, _, channels = net.image_shape
-    faces = load_training_faces(data, size=size, grayscale=channels == 1)
+    faces = load_training_faces(data, size=size, grayscale=channels == 1, crop=model_crop(net))
     _, held = split_faces(faces, test=test, seed=split_seed)
     if len(held) == 0:
         held = faces

@@ -4,6 +4,10 @@
 MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline; for
 `evaluate-lfw` also `pca:D[:SIZE]`, a PCA refitted on each fold's training people. `verify --detect`
 treats each file as a whole photo (see `facespace/cli/people.py`).
+
+Image files are cut as the model's training faces were (the crop recorded in its checkpoint,
+`facespace.crops`); `--crop` overrides it. `evaluate-lfw VERIFIER --retrain` trains a fresh
+verifier per fold with the checkpoint's settings on the other folds' people only (the protocol).
 """
 
 from __future__ import annotations
@@ -52,11 +56,16 @@ def register(app: typer.Typer) -> None:
         metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: find the faces first "
                                     "(several faces: every pair is compared, one JSON line each)."),
+        crop: Optional[str] = typer.Option(None, help="How faces are cut from the files: tight | lfw | none | T,L,B,R "
+                                           "(default: the crop the model was trained with)."),
     ) -> None:
         """Are two faces the same person? Prints a JSON line with the distance, threshold and verdict."""
         from facespace.verify import stored_threshold, verify as verify_faces
 
+        from facespace.crops import RECORDED, parse_crop
+
         m = resolve_model(model)
+        cut = RECORDED if crop is None else parse_crop(crop)
         if not detect:
             pairs = [(image_a, image_b, None, None)]
         else:
@@ -69,7 +78,7 @@ def register(app: typer.Typer) -> None:
             rows = {str(p): [i for i, s in enumerate(crops.sources) if s == str(p)] for p in (image_a, image_b)}
             pairs = [(crops.images[i], crops.images[j], i, j) for i in rows[str(image_a)] for j in rows[str(image_b)]]
         for a, b, i, j in pairs:
-            d, same = verify_faces(m, a, b, threshold=threshold, metric=metric)
+            d, same = verify_faces(m, a, b, threshold=threshold, metric=metric, crop=cut)
             stored = stored_threshold(m) or {}
             t = threshold if threshold is not None else float(stored["threshold"])
             row = {"a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
@@ -93,11 +102,28 @@ def register(app: typer.Typer) -> None:
         per_fold: bool = typer.Option(True, help="Refit PCA models per fold on the other folds' people (the protocol)."),
         save_threshold: bool = typer.Option(False, help="Calibrate on all these pairs and store the threshold in the checkpoint."),
         target_far: Optional[float] = typer.Option(None, help="With --save-threshold: threshold for this false-accept rate instead of best accuracy."),
+        retrain: bool = typer.Option(False, "--retrain", help="Verifier checkpoints: train a fresh network per fold with the "
+                                     "checkpoint's settings on the other folds' people only (the protocol)."),
+        crop: Optional[str] = typer.Option(None, help="How faces are cut from the files: tight | lfw | none | T,L,B,R "
+                                           "(default: the crop the model was trained with)."),
+        folds: Optional[str] = typer.Option(None, help="Test only these folds, e.g. 1,2 (quick runs; not the full protocol)."),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: as the checkpoint trained, else torch's)."),
     ) -> None:
         """The LFW View 2 protocol: 10 folds, threshold chosen on nine and tested on the tenth."""
         from facespace import lfw_eval
+        from facespace.crops import RECORDED, parse_crop
 
         m = None if model.startswith("pca:") else resolve_model(model)
+        cut = RECORDED if crop is None else parse_crop(crop)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        if retrain:
+            if save_threshold:
+                raise FacespaceError("--save-threshold calibrates the checkpoint itself; run it without --retrain")
+            _retrain_lfw(m, model, pairs, lfw, roc, json_out, metric, cut, folds, threads)
+            return
         train_fn, shape = _per_fold_pca(model, m) if per_fold else (None, None)
         if m is None and train_fn is None:
             raise FacespaceError("pca:D models are fitted per fold; drop --no-per-fold or pass a checkpoint")
@@ -106,29 +132,56 @@ def register(app: typer.Typer) -> None:
         from facespace.data import read_pairs
 
         if save_threshold and len({p.fold for p in read_pairs(pairs)}) == 1:
-            _calibrate_only(m, pairs, lfw, metric, target_far)
+            _calibrate_only(m, pairs, lfw, metric, target_far, cut)
             return
         kw = dict(size=shape[0], grayscale=shape[1]) if shape else {}
-        report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc, **kw)
+        if m is not None and train_fn is not None and cut == RECORDED:
+            from facespace.crops import model_crop
+
+            cut = model_crop(m)  # a PCA checkpoint refitted per fold still cuts files as it was trained
+        report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc,
+                                       crop=cut, folds=folds, **kw)
+        _print_report(report, model, roc, json_out)
+        if save_threshold:
+            _calibrate_only(m, pairs, lfw, metric, target_far, cut)
+
+    def _print_report(report: Any, model: str, roc: Optional[Path], json_out: Optional[Path], **more: Any) -> None:
         out(report.format())
         if json_out:
             from facespace.files import write_text_atomic
 
-            write_text_atomic(json_out, json.dumps({"model": model, **report.to_dict()}, indent=2))
+            write_text_atomic(json_out, json.dumps({"model": model, **more, **report.to_dict()}, indent=2))
         if roc:
             say(f"ROC curve written to {roc}")
-        if save_threshold:
-            _calibrate_only(m, pairs, lfw, metric, target_far)
 
-    def _calibrate_only(m: Any, pairs: Path, lfw: Optional[Path], metric: str, target_far: Optional[float]) -> None:
+    def _retrain_lfw(m: Any, model: str, pairs: Path, lfw: Optional[Path], roc: Optional[Path], json_out: Optional[Path],
+                     metric: str, cut: Any, folds: Optional[str], threads: Optional[int]) -> None:
+        """--retrain: one fresh verifier per fold, with the checkpoint's network, objective and loop."""
         from facespace import lfw_eval
+        from facespace.crops import resolve_crop
+        from facespace.verifier_train import retrainer
+
+        if getattr(m, "kind", "") != "verifier":
+            raise FacespaceError(f"--retrain trains verifier checkpoints afresh per fold; {getattr(m, 'kind', None) or model!r} "
+                                 "is not one (pixels need no training; PCA is refitted per fold without --retrain)")
+        train_fn = retrainer(m, progress=True, threads=threads)
+        size, _, c = m.image_shape
+        report = lfw_eval.evaluate_lfw(None, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc, size=size,
+                                       grayscale=c == 1, crop=resolve_crop(m, cut), folds=folds)
+        report.protocol_note = f"per-fold retraining with the settings of {model}: {report.protocol_note}"
+        _print_report(report, model, roc, json_out, retrained=True)
+
+    def _calibrate_only(m: Any, pairs: Path, lfw: Optional[Path], metric: str, target_far: Optional[float],
+                        cut: Any = "recorded") -> None:
+        from facespace import lfw_eval
+        from facespace.crops import resolve_crop
         from facespace.data import load_faces, read_pairs
         from facespace.verify import calibrate_threshold, pair_accuracy, pair_distances, save_threshold
 
         plist = read_pairs(pairs)
         root = lfw_eval.find_lfw_root(pairs, lfw)
         size, _, c = m.image_shape
-        faces = load_faces(str(root), size=size, grayscale=c == 1)
+        faces = load_faces(str(root), size=size, crop=resolve_crop(m, cut), grayscale=c == 1)
         ia, ib = lfw_eval.pair_rows(plist, root, faces)
         import numpy as np
 

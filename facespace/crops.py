@@ -1,0 +1,98 @@
+"""The crop a model was trained with: named, recorded in its checkpoint, applied again at use.
+
+A model learns from faces cut out of their files in one way (`load_faces(crop=...)`). The same cut
+must be made whenever an image file reaches the model later (`facespace verify`, `evaluate-lfw`,
+`people enroll/identify`, `encode`), or the model sees faces framed differently from its training.
+So `train` records the crop in the checkpoint (`checkpoint_info["extra"]["crop"]`) and every loader
+of image files for a model asks `model_crop(model)`.
+
+Crops by name:
+    - "tight": the 120x120 face box `(70, 65, 190, 185)` (top, left, bottom, right) of a 250x250
+      LFW original: eyes to chin, little background. Best measured for the identity verifier.
+    - "lfw": the central 90x90 of a 250x250 LFW original; images of another size are used whole
+      (the data layer's default, and what a model without a recorded crop gets).
+    - "none": the whole image.
+    - "T,L,B,R": a box in pixels (negatives count from the far edge) or four fractions in [0, 1].
+
+A box is cut from every file; a file too small for it is refused by name. Arrays given to a model
+are never cropped: they are taken to be at the model's shape already.
+
+Example:
+    >>> parse_crop("tight"), parse_crop("none"), parse_crop("10,10,-10,-10")
+    ((70, 65, 190, 185), None, (10, 10, -10, -10))
+    >>> crop_record(parse_crop("tight"))
+    [70, 65, 190, 185]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facespace.errors import DataError
+
+# (top, left, bottom, right) of the face in a 250x250 LFW original (deep-funneled or not)
+TIGHT_BOX = (70, 65, 190, 185)
+CROP_NAMES = ("tight", "lfw", "none")
+# what a model with no recorded crop gets: the data layer's default
+DEFAULT_CROP = "lfw"
+# `crop=RECORDED` (the default of the loaders below) means "the crop recorded with the model"
+RECORDED = "recorded"
+
+
+def parse_crop(spec: Any) -> Any:
+    """A crop spec for the data layer (`load_faces`, `load_images`) from a name, text or box.
+
+    Args:
+        spec: "tight", "lfw", "none" (or None), "T,L,B,R" text, or a 4-sequence of numbers.
+
+    Returns:
+        "lfw", None, or a `(top, left, bottom, right)` tuple.
+
+    Raises:
+        DataError: an unknown name or a malformed box, naming the choices.
+    """
+    from facespace.data.images import check_crop
+    from facespace.data.images import parse_crop as parse_box
+
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        if text == "tight":
+            return TIGHT_BOX
+        if text and not text[0].isdigit() and text[0] not in "-." and text not in ("lfw", "none", "no", "off"):
+            raise DataError(f"unknown crop {spec!r}; expected one of: {', '.join(CROP_NAMES)}, or top,left,bottom,right")
+        crop = parse_box(spec)
+    else:
+        crop = tuple(spec)
+    check_crop(crop)
+    return crop
+
+
+def crop_record(crop: Any) -> Any:
+    """The JSON form kept in a checkpoint: "lfw", None, or `[top, left, bottom, right]`."""
+    crop = parse_crop(crop)
+    return crop if crop is None or isinstance(crop, str) else list(crop)
+
+
+def crop_name(crop: Any) -> str:
+    """A short name for messages: tight, lfw, none, or the box as T,L,B,R."""
+    crop = parse_crop(crop)
+    if crop is None or isinstance(crop, str):
+        return crop or "none"
+    return "tight" if tuple(crop) == TIGHT_BOX else ",".join(str(v) for v in crop)
+
+
+def model_crop(model: Any) -> Any:
+    """The crop recorded with `model` (as `parse_crop` returns it), or `DEFAULT_CROP` if none was."""
+    extra = (getattr(model, "checkpoint_info", None) or {}).get("extra") or {}
+    if "crop" not in extra:
+        return DEFAULT_CROP
+    return parse_crop(extra["crop"])
+
+
+def resolve_crop(model: Any, crop: Any = RECORDED) -> Any:
+    """`crop` as a data-layer spec; `RECORDED` (the default) gives the model's own (`model_crop`)."""
+    if isinstance(crop, str) and crop == RECORDED:
+        return model_crop(model)
+    return parse_crop(crop)

@@ -1,0 +1,149 @@
+"""`facespace train verifier`, the crop recorded with a model and re-applied to image files, and
+`evaluate-lfw --retrain` (one fresh verifier per fold, never trained on a tested fold's person)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from people_helpers import write_people
+
+from facespace.checkpoint import load_model
+from facespace.crops import TIGHT_BOX, model_crop, parse_crop
+from facespace.data import load_images
+from facespace.errors import DataError
+
+TINY = ["--size", "16", "--blocks", "1,1", "--width", "4", "--code-size", "8", "--epochs", "2",
+        "--threads", "1", "--batch-size", "8"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fake_lfw(tmp_path_factory) -> Path:
+    """8 synthetic people x 4 images, 250x250 JPEGs in the LFW layout, and a 2-fold pairs file
+    (fold 1: P00-P03, fold 2: P04-P07)."""
+    root = tmp_path_factory.mktemp("lfw")
+    write_people(root / "lfw-deepfunneled", 8, 4, size=250, ext=".jpg")
+    lines = ["2\t2"]
+    for fold in range(2):
+        p = [f"P{4 * fold + i:02d}" for i in range(4)]
+        lines += [f"{p[0]}\t1\t2", f"{p[1]}\t2\t3", f"{p[2]}\t1\t{p[3]}\t1", f"{p[0]}\t3\t{p[3]}\t4"]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(fake_lfw, tmp_path_factory):
+    """`(run folder, JSON summary)` of one tiny `facespace train verifier --crop tight` run."""
+    from facespace.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "v"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(["train", "verifier", "--data", str(fake_lfw / "lfw-deepfunneled"), "--crop", "tight",
+              "--out", str(out), *TINY])  # fmt: skip
+    return out, json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
+def test_train_verifier_writes_a_run_folder_with_its_crop(trained):
+    out, summary = trained
+    assert summary["kind"] == "verifier" and summary["code_size"] == 8 and summary["crop"] == "tight"
+    assert summary["people"] == 8 and summary["epochs_run"] == 2
+    for name in ("best.safetensors", "last.safetensors", "metrics.csv", "loss.png", "run.json"):
+        assert (out / name).is_file(), name
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    m = load_model(out / "best.safetensors")
+    assert m.kind == "verifier" and m.image_shape == (16, 16, 3) and m.config.blocks == (1, 1)
+    assert m.checkpoint_info["extra"]["crop"] == list(TIGHT_BOX)
+    assert load_model(out / "last.safetensors").checkpoint_info["extra"]["crop"] == list(TIGHT_BOX)
+    assert model_crop(m) == TIGHT_BOX
+    codes = m.encode(np.random.default_rng(0).random((3, 16, 16, 3), dtype=np.float32))
+    np.testing.assert_allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-5)
+
+
+def test_recorded_crop_is_applied_to_image_files(trained, fake_lfw, run_cli):
+    from facespace.codes import encode
+    from facespace.verify import verify
+
+    m = load_model(trained[0] / "best.safetensors")
+    a, b = fake_lfw / "lfw-deepfunneled" / "P00" / "P00_0001.jpg", fake_lfw / "lfw-deepfunneled" / "P03" / "P03_0002.jpg"
+    cut = load_images([a, b], size=16, crop=TIGHT_BOX)  # the faces cut by hand, as in training
+    d_files, _ = verify(m, a, b, threshold=1.0)
+    d_arrays, _ = verify(m, cut[0], cut[1], threshold=1.0)
+    assert d_files == pytest.approx(d_arrays, abs=1e-6)
+    np.testing.assert_allclose(encode(m, [str(a)]), m.encode(cut[:1]), atol=1e-6)
+    # the crop matters: the default LFW cut of the same files gives another distance
+    d_lfw, _ = verify(m, a, b, threshold=1.0, crop="lfw")
+    assert abs(d_lfw - d_files) > 1e-4
+    code, out, _ = run_cli("verify", trained[0] / "best.safetensors", a, b, "--threshold", "1")
+    assert code == 0 and json.loads(out)["distance"] == pytest.approx(d_files, abs=1e-5)
+    code, out, _ = run_cli("verify", trained[0] / "best.safetensors", a, b, "--threshold", "1", "--crop", "lfw")
+    assert code == 0 and json.loads(out)["distance"] == pytest.approx(d_lfw, abs=1e-5)
+
+
+def test_a_file_too_small_for_the_crop_is_refused_by_name(trained, tmp_path, run_cli):
+    from PIL import Image
+
+    small = tmp_path / "small.png"
+    Image.fromarray((np.random.default_rng(1).random((100, 100, 3)) * 255).astype(np.uint8)).save(small)
+    model = trained[0] / "best.safetensors"
+    code, _, err = run_cli("verify", model, small, small, "--threshold", "1")
+    assert code == 2 and "small.png" in err and "tight" in err and "--crop none" in err
+    code, out, _ = run_cli("verify", model, small, small, "--threshold", "1", "--crop", "none")
+    assert code == 0 and json.loads(out)["distance"] == 0.0
+
+
+def test_retrain_honours_the_protocol_and_never_trains_on_a_tested_person(trained, fake_lfw, tmp_path, run_cli,
+                                                                         monkeypatch):
+    import facespace.verifier_train as vt
+
+    seen, original = [], vt.train_verifier
+
+    def spy(faces, **kw):
+        seen.append(set(faces.names.tolist()))
+        return original(faces, **kw)
+
+    monkeypatch.setattr(vt, "train_verifier", spy)
+    report = tmp_path / "r.json"
+    code, out, _ = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt",
+                           "--retrain", "--json", report)
+    assert code == 0, out
+    assert "protocol: per-fold retraining" in out and "honoured: each fold's model" in out
+    fold_people = [{f"P{i:02d}" for i in range(4)}, {f"P{i:02d}" for i in range(4, 8)}]
+    assert seen == [fold_people[1], fold_people[0]]  # fold 1's model saw only fold 2's people, and back
+    r = json.loads(report.read_text())
+    assert r["protocol_honoured"] is True and r["retrained"] is True and r["full_protocol"] is True
+    assert r["crop"] == "tight" and r["folds"] == [1, 2] and r["n_pairs"] == 8
+    # a subset of folds is said to be one
+    seen.clear()
+    code, out, _ = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt",
+                           "--retrain", "--folds", "2", "--json", report)
+    r = json.loads(report.read_text())
+    assert code == 0 and seen == [fold_people[0]] and r["folds"] == [2] and r["full_protocol"] is False
+    assert "NOT the full View 2 protocol" in out and r["n_pairs"] == 4
+
+
+def test_fixed_verifier_says_the_protocol_cannot_be_checked(trained, fake_lfw, run_cli):
+    code, out, _ = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt")
+    assert code == 0 and "cannot be checked" in out and "crop: tight" in out
+
+
+def test_bad_input_gives_clear_errors(fake_lfw, tmp_path, run_cli):
+    code, _, err = run_cli("train", "verifier", "--data", "embedded", *TINY)
+    assert code == 2 and "no person names" in err
+    code, _, err = run_cli("train", "verifier", "--data", fake_lfw / "lfw-deepfunneled", "--crop", "face", *TINY)
+    assert code == 2 and "unknown crop 'face'" in err and "tight" in err
+    one = tmp_path / "one"
+    write_people(one, 1, 3, size=40)
+    write_people(one, 1, 1, size=40, prefix="Q")
+    code, _, err = run_cli("train", "verifier", "--data", one, "--out", tmp_path / "r", *TINY)
+    assert code == 2 and "at least 2" in err and not (tmp_path / "r" / "best.safetensors").exists()
+    code, _, err = run_cli("evaluate-lfw", "pixels:16", "--pairs", fake_lfw / "pairs.txt", "--retrain")
+    assert code == 2 and "--retrain" in err
+    with pytest.raises(DataError, match="unknown crop"):
+        parse_crop("middle")
+    assert parse_crop("none") is None and parse_crop("lfw") == "lfw"
