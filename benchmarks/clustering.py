@@ -5,8 +5,12 @@ pixels, PCA fitted only on the other people's images (those with < 10), and any 
 with --models (used as they are). Each clustering is scored against the true identities: adjusted
 Rand index, NMI, pairwise F-measure (noise points count as singletons) and the fraction of faces
 left as noise. An agglomerative run told the true number of people is a reference, not a method.
+Checkpoints see the images cut with the crop they recorded. --verifier-retrain CKPT adds a verifier
+that never saw a clustered person: a fresh network with CKPT's settings (network, objective, loop,
+crop) trained here on the other people's images only (those with < 10 images; with >= 2 of them).
 
     .venv/bin/python benchmarks/clustering.py [--models runs/verifier/best.safetensors ...]
+    .venv/bin/python benchmarks/clustering.py --verifier-retrain runs/v48/best.safetensors
 
 Writes benchmarks/results/clustering.{json,md}.
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verification import LFW, write_results  # noqa: E402
+from verification import LFW, RESULTS, verifier_retrained, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +35,10 @@ def main() -> None:
     ap.add_argument("--min-images", type=int, default=10)
     ap.add_argument("--pca", type=int, nargs="*", default=[32])
     ap.add_argument("--models", type=Path, nargs="*", default=[])
+    ap.add_argument("--verifier-retrain", type=Path, nargs="*", default=[],
+                    help="verifier checkpoints whose settings train a fresh network on the other people only")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
 
     import torch
@@ -39,12 +46,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from facespace.checkpoint import load_model
     from facespace.cluster import cluster, cluster_scores, estimate_eps
+    from facespace.crops import model_crop
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
     from facespace.verify import PixelEncoder
 
-    def faces_for(size: int, grey: bool):
-        all_faces = load_faces(str(args.lfw), size=size, grayscale=grey, progress=False)
+    def faces_for(size: int, grey: bool, crop="lfw"):
+        all_faces = load_faces(str(args.lfw), size=size, crop=crop, grayscale=grey, progress=False)
         many = all_faces.counts() >= args.min_images
         return all_faces.subset(np.flatnonzero(many)), all_faces.subset(np.flatnonzero(~many))
 
@@ -57,9 +65,15 @@ def main() -> None:
         runs.append((f"pca-{d}", PCAAutoencoder(code_size=d).fit(others.images).encode(faces.images)))
     for path in args.models:
         m = load_model(path)
-        f, _ = faces_for(m.image_shape[0], m.image_shape[2] == 1)
+        f, _ = faces_for(m.image_shape[0], m.image_shape[2] == 1, model_crop(m))
         assert (f.names == truth).all()
         runs.append((f"{m.kind} ({path})", m.encode(f.images)))
+    for path in args.verifier_retrain:
+        m = load_model(path, kind="verifier")
+        f, rest = faces_for(m.image_shape[0], m.image_shape[2] == 1, model_crop(m))
+        assert (f.names == truth).all()
+        fresh = verifier_retrained(path, rest, args.threads, f"the people with < {args.min_images} images")
+        runs.append((f"verifier retrained without these people ({path})", fresh.encode(f.images)))
     methods = [
         ("dbscan (auto eps)", dict(method="dbscan")),
         ("hdbscan", dict(method="hdbscan", min_cluster_size=5)),
@@ -84,7 +98,10 @@ def main() -> None:
              f"people with >= {args.min_images} images (true clusters: {n_people}). DBSCAN's eps is read off the "
              "k-distance knee (k = min_samples = 5); agglomerative uses average linkage with twice that as its "
              "threshold and counts groups under 5 faces as noise. Noise points are singletons for ARI/NMI/F.")
-    write_results("clustering", rows, "\n".join(lines), notes)
+    if args.verifier_retrain:
+        notes += (f" The retrained verifier learnt only from the people with < {args.min_images} images (those with "
+                  ">= 2), with its checkpoint's settings (size, colour, crop): it never saw a clustered person.")
+    write_results("clustering", rows, "\n".join(lines), notes, results_dir=args.results_dir)
     print("\n".join(lines))
 
 

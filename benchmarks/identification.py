@@ -4,7 +4,9 @@ Protocol (seeded): every person with >= 4 images is enrolled with 3 of them (610
 faces); their other images are the known probes. People with fewer than 4 images are split in two
 halves by person: one half are the strangers (never enrolled; their images are stranger probes),
 the other half is the only data PCA is fitted on. Checkpoints given with --models are used as they
-are (trained elsewhere). The gallery is facespace's own (`Gallery(":memory:")`, `enroll_many`,
+are (trained elsewhere; each sees the images cut with the crop it recorded). --verifier-retrain CKPT
+adds a verifier that never saw an enrolled person or a stranger: a fresh network with CKPT's settings
+(network, objective, loop, crop) trained here on the PCA half only (its people with >= 2 images). The gallery is facespace's own (`Gallery(":memory:")`, `enroll_many`,
 `identify`) with its stranger threshold calibrated from the enrolled people for FAR = 1%.
 
 Reported: closed-set rank-1 (known probes, no threshold); DIR@FAR=1% (detection-and-identification
@@ -13,6 +15,7 @@ figure); and at the gallery's own calibrated threshold: strangers wrongly accept
 of known probes named correctly.
 
     .venv/bin/python benchmarks/identification.py [--models runs/verifier/best.safetensors ...]
+    .venv/bin/python benchmarks/identification.py --verifier-retrain runs/v48/best.safetensors
 
 Writes benchmarks/results/identification.{json,md}.
 """
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verification import LFW, write_results  # noqa: E402
+from verification import LFW, RESULTS, model_input, verifier_retrained, write_results  # noqa: E402
 
 
 def split(faces, enrol: int, seed: int):
@@ -89,24 +92,30 @@ def main() -> None:
     ap.add_argument("--far", type=float, default=0.01)
     ap.add_argument("--pca", type=int, nargs="*", default=[32])
     ap.add_argument("--models", type=Path, nargs="*", default=[])
+    ap.add_argument("--verifier-retrain", type=Path, nargs="*", default=[],
+                    help="verifier checkpoints whose settings train a fresh network on the PCA half only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     from facespace.checkpoint import load_model
+    from facespace.crops import model_crop
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
     from facespace.verify import PixelEncoder
 
     faces_by_shape = {}
 
-    def faces_for(size: int, grey: bool):
-        if (size, grey) not in faces_by_shape:
-            faces_by_shape[size, grey] = load_faces(str(args.lfw), size=size, grayscale=grey, progress=False)
-        return faces_by_shape[size, grey]
+    def faces_for(size: int, grey: bool, crop="lfw"):
+        key = (size, grey, str(crop))
+        if key not in faces_by_shape:
+            faces_by_shape[key] = load_faces(str(args.lfw), size=size, crop=crop, grayscale=grey, progress=False)
+            assert (faces_by_shape[key].paths == faces_by_shape[next(iter(faces_by_shape))].paths).all()
+        return faces_by_shape[key]
 
     faces = faces_for(args.size, False)
     gallery_rows, known, strangers, training = split(faces, args.enrol, args.seed)
@@ -117,17 +126,24 @@ def main() -> None:
         runs.append((f"pca-{d}", PCAAutoencoder(code_size=d).fit(faces.images[training]), faces))
     for path in args.models:
         m = load_model(path)
-        runs.append((f"{m.kind} ({path})", m, faces_for(m.image_shape[0], m.image_shape[2] == 1)))
+        runs.append((f"{m.kind} ({path})", m, faces_for(m.image_shape[0], m.image_shape[2] == 1, model_crop(m))))
+    for path in args.verifier_retrain:
+        m = load_model(path, kind="verifier")
+        f = faces_for(m.image_shape[0], m.image_shape[2] == 1, model_crop(m))
+        fresh = verifier_retrained(path, f.subset(training), args.threads, "the PCA half (no enrolled person, no stranger)")
+        runs.append((f"verifier retrained on the PCA half ({path})", fresh, f))
     rows = []
     for label, model, f in runs:
         t0 = time.time()
-        r = {"model": label, **measure(model, f, gallery_rows, known, strangers, args.far), "seconds": round(time.time() - t0, 1)}
+        shown = f"{args.size}px colour, crop lfw" if model.kind in ("pixels", "pca") else model_input(model)
+        r = {"model": label, "input": shown, **measure(model, f, gallery_rows, known, strangers, args.far),
+             "seconds": round(time.time() - t0, 1)}
         rows.append(r)
         print(r, file=sys.stderr, flush=True)
-    lines = ["| model | rank-1 (closed set) | DIR@FAR=1% | calibrated threshold | strangers accepted | "
-             "known named right at it | known rejected at it | seconds |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | input | rank-1 (closed set) | DIR@FAR=1% | calibrated threshold | strangers accepted | "
+             "known named right at it | known rejected at it | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['rank1']:.4f} | {r['dir_at_far']:.4f} | {r['calibrated_threshold']:.4f} | "
+        lines.append(f"| {r['model']} | {r['input']} | {r['rank1']:.4f} | {r['dir_at_far']:.4f} | {r['calibrated_threshold']:.4f} | "
                      f"{r['strangers_accepted']} / {r['strangers']} ({r['stranger_accept_rate']:.2%}) | "
                      f"{r['known_named_right']:.4f} | {r['known_rejected']:.4f} | {r['seconds']} |")
     notes = (f"LFW deep-funneled, {args.size}x{args.size} RGB, cosine distance. {len(gallery_rows)} people with >= "
@@ -137,7 +153,10 @@ def main() -> None:
              f"({len(training)} images). Stranger threshold: calibrated by the gallery from the enrolled people "
              f"for FAR = {args.far:.0%} (leave-one-person-out nearest-impostor distances). DIR@FAR uses the "
              "threshold that accepts that share of the actual strangers (oracle), as is standard.")
-    write_results("identification", rows, "\n".join(lines), notes, {"seed": args.seed})
+    if args.verifier_retrain:
+        notes += (" The retrained verifier learnt only from the PCA half's people with >= 2 images, with its "
+                  "checkpoint's settings: it never saw an enrolled person or a stranger.")
+    write_results("identification", rows, "\n".join(lines), notes, {"seed": args.seed}, results_dir=args.results_dir)
     print("\n".join(lines))
 
 
