@@ -29,7 +29,7 @@ from facespace.errors import FacespaceError
 
 KINDS = ("pca", "linear", "conv", "denoise", "vae", "verifier")
 # options of the model (conv/linear config fields besides size/channels/code_size)
-MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip", "beta")
+MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip", "refine_steps", "refine_lr", "beta")
 # options of the data split and objective
 DATA_OPTIONS = ("size", "grayscale", "crop", "test", "val", "split_seed", "flip", "noise", "svd_solver", "resume", "progress")
 
@@ -80,7 +80,8 @@ def train(
             run.json and reconstructions.png. None trains in memory only.
         code_size: length `d` of a code (default 32; 128 for "verifier").
         epochs: passes over the training part (ignored by "pca").
-        **options: model options (arch, code_activation, width, depth, pca_skip), data options
+        **options: model options (arch, code_activation, width, depth, pca_skip, refine_steps,
+            refine_lr), data options
             (size=32, grayscale, crop, test=0.1, val=0.05, split_seed=42, flip, noise for
             "denoise" = "gaussian:0.1", svd_solver for "pca", resume, progress) and any
             `facespace.loop.TrainConfig` field (batch_size, lr, optimizer, schedule, seed, ...).
@@ -142,7 +143,7 @@ def train(
         model.checkpoint_info.setdefault("extra", {})["quality"] = quality_reference(
             test_part.images, model=model, source=f"{len(test_part)} held-out test faces").to_dict()
     if out is not None:
-        _write_run(model, Path(out), run_info, test_part.images if len(test_part) else train_part.images, result)
+        _write_run(model, Path(out), run_info, test_part.images if len(test_part) else train_part.images[:2000], result)
     return model
 
 
@@ -241,9 +242,13 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
 
 def _store_code_stats(model, images: np.ndarray) -> None:
     """Record the mean and per-dimension std of the training codes in the model's checkpoint extra
-    (what `facespace.generate.vary` scales its noise by and `sample` draws plain models' codes from)."""
+    (what `facespace.generate.vary` scales its noise by and `sample` draws plain models' codes from).
+    At most 2,000 evenly spaced images are encoded: enough for the statistics, and quick even for
+    models that refine their codes at encode time."""
     from facespace.codes import encode
 
+    if len(images) > 2000:
+        images = images[np.linspace(0, len(images) - 1, 2000).astype(int)]
     z = encode(model, images).astype(np.float64)
     info = getattr(model, "checkpoint_info", None)
     if info is None or len(z) < 2:

@@ -21,7 +21,8 @@ def test_any_code_size_gives_codes_of_that_size_and_images_of_the_input_shape(co
     assert net.decode(z).shape == x.shape
 
 
-@pytest.mark.parametrize("arch,size,channels", [("seed", 16, 1), ("seed", 48, 3), ("bn", 16, 1), ("bn", 64, 3)])
+@pytest.mark.parametrize("arch,size,channels",
+                         [("seed", 16, 1), ("seed", 48, 3), ("bn", 16, 1), ("bn", 64, 3), ("res", 16, 1), ("res", 48, 3)])
 def test_sizes_divisible_by_16_and_one_or_three_channels(arch, size, channels, rng):
     net = ConvAutoencoder(ConvConfig(size=size, channels=channels, code_size=5, arch=arch, depth=2))
     x = rng.random((2, size, size, channels), dtype=np.float32)
@@ -63,10 +64,12 @@ def test_bad_configs_are_refused_with_the_fix():
         ConvAutoencoder(ConvConfig(size=30))
     with pytest.raises(FacespaceError, match="channels"):
         ConvAutoencoder(ConvConfig(channels=2))
-    with pytest.raises(FacespaceError, match="unknown arch 'big'; expected one of: seed, bn"):
+    with pytest.raises(FacespaceError, match="unknown arch 'big'; expected one of: seed, bn, res"):
         ConvAutoencoder(ConvConfig(arch="big"))
     with pytest.raises(FacespaceError, match="code_activation"):
         ConvAutoencoder(ConvConfig(code_activation="tanh"))
+    with pytest.raises(FacespaceError, match="refine_steps must be >= 0"):
+        ConvAutoencoder(ConvConfig(refine_steps=-1))
 
 
 def test_wrong_image_shape_is_refused_saying_which(rng):
@@ -92,7 +95,7 @@ def test_pca_skip_starts_as_pca_and_survives_a_reload(rng, tmp_path):
         net.init_from_pca(PCAAutoencoder(code_size=3).fit(x))
 
 
-@pytest.mark.parametrize("arch", ["seed", "bn"])
+@pytest.mark.parametrize("arch", ["seed", "bn", "res"])
 def test_save_load_round_trip_is_identical(arch, rng, tmp_path):
     torch.manual_seed(0)
     net = ConvAutoencoder(ConvConfig(size=16, channels=1, code_size=3, arch=arch))
@@ -114,3 +117,46 @@ def test_truncated_conv_checkpoint_is_refused(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
         load_model(path)
+
+
+@pytest.mark.parametrize("code_size", [1, 32, 512])
+def test_res_arch_gives_codes_of_any_size_and_images_of_the_input_shape(code_size, rng):
+    net = ConvAutoencoder(ConvConfig(size=32, channels=3, code_size=code_size, arch="res", width=4))
+    x = rng.random((2, 32, 32, 3), dtype=np.float32)
+    assert net.encode(x).shape == (2, code_size) and net.decode(net.encode(x)).shape == x.shape
+
+
+def _fitted_small_net(rng, refine_steps=0):
+    """A res net trained a little on smooth random images, so its decoder means something."""
+    torch.manual_seed(0)
+    net = ConvAutoencoder(ConvConfig(size=16, channels=1, code_size=4, arch="res", width=4, code_activation="linear"))
+    x = torch.from_numpy(rng.random((64, 1, 4, 4), dtype=np.float32)).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(30):
+        loss, _ = net.loss(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    return net, x.numpy().transpose(0, 2, 3, 1)
+
+
+def test_refining_codes_lowers_the_reconstruction_error_of_every_batch_and_keeps_the_code_size(rng, tmp_path):
+    import dataclasses
+
+    net, x = _fitted_small_net(rng)
+    plain = net.decode(net.encode(x))
+    net.config = dataclasses.replace(net.config, refine_steps=25)
+    z = net.encode(x)
+    refined = net.decode(z)
+    assert z.shape == (len(x), 4)
+    assert ((refined - x) ** 2).mean() < 0.9 * ((plain - x) ** 2).mean()
+    # each image's code is refined on its own error: alone or in a batch, the same code
+    np.testing.assert_allclose(net.encode(x[5:6]), z[5:6], rtol=1e-4, atol=1e-5)
+    # the setting travels with the checkpoint; training and validation never refine
+    loaded = load_model(save_model(net, tmp_path / "refine.safetensors"))
+    assert loaded.config.refine_steps == 25
+    np.testing.assert_allclose(loaded.encode(x[:3]), z[:3], rtol=1e-4, atol=1e-5)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        assert torch.equal(net(xt), net.decode_tensor(net._amortized(xt)))

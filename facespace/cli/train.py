@@ -47,10 +47,11 @@ def train_cmd(
     code_size: Annotated[Optional[int], Opt("--code-size", help="length of a code [default: 32; verifier 128]")] = None,
     epochs: Annotated[int, Opt(help="passes over the training images")] = 10,
     grayscale: Annotated[bool, Opt(help="train on grey images")] = False,
-    arch: Annotated[str, Opt(help="conv architecture: seed | bn")] = "seed",
+    arch: Annotated[str, Opt(help="conv architecture: seed | bn | res")] = "seed",
     code_activation: Annotated[str, Opt("--code-activation", help="relu | linear")] = "relu",
     width: Annotated[Optional[int], Opt(help="channels of the first stage [default: 32; verifier 16]")] = None,
-    depth: Annotated[int, Opt(help="convolutions per stage (arch bn)")] = 1,
+    depth: Annotated[int, Opt(help="convolutions per stage (arch bn) or residual blocks per stage (arch res)")] = 1,
+    refine_steps: Annotated[int, Opt("--refine-steps", help="conv: Adam steps refining each code through the decoder at encode time (slower encoding, lower error)")] = 0,
     blocks: Annotated[str, Opt(help="verifier: residual blocks per stage (each stage halves the side)")] = "1,2,2,1",
     margin: Annotated[float, Opt(help="verifier: CosFace margin")] = 0.35,
     pca_skip: Annotated[bool, Opt("--pca-skip", help="add a fixed PCA path the conv net corrects")] = False,
@@ -96,7 +97,8 @@ def train_cmd(
     else:
         options.update(loop, test=test, val=val, split_seed=split_seed, resume=resume, flip=flip)
         if kind in ("conv", "denoise"):
-            options.update(arch=arch, code_activation=code_activation, width=d["width"], depth=depth, pca_skip=pca_skip)
+            options.update(arch=arch, code_activation=code_activation, width=d["width"], depth=depth, pca_skip=pca_skip,
+                           refine_steps=refine_steps)
         if kind == "denoise":
             options["noise"] = noise
         if kind == "vae":

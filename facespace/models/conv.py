@@ -4,7 +4,11 @@
 `width`, 2w, 4w, 8w channels (32, 64, 128, 256), Flatten, Dense(code_size) + code activation;
 decoder Dense -> reshape (8w, size/16, size/16) -> 4 x ConvTranspose(3, stride 2) with 4w, 2w, w,
 C channels, ReLU except the last, linear. `arch="bn"` adds batch norm and leaky ReLU, `depth`
-convolutions per stage and a final 3x3 convolution. `pca_skip=True` adds a fixed linear PCA path
+convolutions per stage and a final 3x3 convolution. `arch="res"` is a residual network: 3 stages
+(w, 2w, 4w, 8w channels, down to size/8) of `depth` pre-activation residual blocks (BN-SiLU-conv
+3x3, twice, plus the input), strided 3x3 convolutions down and nearest-neighbour upsampling + 3x3
+convolutions up. `refine_steps > 0` refines each code at encode time by Adam steps through the
+frozen decoder (`facespace.refine`); training is unchanged. `pca_skip=True` adds a fixed linear PCA path
 (`z = P(x - mu) + enc(x)`, `x_hat = mu + P^T z + dec(z)`) that the convolutional parts correct;
 the code stays `code_size` long. The trainer fills the PCA path with `init_from_pca`.
 
@@ -27,7 +31,7 @@ from facespace.checkpoint import register_model
 from facespace.errors import FacespaceError
 from facespace.models.base import TorchAutoencoder
 
-ARCHS = ("seed", "bn")
+ARCHS = ("seed", "bn", "res")
 ACTIVATIONS = ("relu", "linear")
 
 
@@ -41,6 +45,8 @@ class ConvConfig:
     width: int = 32  # channels of the first stage; doubled at each of the 4 stages
     depth: int = 1  # convolutions per stage (arch "bn" only; the seed has 1)
     pca_skip: bool = False  # a fixed PCA path that the conv net corrects
+    refine_steps: int = 0  # encode: Adam steps on the code through the frozen decoder (0: the encoder alone)
+    refine_lr: float = 0.03  # the step size of that refinement
 
 
 def _check(config: ConvConfig) -> None:
@@ -57,6 +63,8 @@ def _check(config: ConvConfig) -> None:
         problems.append(f"unknown code_activation {config.code_activation!r}; expected one of: {', '.join(ACTIVATIONS)}")
     if config.width < 1 or config.depth < 1:
         problems.append("width and depth must be >= 1")
+    if config.refine_steps < 0 or not config.refine_lr > 0:
+        problems.append("refine_steps must be >= 0 and refine_lr > 0")
     if problems:
         raise FacespaceError("bad conv autoencoder config: " + "; ".join(problems))
 
@@ -70,6 +78,33 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)]
 
 
+class _Residual(nn.Module):
+    """Pre-activation residual block `(B, c, H, W) -> (B, c, H, W)`: x + conv(SiLU(BN(conv(SiLU(BN(x))))))."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.BatchNorm2d(c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+                                  nn.BatchNorm2d(c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _residual_layers(c: int, w: int, depth: int) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Encoder and decoder layers of arch "res": 3 halvings with w, 2w, 4w, 8w channels."""
+    ws = [w, 2 * w, 4 * w, 8 * w]
+    enc: list[nn.Module] = [nn.Conv2d(c, w, 3, padding=1)]
+    for i in range(3):
+        enc += [_Residual(ws[i]) for _ in range(depth)] + [nn.Conv2d(ws[i], ws[i + 1], 3, stride=2, padding=1)]
+    enc += [_Residual(ws[3]) for _ in range(depth)] + [nn.BatchNorm2d(ws[3]), nn.SiLU()]
+    dec: list[nn.Module] = []
+    for i in range(3, 0, -1):
+        dec += [_Residual(ws[i]) for _ in range(depth)]
+        dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ws[i], ws[i - 1], 3, padding=1)]
+    dec += [_Residual(w) for _ in range(depth)] + [nn.BatchNorm2d(w), nn.SiLU(), nn.Conv2d(w, c, 3, padding=1)]
+    return enc, dec
+
+
 @register_model
 class ConvAutoencoder(TorchAutoencoder):
     """Convolutional autoencoder on `(B, C, H, W)` tensors; see the module docstring."""
@@ -80,7 +115,7 @@ class ConvAutoencoder(TorchAutoencoder):
     def __init__(self, config: ConvConfig):
         super().__init__(config)
         _check(config)
-        c, w, s = config.channels, config.width, config.size // 16
+        c, w, s = config.channels, config.width, config.size // (8 if config.arch == "res" else 16)
         widths = [w, 2 * w, 4 * w, 8 * w]
         self.bottom = (8 * w, s, s)  # (C, H, W) at the bottleneck
         flat = 8 * w * s * s
@@ -97,6 +132,8 @@ class ConvAutoencoder(TorchAutoencoder):
                 if i < len(ups) - 1:
                     dec.append(nn.ReLU(inplace=True))
                 cin = cout
+        elif config.arch == "res":
+            enc, dec = _residual_layers(c, w, config.depth)
         else:
             for cout in widths:
                 for _ in range(config.depth):
@@ -144,7 +181,17 @@ class ConvAutoencoder(TorchAutoencoder):
             self.skip_mean.copy_(torch.from_numpy(np.ascontiguousarray(mean)))
         return self
 
-    def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_tensor(self, x: torch.Tensor, refine: int | None = None) -> torch.Tensor:
+        """`(B, C, H, W)` -> `(B, d)`; out of training, refined by `refine` steps (default: the config's)."""
+        z = self._amortized(x)
+        steps = self.config.refine_steps if refine is None else int(refine)
+        if steps and not self.training:
+            from facespace.refine import refine_codes
+
+            z = refine_codes(self.decode_tensor, z, x, steps=steps, lr=self.config.refine_lr)
+        return z
+
+    def _amortized(self, x: torch.Tensor) -> torch.Tensor:
         z = self.to_code(self.encoder(x))  # (B, d)
         if self.config.code_activation == "relu":
             z = F.relu(z)
@@ -160,7 +207,8 @@ class ConvAutoencoder(TorchAutoencoder):
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode_tensor(self.encode_tensor(x))
+        """Training and validation path: the encoder's code, never refined (refinement is for encode)."""
+        return self.decode_tensor(self._amortized(x))
 
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean squared reconstruction error of a `(B, C, H, W)` batch."""
