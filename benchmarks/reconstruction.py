@@ -301,7 +301,9 @@ def main(argv=None) -> None:
 def speed_rows(args, xtr, xte, report, skip) -> None:
     """The seed's model trained for the same epochs on the same images by each trainer."""
     sub = xtr[: args.speed_images]
-    for name, opts in [("facespace fp32", {}), ("facespace channels-last + bf16", {"channels_last": True, "bf16": True})]:
+    trainers = [("facespace fp32", {}), ("facespace channels-last fp32", {"channels_last": True}),
+                ("facespace channels-last + bf16", {"channels_last": True, "bf16": True})]
+    for name, opts in trainers:
         model, secs, ips = run_train("conv", sub, args.code, args.speed_epochs, args.threads, arch="seed", val=0.02, **opts)
         report.add("speed", {"trainer": name, "images_per_s": ips, "seconds": secs,
                              "test_mse": test_mse(model, xte)})

@@ -95,6 +95,9 @@ def main() -> None:
                     help="verifier checkpoints whose settings train a fresh network per fold (the protocol)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 1,2 (quick runs; not the protocol)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-pixels", action="store_true", help="leave out the raw-pixels row")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of other models already in verification.json (each row keeps its own date and command)")
     ap.add_argument("--roc-dir", type=Path, default=None, help="write one ROC PNG per row here")
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where verification.{json,md} go")
     args = ap.parse_args()
@@ -111,7 +114,8 @@ def main() -> None:
 
     size = args.size
     pixels = f"{size}px colour, crop lfw"
-    runs = [("raw pixels", None, lambda f: PixelEncoder(size=size, channels=3), {"size": size, "input": pixels})]
+    runs = [] if args.no_pixels else [
+        ("raw pixels", None, lambda f: PixelEncoder(size=size, channels=3), {"size": size, "input": pixels})]
     for d in args.pca:
         runs.append((f"pca-{d}", None, lambda f, d=d: PCAAutoencoder(code_size=d).fit(f.images),
                      {"size": size, "input": pixels}))
@@ -136,9 +140,18 @@ def main() -> None:
         shown = kw.pop("input")
         r = evaluate_lfw(model, args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds, **kw)
         anchor = VERIFIER_ANCHOR if "verifier" in label else ANCHORS.get(label)
-        row = {"model": label, "input": shown, **r.to_dict(), "seconds": round(time.time() - t0, 1), "anchor": anchor}
+        row = {"model": label, "input": shown, **r.to_dict(), "seconds": round(time.time() - t0, 1), "anchor": anchor,
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "command": " ".join([".venv/bin/python", *sys.argv])}
         rows.append(row)
         print(f"{label}: {r.mean_accuracy:.4f} ± {r.standard_error:.4f}  ({row['seconds']} s)", file=sys.stderr, flush=True)
+    old = args.results_dir / "verification.json"
+    if args.merge and old.exists():
+        new = {r["model"] for r in rows}
+        before = json.loads(old.read_text())
+        kept = [{"date": before.get("date"), "command": before.get("command"), **r}
+                for r in before["rows"] if r["model"] not in new]
+        rows = kept + rows
     head = ("| model | input | accuracy ± SE | issue's anchor | ratio to anchor | AUC | EER | TAR@FAR=1% | TAR@FAR=0.1% "
             "| protocol honoured | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
@@ -159,6 +172,8 @@ def main() -> None:
              "checkpoint's settings), each fold's threshold chosen on the other nine folds' pairs. Anchors: issue "
              "5's measurements (raw pixels 61.9%, PCA-32 61.5%); verifier rows: the issue's 90% target. "
              "Published: Eigenfaces 60.0%.")
+    if args.merge:
+        notes += " Rows come from more than one run (`--merge`); each row's date and command are in verification.json."
     if args.folds:
         notes += f" ONLY folds {args.folds} were tested: not the full protocol."
     write_results("verification", rows, "\n".join(lines), notes, results_dir=args.results_dir)
