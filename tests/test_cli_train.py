@@ -47,6 +47,19 @@ def test_train_conv_options_reach_the_model(run_cli, image_dir, tmp_path):
     assert json.loads((tmp_path / "c" / "config.json").read_text())  # the loop's config, written
 
 
+def test_train_conv_res_with_refinement_keeps_the_setting_in_the_checkpoint(run_cli, image_dir, tmp_path):
+    from facespace.checkpoint import load_model
+
+    code, out, err = run_cli("train", "conv", "--data", image_dir, "--size", 16, "--code-size", 2, "--epochs", 1,
+                             "--arch", "res", "--width", 4, "--code-activation", "linear", "--refine-steps", 3,
+                             "--batch-size", 8, "--threads", 1, "--out", tmp_path / "r")
+    assert code == 0, err
+    model = load_model(tmp_path / "r" / "best.safetensors")
+    assert (model.config.arch, model.config.refine_steps) == ("res", 3)
+    code, _, err = run_cli("train", "conv", "--data", image_dir, "--size", 16, "--refine-steps", -1, "--out", tmp_path / "bad")
+    assert code == 2 and "refine_steps must be >= 0" in err
+
+
 def test_reconstruct_writes_a_grid(run_cli, conv_model, image_dir, tmp_path):
     files = sorted(image_dir.rglob("*.png"))[:3]
     code, out, err = run_cli("reconstruct", conv_model, *files, "--out", tmp_path / "grid.png")
