@@ -75,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--speed-epochs", type=int, default=2)
     p.add_argument("--keras-python", default="/work/tfvenv/bin/python")
     p.add_argument("--name", default="reconstruction", help="results file stem under benchmarks/results")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of the earlier results file that this run does not redo (rows keep their date and command)")
     p.add_argument("--skip", default="", help="comma list of rows to skip: linear,seed,relu,best,denoise,sweep,speed,keras")
     return p.parse_args(argv)
 
@@ -94,14 +96,28 @@ class Report:
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
             "setting": vars(args), "rows": [], "sweep": [], "speed": [], "notes": [],
         }  # fmt: skip
+        old = RESULTS / f"{self.name}.json"
+        if getattr(args, "merge", False) and old.exists():
+            before = json.loads(old.read_text())
+            stamp = {"date": before["date"], "command": before["command"]}
+            self.data["earlier"] = [*before.get("earlier", []), stamp]
+            for table in ("rows", "speed"):
+                self.data[table] = [{**stamp, **r} for r in before[table]]
+            self.data["sweep"], self.data["notes"] = before["sweep"], before["notes"]
+
+    def _key(self, table: str, row: dict) -> str:
+        return row["trainer"] if table == "speed" else row["model"]
 
     def add(self, table: str, row: dict) -> None:
-        self.data[table].append(row)
+        """Append a row, replacing an earlier run's row of the same model (with --merge)."""
+        row = {"date": self.data["date"], "command": self.data["command"], **row}
+        self.data[table] = [r for r in self.data[table] if self._key(table, r) != self._key(table, row)] + [row]
         self.data["machine"]["loadavg_now"] = os.getloadavg()
         self.write()
 
     def note(self, text: str) -> None:
-        self.data["notes"].append(text)
+        if text not in self.data["notes"]:
+            self.data["notes"].append(text)
         self.write()
 
     def write(self) -> None:
@@ -116,7 +132,9 @@ class Report:
     def markdown(self) -> str:
         d = self.data
         pca = next((r["test_mse"] for r in d["rows"] if r["model"].startswith("PCA")), None)
-        lines = ["# Reconstruction benchmark", "", f"- command: `{d['command']}`", f"- date: {d['date']}",
+        earlier = [f"- earlier run kept for the rows it alone has (`--merge`; each row's date and command are in the "
+                   f"JSON): `{e['command']}` on {e['date']}" for e in d.get("earlier", [])]
+        lines = ["# Reconstruction benchmark", "", f"- command: `{d['command']}`", f"- date: {d['date']}", *earlier,
                  f"- machine: {d['machine']['cpu_count']} CPUs, {d['machine']['platform']}, load average at start "
                  f"{tuple(round(v, 1) for v in d['machine']['loadavg_start'])}, last "
                  f"{tuple(round(v, 1) for v in d['machine'].get('loadavg_now', (0, 0, 0)))}",
@@ -243,7 +261,8 @@ def main(argv=None) -> None:
 
     save_dir = Path(args.save_dir)
     best_opts = json.loads(args.best)
-    report.data["sweep"] = [{"code": c, "pca_mse": pca_mse[c]} for c in codes]
+    if not (args.merge and report.data["sweep"]):  # a merged run keeps the earlier sweep
+        report.data["sweep"] = [{"code": c, "pca_mse": pca_mse[c]} for c in codes]
     if "best" not in skip:  # first, while the machine is at its quietest
         name = f"best conv ({', '.join(f'{k}={v}' for k, v in best_opts.items())})"
         model, best = row(name, "conv", args.epochs_best, save=save_dir / f"best-conv-{args.code}.safetensors", **best_opts)
