@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from facespace.data.images import TIGHT_BOX  # (top, left, bottom, right) of the face in a 250x250 LFW original
 from facespace.errors import DataError
 
-# (top, left, bottom, right) of the face in a 250x250 LFW original (deep-funneled or not)
-TIGHT_BOX = (70, 65, 190, 185)
+__all__ = ["TIGHT_BOX", "CROP_NAMES", "DEFAULT_CROP", "RECORDED", "parse_crop", "crop_record", "crop_name",
+           "model_crop", "resolve_crop"]
 CROP_NAMES = ("tight", "lfw", "none")
 # what a model with no recorded crop gets: the data layer's default
 DEFAULT_CROP = "lfw"

@@ -147,3 +147,30 @@ def test_bad_input_gives_clear_errors(fake_lfw, tmp_path, run_cli):
     with pytest.raises(DataError, match="unknown crop"):
         parse_crop("middle")
     assert parse_crop("none") is None and parse_crop("lfw") == "lfw"
+
+
+def test_index_encode_and_search_use_the_recorded_crop(trained, fake_lfw, tmp_path, run_cli):
+    from facespace.index import Index
+
+    model = trained[0] / "best.safetensors"
+    m = load_model(model)
+    folder = fake_lfw / "lfw-deepfunneled" / "P01"
+    files = sorted(folder.glob("*.jpg"))
+    tight = m.encode(load_images(files, size=16, crop=TIGHT_BOX))
+    code, _, _ = run_cli("index", "build", model, folder, "--out", tmp_path / "p.index")
+    assert code == 0
+    index = Index.load(tmp_path / "p.index")
+    ids = index.ids
+    order = [Path(r["path"]).name for r in index.get_metadata(ids)]
+    np.testing.assert_allclose(index.reconstruct(ids),
+                               tight[[[f.name for f in files].index(n) for n in order]], atol=1e-5)
+    code, _, _ = run_cli("encode", folder, "--model", model, "--out", tmp_path / "c.npy")
+    assert code == 0
+    np.testing.assert_allclose(np.sort(np.load(tmp_path / "c.npy"), axis=0), np.sort(tight, axis=0), atol=1e-5)
+    # a query file is cut the same way: it finds itself at distance 0
+    code, out, _ = run_cli("search", tmp_path / "p.index", files[2], "-k", "1")
+    assert code == 0 and out.splitlines()[1].split(",")[2].endswith(files[2].name)
+    assert float(out.splitlines()[1].split(",")[-1]) == pytest.approx(0.0, abs=1e-5)
+    # --crop lfw overrides the recorded crop and gives other codes
+    code, _, _ = run_cli("encode", folder, "--model", model, "--out", tmp_path / "l.npy", "--crop", "lfw")
+    assert code == 0 and not np.allclose(np.sort(np.load(tmp_path / "l.npy"), axis=0), np.sort(tight, axis=0), atol=1e-4)

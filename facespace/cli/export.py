@@ -47,7 +47,7 @@ def encode_sources(
     *,
     detect: bool = False,
     batch_size: int = 256,
-    crop: str | None = "lfw",
+    crop: Any = "recorded",
     progress: Callable[[int, int], None] | None = None,
 ):
     """Codes of every face in `sources`, in order, with their paths, names and (with `detect`) boxes.
@@ -58,7 +58,7 @@ def encode_sources(
         detect: find the faces in each file as a whole photo (`facespace.photos.crops_from_photos`):
             every face is one row with its box; photos without a face give no row.
         batch_size: images encoded at a time.
-        crop: crop of image files without `detect` (as `load_faces`).
+        crop: crop of image files without `detect` (as `load_faces`); "recorded": the model's own.
         progress: called with (done, total) as images are read and encoded.
 
     Returns:
@@ -71,6 +71,9 @@ def encode_sources(
     from facespace.export import ExportedCodes, export_model_record
     from facespace.photos import crops_from_photos
 
+    from facespace.crops import resolve_crop
+
+    crop = resolve_crop(net, crop)
     size, _, channels = net.image_shape
     grey = channels == 1
     # (kind, payload, names): kind "set" for an already-loaded FaceSet, "files" for paths to read
@@ -140,7 +143,7 @@ def encode_cmd(
     out: Annotated[Path, Opt("--out", help="codes file: codes.npy (+ codes.npy.json), codes.csv or codes.parquet")],
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
-    crop: Annotated[str, Opt(help="crop of image files without --detect: lfw | none")] = "lfw",
+    crop: Annotated[str, Opt(help="crop of image files without --detect: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
 ) -> None:
     """Encode images with MODEL and write their codes with paths and names (embeddings out).
 
@@ -161,7 +164,7 @@ def encode_cmd(
     bar, update = _encode_progress("encoding")
     with bar:
         exported, no_face, n_photos = encode_sources(
-            net, sources, detect=detect, batch_size=batch_size, crop=None if crop == "none" else crop, progress=update
+            net, sources, detect=detect, batch_size=batch_size, crop=crop, progress=update
         )
     for p in no_face:
         say(f"no face found in {p}")

@@ -82,7 +82,7 @@ def build_cmd(
     backend: Annotated[str, Opt(help="exact | lsh | hnsw")] = "exact",
     setting: Annotated[list[str], Opt("--set", help="backend setting NAME=VALUE (repeat), e.g. ef_search=64")] = [],
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
-    crop: Annotated[str, Opt(help="crop of image files: lfw | none")] = "lfw",
+    crop: Annotated[str, Opt(help="crop of image files: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
 ) -> None:
     """Encode every image of SOURCE with MODEL and write a search index (or index --codes from `facespace encode`).
 
@@ -111,7 +111,7 @@ def build_cmd(
         with bar:
             index = build_index(
                 str(model), source, metric=metric, backend=backend, batch_size=batch_size,
-                crop=None if crop == "none" else crop, progress=update, **_parse_settings(setting),
+                crop=crop, progress=update, **_parse_settings(setting),
             )  # fmt: skip
     index.save(out)
     say(f"indexed {len(index)} {'codes' if codes is not None else 'images'} in {out}")
@@ -124,7 +124,7 @@ def add_cmd(
     model: Annotated[Optional[Path], Opt("--model", help="the index's model (default: the one it records)")] = None,
     codes: Annotated[Optional[Path], Opt("--codes", help="add exported codes (.npy/.csv/.parquet) of the index's model")] = None,
     batch_size: Annotated[int, Opt("--batch-size")] = 256,
-    crop: Annotated[str, Opt(help="crop of image files: lfw | none")] = "lfw",
+    crop: Annotated[str, Opt(help="crop of image files: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
 ) -> None:
     """Encode more images with the index's model (or take --codes) and add them (the file is rewritten atomically)."""
     import numpy as np
@@ -143,13 +143,12 @@ def add_cmd(
     else:
         net = index_model(index) if model is None else resolve_model(str(model))
         check_model(index, net)
-        crop_ = None if crop == "none" else crop
         if len(sources) == 1 and (sources[0] == "embedded" or not Path(sources[0]).is_file()):
             bar, update = _encode_progress("encoding")
             with bar:
-                codes_, meta = encode_faces(net, sources[0], batch_size=batch_size, crop=crop_, progress=update)
+                codes_, meta = encode_faces(net, sources[0], batch_size=batch_size, crop=crop, progress=update)
         else:
-            codes_ = encode(net, as_images(net, sources, crop=crop_), batch_size=batch_size)
+            codes_ = encode(net, as_images(net, sources, crop=crop), batch_size=batch_size)
             meta = [{"path": str(Path(s).resolve()), "name": Path(s).parent.name} for s in sources]
         ids = index.add(np.asarray(codes_, np.float32), metadata=meta)
     index.save(index_path)
@@ -215,7 +214,7 @@ def search_cmd(
     codes: Annotated[Optional[Path], Opt("--codes", help="query by exported codes (.npy/.csv/.parquet); no model needed")] = None,
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; each face is a query (path#k)")] = False,
     montage: Annotated[Optional[Path], Opt("--montage", help="PNG: each query beside its results")] = None,
-    crop: Annotated[str, Opt(help="crop of the query images without --detect: lfw | none")] = "lfw",
+    crop: Annotated[str, Opt(help="crop of the query images without --detect: recorded (the model's own) | lfw | tight | none")] = "recorded",
 ) -> None:
     """Find the K indexed images nearest each query; print CSV query,rank,path,name,distance.
 
@@ -252,7 +251,7 @@ def search_cmd(
                 raise FacespaceError(f"no face found in any of the {len(images)} photo(s); nothing to search for")
             queries, labels = crops.images, crops.labels()
         else:
-            queries, labels = as_images(net, images, crop=None if crop == "none" else crop), list(images)
+            queries, labels = as_images(net, images, crop=crop), list(images)
         query = queries
     results = search(index, query, k, model=net)
     writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -298,7 +297,7 @@ def duplicates_cmd(
     report: Annotated[Optional[Path], Opt("--report", help="also write an HTML page with thumbnails and distances")] = None,
     thumb_size: Annotated[int, Opt("--thumb-size", help="thumbnail side in the --report page, pixels")] = 96,
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
-    crop: Annotated[str, Opt(help="crop of folder images: lfw (as index build) | none (whole image: finds resized copies)")] = "lfw",
+    crop: Annotated[str, Opt(help="crop of folder images: recorded (the model's own, as index build) | none (whole image: finds resized copies)")] = "recorded",
 ) -> None:
     """Near-duplicates within one index (CSV group,id,path,name), or of NEW against a reference
     set (CSV new_path,ref_path,distance, nearest first)."""
@@ -346,9 +345,8 @@ def duplicates_cmd(
             cache.append(net)
         return cache[0]
 
-    crop_ = None if crop == "none" else crop
-    new_set = given[0] or _code_set(new, net_of, metric, batch_size, crop_)
-    ref_set = given[1] or _code_set(against, net_of, metric, batch_size, crop_)
+    new_set = given[0] or _code_set(new, net_of, metric, batch_size, crop)
+    ref_set = given[1] or _code_set(against, net_of, metric, batch_size, crop)
     pairs = find_duplicates(new_set, max_distance, against=ref_set)
     new_meta = new_set.get_metadata([p.new for p in pairs])
     ref_meta = ref_set.get_metadata([p.ref for p in pairs])

@@ -24,6 +24,8 @@ MAX_PIXELS = 178_956_970
 # The course convention: the central 90x90 of a 250x250 LFW image, `img[80:-80, 80:-80]`.
 LFW_SIZE = (250, 250)
 LFW_BOX = (80, 80, 170, 170)  # (top, left, bottom, right) in pixels
+# the face of a 250x250 LFW original, eyes to chin (crop "tight"; best for the identity verifier)
+TIGHT_BOX = (70, 65, 190, 185)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff")
 
 Source = Union[str, os.PathLike, bytes]
@@ -127,7 +129,8 @@ def crop_box(crop: Crop, width: int, height: int, *, name: str = "image") -> tup
     Args:
         crop: None (whole image); "lfw" (the central 90x90 of a 250x250 LFW image, i.e.
             `img[80:-80, 80:-80]`; images of any other size are used whole, as they are not LFW
-            originals); or `(top, left, bottom, right)` in pixels, negatives counting from the far
+            originals); "tight" (the box `TIGHT_BOX`, eyes to chin of an LFW original; a smaller image
+            is refused); or `(top, left, bottom, right)` in pixels, negatives counting from the far
             edge like numpy slices, or all four in [0, 1] as fractions of the height/width.
         width, height: the image size.
         name: the image, for error messages.
@@ -143,7 +146,9 @@ def crop_box(crop: Crop, width: int, height: int, *, name: str = "image") -> tup
     if isinstance(crop, str):
         if crop.lower() == "lfw":
             return LFW_BOX if (width, height) == LFW_SIZE else None
-        raise DataError(f"unknown crop {crop!r}; expected 'lfw', None or (top, left, bottom, right)")
+        if crop.lower() != "tight":
+            raise DataError(f"unknown crop {crop!r}; expected 'lfw', 'tight', None or (top, left, bottom, right)")
+        crop = TIGHT_BOX
     box = tuple(crop)
     if len(box) != 4:
         raise DataError(f"crop {crop!r} must have 4 numbers (top, left, bottom, right)")
@@ -161,10 +166,10 @@ def crop_box(crop: Crop, width: int, height: int, *, name: str = "image") -> tup
 
 def check_crop(crop: Crop) -> None:
     """Raise a DataError unless `crop` is a valid spec (see `crop_box`); checked once per load."""
-    if crop is None or (isinstance(crop, str) and crop.lower() == "lfw"):
+    if crop is None or (isinstance(crop, str) and crop.lower() in ("lfw", "tight")):
         return
     if isinstance(crop, str):
-        raise DataError(f"unknown crop {crop!r}; expected 'lfw', None or (top, left, bottom, right)")
+        raise DataError(f"unknown crop {crop!r}; expected 'lfw', 'tight', None or (top, left, bottom, right)")
     try:
         box = tuple(crop)
     except TypeError:
@@ -177,16 +182,18 @@ def check_crop(crop: Crop) -> None:
 
 
 def parse_crop(text: str | None) -> Crop:
-    """Parse a CLI crop: 'lfw', 'none', or 'top,left,bottom,right' (pixels, or fractions in [0, 1])."""
+    """Parse a CLI crop: 'lfw', 'tight', 'none', or 'top,left,bottom,right' (pixels, or fractions in [0, 1])."""
     if text is None or text.strip().lower() in ("", "none", "no", "off"):
         return None
     if text.strip().lower() == "lfw":
         return "lfw"
+    if text.strip().lower() == "tight":
+        return TIGHT_BOX
     parts = text.split(",")
     try:
         values = [float(p) if "." in p else int(p) for p in parts]
     except ValueError:
-        raise DataError(f"crop {text!r}: expected 'lfw', 'none' or four numbers top,left,bottom,right") from None
+        raise DataError(f"crop {text!r}: expected 'lfw', 'tight', 'none' or four numbers top,left,bottom,right") from None
     if len(values) != 4:
         raise DataError(f"crop {text!r}: expected four numbers top,left,bottom,right")
     return tuple(values)

@@ -78,7 +78,7 @@ def index_model(index: Index) -> Any:
 
 
 def encode_faces(
-    model: Any, source: Any, *, batch_size: int = 256, crop: str = "lfw", progress: Progress | None = None
+    model: Any, source: Any, *, batch_size: int = 256, crop: Any = "recorded", progress: Progress | None = None
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Codes `(n, d)` float32 and metadata dicts (path, name) of every face in `source`.
 
@@ -94,8 +94,10 @@ def encode_faces(
             from facespace.data import load_faces
         except ImportError:  # pragma: no cover - the data area provides it
             raise IndexingError("facespace.data.load_faces is not available in this installation") from None
+        from facespace.crops import resolve_crop
+
         size, _, channels = model.image_shape
-        faces = load_faces(str(source), size=size, crop=crop, grayscale=channels == 1, progress=progress is not None)
+        faces = load_faces(str(source), size=size, crop=resolve_crop(model, crop), grayscale=channels == 1, progress=progress is not None)
     n = len(faces)
     codes = np.zeros((n, model.code_size), np.float32)
     for start in range(0, n, batch_size):
@@ -115,7 +117,7 @@ def build_index(
     metric: str = "cosine",
     backend: str = "exact",
     batch_size: int = 256,
-    crop: str = "lfw",
+    crop: Any = "recorded",
     progress: Progress | None = None,
     **settings: Any,
 ) -> Index:
@@ -127,7 +129,7 @@ def build_index(
         metric: "cosine", "l2" or "ip" (see `Index`).
         backend: "exact", "lsh" or "hnsw".
         batch_size: images encoded at a time.
-        crop: crop applied to image files.
+        crop: crop applied to image files; "recorded": the model's own (`facespace.crops`).
         progress: called with (done, total) after each encoded batch.
         **settings: backend settings.
 
