@@ -6,7 +6,10 @@ halves by person: one half are the strangers (never enrolled; their images are s
 the other half is the only data PCA is fitted on. Checkpoints given with --models are used as they
 are (trained elsewhere; each sees the images cut with the crop it recorded). --verifier-retrain CKPT
 adds a verifier that never saw an enrolled person or a stranger: a fresh network with CKPT's settings
-(network, objective, loop, crop) trained here on the PCA half only (its people with >= 2 images). The gallery is facespace's own (`Gallery(":memory:")`, `enroll_many`,
+(network, objective, loop, crop) trained here on the PCA half only (its people with >= 2 images).
+--train-people F keeps a share F of the people with >= 4 images out of the gallery and adds all their
+images to that training half, so a retrained verifier learns from people with many images (fewer
+people are then enrolled). The gallery is facespace's own (`Gallery(":memory:")`, `enroll_many`,
 `identify`) with its stranger threshold calibrated from the enrolled people for FAR = 1%.
 
 Reported: closed-set rank-1 (known probes, no threshold); DIR@FAR=1% (detection-and-identification
@@ -33,20 +36,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verification import LFW, RESULTS, model_input, verifier_retrained, write_results  # noqa: E402
 
 
-def split(faces, enrol: int, seed: int):
-    """`(gallery {name: rows}, known probe rows, stranger rows, training rows)`."""
+def split(faces, enrol: int, seed: int, train_people: float = 0.0):
+    """`(gallery {name: rows}, known probe rows, stranger rows, training rows)`.
+
+    `train_people`: the share of the people with more than `enrol` images who are kept out of the
+    gallery and given, all their images, to training (a model learning identities needs people
+    with many images; none of them is enrolled or a stranger)."""
     rng = np.random.default_rng(seed)
     counts = faces.counts()
     gallery, known = {}, []
-    for name in sorted(set(faces.names[counts >= enrol + 1].tolist())):
+    many = np.array(sorted(set(faces.names[counts >= enrol + 1].tolist())))
+    held = set(rng.permutation(many)[: int(round(train_people * len(many)))].tolist()) if train_people else set()
+    for name in many:
         rows = rng.permutation(np.flatnonzero(faces.names == name))
+        if name in held:
+            continue
         gallery[name] = rows[:enrol]
         known += rows[enrol:].tolist()
     few = np.array(sorted(set(faces.names[counts < enrol + 1].tolist())))
     strangers_people = set(rng.permutation(few)[: len(few) // 2].tolist())
     rest = np.flatnonzero(counts < enrol + 1)
     is_stranger = np.array([n in strangers_people for n in faces.names[rest]])
-    return gallery, np.array(known), rest[is_stranger], rest[~is_stranger]
+    held_rows = np.flatnonzero(np.isin(faces.names, list(held))) if held else np.zeros(0, np.int64)
+    return gallery, np.array(known), rest[is_stranger], np.sort(np.concatenate([rest[~is_stranger], held_rows]))
 
 
 def measure(model, faces, gallery_rows, known, strangers, far: float) -> dict:
@@ -94,6 +106,9 @@ def main() -> None:
     ap.add_argument("--models", type=Path, nargs="*", default=[])
     ap.add_argument("--verifier-retrain", type=Path, nargs="*", default=[],
                     help="verifier checkpoints whose settings train a fresh network on the PCA half only")
+    ap.add_argument("--train-people", type=float, default=0.0,
+                    help="share of the people with > --enrol images kept out of the gallery for training (PCA, "
+                         "retrained verifiers); 0: the gallery takes them all")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
@@ -118,7 +133,7 @@ def main() -> None:
         return faces_by_shape[key]
 
     faces = faces_for(args.size, False)
-    gallery_rows, known, strangers, training = split(faces, args.enrol, args.seed)
+    gallery_rows, known, strangers, training = split(faces, args.enrol, args.seed, args.train_people)
     print(f"{len(gallery_rows)} people enrolled ({sum(map(len, gallery_rows.values()))} faces), {len(known)} known "
           f"probes, {len(strangers)} stranger probes, {len(training)} training images", file=sys.stderr)
     runs = [("raw pixels", PixelEncoder(size=args.size, channels=3), faces)]
@@ -130,8 +145,8 @@ def main() -> None:
     for path in args.verifier_retrain:
         m = load_model(path, kind="verifier")
         f = faces_for(m.image_shape[0], m.image_shape[2] == 1, model_crop(m))
-        fresh = verifier_retrained(path, f.subset(training), args.threads, "the PCA half (no enrolled person, no stranger)")
-        runs.append((f"verifier retrained on the PCA half ({path})", fresh, f))
+        fresh = verifier_retrained(path, f.subset(training), args.threads, "the training people (no enrolled person, no stranger)")
+        runs.append((f"verifier retrained on the training people ({path})", fresh, f))
     rows = []
     for label, model, f in runs:
         t0 = time.time()
@@ -146,17 +161,19 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['input']} | {r['rank1']:.4f} | {r['dir_at_far']:.4f} | {r['calibrated_threshold']:.4f} | "
                      f"{r['strangers_accepted']} / {r['strangers']} ({r['stranger_accept_rate']:.2%}) | "
                      f"{r['known_named_right']:.4f} | {r['known_rejected']:.4f} | {r['seconds']} |")
+    held_note = (f", with {args.train_people:.0%} of the people with >= {args.enrol + 1} images, kept out of the gallery"
+                 if args.train_people else "")
     notes = (f"LFW deep-funneled, {args.size}x{args.size} RGB, cosine distance. {len(gallery_rows)} people with >= "
              f"{args.enrol + 1} images enrolled with {args.enrol} images each ({sum(map(len, gallery_rows.values()))} "
              f"faces); {len(known)} known probes (their other images); {len(strangers)} stranger probes (half of the "
              f"people with < {args.enrol + 1} images, never enrolled); PCA fitted on the other half only "
-             f"({len(training)} images). Stranger threshold: calibrated by the gallery from the enrolled people "
+             f"({len(training)} images{held_note}). Stranger threshold: calibrated by the gallery from the enrolled people "
              f"for FAR = {args.far:.0%} (leave-one-person-out nearest-impostor distances). DIR@FAR uses the "
              "threshold that accepts that share of the actual strangers (oracle), as is standard.")
     if args.verifier_retrain:
-        notes += (" The retrained verifier learnt only from the PCA half's people with >= 2 images, with its "
+        notes += (" The retrained verifier learnt only from the training images' people with >= 2 images, with its "
                   "checkpoint's settings: it never saw an enrolled person or a stranger.")
-    write_results("identification", rows, "\n".join(lines), notes, {"seed": args.seed}, results_dir=args.results_dir)
+    write_results("identification", rows, "\n".join(lines), notes, {"seed": args.seed, "train_people": args.train_people}, results_dir=args.results_dir)
     print("\n".join(lines))
 
 
