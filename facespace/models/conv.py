@@ -3,7 +3,8 @@
 `arch="seed"` is exactly the seed: encoder 4 x [Conv 3x3 same + ReLU, MaxPool 2x2] with
 `width`, 2w, 4w, 8w channels (32, 64, 128, 256), Flatten, Dense(code_size) + code activation;
 decoder Dense -> reshape (8w, size/16, size/16) -> 4 x ConvTranspose(3, stride 2) with 4w, 2w, w,
-C channels, ReLU except the last, linear. `arch="bn"` adds batch norm and leaky ReLU, `depth`
+C channels, ReLU except the last, linear; initialised as Keras does (Glorot-uniform weights, zero
+biases). `arch="bn"` adds batch norm and leaky ReLU, `depth`
 convolutions per stage and a final 3x3 convolution. `arch="res"` is a residual network: 3 stages
 (w, 2w, 4w, 8w channels, down to size/8) of `depth` pre-activation residual blocks (BN-SiLU-conv
 3x3, twice, plus the input), strided 3x3 convolutions down and nearest-neighbour upsampling + 3x3
@@ -47,6 +48,17 @@ class ConvConfig:
     pca_skip: bool = False  # a fixed PCA path that the conv net corrects
     refine_steps: int = 0  # encode: Adam steps on the code through the frozen decoder (0: the encoder alone)
     refine_lr: float = 0.03  # the step size of that refinement
+
+
+def _keras_init(net: nn.Module) -> None:
+    """Keras's defaults, as the seed was trained: Glorot-uniform weights and zero biases.
+
+    PyTorch's default (Kaiming-uniform with a = sqrt(5), uniform biases) left the seed 15% behind
+    Keras's test MSE after the same steps in the reconstruction benchmark's speed rows."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def _check(config: ConvConfig) -> None:
@@ -150,6 +162,8 @@ class ConvAutoencoder(TorchAutoencoder):
         self.to_code = nn.Linear(flat, config.code_size)
         self.from_code = nn.Linear(config.code_size, flat)
         self.decoder = nn.Sequential(*dec)
+        if config.arch == "seed":
+            _keras_init(self)
         if config.pca_skip:
             m = c * config.size * config.size
             # fixed (not trained) linear path; zeros until init_from_pca fills it
