@@ -48,6 +48,23 @@ def test_seed_architecture_is_the_courses():
     assert (lin.encode_tensor(x) < 0).any()
 
 
+def test_seed_is_initialised_as_keras_does():
+    """Glorot-uniform weights (bound sqrt(6 / (fan_in + fan_out)), spread over it) and zero biases."""
+    torch.manual_seed(0)
+    net = ConvAutoencoder(ConvConfig(size=32, channels=3, code_size=32))
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    assert len(layers) == 10
+    for m in layers:
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        w = m.weight.detach().abs()
+        assert w.max() <= bound and w.max() > 0.9 * bound, m
+        assert (m.bias == 0).all(), m
+    # the improved archs keep PyTorch's own initialisation (their biases are not zero)
+    bn = ConvAutoencoder(ConvConfig(size=32, code_size=32, arch="bn"))
+    assert (bn.to_code.bias != 0).any()
+
+
 def test_transposed_convolution_doubles_the_side_exactly():
     net = ConvAutoencoder(ConvConfig(size=32, channels=3, code_size=4))
     h = torch.zeros(1, 256, 2, 2)
