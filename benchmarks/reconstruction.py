@@ -146,11 +146,12 @@ class Report:
                  f"- versions: {', '.join(f'{k} {v}' for k, v in d['versions'].items())}",
                  "- setting: deep-funneled LFW, central 90x90 crop -> 32x32 RGB, random 10% test split (seed 42); "
                  "MSE over [0, 1] pixels of clipped reconstructions", "",
-                 "| model | code | epochs | test MSE | × PCA | train s | images/s |", "|---|---|---|---|---|---|---|"]
-        for r in d["rows"]:
+                 "| model | code | epochs | test MSE | × PCA | train s | images/s | threads |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(d["rows"], key=_row_rank):
             ratio = f"{r['test_mse'] / pca:.3f}" if pca and r.get("code") == d["setting"]["code"] else ""
             lines.append(f"| {r['model']} | {r.get('code', '')} | {r.get('epochs', '')} | {r['test_mse']:.5f} | {ratio} | "
-                         f"{r.get('train_s', 0):.1f} | {r.get('images_per_s', 0):.0f} |")
+                         f"{r.get('train_s', 0):.1f} | {r.get('images_per_s', 0):.0f} | {_threads(r)} |")
         if d["sweep"]:
             lines += ["", "## Code-size sweep", "", "| code | PCA test MSE | best conv test MSE | conv / PCA | conv epochs |",
                       "|---|---|---|---|---|"]
@@ -168,6 +169,20 @@ class Report:
         if d["notes"]:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in d["notes"]]
         return "\n".join(lines) + "\n"
+
+
+ROW_ORDER = ("PCA", "linear", "seed conv (", "seed conv,", "best conv", "the same best", "denoising")
+
+
+def _row_rank(row: dict) -> int:
+    """The rows' order in the table: PCA, linear, the seed's two, the best conv, denoising."""
+    return next((i for i, start in enumerate(ROW_ORDER) if row["model"].startswith(start)), len(ROW_ORDER))
+
+
+def _threads(row: dict) -> int:
+    """The threads a row was trained with (from its command; 2, the default, when not given)."""
+    words = row.get("command", "").split()
+    return int(words[words.index("--threads") + 1]) if "--threads" in words else 2
 
 
 def plot_sweep(sweep: list[dict], path: Path) -> None:
