@@ -133,6 +133,12 @@ def main() -> None:
                      {"size": m.image_shape[0], "grayscale": m.image_shape[2] == 1, "crop": model_crop(m),
                       "input": model_input(m)}))
     rows = []
+    # earlier rows of other models (--merge), read once: each new row is written as soon as it is measured
+    old = args.results_dir / "verification.json"
+    kept = []
+    if args.merge and old.exists():
+        before = json.loads(old.read_text())
+        kept = [{"date": before.get("date"), "command": before.get("command"), **r} for r in before["rows"]]
     for label, model, train_fn, kw in runs:
         t0 = time.time()
         roc = args.roc_dir / f"roc_{label.split()[0]}.png" if args.roc_dir else None
@@ -145,13 +151,14 @@ def main() -> None:
                "command": " ".join([".venv/bin/python", *sys.argv])}
         rows.append(row)
         print(f"{label}: {r.mean_accuracy:.4f} ± {r.standard_error:.4f}  ({row['seconds']} s)", file=sys.stderr, flush=True)
-    old = args.results_dir / "verification.json"
-    if args.merge and old.exists():
-        new = {r["model"] for r in rows}
-        before = json.loads(old.read_text())
-        kept = [{"date": before.get("date"), "command": before.get("command"), **r}
-                for r in before["rows"] if r["model"] not in new]
-        rows = kept + rows
+        lines = write_table(args, [k for k in kept if k["model"] not in {r["model"] for r in rows}] + rows, size)
+    if not runs:  # --merge with nothing to run: rewrite the table of the kept rows
+        lines = write_table(args, kept, size)
+    print("\n".join(lines))
+
+
+def write_table(args, rows: list[dict], size: int) -> list[str]:
+    """Write verification.{json,md} of `rows`; returns the table's lines."""
     head = ("| model | input | accuracy ± SE | issue's anchor | ratio to anchor | AUC | EER | TAR@FAR=1% | TAR@FAR=0.1% "
             "| protocol honoured | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
@@ -162,9 +169,9 @@ def main() -> None:
         ratio = "" if a is None else f"{r['mean_accuracy'] / a:.3f}"
         tar = r["tar_at_far"]
         lines.append(
-            f"| {r['model']} | {r['input']} | {r['mean_accuracy']:.4f} ± {r['standard_error']:.4f} | {anchor} | {ratio} | "
-            f"{r['auc']:.4f} | {r['eer']:.4f} | {tar['0.01']:.4f} | {tar['0.001']:.4f} | "
-            f"{honoured[r['protocol_honoured']]} | {r['seconds']} |")
+            f"| {r['model']} | {r.get('input', '32px colour, crop lfw')} | {r['mean_accuracy']:.4f} ± "
+            f"{r['standard_error']:.4f} | {anchor} | {ratio} | {r['auc']:.4f} | {r['eer']:.4f} | {tar['0.01']:.4f} | "
+            f"{tar['0.001']:.4f} | {honoured[r['protocol_honoured']]} | {r['seconds']} |")
     notes = ("LFW View 2 (pairs.txt, 6,000 pairs, 10 folds), cosine distance, images "
              f"for pixels and PCA {size}x{size} RGB (the central 90x90 of each deep-funneled image; other rows: the input column). Threshold chosen on nine folds, "
              "applied to the tenth; ± is the standard error over the 10 folds. PCA is refitted for each fold on the "
@@ -177,7 +184,7 @@ def main() -> None:
     if args.folds:
         notes += f" ONLY folds {args.folds} were tested: not the full protocol."
     write_results("verification", rows, "\n".join(lines), notes, results_dir=args.results_dir)
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":
