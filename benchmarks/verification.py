@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -141,7 +142,8 @@ def main() -> None:
         kept = [{"date": before.get("date"), "command": before.get("command"), **r} for r in before["rows"]]
     for label, model, train_fn, kw in runs:
         t0 = time.time()
-        roc = args.roc_dir / f"roc_{label.split()[0]}.png" if args.roc_dir else None
+        # one file per row: "conv (a.safetensors)" and "conv (b.safetensors)" must not share one
+        roc = args.roc_dir / f"roc_{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')[:80]}.png" if args.roc_dir else None
         kw = dict(kw)
         shown = kw.pop("input")
         r = evaluate_lfw(model, args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds, **kw)

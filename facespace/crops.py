@@ -59,9 +59,7 @@ def parse_crop(spec: Any) -> Any:
         return None
     if isinstance(spec, str):
         text = spec.strip().lower()
-        if text == "tight":
-            return TIGHT_BOX
-        if text and not text[0].isdigit() and text[0] not in "-." and text not in ("lfw", "none", "no", "off"):
+        if text and not text[0].isdigit() and text[0] not in "-." and text not in ("tight", "lfw", "none", "no", "off"):
             raise DataError(f"unknown crop {spec!r}; expected one of: {', '.join(CROP_NAMES)}, or top,left,bottom,right")
         crop = parse_box(spec)
     else:

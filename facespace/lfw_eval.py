@@ -267,9 +267,9 @@ def evaluate_lfw(
     if model is not None:
         size, _, channels = model.image_shape
         grayscale = channels == 1
-    from facespace.crops import crop_name, parse_crop, resolve_crop
+    from facespace.crops import crop_name, resolve_crop
 
-    crop = resolve_crop(model, crop) if model is not None else parse_crop("lfw" if crop == "recorded" else crop)
+    crop = resolve_crop(model, crop)  # without a model, "recorded" is the default crop
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     from facespace.data import load_faces
 

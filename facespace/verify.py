@@ -209,8 +209,6 @@ def load_face_images(
     """
     from PIL import Image, UnidentifiedImageError
 
-    from facespace.data.images import crop_box
-
     paths = [Path(p) for p in paths]
     if not paths:
         raise DataError("no images given; pass one or more image files")
@@ -227,15 +225,13 @@ def load_face_images(
                 f"{p} is {w}x{h} pixels, too small to hold a usable face (at least "
                 f"{MIN_SOURCE_SIDE}x{MIN_SOURCE_SIDE}); pass a larger photo"
             )
-        try:  # either way round: an EXIF rotation may swap the sides
-            crop_box(crop, w, h, name=str(p)) if _fits(crop, w, h) else crop_box(crop, h, w, name=str(p))
-        except DataError:
+        if not (_fits(crop, w, h) or _fits(crop, h, w)):  # either way round: an EXIF rotation may swap the sides
             from facespace.crops import crop_name
 
             raise DataError(
                 f"{p} is {w}x{h} pixels, too small for the crop {crop_name(crop)} the model uses; pass the "
                 "original photo, or --crop none (crop=None) for a face that is already cut out"
-            ) from None
+            )
     from facespace.data import load_images
 
     size, _, channels = image_shape

@@ -135,10 +135,10 @@ def register(app: typer.Typer) -> None:
             _calibrate_only(m, pairs, lfw, metric, target_far, cut)
             return
         kw = dict(size=shape[0], grayscale=shape[1]) if shape else {}
-        if m is not None and train_fn is not None and cut == RECORDED:
-            from facespace.crops import model_crop
+        if m is not None:  # a PCA checkpoint refitted per fold still cuts files as it was trained
+            from facespace.crops import resolve_crop
 
-            cut = model_crop(m)  # a PCA checkpoint refitted per fold still cuts files as it was trained
+            cut = resolve_crop(m, cut)
         report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc,
                                        crop=cut, folds=folds, **kw)
         _print_report(report, model, roc, json_out)

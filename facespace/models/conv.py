@@ -53,8 +53,9 @@ class ConvConfig:
 def _keras_init(net: nn.Module) -> None:
     """Keras's defaults, as the seed was trained: Glorot-uniform weights and zero biases.
 
-    PyTorch's default (Kaiming-uniform with a = sqrt(5), uniform biases) left the seed 15% behind
-    Keras's test MSE after the same steps in the reconstruction benchmark's speed rows."""
+    PyTorch's default (Kaiming-uniform with a = sqrt(5), uniform biases) left the seed 5% behind
+    Keras's test MSE after the same steps (0.0218 vs 0.0208 in the reconstruction benchmark's speed
+    rows) and at 0.00850 after 25 epochs (0.00662 with this initialisation)."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)
