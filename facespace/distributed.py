@@ -60,6 +60,10 @@ def setup() -> Dist:
 def teardown(dist: Dist) -> None:
     """Leave the process group if `setup` joined it."""
     if dist.owns_group and tdist.is_initialized():
+        # every rank reaches here before any leaves: a rank that destroys the group while another
+        # still has gloo work in flight can abort the other ("terminate called without an active
+        # exception"), seen under load in the two-process test
+        tdist.barrier()
         tdist.destroy_process_group()
 
 
