@@ -94,6 +94,15 @@ def main() -> None:
     ap.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints to evaluate")
     ap.add_argument("--verifier-retrain", type=Path, nargs="*", default=[],
                     help="verifier checkpoints whose settings train a fresh network per fold (the protocol)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="--verifier-retrain: train this many epochs per fold instead of the checkpoint's")
+    ap.add_argument("--save-fold-models", type=Path, default=None,
+                    help="--verifier-retrain: keep each fold's model here, named by the people it trained on")
+    ap.add_argument("--fold-models", type=Path, default=None,
+                    help="add a row from per-fold models kept by --save-fold-models (no training; another "
+                         "process may have trained some folds), with --shift-test too")
+    ap.add_argument("--shift-test", type=int, nargs="*", default=[],
+                    help="--fold-models: also score each fold's model with this test-time shift (pixels)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 1,2 (quick runs; not the protocol)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-pixels", action="store_true", help="leave out the raw-pixels row")
@@ -113,6 +122,8 @@ def main() -> None:
     from facespace.verifier_train import retrainer
     from facespace.verify import PixelEncoder
 
+    import fold_models
+
     size = args.size
     pixels = f"{size}px colour, crop lfw"
     runs = [] if args.no_pixels else [
@@ -130,9 +141,19 @@ def main() -> None:
             runs.append((f"{m.kind} ({path})", m, None, {"input": model_input(m)}))
     for path in args.verifier_retrain:
         m = load_model(path, kind="verifier")
-        runs.append((f"verifier retrained per fold ({path})", None, retrainer(m, progress=True, threads=args.threads),
+        train_fn = retrainer(m, progress=True, threads=args.threads, epochs=args.epochs)
+        if args.save_fold_models:
+            train_fn = fold_models.saving(train_fn, args.save_fold_models)
+        epochs = f", {args.epochs} epochs" if args.epochs else ""
+        runs.append((f"verifier retrained per fold ({path}{epochs})", None, train_fn,
                      {"size": m.image_shape[0], "grayscale": m.image_shape[2] == 1, "crop": model_crop(m),
                       "input": model_input(m)}))
+    if args.fold_models:
+        kw = fold_models.settings(args.fold_models)
+        for px in [0, *args.shift_test]:
+            shift = f", test-time shifts of {px} px" if px else ""
+            runs.append((f"verifier retrained per fold (kept models in {args.fold_models}{shift})", None,
+                         fold_models.replay(args.fold_models, shift_test=px), dict(kw)))
     rows = []
     # earlier rows of other models (--merge), read once: each new row is written as soon as it is measured
     old = args.results_dir / "verification.json"

@@ -267,14 +267,14 @@ def train_verifier_run(
 
 
 def retrainer(
-    model: VerifierNet, *, progress: bool = False, threads: int | None = None
+    model: VerifierNet, *, progress: bool = False, threads: int | None = None, epochs: int | None = None
 ) -> Callable[[FaceSet], VerifierNet]:
     """A `train_fn(faces) -> model` that trains a fresh network with `model`'s settings.
 
     For protocols that retrain per fold (`facespace.lfw_eval.evaluate_lfw(train_fn=...)`): the
     network config comes from `model.config`, the objective and loop settings from what
     `train_verifier` stored in the checkpoint (defaults where the checkpoint has none); `threads`
-    overrides the loop's torch threads. Each fresh model records the checkpoint's crop.
+    and `epochs` override the loop's torch threads and length. Each fresh model records the checkpoint's crop.
     """
     from facespace.loop import TrainConfig
 
@@ -284,6 +284,8 @@ def retrainer(
     loop = TrainConfig(**extra["loop"]) if extra.get("loop") else None
     if threads is not None:
         loop = dataclasses.replace(loop or TrainConfig(epochs=30, **LOOP_DEFAULTS), threads=threads)
+    if epochs is not None:
+        loop = dataclasses.replace(loop or TrainConfig(epochs=30, **LOOP_DEFAULTS), epochs=int(epochs))
     config = model.config
     crop = extra["crop"] if "crop" in extra else _UNSET
 

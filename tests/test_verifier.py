@@ -14,7 +14,7 @@ from facespace.checkpoint import load_model, save_model
 from facespace.data.faceset import FaceSet
 from facespace.errors import FacespaceError
 from facespace.metric_losses import MarginSoftmax, contrastive_loss, margin_logits, triplet_loss
-from facespace.models.verifier import VerifierConfig, VerifierNet
+from facespace.models.verifier import VerifierConfig, VerifierNet, shift_image
 from facespace.verifier_train import IdentityObjective, ObjectiveConfig, identity_dataset, identity_split
 
 TINY = VerifierConfig(size=16, channels=1, code_size=8, width=4, blocks=(1, 1), dropout=0.0)
@@ -54,6 +54,25 @@ def test_flip_test_embedding_ignores_mirroring(rng):
     np.testing.assert_allclose(model.encode(x), model.encode(x[:, :, ::-1]), atol=1e-5)
     plain = VerifierNet(VerifierConfig(**{**TINY.__dict__, "flip_test": False})).eval()
     assert not np.allclose(plain.encode(x), plain.encode(x[:, :, ::-1]), atol=1e-3)
+
+
+def test_shift_image_known_answer_and_shift_test():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    right = shift_image(x, 1, 0)[0, 0]  # one pixel right: the first column repeats
+    np.testing.assert_array_equal(right.numpy(), [[0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10], [12, 12, 13, 14]])
+    np.testing.assert_array_equal(shift_image(x, 0, -1)[0, 0, :, 0].numpy(), [4, 8, 12, 12])
+    torch.manual_seed(0)
+    plain = VerifierNet(TINY).eval()
+    shifted = VerifierNet(dataclasses.replace(TINY, shift_test=2)).eval()
+    shifted.load_state_dict(plain.state_dict())
+    flat = np.full((2, 16, 16, 1), 0.3, np.float32)  # shifting a flat image changes nothing
+    np.testing.assert_allclose(shifted.encode(flat), plain.encode(flat), atol=1e-5)
+    x = np.random.default_rng(0).random((3, 16, 16, 1)).astype(np.float32)
+    codes = shifted.encode(x)
+    np.testing.assert_allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(codes, plain.encode(x), atol=1e-4)
+    with pytest.raises(FacespaceError, match="shift_test"):
+        dataclasses.replace(TINY, shift_test=4)
 
 
 def test_save_load_gives_identical_embeddings(tmp_path, rng):
@@ -212,4 +231,7 @@ def test_retrainer_rebuilds_the_settings(faces):
     model.checkpoint_info = {"extra": {"objective": dataclasses.asdict(objective), "loop": dataclasses.asdict(loop)}}
     again = retrainer(model)(faces)
     assert again.config == TINY and again is not model
+    assert again.checkpoint_info["extra"]["loop"]["epochs"] == 1
+    longer = retrainer(model, epochs=2)(faces)
+    assert longer.checkpoint_info["extra"]["loop"]["epochs"] == 2
     assert again.checkpoint_info["extra"]["objective"] == dataclasses.asdict(objective)

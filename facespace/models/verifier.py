@@ -40,6 +40,7 @@ class VerifierConfig:
     blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks per stage; each stage halves H and W
     dropout: float = 0.2  # dropout before the embedding layer (training only)
     flip_test: bool = True  # embed image and mirror image and add them (test-time augmentation)
+    shift_test: int = 0  # > 0: also embed copies shifted this many pixels up, down, left, right, and add them
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -52,6 +53,8 @@ class VerifierConfig:
                 f"size {self.size} is not divisible by 2**{len(self.blocks)} = {step} (one halving per "
                 f"stage); use a size such as {max(step, round(self.size / step) * step)} or fewer stages"
             )
+        if not 0 <= self.shift_test < self.size // 4:
+            raise FacespaceError(f"shift_test must be in [0, {self.size // 4}) pixels; got {self.shift_test}")
         if self.code_size < 2 or self.width < 1:
             raise FacespaceError(f"code_size must be >= 2 and width >= 1; got {self.code_size}, {self.width}")
         if not 0.0 <= self.dropout < 1.0:
@@ -116,8 +119,25 @@ class VerifierNet(TorchEncoder):
         return self.head(self.stages(self.stem(x)))
 
     def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """`(B, C, H, W)` -> `(B, d)` unit-length embeddings (image + mirror when `flip_test`)."""
-        z = self.embed(x)
-        if self.config.flip_test:
-            z = F.normalize(z, dim=1) + F.normalize(self.embed(torch.flip(x, dims=(-1,))), dim=1)
+        """`(B, C, H, W)` -> `(B, d)` unit-length embeddings: the sum of the unit embeddings of the
+        image, its mirror (`flip_test`) and its four copies shifted by `shift_test` pixels."""
+        views = [x] + [shift_image(x, dx, dy) for dx, dy in _shifts(self.config.shift_test)]
+        z = 0
+        for v in views:
+            z = z + F.normalize(self.embed(v), dim=1)
+            if self.config.flip_test:
+                z = z + F.normalize(self.embed(torch.flip(v, dims=(-1,))), dim=1)
         return F.normalize(z, dim=1)
+
+
+def _shifts(pixels: int) -> list[tuple[int, int]]:
+    """The four `(dx, dy)` shifts of `pixels` (none for 0)."""
+    return [(pixels, 0), (-pixels, 0), (0, pixels), (0, -pixels)] if pixels else []
+
+
+def shift_image(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Shift `(B, C, H, W)` images by whole pixels (right/down positive), repeating the border."""
+    h, w = x.shape[-2:]
+    rows = (torch.arange(h) - dy).clamp(0, h - 1)
+    cols = (torch.arange(w) - dx).clamp(0, w - 1)
+    return x[..., rows[:, None], cols[None, :]]

@@ -1,0 +1,85 @@
+"""Keep the per-fold models of a retrained verifier, and score them again without training.
+
+A View 2 run with a verifier retrained per fold costs ten trainings. `saving` keeps each fold's
+model in a folder, named by a hash of the people it trained on; `replay` hands `evaluate_lfw` that
+model back when it asks for a model of exactly those people (and refuses otherwise), so:
+- two processes can train different folds (`--folds 1-5` and `--folds 6-10`) and one cheap run
+  scores all ten folds (the full protocol) from the kept models;
+- the same trained models can be scored with another test-time setting (`shift_test`), an
+  ablation that costs no training.
+The people hash is what keeps this honest: a kept model is only used for a fold whose training
+people are exactly the people it was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+from facespace.errors import FacespaceError
+
+
+def people_key(faces: Any) -> str:
+    """A 16-hex-digit hash of the sorted set of people in `faces.names`."""
+    names = sorted(set(str(n) for n in faces.names.tolist()))
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def saving(train_fn: Callable[[Any], Any], folder: Path) -> Callable[[Any], Any]:
+    """`train_fn` that also writes each trained model to `folder/<people_key>.safetensors`."""
+    from facespace.checkpoint import save_model
+
+    def fn(faces: Any) -> Any:
+        model = train_fn(faces)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        extra = dict(model.checkpoint_info.get("extra", {}), people_key=people_key(faces),
+                     people=len(set(faces.names.tolist())), images=len(faces))
+        save_model(model, Path(folder) / f"{extra['people_key']}.safetensors", extra=extra)
+        return model
+
+    return fn
+
+
+def with_shift_test(model: Any, pixels: int) -> Any:
+    """The same network and weights with `shift_test=pixels` in its config."""
+    from facespace.models.verifier import VerifierNet
+
+    if model.config.shift_test == pixels:
+        return model
+    other = VerifierNet(dataclasses.replace(model.config, shift_test=pixels))
+    other.load_state_dict(model.state_dict())
+    other.checkpoint_info = model.checkpoint_info
+    return other.eval()
+
+
+def replay(folder: Path, *, shift_test: int = 0) -> Callable[[Any], Any]:
+    """`train_fn` that returns the kept model trained on exactly `faces`' people (no training)."""
+    from facespace.checkpoint import load_model
+
+    def fn(faces: Any) -> Any:
+        path = Path(folder) / f"{people_key(faces)}.safetensors"
+        if not path.exists():
+            raise FacespaceError(
+                f"{folder} holds no model trained on exactly these {len(set(faces.names.tolist()))} people "
+                f"({path.name}); train that fold first with --verifier-retrain CKPT --save-fold-models {folder}"
+            )
+        return with_shift_test(load_model(path, kind="verifier"), shift_test)
+
+    return fn
+
+
+def settings(folder: Path) -> dict:
+    """`evaluate_lfw` keywords (size, grayscale, crop) and the input label of the kept models."""
+    from facespace.checkpoint import load_model
+    from facespace.crops import crop_name, model_crop
+
+    paths = sorted(Path(folder).glob("*.safetensors"))
+    if not paths:
+        raise FacespaceError(f"{folder} holds no kept fold models; make them with --save-fold-models {folder}")
+    m = load_model(paths[0], kind="verifier")
+    size, _, c = m.image_shape
+    return {"size": size, "grayscale": c == 1, "crop": model_crop(m),
+            "input": f"{size}px {'grey' if c == 1 else 'colour'}, crop {crop_name(model_crop(m))}"}
+
