@@ -3,16 +3,23 @@
 Every method returns one integer label per code, `-1` for noise (a face that joins no group).
 With the cosine metric the codes are L2-normalised first, so Euclidean distances rank pairs exactly
 as cosine distances do; `eps` and `distance_threshold` are always given as cosine distances.
-When DBSCAN's `eps` is not given it is read off the k-distance curve at its knee
-(`estimate_eps`).
+When DBSCAN's `eps` is not given it is chosen on the k-distance curve (`estimate_eps`): by
+default the stable candidate radius (a quantile of that curve) at which DBSCAN finds the most
+clusters ("most-clusters"); or the curve's knee ("knee", Ester et al.'s heuristic). Face codes of many
+people have no density gap for a knee to find: on LFW the knee's radius chains every face into
+one cluster (benchmarks/results/clustering.md), while the most-clusters radius sits where groups
+of one person are dense and different people have not yet merged.
+
+On small sets of round Gaussian blobs (tens of points each) the smallest stable radii can split
+a blob in two; `eps_rule="knee"` suits such data with a clear density gap.
 
 Example:
     >>> rng = np.random.default_rng(0)
-    >>> centres = np.eye(3, 8, dtype=np.float32) * 5
-    >>> codes = np.concatenate([c + rng.normal(0, 0.3, (20, 8)) for c in centres]).astype(np.float32)
-    >>> labels = cluster(codes, method="dbscan")
+    >>> centres = rng.normal(size=(10, 16))  # ten people, eight codes each
+    >>> codes = np.concatenate([c / np.linalg.norm(c) + rng.normal(0, 0.1, (8, 16)) for c in centres])
+    >>> labels = cluster(codes.astype(np.float32), method="dbscan")
     >>> len(set(labels[labels >= 0].tolist()))
-    3
+    10
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from facespace.errors import FacespaceError
 
 METHODS = ("dbscan", "hdbscan", "agglomerative")
 METRICS = ("cosine", "l2")
+EPS_RULES = ("most-clusters", "knee")
+# where the most-clusters rule tries DBSCAN: these quantiles of the k-distance curve
+EPS_QUANTILES = tuple(q / 100 for q in range(2, 100, 4))
 
 
 def _prepare(codes: Any, metric: str) -> np.ndarray:
@@ -88,10 +98,34 @@ def k_distances(codes: Any, k: int = 5, *, metric: str = "cosine") -> np.ndarray
     return np.array([_from_euclid(v, metric) for v in kd])
 
 
-def estimate_eps(codes: Any, k: int = 5, *, metric: str = "cosine") -> float:
-    """DBSCAN's eps from the knee of the k-distance curve (Ester et al. 1996's heuristic)."""
+def estimate_eps(codes: Any, k: int = 5, *, metric: str = "cosine", rule: str = "knee") -> float:
+    """DBSCAN's eps from the k-distance curve.
+
+    Args:
+        codes: `(n, d)` codes.
+        k: the neighbour counted (DBSCAN's `min_samples`).
+        metric: "cosine" or "l2"; eps is returned in its units.
+        rule: "knee": the curve's knee (Ester et al. 1996's heuristic); "most-clusters": among
+            the quantiles of the curve (`EPS_QUANTILES`), the radius at which DBSCAN with
+            `min_samples=k` finds the most clusters, counting only stable radii (the next
+            candidate does not merge clusters: a one-off split of a group is not a cluster more),
+            the largest such radius on a tie.
+    """
+    if rule not in EPS_RULES:
+        raise FacespaceError(f"unknown eps rule {rule!r}; expected one of: {', '.join(EPS_RULES)}")
     kd = k_distances(codes, k, metric=metric)
-    eps = float(kd[knee(kd)])
+    if rule == "knee":
+        eps = float(kd[knee(kd)])
+    else:
+        from sklearn.cluster import DBSCAN
+
+        z = _prepare(codes, metric)
+        radii = [float(e) for e in np.unique(np.quantile(kd, EPS_QUANTILES)) if e > 0]
+        counts = [int(DBSCAN(eps=_to_euclid(e, metric), min_samples=k, algorithm=_algorithm(z)).fit_predict(z).max()) + 1
+                  for e in radii]
+        # stable radii: growing to the next candidate merges no clusters (the last one has no next)
+        stable = [i for i in range(len(radii) - 1) if counts[i + 1] >= counts[i]] or list(range(len(radii)))
+        eps = radii[max(stable, key=lambda i: (counts[i], radii[i]))] if radii else 0.0
     return eps if eps > 0 else float(kd[kd > 0].min()) if (kd > 0).any() else 1e-6
 
 
@@ -106,6 +140,7 @@ def cluster(
     n_clusters: int | None = None,
     distance_threshold: float | None = None,
     linkage: str = "average",
+    eps_rule: str = "most-clusters",
 ) -> np.ndarray:
     """Cluster face codes.
 
@@ -113,7 +148,7 @@ def cluster(
         codes: `(n, d)` float32.
         method: "dbscan", "hdbscan" or "agglomerative".
         metric: "cosine" (default) or "l2".
-        eps: DBSCAN's neighbourhood radius; default: `estimate_eps(codes, min_samples)`.
+        eps: DBSCAN's neighbourhood radius; default: `estimate_eps(codes, min_samples, rule=eps_rule)`.
         min_samples: DBSCAN/HDBSCAN core-point neighbourhood size (counting the point).
         min_cluster_size: HDBSCAN's smallest cluster; for agglomerative, groups smaller than this
             become noise (-1).
@@ -121,12 +156,16 @@ def cluster(
         distance_threshold: agglomerative: merge groups closer than this (in `linkage` terms);
             default: twice the estimated eps.
         linkage: agglomerative linkage, "average", "complete", "single" or "ward" (ward: l2 only).
+        eps_rule: how DBSCAN's eps is chosen when not given: "most-clusters" or "knee"
+            (`estimate_eps`); the agglomerative default threshold always uses the knee.
 
     Returns:
         `(n,)` int64 labels, `-1` for noise, clusters numbered 0.. by decreasing size.
     """
     if method not in METHODS:
         raise FacespaceError(f"unknown clustering method {method!r}; expected one of: {', '.join(METHODS)}")
+    if eps_rule not in EPS_RULES:
+        raise FacespaceError(f"unknown eps rule {eps_rule!r}; expected one of: {', '.join(EPS_RULES)}")
     z = _prepare(codes, metric)
     n = len(z)
     if min_samples < 1 or min_cluster_size < 1:
@@ -135,7 +174,7 @@ def cluster(
         from sklearn.cluster import DBSCAN
 
         if eps is None:
-            eps = estimate_eps(z, min(min_samples, n - 1), metric=metric) if n > 2 else 1e-6
+            eps = estimate_eps(z, min(min_samples, n - 1), metric=metric, rule=eps_rule) if n > 2 else 1e-6
         if eps <= 0:
             raise FacespaceError(f"eps must be positive; got {eps}")
         labels = DBSCAN(eps=_to_euclid(eps, metric), min_samples=min_samples, algorithm=_algorithm(z)).fit_predict(z)

@@ -118,7 +118,8 @@ def cluster_sketches(
     if z.ndim != 2 or len(z) == 0:
         raise FacespaceError(f"codes must be a non-empty (n, d) array; got shape {z.shape}")
     z = (z - z.mean(0)) / np.maximum(z.std(0), 1e-8)
-    return cluster(z, method, metric=metric, eps=eps, min_samples=min_samples, min_cluster_size=min_cluster_size)
+    return cluster(z, method, metric=metric, eps=eps, min_samples=min_samples, min_cluster_size=min_cluster_size,
+                   eps_rule="knee")
 
 
 def cluster_purity(labels_true: Any, labels_pred: Any) -> float:

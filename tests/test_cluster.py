@@ -95,3 +95,33 @@ def test_bad_input():
         cluster(np.zeros((4, 3)))
     with pytest.raises(FacespaceError, match="ward"):
         cluster(np.random.default_rng(0).random((6, 3)), "agglomerative", linkage="ward")
+
+
+def many_people_and_strangers(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """40 people x 6 codes around unit centres in 32-d, plus 150 scattered strangers (each its own label)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, 32))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    people = np.concatenate([c + rng.normal(0, 0.12, (6, 32)) for c in centres])
+    codes = np.concatenate([people, rng.normal(size=(150, 32))]).astype(np.float32)
+    return codes, np.concatenate([np.repeat(np.arange(40), 6), 40 + np.arange(150)])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_most_clusters_eps_finds_many_small_groups(seed):
+    codes, truth = many_people_and_strangers(seed)
+    labels = cluster(codes, "dbscan")  # default rule: most clusters
+    assert cluster_scores(truth, labels)["ari"] > 0.9
+    assert 36 <= labels.max() + 1 <= 40 and (labels[240:] == -1).mean() > 0.9  # strangers stay noise
+    if seed == 2:  # no density gap for the knee here: its radius chains everyone into one cluster
+        assert cluster(codes, "dbscan", eps_rule="knee").max() == 0
+    with pytest.raises(FacespaceError, match="eps rule"):
+        cluster(codes, "dbscan", eps_rule="elbow")
+
+
+def test_knee_rule_stays_available_for_round_blobs():
+    rng = np.random.default_rng(0)  # three round blobs of 20: the smallest stable radius splits one
+    codes = np.concatenate([c + rng.normal(0, 0.3, (20, 8)) for c in np.eye(3, 8) * 5]).astype(np.float32)
+    labels = cluster(codes, "dbscan", eps_rule="knee")
+    assert cluster_scores(np.repeat(np.arange(3), 20), labels)["ari"] > 0.9
+    assert estimate_eps(codes, 5) == estimate_eps(codes, 5, rule="knee")  # estimate_eps's default is the knee

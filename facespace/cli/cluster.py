@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
         out_csv: Path = typer.Option(Path("clusters.csv"), "--out", help="CSV of id,path,name,cluster (-1 = noise)."),
         gallery: Optional[Path] = typer.Option(None, help="Folder for one montage PNG per cluster."),
         metric: str = typer.Option("cosine", help="cosine or l2."),
-        eps: Optional[float] = typer.Option(None, help="DBSCAN radius (default: from the k-distance knee)."),
+        eps: Optional[float] = typer.Option(None, help="DBSCAN radius (default: chosen by --eps-rule)."),
+        eps_rule: str = typer.Option("most-clusters", help="How DBSCAN's radius is chosen when --eps is not given: "
+                                     "most-clusters (the stable radius with the most clusters) or knee (k-distance knee)."),
         min_samples: int = typer.Option(5, help="DBSCAN/HDBSCAN neighbourhood size."),
         min_cluster_size: int = typer.Option(5, help="Smallest group (HDBSCAN, agglomerative)."),
         n_clusters: Optional[int] = typer.Option(None, help="Agglomerative: number of groups."),
@@ -40,7 +42,7 @@ def register(app: typer.Typer) -> None:
         if len(ids) == 0:
             raise FacespaceError(f"index {index} is empty; add faces to it first")
         labels = cluster(idx.reconstruct(ids), method, metric=metric, eps=eps, min_samples=min_samples,
-                         min_cluster_size=min_cluster_size, n_clusters=n_clusters)
+                         min_cluster_size=min_cluster_size, n_clusters=n_clusters, eps_rule=eps_rule)
         meta = [m or {} for m in idx.get_metadata(ids)]
         paths = [str(m.get("path") or "") for m in meta]
         buf = io.StringIO()
