@@ -5,8 +5,9 @@ a person encodes their images and adds rows, no retraining. `identify` finds eac
 enrolled person and accepts the match only when its distance is within a threshold calibrated for
 a target false-accept rate on the enrolled people themselves: for every enrolled face, its nearest
 other face of the same person is a genuine score, and its nearest face of any other person is an
-impostor score (as if that person were a stranger). The threshold is recalibrated inside the same
-transaction as every change.
+impostor score (as if that person were a stranger). The threshold keeps the impostor false-accept
+rate under the target with 95 % confidence (`gallery_identify.stranger_threshold`), not merely on
+average. It is recalibrated inside the same transaction as every change.
 
 Durability: every change is one transaction (an interrupted enrol leaves the gallery as it was),
 the journal is write-ahead (WAL) so other processes can read while one writes, and the file records
@@ -41,10 +42,11 @@ from typing import Any
 import numpy as np
 
 # identifying and corrections are mixed in from gallery_identify; its names are re-exported here
-from facespace.gallery_identify import REJECT_FRACTION, IdentifyMixin, Identification, open_set_scores, reject_radius
+from facespace.gallery_identify import (CALIBRATION_CONFIDENCE, REJECT_FRACTION, IdentifyMixin, Identification,
+                                       open_set_scores, reject_radius, stranger_threshold)
 from facespace.gallery_store import SCHEMA, SCHEMA_VERSION, GalleryError, check_name, model_fingerprint
 from facespace.quality import LowQualityError, describe_refusals, face_quality
-from facespace.verify import as_images, calibrate_threshold
+from facespace.verify import as_images
 
 __all__ = ["REJECT_FRACTION", "Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify",
            "model_fingerprint", "open_set_scores"]
@@ -337,10 +339,11 @@ class Gallery(IdentifyMixin):
             self._set_meta(threshold="", calibration="")
             return
         far = float(meta["target_far"])
-        t = calibrate_threshold(impostor, np.zeros(len(impostor), bool), target_far=far)
+        t, k = stranger_threshold(impostor, far)
         tar = float((genuine <= t).mean()) if len(genuine) else float("nan")
         self._set_meta(threshold=t, calibration=json.dumps(
-            {"target_far": far, "impostor_scores": len(impostor), "genuine_scores": len(genuine),
+            {"target_far": far, "confidence": CALIBRATION_CONFIDENCE, "impostor_scores": len(impostor),
+             "impostors_accepted": k, "genuine_scores": len(genuine),
              "genuine_accept_rate": tar}))
 
 

@@ -67,6 +67,24 @@ def test_threshold_is_calibrated_for_the_target_far(gallery):
     assert (impostor <= gallery.threshold).mean() <= 0.25
 
 
+def test_stranger_threshold_holds_the_target_with_its_confidence():
+    from facespace.gallery_identify import stranger_threshold
+
+    rng = np.random.default_rng(0)
+    # impostor distances uniform on [0, 1]: a threshold t accepts a share t of all strangers
+    over, plain_over = 0, 0
+    for _ in range(400):
+        scores = rng.random(1000)
+        t, k = stranger_threshold(scores, 0.01, confidence=0.95)
+        assert (scores <= t).sum() == k and k < 10  # fewer than the plain 1 % quantile's 10
+        over += t > 0.01
+        plain_over += np.sort(scores)[10] > 0.01  # the plain quantile's threshold, for contrast
+    assert over / 400 <= 0.08  # exceeds the target in at most ~5 % of galleries (binomial slack)
+    assert plain_over / 400 > 0.3  # while the plain quantile misses it about half the time
+    t, k = stranger_threshold(np.array([0.5, 0.7]), 0.01)  # too few scores for the guarantee
+    assert k == 0 and t < 0.5
+
+
 def test_enrolling_a_name_twice_adds_unless_replace(gallery, people):
     assert gallery.enroll("p0", people["p0"][3:4]) == 4
     assert dict(gallery.list())["p0"] == 4
