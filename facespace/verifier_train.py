@@ -186,7 +186,7 @@ def train_verifier(
 
 
 # `train("verifier", ...)` options besides the loop's (`TrainConfig`) and the data's
-MODEL_OPTIONS = ("width", "blocks", "dropout", "flip_test")
+MODEL_OPTIONS = ("width", "blocks", "dropout", "flip_test", "shift_test")
 OBJECTIVE_OPTIONS = ("min_images", "max_images", "loss", "margin", "scale")
 DATA_OPTIONS = ("size", "grayscale", "crop", "progress")
 # the loop `train("verifier", ...)` runs unless told otherwise (measured on LFW: verifier_folds.md)
@@ -204,7 +204,7 @@ def train_verifier_run(
         code_size: embedding length d.
         epochs: passes over the training images.
         **options: data (`size`=48, `grayscale`, `crop`="lfw" (a name or box, see
-            `facespace.crops`), `progress`), network (`width`, `blocks`, `dropout`, `flip_test`),
+            `facespace.crops`), `progress`), network (`width`, `blocks`, `dropout`, `flip_test`, `shift_test`),
             objective (`min_images`, `max_images`, `loss`, `margin`, `scale`) and any
             `facespace.loop.TrainConfig` field (defaults `LOOP_DEFAULTS`).
 

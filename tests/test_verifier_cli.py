@@ -45,7 +45,7 @@ def trained(fake_lfw, tmp_path_factory):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         main(["train", "verifier", "--data", str(fake_lfw / "lfw-deepfunneled"), "--crop", "tight",
-              "--out", str(out), *TINY])  # fmt: skip
+              "--dropout", "0.5", "--shift-test", "1", "--out", str(out), *TINY])  # fmt: skip
     return out, json.loads(buf.getvalue().strip().splitlines()[-1])
 
 
@@ -58,6 +58,7 @@ def test_train_verifier_writes_a_run_folder_with_its_crop(trained):
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
     m = load_model(out / "best.safetensors")
     assert m.kind == "verifier" and m.image_shape == (16, 16, 3) and m.config.blocks == (1, 1)
+    assert m.config.dropout == 0.5 and m.config.shift_test == 1
     assert m.checkpoint_info["extra"]["crop"] == list(TIGHT_BOX)
     assert load_model(out / "last.safetensors").checkpoint_info["extra"]["crop"] == list(TIGHT_BOX)
     assert model_crop(m) == TIGHT_BOX

@@ -54,6 +54,8 @@ def train_cmd(
     refine_steps: Annotated[int, Opt("--refine-steps", help="conv: Adam steps refining each code through the decoder at encode time (slower encoding, lower error)")] = 0,
     blocks: Annotated[str, Opt(help="verifier: residual blocks per stage (each stage halves the side)")] = "1,2,2,1",
     margin: Annotated[float, Opt(help="verifier: CosFace margin")] = 0.35,
+    dropout: Annotated[float, Opt(help="verifier: dropout before the embedding layer")] = 0.2,
+    shift_test: Annotated[int, Opt("--shift-test", help="verifier: also embed copies shifted this many pixels (test time)")] = 0,
     pca_skip: Annotated[bool, Opt("--pca-skip", help="add a fixed PCA path the conv net corrects")] = False,
     flip: Annotated[bool, Opt(help="random horizontal flips while training")] = False,
     noise: Annotated[str, Opt(help="denoise: corruption, e.g. gaussian:0.1 or gaussian:0.1+rect:1")] = "gaussian:0.1",
@@ -91,7 +93,7 @@ def train_cmd(
     if kind == "verifier":
         if resume or flip:
             raise FacespaceError("--resume and --flip do not apply to kind verifier (it flips, shifts and rotates on its own)")
-        options.update(loop, width=d["width"], blocks=_blocks(blocks), margin=margin)
+        options.update(loop, width=d["width"], blocks=_blocks(blocks), margin=margin, dropout=dropout, shift_test=shift_test)
     elif kind == "pca":
         options.update(test=test, val=val, split_seed=split_seed, svd_solver=svd_solver)
     else:
