@@ -202,6 +202,11 @@ def write_table(args, rows: list[dict], size: int) -> list[str]:
              "checkpoint's settings), each fold's threshold chosen on the other nine folds' pairs. Anchors: issue "
              "5's measurements (raw pixels 61.9%, PCA-32 61.5%); verifier rows: the issue's 90% target. "
              "Published: Eigenfaces 60.0%.")
+    if args.fold_models or any("kept models" in r["model"] for r in rows):
+        notes += (" Rows 'kept models' score per-fold verifiers kept by `--save-fold-models` runs (ten trainings, "
+                  "possibly split over processes by --folds; their training time is in those runs' logs, not in "
+                  "the seconds column); a kept model is used only for the fold whose training people it was "
+                  "trained on (benchmarks/fold_models.py).")
     if args.merge:
         notes += " Rows come from more than one run (`--merge`); each row's date and command are in verification.json."
     if args.folds:
