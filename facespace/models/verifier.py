@@ -138,6 +138,6 @@ def _shifts(pixels: int) -> list[tuple[int, int]]:
 def shift_image(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """Shift `(B, C, H, W)` images by whole pixels (right/down positive), repeating the border."""
     h, w = x.shape[-2:]
-    rows = (torch.arange(h) - dy).clamp(0, h - 1)
-    cols = (torch.arange(w) - dx).clamp(0, w - 1)
+    rows = (torch.arange(h, device=x.device) - dy).clamp(0, h - 1)
+    cols = (torch.arange(w, device=x.device) - dx).clamp(0, w - 1)
     return x[..., rows[:, None], cols[None, :]]
