@@ -104,6 +104,9 @@ def main() -> None:
     ap.add_argument("--shift-test", type=int, nargs="*", default=[],
                     help="--fold-models: also score each fold's model with this test-time shift (pixels)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 1,2 (quick runs; not the protocol)")
+    ap.add_argument("--calibrate", choices=["other-folds", "held-out-fold"], default="other-folds",
+                    help="where each fold's threshold comes from (facespace.lfw_eval): held-out-fold also keeps the "
+                         "next fold's people out of every per-fold training and sets the threshold on its pairs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-pixels", action="store_true", help="leave out the raw-pixels row")
     ap.add_argument("--merge", action="store_true",
@@ -154,6 +157,11 @@ def main() -> None:
             shift = f", test-time shifts of {px} px" if px else ""
             runs.append((f"verifier retrained per fold (kept models in {args.fold_models}{shift})", None,
                          fold_models.replay(args.fold_models, shift_test=px), dict(kw)))
+    if args.calibrate != "other-folds":
+        fixed = [label for label, model, _, _ in runs if model is not None]
+        if fixed:
+            ap.error(f"--calibrate {args.calibrate} needs per-fold training; {fixed[0]} is a fixed model")
+        runs = [(f"{label}, threshold from a held-out fold", *rest) for label, *rest in runs]
     rows = []
     # earlier rows of other models (--merge), read once: each new row is written as soon as it is measured
     old = args.results_dir / "verification.json"
@@ -167,7 +175,8 @@ def main() -> None:
         roc = args.roc_dir / f"roc_{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')[:80]}.png" if args.roc_dir else None
         kw = dict(kw)
         shown = kw.pop("input")
-        r = evaluate_lfw(model, args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds, **kw)
+        r = evaluate_lfw(model, args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds,
+                         calibrate=args.calibrate, **kw)
         anchor = VERIFIER_ANCHOR if "verifier" in label else ANCHORS.get(label)
         row = {"model": label, "input": shown, **r.to_dict(), "seconds": round(time.time() - t0, 1), "anchor": anchor,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -183,7 +192,7 @@ def main() -> None:
 def write_table(args, rows: list[dict], size: int) -> list[str]:
     """Write verification.{json,md} of `rows`; returns the table's lines."""
     head = ("| model | input | accuracy ± SE | issue's anchor | ratio to anchor | AUC | EER | TAR@FAR=1% | TAR@FAR=0.1% "
-            "| protocol honoured | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            "| protocol honoured | at each fold's own best threshold | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     honoured = {True: "yes", None: "unknown (fixed model)", False: "NO"}
     for r in rows:
@@ -191,17 +200,19 @@ def write_table(args, rows: list[dict], size: int) -> list[str]:
         anchor = "" if a is None else f"{a:.3f}"
         ratio = "" if a is None else f"{r['mean_accuracy'] / a:.3f}"
         tar = r["tar_at_far"]
+        best = f"{sum(r['best_accuracies']) / len(r['best_accuracies']):.4f}" if r.get("best_accuracies") else ""
         lines.append(
             f"| {r['model']} | {r.get('input', '32px colour, crop lfw')} | {r['mean_accuracy']:.4f} ± "
             f"{r['standard_error']:.4f} | {anchor} | {ratio} | {r['auc']:.4f} | {r['eer']:.4f} | {tar['0.01']:.4f} | "
-            f"{tar['0.001']:.4f} | {honoured[r['protocol_honoured']]} | {r['seconds']} |")
+            f"{tar['0.001']:.4f} | {honoured[r['protocol_honoured']]} | {best} | {r['seconds']} |")
     notes = ("LFW View 2 (pairs.txt, 6,000 pairs, 10 folds), cosine distance, images "
              f"for pixels and PCA {size}x{size} RGB (the central 90x90 of each deep-funneled image; other rows: the input column). Threshold chosen on nine folds, "
              "applied to the tenth; ± is the standard error over the 10 folds. PCA is refitted for each fold on the "
              "other nine folds' people only; a verifier retrained per fold likewise (10 trainings with the "
              "checkpoint's settings), each fold's threshold chosen on the other nine folds' pairs. Anchors: issue "
              "5's measurements (raw pixels 61.9%, PCA-32 61.5%); verifier rows: the issue's 90% target. "
-             "Published: Eigenfaces 60.0%.")
+             "Published: Eigenfaces 60.0%. 'At each fold's own best threshold' is a diagnostic, not the protocol "
+             "(that threshold sees the tested pairs): its gap to the accuracy is what the nine-fold threshold costs.")
     if args.fold_models or any("kept models" in r["model"] for r in rows):
         notes += (" Rows 'kept models' score per-fold verifiers kept by `--save-fold-models` runs (ten trainings, "
                   "possibly split over processes by --folds; their training time is in those runs' logs, not in "

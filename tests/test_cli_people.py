@@ -111,6 +111,10 @@ def test_evaluate_lfw_pixels_per_fold(run_cli, world, tmp_path):
     assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["protocol_honoured"] is True and len(report["fold_accuracies"]) == 3
+    code, out, err = run_cli("evaluate-lfw", "pixels:16:grey", "--pairs", lfw / "pairs.txt", "--calibrate", "held-out-fold")
+    assert code == 0 and "next fold's pairs only" in out, err
+    code, _, err = run_cli("evaluate-lfw", "pixels:16:grey", "--pairs", lfw / "pairs.txt", "--calibrate", "nine")
+    assert code != 0 and "held-out-fold" in err
 
 
 def test_calibrate_then_verify(run_cli, world, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, write_people
 
 from facespace.errors import DataError, FacespaceError
-from facespace.lfw_eval import evaluate_distances, evaluate_lfw, roc_metrics, save_roc
+from facespace.lfw_eval import _report, evaluate_distances, evaluate_lfw, roc_metrics, save_roc
 
 
 def test_threshold_is_chosen_on_the_other_folds():
@@ -22,6 +22,9 @@ def test_threshold_is_chosen_on_the_other_folds():
     assert r.fold_accuracies == pytest.approx([0.5, 1.0, 1.0, 1.0])
     assert r.mean_accuracy == pytest.approx(3.5 / 4)
     assert r.standard_error == pytest.approx(np.std([0.5, 1, 1, 1], ddof=1) / 2)
+    # the diagnostic: each fold at its own best threshold (fold 0's 0.55 separates it)
+    assert r.best_accuracies == pytest.approx([1.0] * 4)
+    assert "own best threshold (diagnostic, not the protocol): 1.0000" in r.format()
 
 
 def test_roc_metrics_known_answers():
@@ -72,6 +75,40 @@ def test_per_fold_training_never_sees_the_tested_people(fake_lfw, tmp_path):
     assert r.protocol_honoured is True and "honoured" in r.protocol_note
     assert r.mean_accuracy == 1.0 and r.auc == 1.0 and r.n_pairs == 12
     assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_held_out_fold_calibration_keeps_two_folds_out_of_training(fake_lfw):
+    seen = []
+
+    def train_fn(faces):
+        seen.append(set(faces.names.tolist()))
+        return TinyEncoder(TinyConfig(size=16, channels=3))
+
+    r = evaluate_lfw(None, fake_lfw / "pairs.txt", train_fn=train_fn, size=16, progress=False,
+                     calibrate="held-out-fold")
+    people = [{f"P{4 * fold + i:02d}" for i in range(4)} for fold in range(3)]
+    assert seen == [people[2], people[0], people[1]]  # fold k trains without folds k and k + 1
+    assert r.protocol_honoured is True and "next fold's pairs only" in r.protocol_note
+    assert len(r.fold_accuracies) == 3
+
+
+def test_held_out_fold_threshold_comes_from_that_fold_alone():
+    # fold 1 alone separates at 0.55, folds 0 and 2 at 0.2; fold k is calibrated on fold k + 1
+    same = np.tile([True, True, False, False], 3)
+    folds = np.repeat([0, 1, 2], 4)
+    d = np.r_[[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.6, 0.6], [0.1, 0.1, 0.3, 0.3]]
+    r = _report(lambda k: d, same, folds, metric="cosine", protocol_honoured=True, protocol_note="",
+                calibration_fold=lambda k: (k + 1) % 3)
+    assert r.thresholds == pytest.approx([0.55, 0.2, 0.2])
+    assert r.fold_accuracies == pytest.approx([0.5, 0.5, 1.0])  # the wrong fold's threshold fails fold 0
+
+
+def test_unknown_or_impossible_calibration_refused(fake_lfw):
+    with pytest.raises(FacespaceError, match="unknown calibrate='nine'"):
+        evaluate_lfw(TinyEncoder(TinyConfig(channels=3)), fake_lfw / "pairs.txt", calibrate="nine", progress=False)
+    with pytest.raises(FacespaceError, match="needs per-fold training"):
+        evaluate_lfw(TinyEncoder(TinyConfig(channels=3)), fake_lfw / "pairs.txt", calibrate="held-out-fold",
+                     progress=False)
 
 
 def test_fixed_model_says_the_protocol_cannot_be_checked(fake_lfw):

@@ -108,6 +108,9 @@ def register(app: typer.Typer) -> None:
                                            "(default: the crop the model was trained with)."),
         folds: Optional[str] = typer.Option(None, help="Test only these folds, e.g. 1,2 (quick runs; not the full protocol)."),
         threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: as the checkpoint trained, else torch's)."),
+        calibrate: str = typer.Option("other-folds", help="Where each fold's threshold comes from: other-folds (the nine "
+                                      "other folds' pairs) or held-out-fold (per-fold training also leaves out the next "
+                                      "fold, whose pairs alone set the threshold)."),
     ) -> None:
         """The LFW View 2 protocol: 10 folds, threshold chosen on nine and tested on the tenth."""
         from facespace import lfw_eval
@@ -122,7 +125,7 @@ def register(app: typer.Typer) -> None:
         if retrain:
             if save_threshold:
                 raise FacespaceError("--save-threshold calibrates the checkpoint itself; run it without --retrain")
-            _retrain_lfw(m, model, pairs, lfw, roc, json_out, metric, cut, folds, threads)
+            _retrain_lfw(m, model, pairs, lfw, roc, json_out, metric, cut, folds, threads, calibrate)
             return
         train_fn, shape = _per_fold_pca(model, m) if per_fold else (None, None)
         if m is None and train_fn is None:
@@ -140,7 +143,7 @@ def register(app: typer.Typer) -> None:
 
             cut = resolve_crop(m, cut)
         report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc,
-                                       crop=cut, folds=folds, **kw)
+                                       crop=cut, folds=folds, calibrate=calibrate, **kw)
         _print_report(report, model, roc, json_out)
         if save_threshold:
             _calibrate_only(m, pairs, lfw, metric, target_far, cut)
@@ -155,7 +158,7 @@ def register(app: typer.Typer) -> None:
             say(f"ROC curve written to {roc}")
 
     def _retrain_lfw(m: Any, model: str, pairs: Path, lfw: Optional[Path], roc: Optional[Path], json_out: Optional[Path],
-                     metric: str, cut: Any, folds: Optional[str], threads: Optional[int]) -> None:
+                     metric: str, cut: Any, folds: Optional[str], threads: Optional[int], calibrate: str) -> None:
         """--retrain: one fresh verifier per fold, with the checkpoint's network, objective and loop."""
         from facespace import lfw_eval
         from facespace.crops import resolve_crop
@@ -167,7 +170,7 @@ def register(app: typer.Typer) -> None:
         train_fn = retrainer(m, progress=True, threads=threads)
         size, _, c = m.image_shape
         report = lfw_eval.evaluate_lfw(None, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc, size=size,
-                                       grayscale=c == 1, crop=resolve_crop(m, cut), folds=folds)
+                                       grayscale=c == 1, crop=resolve_crop(m, cut), folds=folds, calibrate=calibrate)
         report.protocol_note = f"per-fold retraining with the settings of {model}: {report.protocol_note}"
         _print_report(report, model, roc, json_out, retrained=True)
 
