@@ -102,7 +102,8 @@ def main() -> None:
                     help="add a row from per-fold models kept by --save-fold-models (no training; another "
                          "process may have trained some folds), with --shift-test too")
     ap.add_argument("--shift-test", type=int, nargs="*", default=[],
-                    help="--fold-models: also score each fold's model with this test-time shift (pixels)")
+                    help="--fold-models: score each fold's model with these test-time shifts in pixels, one row "
+                         "each (default: 0, no shifts; `0 2` scores both)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 1,2 (quick runs; not the protocol)")
     ap.add_argument("--calibrate", choices=["other-folds", "held-out-fold"], default="other-folds",
                     help="where each fold's threshold comes from (facespace.lfw_eval): held-out-fold also keeps the "
@@ -153,7 +154,7 @@ def main() -> None:
                       "input": model_input(m)}))
     if args.fold_models:
         kw = fold_models.settings(args.fold_models)
-        for px in [0, *args.shift_test]:
+        for px in args.shift_test or [0]:
             shift = f", test-time shifts of {px} px" if px else ""
             runs.append((f"verifier retrained per fold (kept models in {args.fold_models}{shift})", None,
                          fold_models.replay(args.fold_models, shift_test=px), dict(kw)))
