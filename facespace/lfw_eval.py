@@ -260,7 +260,7 @@ def evaluate_lfw(
         crop: how faces are cut from the image files (`facespace.crops.parse_crop`); "recorded":
             the crop recorded with `model` ("lfw" when there is none, or no model).
         folds: test only these folds (numbers from 1, as in the file); the report then says it is
-            not the full protocol. Thresholds still come from all the other folds.
+            not the full protocol. Thresholds still come from the other folds (see `calibrate`).
         roc: where to write the ROC curve PNG (optional).
         progress: messages to stderr.
         calibrate: "other-folds" (threshold from the nine other folds' pairs) or "held-out-fold"
