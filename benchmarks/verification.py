@@ -86,6 +86,8 @@ def model_input(model) -> str:
 
 
 def main() -> None:
+    from facespace.lfw_eval import CALIBRATIONS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=Path, default=LFW / "pairs.txt")
     ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")
@@ -105,7 +107,7 @@ def main() -> None:
                     help="--fold-models: score each fold's model with these test-time shifts in pixels, one row "
                          "each (default: 0, no shifts; `0 2` scores both)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 1,2 (quick runs; not the protocol)")
-    ap.add_argument("--calibrate", choices=["other-folds", "held-out-fold"], default="other-folds",
+    ap.add_argument("--calibrate", choices=CALIBRATIONS, default=CALIBRATIONS[0],
                     help="where each fold's threshold comes from (facespace.lfw_eval): held-out-fold also keeps the "
                          "next fold's people out of every per-fold training and sets the threshold on its pairs")
     ap.add_argument("--threads", type=int, default=1)
