@@ -70,6 +70,33 @@ def replay(folder: Path, *, shift_test: int = 0) -> Callable[[Any], Any]:
     return fn
 
 
+def replay_ensemble(folders: list[Path], *, shift_test: int = 0, size: int = 160) -> Callable[[Any], Any]:
+    """`train_fn` that returns the kept models of several folders (each trained on exactly `faces'`
+    people, each with its own crop) as one `VerifierEnsemble` of input side `size`."""
+    from facespace.models.ensemble import ensemble_verifiers
+
+    members = [replay(folder, shift_test=shift_test) for folder in folders]
+    return lambda faces: ensemble_verifiers([fn(faces) for fn in members], size=size)
+
+
+def ensemble_settings(folders: list[Path], size: int = 160) -> dict:
+    """`evaluate_lfw` keywords and input label for `replay_ensemble(folders, size=size)`."""
+    from facespace.checkpoint import load_model
+    from facespace.crops import crop_name
+    from facespace.models.ensemble import ensemble_verifiers
+
+    models = []
+    for folder in folders:
+        paths = sorted(Path(folder).glob("*.safetensors"))
+        if not paths:
+            raise FacespaceError(f"{folder} holds no kept fold models; make them with --save-fold-models {folder}")
+        models.append(load_model(paths[0], kind="verifier"))
+    ens = ensemble_verifiers(models, size=size)
+    members = " + ".join(settings(f)["input"] for f in folders)
+    return {"size": size, "grayscale": ens.config.channels == 1, "crop": ens.crop,
+            "input": f"{size}px of the union box {crop_name(ens.crop)}, cut for each member: {members}"}
+
+
 def settings(folder: Path) -> dict:
     """`evaluate_lfw` keywords (size, grayscale, crop) and the input label of the kept models."""
     from facespace.checkpoint import load_model

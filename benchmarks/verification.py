@@ -100,9 +100,13 @@ def main() -> None:
                     help="--verifier-retrain: train this many epochs per fold instead of the checkpoint's")
     ap.add_argument("--save-fold-models", type=Path, default=None,
                     help="--verifier-retrain: keep each fold's model here, named by the people it trained on")
-    ap.add_argument("--fold-models", type=Path, default=None,
+    ap.add_argument("--fold-models", type=Path, nargs="+", default=None,
                     help="add a row from per-fold models kept by --save-fold-models (no training; another "
-                         "process may have trained some folds), with --shift-test too")
+                         "process may have trained some folds), with --shift-test too; several folders: one "
+                         "row for the ensemble of their models (facespace.models.ensemble)")
+    ap.add_argument("--ensemble-size", type=int, default=160,
+                    help="--fold-models with several folders: the ensemble's input side (the union of the "
+                         "members' boxes resized to it; 160 keeps LFW's own pixels for a 160-px union)")
     ap.add_argument("--shift-test", type=int, nargs="*", default=[],
                     help="--fold-models: score each fold's model with these test-time shifts in pixels, one row "
                          "each (default: 0, no shifts; `0 2` scores both)")
@@ -154,12 +158,20 @@ def main() -> None:
         runs.append((f"verifier retrained per fold ({path}{epochs})", None, train_fn,
                      {"size": m.image_shape[0], "grayscale": m.image_shape[2] == 1, "crop": model_crop(m),
                       "input": model_input(m)}))
-    if args.fold_models:
-        kw = fold_models.settings(args.fold_models)
+    if args.fold_models and len(args.fold_models) == 1:
+        kw = fold_models.settings(args.fold_models[0])
         for px in args.shift_test or [0]:
             shift = f", test-time shifts of {px} px" if px else ""
-            runs.append((f"verifier retrained per fold (kept models in {args.fold_models}{shift})", None,
-                         fold_models.replay(args.fold_models, shift_test=px), dict(kw)))
+            runs.append((f"verifier retrained per fold (kept models in {args.fold_models[0]}{shift})", None,
+                         fold_models.replay(args.fold_models[0], shift_test=px), dict(kw)))
+    elif args.fold_models:
+        kw = fold_models.ensemble_settings(args.fold_models, args.ensemble_size)
+        for px in args.shift_test or [0]:
+            shift = f", test-time shifts of {px} px" if px else ""
+            runs.append((f"ensemble of verifiers retrained per fold (kept models in "
+                         f"{' + '.join(map(str, args.fold_models))}{shift})", None,
+                         fold_models.replay_ensemble(args.fold_models, shift_test=px, size=args.ensemble_size),
+                         dict(kw)))
     if args.calibrate != "other-folds":
         fixed = [label for label, model, _, _ in runs if model is not None]
         if fixed:

@@ -175,3 +175,30 @@ def test_index_encode_and_search_use_the_recorded_crop(trained, fake_lfw, tmp_pa
     # --crop lfw overrides the recorded crop and gives other codes
     code, _, _ = run_cli("encode", folder, "--model", model, "--out", tmp_path / "l.npy", "--crop", "lfw")
     assert code == 0 and not np.allclose(np.sort(np.load(tmp_path / "l.npy"), axis=0), np.sort(tight, axis=0), atol=1e-4)
+
+
+def test_ensemble_of_verifiers_on_two_crops_is_one_model(trained, fake_lfw, tmp_path, run_cli):
+    """`facespace ensemble`: one checkpoint, cut at the union box; verify uses it like any model."""
+    from facespace.checkpoint import save_model
+
+    tight = load_model(trained[0] / "best.safetensors")
+    inner = save_model(tight, tmp_path / "inner.safetensors", extra={**tight.checkpoint_info["extra"], "crop": "lfw"})
+    ens_path = tmp_path / "ens.safetensors"
+    code, out, err = run_cli("ensemble", trained[0] / "best.safetensors", inner, "--out", ens_path, "--size", "40")
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["crop"] == "tight" and row["code_size"] == 16 and row["size"] == 40  # lfw's box lies inside tight's
+    ens = load_model(ens_path, kind="ensemble")
+    assert [m["crop"] for m in ens.checkpoint_info["extra"]["members"]] == [list(TIGHT_BOX), "lfw"]
+    a, b = fake_lfw / "lfw-deepfunneled" / "P00" / "P00_0001.jpg", fake_lfw / "lfw-deepfunneled" / "P03" / "P03_0002.jpg"
+    code, out, _ = run_cli("verify", ens_path, a, b, "--threshold", "1")
+    assert code == 0
+    z = ens.encode(load_images([a, b], size=40, crop=TIGHT_BOX))  # the files cut at the recorded union box
+    assert json.loads(out)["distance"] == pytest.approx(1 - float(z[0] @ z[1]), abs=1e-5)
+    # close to the mean of the members' own distances, each member reading the files at its own crop
+    members = [1 - float(np.prod(tight.encode(load_images([a, b], size=16, crop=c)), axis=0).sum()) for c in (TIGHT_BOX, "lfw")]
+    assert json.loads(out)["distance"] == pytest.approx(np.mean(members), abs=0.05)
+    code, _, err = run_cli("evaluate-lfw", ens_path, "--pairs", fake_lfw / "pairs.txt", "--retrain")
+    assert code != 0 and "is an ensemble" in err and "--fold-models" in err
+    code, _, err = run_cli("ensemble", ens_path, "--out", tmp_path / "bad.safetensors")
+    assert code != 0 and "must be verifiers" in err and not (tmp_path / "bad.safetensors").exists()

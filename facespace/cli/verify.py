@@ -1,5 +1,6 @@
-"""CLI commands of the 'verify' area: `facespace verify` (two faces: same person?) and
-`facespace evaluate-lfw` (the LFW View 2 protocol).
+"""CLI commands of the 'verify' area: `facespace verify` (two faces: same person?),
+`facespace evaluate-lfw` (the LFW View 2 protocol) and `facespace ensemble` (verifiers trained on
+different crops of the face, combined into one model).
 
 MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline; for
 `evaluate-lfw` also `pca:D[:SIZE]`, a PCA refitted on each fold's training people. `verify --detect`
@@ -91,6 +92,25 @@ def register(app: typer.Typer) -> None:
             say(f"{which}{'same person' if same else 'different people'}: distance {d:.4f} "
                 f"{'<=' if same else '>'} threshold {t:.4f}")
 
+    @app.command()
+    def ensemble(
+        models: list[Path] = typer.Argument(..., help="Verifier checkpoints, each trained on its own crop (--crop)."),
+        out_path: Path = typer.Option(..., "--out", help="Where to write the ensemble checkpoint (.safetensors)."),
+        size: int = typer.Option(160, help="Input side: the union of the members' boxes is resized to it (160 keeps "
+                                 "LFW's own pixels when the union box is 160 px wide)."),
+    ) -> None:
+        """Combine verifiers trained on different crops into one model (cosine = mean of theirs)."""
+        from facespace.checkpoint import load_model, save_model
+        from facespace.crops import crop_name
+        from facespace.models.ensemble import ensemble_verifiers
+
+        ens = ensemble_verifiers([load_model(p) for p in models], size=size)
+        save_model(ens, out_path)
+        out(json.dumps({"out": str(out_path), "kind": ens.kind, "members": [str(p) for p in models],
+                        "crop": crop_name(ens.crop), "size": size, "code_size": ens.code_size}))
+        say(f"ensemble of {len(models)} verifiers written to {out_path}; files are cut at {crop_name(ens.crop)} "
+            f"and resized to {size} px (use it as any model: verify, people, evaluate-lfw)")
+
     @app.command("evaluate-lfw")
     def evaluate_lfw(
         model: str = typer.Argument(..., help="Model checkpoint, pixels[:SIZE] or pca:D[:SIZE] (PCA refitted per fold)."),
@@ -164,6 +184,10 @@ def register(app: typer.Typer) -> None:
         from facespace.crops import resolve_crop
         from facespace.verifier_train import retrainer
 
+        if getattr(m, "kind", "") == "ensemble":
+            raise FacespaceError(f"--retrain trains one verifier per fold; {model} is an ensemble: retrain each member "
+                                 "with `evaluate-lfw MEMBER --retrain`, or keep the per-fold members with "
+                                 "benchmarks/verification.py --save-fold-models and score them with --fold-models A B C")
         if getattr(m, "kind", "") != "verifier":
             raise FacespaceError(f"--retrain trains verifier checkpoints afresh per fold; {getattr(m, 'kind', None) or model!r} "
                                  "is not one (pixels need no training; PCA is refitted per fold without --retrain)")

@@ -178,5 +178,9 @@ def ensemble_verifiers(models: Sequence[Any], *, crops: Sequence[Any] | None = N
     ens = VerifierEnsemble(config)
     for dst, src in zip(ens.members, models):
         dst.load_state_dict(src.state_dict())
-    ens.checkpoint_info = {"extra": {"crop": crop_record(union)}}
+    # what each member was: its crop, file and training settings (provenance; the weights are inside)
+    kept = ("crop", "objective", "loop", "people", "images")
+    info = [{**{k: v for k, v in (getattr(m, "checkpoint_info", {}).get("extra") or {}).items() if k in kept},
+             "crop": crop_record(c), "file": getattr(m, "checkpoint_info", {}).get("path")} for m, c in zip(models, crops)]
+    ens.checkpoint_info = {"extra": {"crop": crop_record(union), "members": info}}
     return ens.eval()
