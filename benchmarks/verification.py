@@ -232,7 +232,10 @@ def write_table(args, rows: list[dict], size: int) -> list[str]:
         notes += (" Rows 'kept models' score per-fold verifiers kept by `--save-fold-models` runs (ten trainings, "
                   "possibly split over processes by --folds; their training time is in those runs' logs, not in "
                   "the seconds column); a kept model is used only for the fold whose training people it was "
-                  "trained on (benchmarks/fold_models.py).")
+                  "trained on (benchmarks/fold_models.py). An 'ensemble' row combines each fold's kept models of "
+                  "several folders (each trained on its own crop) into one `VerifierEnsemble`: the union of their "
+                  "boxes is read at the input size and each member's box is cut from it; the cosine is the mean "
+                  "of the members' (facespace/models/ensemble.py).")
     if args.merge:
         notes += " Rows come from more than one run (`--merge`); each row's date and command are in verification.json."
     if args.folds:
