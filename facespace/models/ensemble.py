@@ -10,7 +10,9 @@ the cosine similarity of two codes is the mean of the members' cosine similariti
 `Encoder`, so verification, identification, search and clustering take it as they take a verifier.
 
 Members are combined after training (`ensemble_verifiers`); each keeps its own config and weights
-inside the one checkpoint.
+inside the one checkpoint. The input side matters little when it keeps the file's pixels: on fold 1
+of LFW View 2 (tight + wide + inner 48-px members) the ensemble's AUC is 0.9589 at 160 px, the same
+as each member reading its own crop from the files, 0.9579 at 128 px and 0.9567 at 96 px.
 
 Example:
     >>> from facespace.models.verifier import VerifierConfig, VerifierNet
@@ -125,9 +127,6 @@ class VerifierEnsemble(TorchEncoder):
         z = [m.encode_tensor(v) for m, v in zip(self.members, self.member_inputs(x))]
         return torch.cat(z, dim=1) / math.sqrt(len(z))
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return self.state_dict()
-
 
 def member_box(crop: Any) -> tuple[float, float, float, float]:
     """A member's crop as a pixel box of a 250x250 LFW-style original, or an error saying why not."""
@@ -148,9 +147,10 @@ def ensemble_verifiers(models: Sequence[Any], *, crops: Sequence[Any] | None = N
     Args:
         models: `VerifierNet`s (all colour or all grey).
         crops: each model's crop (`facespace.crops`); default: the crop recorded with each model.
-        size: the ensemble's input side; the union of the boxes is resized to it, so each member's
-            box should keep at least its own input size (a warning-free rule: the smallest box
-            times size / union side >= the member's size).
+        size: the ensemble's input side; the union of the boxes is resized to it. Pick it so each
+            member's box keeps at least the member's input side (box side x size / union side >=
+            member size), or that member sees an enlarged, blurrier face; the union's own side in
+            pixels (160 for tight + the 160-px wide box) cuts each member's box from the file's pixels.
 
     Returns:
         The ensemble, in eval mode, with the union box recorded as its crop.
