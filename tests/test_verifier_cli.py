@@ -198,7 +198,41 @@ def test_ensemble_of_verifiers_on_two_crops_is_one_model(trained, fake_lfw, tmp_
     # close to the mean of the members' own distances, each member reading the files at its own crop
     members = [1 - float(np.prod(tight.encode(load_images([a, b], size=16, crop=c)), axis=0).sum()) for c in (TIGHT_BOX, "lfw")]
     assert json.loads(out)["distance"] == pytest.approx(np.mean(members), abs=0.05)
-    code, _, err = run_cli("evaluate-lfw", ens_path, "--pairs", fake_lfw / "pairs.txt", "--retrain")
-    assert code != 0 and "is an ensemble" in err and "--fold-models" in err
     code, _, err = run_cli("ensemble", ens_path, "--out", tmp_path / "bad.safetensors")
     assert code != 0 and "must be verifiers" in err and not (tmp_path / "bad.safetensors").exists()
+
+
+def test_retrain_of_an_ensemble_retrains_each_member_per_fold(trained, fake_lfw, tmp_path, run_cli, monkeypatch):
+    """`evaluate-lfw ENSEMBLE --retrain`: every member trained afresh on the other fold's people only,
+    on its own box cut from the union faces; the per-fold models are ensembles again."""
+    import facespace.verifier_train as vt
+    from facespace.checkpoint import save_model
+    from facespace.models.ensemble import ensemble_verifiers
+
+    tight = load_model(trained[0] / "best.safetensors")
+    inner = load_model(save_model(tight, tmp_path / "inner.safetensors",
+                                  extra={**tight.checkpoint_info["extra"], "crop": "lfw"}))
+    ens_path = save_model(ensemble_verifiers([tight, inner], size=40), tmp_path / "ens.safetensors")
+    seen, made, original = [], [], vt.train_verifier
+
+    def spy(faces, **kw):
+        seen.append((set(faces.names.tolist()), faces.images.shape[1:], kw["crop"]))
+        return original(faces, **kw)
+
+    real_build = vt.ensemble_retrainer
+
+    def spy_retrainer(*a, **kw):
+        fn = real_build(*a, **kw)
+        return lambda faces: made.append(fn(faces)) or made[-1]
+
+    monkeypatch.setattr(vt, "train_verifier", spy)
+    monkeypatch.setattr(vt, "ensemble_retrainer", spy_retrainer)
+    report = tmp_path / "r.json"
+    code, out, err = run_cli("evaluate-lfw", ens_path, "--pairs", fake_lfw / "pairs.txt", "--retrain", "--json", report)
+    assert code == 0, err
+    fold_people = [{f"P{i:02d}" for i in range(4)}, {f"P{i:02d}" for i in range(4, 8)}]
+    assert [s[0] for s in seen] == [fold_people[1]] * 2 + [fold_people[0]] * 2  # two members per fold
+    assert all(s[1] == (16, 16, 3) for s in seen) and [s[2] for s in seen[:2]] == [list(TIGHT_BOX), "lfw"]
+    assert len(made) == 2 and all(m.kind == "ensemble" and m.crop == TIGHT_BOX for m in made)
+    r = json.loads(report.read_text())
+    assert r["protocol_honoured"] is True and r["retrained"] is True and r["full_protocol"] is True

@@ -8,7 +8,8 @@ treats each file as a whole photo (see `facespace/cli/people.py`).
 
 Image files are cut as the model's training faces were (the crop recorded in its checkpoint,
 `facespace.crops`); `--crop` overrides it. `evaluate-lfw VERIFIER --retrain` trains a fresh
-verifier per fold with the checkpoint's settings on the other folds' people only (the protocol).
+verifier per fold with the checkpoint's settings on the other folds' people only (the protocol);
+an ensemble retrains each of its members so.
 """
 
 from __future__ import annotations
@@ -182,16 +183,13 @@ def register(app: typer.Typer) -> None:
         """--retrain: one fresh verifier per fold, with the checkpoint's network, objective and loop."""
         from facespace import lfw_eval
         from facespace.crops import resolve_crop
-        from facespace.verifier_train import retrainer
+        from facespace.verifier_train import ensemble_retrainer, retrainer
 
-        if getattr(m, "kind", "") == "ensemble":
-            raise FacespaceError(f"--retrain trains one verifier per fold; {model} is an ensemble: retrain each member "
-                                 "with `evaluate-lfw MEMBER --retrain`, or keep the per-fold members with "
-                                 "benchmarks/verification.py --save-fold-models and score them with --fold-models A B C")
-        if getattr(m, "kind", "") != "verifier":
+        if getattr(m, "kind", "") not in ("verifier", "ensemble"):
             raise FacespaceError(f"--retrain trains verifier checkpoints afresh per fold; {getattr(m, 'kind', None) or model!r} "
                                  "is not one (pixels need no training; PCA is refitted per fold without --retrain)")
-        train_fn = retrainer(m, progress=True, threads=threads)
+        # an ensemble retrains each member on its own box, cut from the same faces
+        train_fn = (ensemble_retrainer if m.kind == "ensemble" else retrainer)(m, progress=True, threads=threads)
         size, _, c = m.image_shape
         report = lfw_eval.evaluate_lfw(None, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc, size=size,
                                        grayscale=c == 1, crop=resolve_crop(m, cut), folds=folds, calibrate=calibrate)
