@@ -50,7 +50,7 @@ LFW_BOX = (80, 80, 170, 170)
 class EnsembleConfig:
     """Everything that builds a `VerifierEnsemble` (the members' weights come from the checkpoint)."""
 
-    size: int = 96  # input side: the union of the members' boxes resized to size x size
+    size: int = 160  # input side: the union of the members' boxes resized to size x size
     channels: int = 3  # every member's channels
     members: tuple[dict, ...] = ()  # each member's `VerifierConfig` as a dict
     boxes: tuple[tuple[float, ...], ...] = ()  # each member's (top, left, bottom, right) as fractions of the input
@@ -141,7 +141,7 @@ def member_box(crop: Any) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in crop)
 
 
-def ensemble_verifiers(models: Sequence[Any], *, crops: Sequence[Any] | None = None, size: int = 96) -> VerifierEnsemble:
+def ensemble_verifiers(models: Sequence[Any], *, crops: Sequence[Any] | None = None, size: int = 160) -> VerifierEnsemble:
     """One `VerifierEnsemble` from trained verifiers, each with its crop.
 
     Args:
