@@ -39,18 +39,22 @@ def test_resize_weights_match_pillow(n_in, n_out, box):
 
 def test_member_cut_matches_loading_the_member_crop(tmp_path):
     """An ensemble image cut to a member's box equals the file loaded at that member's crop."""
-    rng = np.random.default_rng(1)
-    img = (rng.random((250, 250, 3)) * 255).astype(np.uint8)
+    y, x = np.mgrid[0:250, 0:250] / 250.0
+    # smooth structure at several scales, different per channel: a box cut in the wrong place shows
+    img = np.stack([np.sin(7 * x + 3 * y), np.cos(11 * y) * x, np.sin(5 * x * y + 9 * x)], -1)
+    img = ((img - img.min()) / np.ptp(img) * 255).astype(np.uint8)
     path = tmp_path / "face.png"
     Image.fromarray(img).save(path)
     ens = ensemble_verifiers([member(0, (70, 65, 190, 185)), member(1, "lfw")], size=96)
     union, _ = decode_face(path, 96, crop=ens.crop)
     cuts = ens.member_inputs(to_tensor(union[None].astype(np.float32) / 255))
-    for cut, crop in zip(cuts, [(70, 65, 190, 185), "lfw"]):
-        direct, _ = decode_face(path, 16, crop=crop)
-        got = cut[0].permute(1, 2, 0).numpy()
+    direct = [decode_face(path, 16, crop=crop)[0] / 255 for crop in [(70, 65, 190, 185), "lfw"]]
+    got = [cut[0].permute(1, 2, 0).numpy() for cut in cuts]
+    for k in range(2):
         # two resamplings (file -> union -> member) against one: close, not equal
-        assert np.abs(got - direct / 255).mean() < 0.03
+        assert np.abs(got[k] - direct[k]).mean() < 0.01
+        # and far from the other member's box
+        assert np.abs(got[k] - direct[1 - k]).mean() > 0.05
 
 
 def test_codes_are_unit_and_cosine_is_the_mean_of_the_members():
