@@ -104,3 +104,15 @@ def test_bad_members_are_refused():
     ens = ensemble_verifiers([member(0, "lfw")], size=24)
     with pytest.raises(FacespaceError, match="model takes"):
         ens.encode(np.zeros((1, 16, 16, 3), np.float32))
+
+
+def test_retraining_needs_the_members_crops():
+    from facespace.models.ensemble import VerifierEnsemble
+    from facespace.verifier_train import ensemble_retrainer
+
+    built = ensemble_verifiers([member(0, "lfw"), member(1, (50, 45, 210, 205))], size=32)
+    assert len(built.checkpoint_info["extra"]["members"]) == 2
+    ensemble_retrainer(built)  # recorded by ensemble_verifiers: accepted
+    bare = VerifierEnsemble(built.config)  # a network with no record of its members' crops
+    with pytest.raises(FacespaceError, match="rebuild it with `facespace ensemble`"):
+        ensemble_retrainer(bare)
