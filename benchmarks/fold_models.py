@@ -81,32 +81,38 @@ def replay_ensemble(folders: list[Path], *, shift_test: int = 0, size: int = 160
 
 def ensemble_settings(folders: list[Path], size: int = 160) -> dict:
     """`evaluate_lfw` keywords and input label for `replay_ensemble(folders, size=size)`."""
-    from facespace.checkpoint import load_model
     from facespace.crops import crop_name
     from facespace.models.ensemble import ensemble_verifiers
 
-    models = []
-    for folder in folders:
-        paths = sorted(Path(folder).glob("*.safetensors"))
-        if not paths:
-            raise FacespaceError(f"{folder} holds no kept fold models; make them with --save-fold-models {folder}")
-        models.append(load_model(paths[0], kind="verifier"))
+    models = [_first_model(folder) for folder in folders]
     ens = ensemble_verifiers(models, size=size)
-    members = " + ".join(settings(f)["input"] for f in folders)
+    members = " + ".join(input_label(m) for m in models)
     return {"size": size, "grayscale": ens.config.channels == 1, "crop": ens.crop,
             "input": f"{size}px of the union box {crop_name(ens.crop)}, cut for each member: {members}"}
 
 
 def settings(folder: Path) -> dict:
     """`evaluate_lfw` keywords (size, grayscale, crop) and the input label of the kept models."""
+    from facespace.crops import model_crop
+
+    m = _first_model(folder)
+    size, _, c = m.image_shape
+    return {"size": size, "grayscale": c == 1, "crop": model_crop(m), "input": input_label(m)}
+
+
+def _first_model(folder: Path) -> Any:
+    """One kept model of `folder` (they all share size, channels and crop)."""
     from facespace.checkpoint import load_model
-    from facespace.crops import crop_name, model_crop
 
     paths = sorted(Path(folder).glob("*.safetensors"))
     if not paths:
         raise FacespaceError(f"{folder} holds no kept fold models; make them with --save-fold-models {folder}")
-    m = load_model(paths[0], kind="verifier")
-    size, _, c = m.image_shape
-    return {"size": size, "grayscale": c == 1, "crop": model_crop(m),
-            "input": f"{size}px {'grey' if c == 1 else 'colour'}, crop {crop_name(model_crop(m))}"}
+    return load_model(paths[0], kind="verifier")
 
+
+def input_label(model: Any) -> str:
+    """`48px colour, crop tight`: how a kept model sees a face."""
+    from facespace.crops import crop_name, model_crop
+
+    size, _, c = model.image_shape
+    return f"{size}px {'grey' if c == 1 else 'colour'}, crop {crop_name(model_crop(model))}"

@@ -79,10 +79,9 @@ def verifier_retrained(path: Path, faces, threads: int, what: str):
 
 def model_input(model) -> str:
     """`48px colour, crop tight`: how a model sees a face."""
-    from facespace.crops import crop_name, model_crop
+    import fold_models
 
-    size, _, c = model.image_shape
-    return f"{size}px {'grey' if c == 1 else 'colour'}, crop {crop_name(model_crop(model))}"
+    return fold_models.input_label(model)
 
 
 def main() -> None:

@@ -38,12 +38,10 @@ import torch
 from torch import nn
 
 from facespace.checkpoint import config_from_dict, register_model
+from facespace.data.images import LFW_BOX  # the "lfw" crop: the central 90x90 of a 250x250 LFW original
 from facespace.errors import FacespaceError
 from facespace.models.base import TorchEncoder
 from facespace.models.verifier import VerifierConfig, VerifierNet
-
-# the "lfw" crop of the data layer is the central 90x90 of a 250x250 LFW original
-LFW_BOX = (80, 80, 170, 170)
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,8 @@ class VerifierEnsemble(TorchEncoder):
         self.members = nn.ModuleList(VerifierNet(config_from_dict(VerifierConfig, m)) for m in config.members)
         for i, (member, box) in enumerate(zip(self.members, config.boxes)):
             if member.config.channels != config.channels:
-                raise FacespaceError(f"member {i} takes {member.config.channels} channels, the ensemble {config.channels}")
+                raise FacespaceError(f"ensemble members must all be colour or all grey: member {i} takes "
+                                     f"{member.config.channels} channels, the ensemble {config.channels}")
             t, l, b, r = (v * config.size for v in box)
             side = member.config.size
             # derived from the config, so not saved with the weights
@@ -170,10 +169,8 @@ def ensemble_verifiers(models: Sequence[Any], *, crops: Sequence[Any] | None = N
     b_, r = max(b[2] for b in boxes), max(b[3] for b in boxes)
     union = tuple(int(v) if float(v).is_integer() else v for v in (t, l, b_, r))
     rel = tuple(((bt - t) / (b_ - t), (bl - l) / (r - l), (bb - t) / (b_ - t), (br - l) / (r - l)) for bt, bl, bb, br in boxes)
-    channels = {m.config.channels for m in models}
-    if len(channels) != 1:
-        raise FacespaceError("ensemble members must all be colour or all grey")
-    config = EnsembleConfig(size=size, channels=channels.pop(), boxes=rel,
+    # every member must take these channels: VerifierEnsemble refuses one that does not
+    config = EnsembleConfig(size=size, channels=models[0].config.channels, boxes=rel,
                             members=tuple(dataclasses.asdict(m.config) for m in models))
     ens = VerifierEnsemble(config)
     for dst, src in zip(ens.members, models):
