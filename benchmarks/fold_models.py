@@ -6,7 +6,9 @@ model back when it asks for a model of exactly those people (and refuses otherwi
 - two processes can train different folds (`--folds 1-5` and `--folds 6-10`) and one cheap run
   scores all ten folds (the full protocol) from the kept models;
 - the same trained models can be scored with another test-time setting (`shift_test`), an
-  ablation that costs no training.
+  ablation that costs no training;
+- an ensemble of kept models keeps each member's codes of the scored images on disk
+  (`<folder>/codes/`), so scoring it again, or with one more member, encodes only what is new.
 The people hash is what keeps this honest: a kept model is only used for a fold whose training
 people are exactly the people it was trained on.
 """
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from facespace.errors import FacespaceError
 
@@ -70,13 +75,63 @@ def replay(folder: Path, *, shift_test: int = 0) -> Callable[[Any], Any]:
     return fn
 
 
-def replay_ensemble(folders: list[Path], *, shift_test: int = 0, size: int = 160) -> Callable[[Any], Any]:
+def replay_ensemble(folders: list[Path], *, shift_test: int = 0, size: int = 160,
+                    cache: bool = True) -> Callable[[Any], Any]:
     """`train_fn` that returns the kept models of several folders (each trained on exactly `faces'`
-    people, each with its own crop) as one `VerifierEnsemble` of input side `size`."""
+    people, each with its own crop) as one `VerifierEnsemble` of input side `size`; with `cache`,
+    wrapped in a `CachedEnsemble` that keeps each member's codes beside its file."""
     from facespace.models.ensemble import ensemble_verifiers
 
     members = [replay(folder, shift_test=shift_test) for folder in folders]
-    return lambda faces: ensemble_verifiers([fn(faces) for fn in members], size=size)
+
+    def fn(faces: Any) -> Any:
+        models = [member(faces) for member in members]
+        ens = ensemble_verifiers(models, size=size)
+        return CachedEnsemble(ens, [Path(m.checkpoint_info["path"]) for m in models]) if cache else ens
+
+    return fn
+
+
+class CachedEnsemble:
+    """A `VerifierEnsemble` whose `encode` keeps each member's codes of an image batch on disk.
+
+    The codes of member i for images X are `<member's folder>/codes/<hash of the member file>-shift<s>-
+    <hash of X>.npy`: the same weights, test-time shifts and input give the same codes, so they are read
+    back instead of computed. `encode` returns exactly what the ensemble's would: the members' unit
+    codes side by side over sqrt(M).
+    """
+
+    def __init__(self, ensemble: Any, files: list[Path]):
+        self.ensemble, self.files = ensemble, [Path(f) for f in files]
+        self.kind, self.image_shape, self.code_size = ensemble.kind, ensemble.image_shape, ensemble.code_size
+        self.checkpoint_info = ensemble.checkpoint_info
+
+    def encode(self, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """`(n, size, size, C)` float32 images of the union box -> `(n, d)` float32 codes."""
+        images = np.ascontiguousarray(images, np.float32)
+        tag = hashlib.sha256(images.tobytes()).hexdigest()[:16]
+        parts = [self._member_codes(i, images, tag, batch_size) for i in range(len(self.files))]
+        return (np.concatenate(parts, 1) / np.sqrt(len(parts))).astype(np.float32)
+
+    def _member_codes(self, i: int, images: np.ndarray, tag: str, batch_size: int) -> np.ndarray:
+        import torch
+
+        from facespace.checkpoint import file_hash
+        from facespace.models.base import to_tensor
+
+        member, file = self.ensemble.members[i], self.files[i]
+        path = file.parent / "codes" / f"{file_hash(file)}-shift{member.config.shift_test}-{tag}.npy"
+        if path.exists():
+            return np.load(path)
+        with torch.no_grad():
+            z = np.concatenate([member.encode_tensor(self.ensemble.member_inputs(to_tensor(images[s:s + batch_size]))[i]).numpy()
+                                for s in range(0, len(images), batch_size)])
+        path.parent.mkdir(exist_ok=True)
+        part = path.with_suffix(f".{os.getpid()}.part")
+        with open(part, "wb") as f:
+            np.save(f, z)
+        os.replace(part, path)  # a killed run leaves a .part, never a truncated cache entry
+        return z
 
 
 def ensemble_settings(folders: list[Path], size: int = 160) -> dict:

@@ -59,7 +59,7 @@ def test_kept_models_of_several_folders_replay_as_one_ensemble(tmp_path):
     folders = [tmp_path / "tight", tmp_path / "wide"]
     kw = fold_models.ensemble_settings(folders, size=32)
     assert kw["size"] == 32 and kw["crop"] == (50, 45, 210, 205) and "crop tight" in kw["input"]
-    ens = fold_models.replay_ensemble(folders, size=32)(faces)
+    ens = fold_models.replay_ensemble(folders, size=32, cache=False)(faces)
     x = np.random.default_rng(5).random((4, 32, 32, 1)).astype(np.float32)
     cuts = ens.member_inputs(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
     with torch.no_grad():
@@ -67,3 +67,34 @@ def test_kept_models_of_several_folders_replay_as_one_ensemble(tmp_path):
     np.testing.assert_allclose(ens.encode(x), want, atol=1e-5)
     with pytest.raises(FacespaceError, match="no model trained on exactly these"):
         fold_models.replay_ensemble(folders, size=32)(faces_of(["cy"]))
+
+
+def test_an_ensemble_replay_keeps_member_codes_and_reuses_them(tmp_path, monkeypatch):
+    torch.manual_seed(2)
+    faces = faces_of(["ann", "bob", "ann"])
+    folders = []
+    for folder, crop in (("tight", [70, 65, 190, 185]), ("wide", [50, 45, 210, 205]), ("inner", [80, 80, 170, 170])):
+        net = VerifierNet(VerifierConfig(size=16, channels=1, code_size=8, width=4, blocks=(1, 1))).eval()
+        net.checkpoint_info = {"extra": {"crop": crop}}
+        fold_models.saving(lambda f, net=net: net, tmp_path / folder)(faces)
+        folders.append(tmp_path / folder)
+    x = np.random.default_rng(6).random((5, 32, 32, 1)).astype(np.float32)
+    plain = fold_models.replay_ensemble(folders[:2], size=32, shift_test=1, cache=False)(faces)
+    cached = fold_models.replay_ensemble(folders[:2], size=32, shift_test=1)(faces)
+    first = cached.encode(x)
+    np.testing.assert_allclose(first, plain.encode(x), atol=1e-6)  # the ensemble's own codes
+    assert all(len(list((f / "codes").glob("*-shift1-*.npy"))) == 1 for f in folders[:2])
+    # read back, not recomputed: a member that can no longer encode is not asked to
+    again = fold_models.replay_ensemble(folders[:2], size=32, shift_test=1)(faces)
+    monkeypatch.setattr(VerifierNet, "encode_tensor", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
+    np.testing.assert_array_equal(again.encode(x), first)
+    with pytest.raises(AssertionError, match="recomputed"):  # other images are new work
+        again.encode(x[:3])
+    with pytest.raises(AssertionError, match="recomputed"):  # another shift is another code
+        fold_models.replay_ensemble(folders[:2], size=32, shift_test=0)(faces).encode(x)
+    monkeypatch.undo()
+    # one more member (whose box lies inside the union): only it is encoded, the others are read back
+    three = fold_models.replay_ensemble(folders, size=32, shift_test=1)(faces)
+    np.testing.assert_allclose(three.encode(x), fold_models.replay_ensemble(folders, size=32, shift_test=1,
+                                                                           cache=False)(faces).encode(x), atol=1e-6)
+    assert len(list((folders[0] / "codes").glob("*.npy"))) == 1 and not list(tmp_path.rglob("*.part"))
