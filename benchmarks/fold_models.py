@@ -120,12 +120,15 @@ class CachedEnsemble:
         from facespace.models.base import to_tensor
 
         member, file = self.ensemble.members[i], self.files[i]
+        # the member's box in the union follows from its file (its recorded crop) and the union's pixels
+        # (their hash), so weights, shifts and images are the whole key
         path = file.parent / "codes" / f"{file_hash(file)}-shift{member.config.shift_test}-{tag}.npy"
         if path.exists():
             return np.load(path)
         with torch.no_grad():
-            z = np.concatenate([member.encode_tensor(self.ensemble.member_inputs(to_tensor(images[s:s + batch_size]))[i]).numpy()
-                                for s in range(0, len(images), batch_size)])
+            cut = (self.ensemble.member_inputs(to_tensor(images[s:s + batch_size]))[i]
+                   for s in range(0, len(images), batch_size))
+            z = np.concatenate([member.encode_tensor(x).numpy() for x in cut])
         path.parent.mkdir(exist_ok=True)
         part = path.with_suffix(f".{os.getpid()}.part")
         with open(part, "wb") as f:

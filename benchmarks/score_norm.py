@@ -1,0 +1,159 @@
+"""How much can scoring alone, with the networks fixed, move an ensemble's LFW View 2 accuracy?
+
+Takes the per-fold kept models of `--fold-models` folders as one ensemble per fold, exactly as
+`verification.py --fold-models` does (their codes come from the cache `fold_models.CachedEnsemble`
+keeps, so a scored ensemble costs no encoding), and scores the same pairs several ways, each under
+the View 2 protocol (fold k: fold k's models; its threshold from the other nine folds' pairs):
+- mean cosine of the members: the ensemble's own score (the baseline; equals verification.py's row);
+- cohort score normalisation (S-norm): the cosine of a pair, standardised by each face's cosines to a
+  cohort of training images (mean and std over all of them, or over the top K), then averaged. The
+  cohort of a pair in fold j under fold k's models is the images of the folds other than j and k,
+  so no face meets its own people in it and fold k stays unseen;
+- thresholds from impostors only: the nine folds' pairs show people fold k's model trained on, whose
+  same-person cosines run higher than a stranger's, while different-person cosines barely move; a
+  threshold set at a false-accept rate on the nine folds' different-person pairs alone ignores the
+  biased side.
+It also reports that bias: the mean cosine of same- and different-person pairs of the tested fold
+(unseen people) and of the other folds (seen), averaged over the folds.
+
+    .venv/bin/python benchmarks/score_norm.py --fold-models runs/folds-e24d5 runs/folds-64w12 runs/folds-wide
+
+Writes benchmarks/results/score_norm.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from verification import LFW, RESULTS, write_results
+
+FARS = (0.05, 0.075, 0.10)
+TOPS = (0, 200)
+
+
+def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: Path, lfw: Path, threads: int):
+    """Each fold's ensemble codes of all pair images, as `evaluate_lfw` encodes them.
+
+    Returns:
+        (codes, ia, ib, same, fold, report): `codes[k]` `(n_used, d)` float32 under fold k's models
+        (rows of `ia`/`ib`: the images of the pairs, in file order), `same` `(6000,)` bool, `fold`
+        `(6000,)` 0-based, and evaluate_lfw's report on the mean cosine (the baseline).
+    """
+    import torch
+
+    import fold_models
+    from facespace.data import load_faces, read_pairs
+    from facespace.lfw_eval import evaluate_lfw, find_lfw_root, pair_rows
+
+    torch.set_num_threads(threads)
+    replay = fold_models.replay_ensemble(folders, shift_test=shift_test, size=size)
+    codes: list[np.ndarray] = []
+
+    class Captured:  # the fold's ensemble, keeping what it encoded
+        def __init__(self, model):
+            self.model, self.code_size = model, model.code_size
+
+        def encode(self, images):
+            codes.append(self.model.encode(images))
+            return codes[-1]
+
+    kw = fold_models.ensemble_settings(folders, size)
+    kw.pop("input")
+    report = evaluate_lfw(None, pairs, lfw, train_fn=lambda faces: Captured(replay(faces)), progress=True, **kw)
+    plist = read_pairs(pairs)
+    small = load_faces(str(find_lfw_root(pairs, lfw)), size=8, crop=kw["crop"], progress=False)  # names in file order
+    ia, ib = pair_rows(plist, find_lfw_root(pairs, lfw), small)
+    used = np.union1d(ia, ib)
+    row = np.full(len(small), -1)
+    row[used] = np.arange(len(used))
+    same = np.array([bool(p.same) for p in plist])
+    fold = np.array([int(p.fold) for p in plist])
+    # evaluate_lfw encoded the images `used` in order, once per fold, with that fold's ensemble,
+    # whose codes are the members' unit codes over sqrt(M): their dot product is the members' mean cosine
+    return codes, row[ia], row[ib], same, fold, report
+
+
+def snorm(codes: np.ndarray, ia, ib, fold, k: int, top: int) -> np.ndarray:
+    """S-norm scores of all pairs under fold k's codes (cohort: folds other than the pair's and k)."""
+    s = np.sum(codes[ia] * codes[ib], 1)
+    out = np.empty_like(s)
+    images = {j: np.union1d(ia[fold == j], ib[fold == j]) for j in np.unique(fold)}
+    for j in np.unique(fold):
+        cohort = np.unique(np.concatenate([images[f] for f in images if f not in (j, k)]))
+        sims = codes[images[j]] @ codes[cohort].T  # (faces of fold j, cohort)
+        if top:
+            sims = -np.sort(-sims, axis=1)[:, :top]
+        mu, sd = np.zeros(len(codes)), np.ones(len(codes))
+        mu[images[j]], sd[images[j]] = sims.mean(1), sims.std(1)
+        p = fold == j
+        out[p] = 0.5 * ((s[p] - mu[ia[p]]) / sd[ia[p]] + (s[p] - mu[ib[p]]) / sd[ib[p]])
+    return out
+
+
+def score(scores: dict[int, np.ndarray], same, fold, far: float | None = None) -> dict:
+    """The protocol on per-fold scores (higher = more alike): accuracy ± SE, AUC, own-best."""
+    from facespace.lfw_eval import roc_metrics
+    from facespace.verify import calibrate_threshold, pair_accuracy
+
+    accs, best, tested = [], [], np.zeros(len(same))
+    for k, s in scores.items():
+        d, test = -s, fold == k
+        t = calibrate_threshold(d[~test], same[~test], target_far=far)
+        accs.append(pair_accuracy(d[test], same[test], t))
+        best.append(pair_accuracy(d[test], same[test], calibrate_threshold(d[test], same[test])))
+        tested[test] = d[test]
+    _, _, auc, _, _ = roc_metrics(tested, same)
+    a = np.array(accs)
+    return {"mean_accuracy": float(a.mean()), "standard_error": float(a.std(ddof=1) / np.sqrt(len(a))),
+            "auc": float(auc), "own_best": float(np.mean(best)), "fold_accuracies": [float(x) for x in a]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fold-models", type=Path, nargs="+", required=True)
+    ap.add_argument("--shift-test", type=int, default=2)
+    ap.add_argument("--ensemble-size", type=int, default=160)
+    ap.add_argument("--pairs", type=Path, default=LFW / "pairs.txt")
+    ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    t0 = time.time()
+    codes, ia, ib, same, fold, report = fold_codes(args.fold_models, args.shift_test, args.ensemble_size,
+                                                      args.pairs, args.lfw, args.threads)
+    cos = {k: np.sum(codes[k][ia] * codes[k][ib], 1) for k in range(len(codes))}
+    rows = [{"scoring": "mean cosine of the members (the ensemble's own score)", **score(cos, same, fold)}]
+    for top in TOPS:
+        norm = {k: snorm(codes[k], ia, ib, fold, k, top) for k in cos}
+        rows.append({"scoring": f"S-norm, cohort statistics over {'the top ' + str(top) if top else 'all'} "
+                                f"cohort images", **score(norm, same, fold)})
+    for far in FARS:
+        rows.append({"scoring": f"mean cosine, threshold at FAR {far:.1%} of the nine folds' different-person pairs",
+                     **score(cos, same, fold, far=far)})
+    gap = {f"{kind} pairs, {who}": float(np.mean([cos[k][(fold == k if who == 'unseen' else fold != k) & want].mean()
+                                                  for k in cos]))
+           for kind, want in (("same-person", same), ("different-person", ~same)) for who in ("seen", "unseen")}
+    base = rows[0]["mean_accuracy"]
+    lines = ["| scoring | accuracy ± SE | change | AUC | at each fold's own best threshold |", "|---|---|---|---|---|"]
+    lines += [f"| {r['scoring']} | {r['mean_accuracy']:.4f} ± {r['standard_error']:.4f} | "
+              f"{(r['mean_accuracy'] - base) * 100:+.2f} pts | {r['auc']:.4f} | {r['own_best']:.4f} |" for r in rows]
+    lines += ["", "| mean cosine under each fold's models | seen (other folds' people) | unseen (the tested fold) |",
+              "|---|---|---|"]
+    lines += [f"| {kind} pairs | {gap[kind + ' pairs, seen']:.3f} | {gap[kind + ' pairs, unseen']:.3f} |"
+              for kind in ("same-person", "different-person")]
+    notes = (f"LFW View 2, the full 10-fold protocol, ensemble of the kept per-fold models of "
+             f"{' + '.join(map(str, args.fold_models))} (test-time shifts {args.shift_test} px, input "
+             f"{args.ensemble_size} px), each scoring rule applied to the same codes. Baseline check: "
+             f"verification.py's protocol on these codes gives {report.mean_accuracy:.4f}.")
+    write_results("score_norm", rows, "\n".join(lines), notes, extra={"seen_unseen_mean_cosine": gap,
+                  "seconds": round(time.time() - t0, 1)}, results_dir=args.results_dir)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
