@@ -18,7 +18,7 @@ It also reports that bias: the mean cosine of same- and different-person pairs o
 
     .venv/bin/python benchmarks/score_norm.py --fold-models runs/folds-e24d5 runs/folds-64w12 runs/folds-wide
 
-Writes benchmarks/results/score_norm.{json,md}.
+Writes benchmarks/results/score_norm.{json,md} (`--name` for another name).
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
+    ap.add_argument("--name", default="score_norm", help="results file name (<name>.json and .md)")
     args = ap.parse_args()
     t0 = time.time()
     codes, ia, ib, same, fold, report = fold_codes(args.fold_models, args.shift_test, args.ensemble_size,
@@ -150,7 +151,7 @@ def main() -> None:
              f"{' + '.join(map(str, args.fold_models))} (test-time shifts {args.shift_test} px, input "
              f"{args.ensemble_size} px), each scoring rule applied to the same codes. Baseline check: "
              f"verification.py's protocol on these codes gives {report.mean_accuracy:.4f}.")
-    write_results("score_norm", rows, "\n".join(lines), notes, extra={"seen_unseen_mean_cosine": gap,
+    write_results(args.name, rows, "\n".join(lines), notes, extra={"seen_unseen_mean_cosine": gap,
                   "seconds": round(time.time() - t0, 1)}, results_dir=args.results_dir)
     print("\n".join(lines))
 

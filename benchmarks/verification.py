@@ -234,7 +234,9 @@ def write_table(args, rows: list[dict], size: int) -> list[str]:
                   "trained on (benchmarks/fold_models.py). An 'ensemble' row combines each fold's kept models of "
                   "several folders (each trained on its own crop) into one `VerifierEnsemble`: the union of their "
                   "boxes is read at the input size and each member's box is cut from it; the cosine is the mean "
-                  "of the members' (facespace/models/ensemble.py).")
+                  "of the members' (facespace/models/ensemble.py). Each member's codes are kept in "
+                  "<folder>/codes/ (fold_models.CachedEnsemble): an ensemble row's seconds count only the "
+                  "members whose codes were not kept yet.")
     if args.merge:
         notes += " Rows come from more than one run (`--merge`); each row's date and command are in verification.json."
     if args.folds:
