@@ -73,6 +73,8 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: Path, lfw
     row[used] = np.arange(len(used))
     same = np.array([bool(p.same) for p in plist])
     fold = np.array([int(p.fold) for p in plist])
+    # one encode per fold, in fold order (evaluate_lfw trains and encodes folds 0, 1, ... in turn)
+    assert len(codes) == len(np.unique(fold)) and all(len(c) == len(used) for c in codes)
     # evaluate_lfw encoded the images `used` in order, once per fold, with that fold's ensemble,
     # whose codes are the members' unit codes over sqrt(M): their dot product is the members' mean cosine
     return codes, row[ia], row[ib], same, fold, report
