@@ -87,7 +87,7 @@ def replay_ensemble(folders: list[Path], *, shift_test: int = 0, size: int = 160
     def fn(faces: Any) -> Any:
         models = [member(faces) for member in members]
         ens = ensemble_verifiers(models, size=size)
-        return CachedEnsemble(ens, [Path(m.checkpoint_info["path"]) for m in models]) if cache else ens
+        return CachedEnsemble(ens, [m.checkpoint_info for m in models]) if cache else ens
 
     return fn
 
@@ -101,8 +101,9 @@ class CachedEnsemble:
     codes side by side over sqrt(M).
     """
 
-    def __init__(self, ensemble: Any, files: list[Path]):
-        self.ensemble, self.files = ensemble, [Path(f) for f in files]
+    def __init__(self, ensemble: Any, infos: list[dict]):
+        """`infos`: each member's `checkpoint_info` from `load_model` (its file's path and hash)."""
+        self.ensemble, self.infos = ensemble, infos
         self.kind, self.image_shape, self.code_size = ensemble.kind, ensemble.image_shape, ensemble.code_size
         self.checkpoint_info = ensemble.checkpoint_info
 
@@ -110,31 +111,24 @@ class CachedEnsemble:
         """`(n, size, size, C)` float32 images of the union box -> `(n, d)` float32 codes."""
         images = np.ascontiguousarray(images, np.float32)
         tag = hashlib.sha256(images.tobytes()).hexdigest()[:16]
-        parts = [self._member_codes(i, images, tag, batch_size) for i in range(len(self.files))]
-        return (np.concatenate(parts, 1) / np.sqrt(len(parts))).astype(np.float32)
-
-    def _member_codes(self, i: int, images: np.ndarray, tag: str, batch_size: int) -> np.ndarray:
-        import torch
-
-        from facespace.checkpoint import file_hash
-        from facespace.models.base import to_tensor
-
-        member, file = self.ensemble.members[i], self.files[i]
         # the member's box in the union follows from its file (its recorded crop) and the union's pixels
         # (their hash), so weights, shifts and images are the whole key
-        path = file.parent / "codes" / f"{file_hash(file)}-shift{member.config.shift_test}-{tag}.npy"
-        if path.exists():
-            return np.load(path)
-        with torch.no_grad():
-            cut = (self.ensemble.member_inputs(to_tensor(images[s:s + batch_size]))[i]
-                   for s in range(0, len(images), batch_size))
-            z = np.concatenate([member.encode_tensor(x).numpy() for x in cut])
-        path.parent.mkdir(exist_ok=True)
-        part = path.with_suffix(f".{os.getpid()}.part")
-        with open(part, "wb") as f:
-            np.save(f, z)
-        os.replace(part, path)  # a killed run leaves a .part, never a truncated cache entry
-        return z
+        paths = [Path(info["path"]).parent / "codes" / f"{info['hash']}-shift{m.config.shift_test}-{tag}.npy"
+                 for m, info in zip(self.ensemble.members, self.infos)]
+        cuts = None if all(p.exists() for p in paths) else self.ensemble.member_images(images, batch_size=batch_size)
+        parts = [np.load(p) if p.exists() else _save(p, m.encode(cuts[i], batch_size=batch_size))
+                 for i, (m, p) in enumerate(zip(self.ensemble.members, paths))]
+        return (np.concatenate(parts, 1) / np.sqrt(len(parts))).astype(np.float32)
+
+
+def _save(path: Path, codes: np.ndarray) -> np.ndarray:
+    """Write `codes` to `path` through a temporary name (a killed run leaves a .part, never a truncated entry)."""
+    path.parent.mkdir(exist_ok=True)
+    part = path.with_suffix(f".{os.getpid()}.part")
+    with open(part, "wb") as f:
+        np.save(f, codes)
+    os.replace(part, path)
+    return codes
 
 
 def ensemble_settings(folders: list[Path], size: int = 160) -> dict:

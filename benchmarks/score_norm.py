@@ -66,8 +66,9 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: Path, lfw
     kw.pop("input")
     report = evaluate_lfw(None, pairs, lfw, train_fn=lambda faces: Captured(replay(faces)), progress=True, **kw)
     plist = read_pairs(pairs)
-    small = load_faces(str(find_lfw_root(pairs, lfw)), size=8, crop=kw["crop"], progress=False)  # names in file order
-    ia, ib = pair_rows(plist, find_lfw_root(pairs, lfw), small)
+    root = find_lfw_root(pairs, lfw)
+    small = load_faces(str(root), size=8, crop=kw["crop"], progress=False)  # names in file order
+    ia, ib = pair_rows(plist, root, small)
     used = np.union1d(ia, ib)
     row = np.full(len(small), -1)
     row[used] = np.arange(len(used))

@@ -301,12 +301,11 @@ def ensemble_retrainer(
     """A `train_fn(faces) -> VerifierEnsemble` that trains every member afresh with its own settings.
 
     `faces` are at the ensemble's input (its union crop, `(n, size, size, C)`); each member trains on
-    its own box cut from them exactly as the ensemble cuts it at use (`member_inputs`), with the
+    its own box cut from them exactly as the ensemble cuts it at use (`member_images`), with the
     network, objective and loop recorded for it by `ensemble_verifiers` (see `retrainer`).
     """
     from types import SimpleNamespace
 
-    from facespace.models.base import to_tensor
     from facespace.models.ensemble import ensemble_verifiers
 
     infos = (getattr(ensemble, "checkpoint_info", {}).get("extra") or {}).get("members") or []
@@ -316,12 +315,8 @@ def ensemble_retrainer(
                      threads=threads, epochs=epochs) for m, info in zip(ensemble.members, infos)]
 
     def train_fn(faces: FaceSet) -> Any:
-        cuts: list[list[np.ndarray]] = [[] for _ in fns]
-        with torch.no_grad():
-            for i in range(0, len(faces), 256):
-                for k, c in enumerate(ensemble.member_inputs(to_tensor(faces.images[i : i + 256]))):
-                    cuts[k].append(c.permute(0, 2, 3, 1).numpy())  # (B, s_k, s_k, C)
-        models = [fn(dataclasses.replace(faces, images=np.concatenate(c))) for fn, c in zip(fns, cuts)]
+        cuts = ensemble.member_images(faces.images)  # each (n, s_k, s_k, C)
+        models = [fn(dataclasses.replace(faces, images=c)) for fn, c in zip(fns, cuts)]
         return ensemble_verifiers(models, crops=[i["crop"] for i in infos], size=ensemble.config.size)
 
     return train_fn

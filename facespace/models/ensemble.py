@@ -40,7 +40,7 @@ from torch import nn
 from facespace.checkpoint import config_from_dict, register_model
 from facespace.data.images import LFW_BOX  # the "lfw" crop: the central 90x90 of a 250x250 LFW original
 from facespace.errors import FacespaceError
-from facespace.models.base import TorchEncoder
+from facespace.models.base import TorchEncoder, to_numpy, to_tensor
 from facespace.models.verifier import VerifierConfig, VerifierNet
 
 
@@ -120,6 +120,16 @@ class VerifierEnsemble(TorchEncoder):
         """`(B, C, size, size)` -> each member's `(B, C, s_i, s_i)` cut of its own box."""
         return [torch.einsum("hy,bcyx,wx->bchw", getattr(self, f"rows{i}"), x, getattr(self, f"cols{i}"))
                 for i in range(len(self.members))]
+
+    @torch.no_grad()
+    def member_images(self, images: np.ndarray, *, batch_size: int = 256) -> list[np.ndarray]:
+        """`(n, size, size, C)` float32 images of the union box -> each member's `(n, s_i, s_i, C)`
+        cut of its own box (`member_inputs` in batches), to train or encode a member alone."""
+        cuts: list[list[np.ndarray]] = [[] for _ in self.members]
+        for i in range(0, len(images), batch_size):
+            for k, c in enumerate(self.member_inputs(to_tensor(images[i : i + batch_size]))):
+                cuts[k].append(to_numpy(c))
+        return [np.concatenate(c) for c in cuts]
 
     def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, size, size)` -> `(B, d)`: the members' unit codes side by side, over sqrt(M)."""
