@@ -18,6 +18,10 @@ It also reports that bias: the mean cosine of same- and different-person pairs o
 
     .venv/bin/python benchmarks/score_norm.py --fold-models runs/folds-e24d5 runs/folds-64w12 runs/folds-wide
 
+A rule can be checked on View 1 before it is used on View 2: `--pairs pairsDevTrain.txt pairsDevTest.txt
+--folds 2` scores DevTest with thresholds from DevTrain (per-fold models kept for DevTest's training
+people, which are DevTrain's; S-norm needs a third fold for its cohort and is left out).
+
 Writes benchmarks/results/score_norm.{json,md} (`--name` for another name).
 """
 
@@ -36,18 +40,23 @@ FARS = (0.05, 0.075, 0.10)
 TOPS = (0, 200)
 
 
-def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: Path, lfw: Path, threads: int):
-    """Each fold's ensemble codes of all pair images, as `evaluate_lfw` encodes them.
+def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: list[Path], lfw: Path, threads: int,
+               folds: str | None = None):
+    """Each tested fold's ensemble codes of all pair images, as `evaluate_lfw` encodes them.
+
+    Args:
+        pairs: pairs.txt, or several files read as one (`facespace.data.read_pair_files`).
+        folds: test only these folds (numbers from 1, e.g. "2"); None: all.
 
     Returns:
-        (codes, ia, ib, same, fold, report): `codes[k]` `(n_used, d)` float32 under fold k's models
-        (rows of `ia`/`ib`: the images of the pairs, in file order), `same` `(6000,)` bool, `fold`
-        `(6000,)` 0-based, and evaluate_lfw's report on the mean cosine (the baseline).
+        (codes, ia, ib, same, fold, report): `codes[k]` `(n_used, d)` float32 under tested fold k's
+        models (rows of `ia`/`ib`: the images of the pairs, in file order), `same` `(n_pairs,)` bool,
+        `fold` `(n_pairs,)` 0-based, and evaluate_lfw's report on the mean cosine (the baseline).
     """
     import torch
 
     import fold_models
-    from facespace.data import load_faces, read_pairs
+    from facespace.data import load_faces, read_pair_files
     from facespace.lfw_eval import evaluate_lfw, find_lfw_root, pair_rows
 
     torch.set_num_threads(threads)
@@ -64,9 +73,10 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: Path, lfw
 
     kw = fold_models.ensemble_settings(folders, size)
     kw.pop("input")
-    report = evaluate_lfw(None, pairs, lfw, train_fn=lambda faces: Captured(replay(faces)), progress=True, **kw)
-    plist = read_pairs(pairs)
-    root = find_lfw_root(pairs, lfw)
+    report = evaluate_lfw(None, pairs, lfw, train_fn=lambda faces: Captured(replay(faces)), progress=True,
+                          folds=folds, **kw)
+    plist = read_pair_files(pairs)
+    root = find_lfw_root(pairs[0], lfw)
     small = load_faces(str(root), size=8, crop=kw["crop"], progress=False)  # names in file order
     ia, ib = pair_rows(plist, root, small)
     used = np.union1d(ia, ib)
@@ -74,11 +84,12 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: Path, lfw
     row[used] = np.arange(len(used))
     same = np.array([bool(p.same) for p in plist])
     fold = np.array([int(p.fold) for p in plist])
-    # one encode per fold, in fold order (evaluate_lfw trains and encodes folds 0, 1, ... in turn)
-    assert len(codes) == len(np.unique(fold)) and all(len(c) == len(used) for c in codes)
+    # one encode per tested fold, in fold order (evaluate_lfw trains and encodes them in turn)
+    tested = [k - 1 for k in report.folds]
+    assert len(codes) == len(tested) and all(len(c) == len(used) for c in codes)
     # evaluate_lfw encoded the images `used` in order, once per fold, with that fold's ensemble,
     # whose codes are the members' unit codes over sqrt(M): their dot product is the members' mean cosine
-    return codes, row[ia], row[ib], same, fold, report
+    return dict(zip(tested, codes)), row[ia], row[ib], same, fold, report
 
 
 def snorm(codes: np.ndarray, ia, ib, fold, k: int, top: int) -> np.ndarray:
@@ -112,7 +123,7 @@ def score(scores: dict[int, np.ndarray], same, fold, far: float | None = None) -
         tested[test] = d[test]
     _, _, auc, _, _ = roc_metrics(tested, same)
     a = np.array(accs)
-    return {"mean_accuracy": float(a.mean()), "standard_error": float(a.std(ddof=1) / np.sqrt(len(a))),
+    return {"mean_accuracy": float(a.mean()), "standard_error": float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan"),
             "auc": float(auc), "own_best": float(np.mean(best)), "fold_accuracies": [float(x) for x in a]}
 
 
@@ -121,7 +132,9 @@ def main() -> None:
     ap.add_argument("--fold-models", type=Path, nargs="+", required=True)
     ap.add_argument("--shift-test", type=int, default=2)
     ap.add_argument("--ensemble-size", type=int, default=160)
-    ap.add_argument("--pairs", type=Path, default=LFW / "pairs.txt")
+    ap.add_argument("--pairs", type=Path, nargs="+", default=[LFW / "pairs.txt"],
+                    help="pairs.txt, or View 1's pairsDevTrain.txt pairsDevTest.txt (two folds; with --folds 2)")
+    ap.add_argument("--folds", default=None, help="test only these folds, e.g. 2 (View 1's DevTest)")
     ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
@@ -129,10 +142,10 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     codes, ia, ib, same, fold, report = fold_codes(args.fold_models, args.shift_test, args.ensemble_size,
-                                                      args.pairs, args.lfw, args.threads)
-    cos = {k: np.sum(codes[k][ia] * codes[k][ib], 1) for k in range(len(codes))}
+                                                      args.pairs, args.lfw, args.threads, args.folds)
+    cos = {k: np.sum(c[ia] * c[ib], 1) for k, c in codes.items()}
     rows = [{"scoring": "mean cosine of the members (the ensemble's own score)", **score(cos, same, fold)}]
-    for top in TOPS:
+    for top in TOPS if len(np.unique(fold)) > 2 else ():  # a cohort needs a fold that is neither tested nor the pair's
         norm = {k: snorm(codes[k], ia, ib, fold, k, top) for k in cos}
         rows.append({"scoring": f"S-norm, cohort statistics over {'the top ' + str(top) if top else 'all'} "
                                 f"cohort images", **score(norm, same, fold)})
@@ -150,7 +163,10 @@ def main() -> None:
               "|---|---|---|"]
     lines += [f"| {kind} pairs | {gap[kind + ' pairs, seen']:.3f} | {gap[kind + ' pairs, unseen']:.3f} |"
               for kind in ("same-person", "different-person")]
-    notes = (f"LFW View 2, the full 10-fold protocol, ensemble of the kept per-fold models of "
+    view = ("LFW View 2, the full 10-fold protocol" if report.full_protocol and len(args.pairs) == 1 else
+            f"pairs {' + '.join(map(str, args.pairs))} (each file's folds after the previous file's), tested fold(s) "
+            f"{', '.join(map(str, report.folds))}, thresholds from the others")
+    notes = (f"{view}, ensemble of the kept per-fold models of "
              f"{' + '.join(map(str, args.fold_models))} (test-time shifts {args.shift_test} px, input "
              f"{args.ensemble_size} px), each scoring rule applied to the same codes. Baseline check: "
              f"verification.py's protocol on these codes gives {report.mean_accuracy:.4f}.")

@@ -88,7 +88,9 @@ def main() -> None:
     from facespace.lfw_eval import CALIBRATIONS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=Path, default=LFW / "pairs.txt")
+    ap.add_argument("--pairs", type=Path, nargs="+", default=[LFW / "pairs.txt"],
+                    help="pairs.txt (View 2), or several files read as one: View 1's pairsDevTrain.txt "
+                         "pairsDevTest.txt are folds 1 and 2 (`--folds 2`: test DevTest, threshold from DevTrain)")
     ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")
     ap.add_argument("--size", type=int, default=32, help="image side for pixels and PCA")
     ap.add_argument("--pca", type=int, nargs="*", default=[32], help="PCA code sizes")
@@ -120,6 +122,9 @@ def main() -> None:
     ap.add_argument("--roc-dir", type=Path, default=None, help="write one ROC PNG per row here")
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where verification.{json,md} go")
     args = ap.parse_args()
+    view2 = len(args.pairs) == 1 and args.pairs[0].name == "pairs.txt"
+    if args.merge and not view2:
+        ap.error("--merge adds rows to the View 2 table; other --pairs need their own --results-dir, without --merge")
 
     import torch
 
@@ -189,7 +194,7 @@ def main() -> None:
         roc = args.roc_dir / f"roc_{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')[:80]}.png" if args.roc_dir else None
         kw = dict(kw)
         shown = kw.pop("input")
-        r = evaluate_lfw(model, args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds,
+        r = evaluate_lfw(model, args.pairs[0] if view2 else args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds,
                          calibrate=args.calibrate, **kw)
         anchor = VERIFIER_ANCHOR if "verifier" in label else ANCHORS.get(label)
         row = {"model": label, "input": shown, **r.to_dict(), "seconds": round(time.time() - t0, 1), "anchor": anchor,
@@ -241,6 +246,9 @@ def write_table(args, rows: list[dict], size: int) -> list[str]:
         notes += " Rows come from more than one run (`--merge`); each row's date and command are in verification.json."
     if args.folds:
         notes += f" ONLY folds {args.folds} were tested: not the full protocol."
+    if not view2:
+        notes += (f" NOT View 2: the pairs are {' + '.join(map(str, args.pairs))}, each file's folds numbered after "
+                  "the previous file's (the text above describes View 2; thresholds come from the untested folds).")
     write_results("verification", rows, "\n".join(lines), notes, results_dir=args.results_dir)
     return lines
 

@@ -233,7 +233,7 @@ def pair_rows(pairs: list[Any], root: Path, faces: Any) -> tuple[np.ndarray, np.
 
 def evaluate_lfw(
     model: Any = None,
-    pairs: str | os.PathLike = "pairs.txt",
+    pairs: Any = "pairs.txt",
     lfw: str | os.PathLike | None = None,
     *,
     train_fn: Callable[[Any], Any] | None = None,
@@ -250,8 +250,8 @@ def evaluate_lfw(
 
     Args:
         model: a fixed `Encoder` (trained elsewhere), or None when `train_fn` trains one per fold.
-        pairs: an LFW pairs file (`pairs.txt`: 10 folds; View 1 files count as one fold each
-            and are refused, since the protocol needs folds).
+        pairs: an LFW pairs file (`pairs.txt`: 10 folds), or several read as one (each file's folds
+            after the previous file's: View 1's `[pairsDevTrain.txt, pairsDevTest.txt]` is two folds).
         lfw: the image folder (`<Name>/<Name>_NNNN.jpg`); default: found beside the pairs file.
         train_fn: `train_fn(train_faces: FaceSet) -> Encoder`, called once per fold with only
             the images of the other folds' people.
@@ -270,7 +270,7 @@ def evaluate_lfw(
     Returns:
         An `LfwReport`.
     """
-    from facespace.data import read_pairs
+    from facespace.data import read_pair_files
 
     if model is None and train_fn is None:
         raise FacespaceError("pass a model, or a train_fn that trains one per fold")
@@ -279,14 +279,15 @@ def evaluate_lfw(
     if calibrate != "other-folds" and train_fn is None:
         raise FacespaceError(f"calibrate={calibrate!r} keeps a fold out of each fold's training, so it needs "
                              "per-fold training (a train_fn, or --retrain), not a fixed model")
-    plist = read_pairs(pairs)
+    plist = read_pair_files(pairs)
     if not plist:
         raise DataError(f"{pairs} holds no pairs")
-    root = find_lfw_root(pairs, lfw)
+    root = find_lfw_root(pairs if isinstance(pairs, (str, os.PathLike)) else pairs[0], lfw)
     fold_of = np.array([int(p.fold) for p in plist])
     same = np.array([bool(p.same) for p in plist])
     if len(np.unique(fold_of)) < 2:
-        raise DataError(f"{pairs} has a single fold; the View 2 protocol needs pairs.txt with its 10 folds")
+        raise DataError(f"{pairs} has a single fold; the View 2 protocol needs pairs.txt with its 10 folds "
+                        "(or View 1's pairsDevTrain.txt and pairsDevTest.txt together, as two folds)")
     tested = _tested_folds(folds, np.unique(fold_of), pairs)
     if model is not None:
         size, _, channels = model.image_shape

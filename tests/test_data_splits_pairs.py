@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import LFW, needs_lfw
 
-from facespace.data import FaceSet, Pair, pair_paths, people_split, random_split, read_pairs
+from facespace.data import FaceSet, Pair, pair_paths, people_split, random_split, read_pair_files, read_pairs
 from facespace.errors import DataError
 
 
@@ -65,6 +65,19 @@ def test_read_view2_and_view1(tmp_path):
     assert view1 == [Pair(0, "X", 1, "X", 2, True), Pair(0, "X", 1, "Y", 1, False)]
     a, b = pair_paths(view1, tmp_path / "lfw")[1]
     assert a == tmp_path / "lfw" / "X" / "X_0001.jpg" and b == tmp_path / "lfw" / "Y" / "Y_0001.jpg"
+
+
+def test_several_pair_files_read_as_one_with_folds_after_each_other(tmp_path):
+    view2 = _write(tmp_path / "pairs.txt", ["2\t1", "A\t1\t2", "A\t1\tB\t1", "C\t1\t2", "C\t1\tD\t1"])
+    dev = _write(tmp_path / "dev.txt", ["1", "X\t1\t2", "X\t1\tY\t1"])
+    both = read_pair_files([view2, dev])
+    assert [p.fold for p in both] == [0, 0, 1, 1, 2, 2]  # dev's one fold comes after pairs.txt's two
+    assert both[4] == Pair(2, "X", 1, "X", 2, True) and both[:4] == read_pairs(view2)
+    assert read_pair_files(dev) == read_pairs(dev) == read_pair_files([dev])
+    with pytest.raises(DataError, match="no pairs file given"):
+        read_pair_files([])
+    with pytest.raises(DataError, match="missing.txt"):
+        read_pair_files([dev, tmp_path / "missing.txt"])
 
 
 def test_malformed_pairs_name_file_and_line(tmp_path):

@@ -77,6 +77,27 @@ def test_per_fold_training_never_sees_the_tested_people(fake_lfw, tmp_path):
     assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_view1_files_read_as_two_folds_test_devtest_with_a_devtrain_threshold(fake_lfw, tmp_path):
+    lines = (fake_lfw / "pairs.txt").read_text().splitlines()[1:]
+    dev_train, dev_test = tmp_path / "pairsDevTrain.txt", tmp_path / "pairsDevTest.txt"
+    # View 1 layout: 'N', then N matched and N mismatched lines (folds 1-2 of the fixture, then fold 3)
+    dev_train.write_text("\n".join(["4"] + lines[0:2] + lines[4:6] + lines[2:4] + lines[6:8]) + "\n")
+    dev_test.write_text("\n".join(["2"] + lines[8:]) + "\n")
+    seen = []
+
+    def train_fn(faces):
+        seen.append(set(faces.names.tolist()))
+        return TinyEncoder(TinyConfig(size=16, channels=3))
+
+    r = evaluate_lfw(None, [dev_train, dev_test], fake_lfw / "lfw-deepfunneled", train_fn=train_fn, size=16,
+                     folds="2", progress=False)
+    assert r.folds == [2] and not r.full_protocol and r.n_pairs == 4
+    assert seen == [{f"P{i:02d}" for i in range(8)}]  # one training, without DevTest's people P08-P11
+    assert r.protocol_honoured is True
+    with pytest.raises(DataError, match="pairsDevTrain.txt and pairsDevTest.txt together"):
+        evaluate_lfw(None, dev_test, fake_lfw / "lfw-deepfunneled", train_fn=train_fn, size=16, progress=False)
+
+
 def test_held_out_fold_calibration_keeps_two_folds_out_of_training(fake_lfw):
     seen = []
 

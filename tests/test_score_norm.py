@@ -56,3 +56,13 @@ def test_score_runs_the_protocol_on_each_folds_scores():
     assert 0.9 < r["mean_accuracy"] <= r["own_best"] + 1e-9 and r["auc"] > 0.95 and len(r["fold_accuracies"]) == 3
     strict = score_norm.score(scores, same, fold, far=0.01)
     assert strict["mean_accuracy"] < r["mean_accuracy"]  # a 1 % FAR threshold turns many same pairs away
+
+
+def test_score_on_one_tested_fold_uses_the_others_for_its_threshold():
+    same = np.tile([True, False], 50)
+    fold = np.repeat([0, 1], 50)
+    s = np.where(same, 0.6, 0.1)
+    s[fold == 0] += 0.3  # the calibration fold scores higher: its threshold sits too high for fold 1
+    r = score_norm.score({1: s}, same, fold)
+    assert len(r["fold_accuracies"]) == 1 and np.isnan(r["standard_error"])
+    assert r["mean_accuracy"] < r["own_best"] == 1.0

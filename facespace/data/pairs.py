@@ -85,6 +85,26 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     return pairs
 
 
+def read_pair_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Pair]:
+    """`read_pairs` of one file, or of several as one list: each file's folds numbered after the
+    previous file's, so View 1 (`pairsDevTrain.txt pairsDevTest.txt`) reads as two folds, 0 and 1,
+    and the View 2 machinery (threshold on the other folds, per-fold training) runs it unchanged.
+
+    Example:
+        >>> pairs = read_pair_files(["pairsDevTrain.txt", "pairsDevTest.txt"])  # doctest: +SKIP
+        >>> sorted({p.fold for p in pairs}), len(pairs)  # doctest: +SKIP
+        ([0, 1], 3200)
+    """
+    files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not files:
+        raise DataError("no pairs file given; pass pairs.txt (View 2) or pairsDevTrain.txt pairsDevTest.txt (View 1)")
+    out: list[Pair] = []
+    for path in files:
+        first = 1 + max((p.fold for p in out), default=-1)
+        out += [p._replace(fold=p.fold + first) for p in read_pairs(path)]
+    return out
+
+
 def _index(text: str) -> int:
     value = int(text)
     if value < 1:
