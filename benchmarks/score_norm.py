@@ -41,12 +41,13 @@ TOPS = (0, 200)
 
 
 def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: list[Path], lfw: Path, threads: int,
-               folds: str | None = None):
+               folds: str | None = None, train_people: str = "other-folds"):
     """Each tested fold's ensemble codes of all pair images, as `evaluate_lfw` encodes them.
 
     Args:
         pairs: pairs.txt, or several files read as one (`facespace.data.read_pair_files`).
         folds: test only these folds (numbers from 1, e.g. "2"); None: all.
+        train_people: as the kept models were trained (`evaluate_lfw`'s option; it picks them by their people).
 
     Returns:
         (codes, ia, ib, same, fold, report): `codes[k]` `(n_used, d)` float32 under tested fold k's
@@ -74,7 +75,7 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: list[Path
     kw = fold_models.ensemble_settings(folders, size)
     kw.pop("input")
     report = evaluate_lfw(None, pairs, lfw, train_fn=lambda faces: Captured(replay(faces)), progress=True,
-                          folds=folds, **kw)
+                          folds=folds, train_people=train_people, **kw)
     plist = read_pair_files(pairs)
     root = find_lfw_root(pairs[0], lfw)
     small = load_faces(str(root), size=8, crop=kw["crop"], progress=False)  # names in file order
@@ -135,6 +136,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=Path, nargs="+", default=[LFW / "pairs.txt"],
                     help="pairs.txt, or View 1's pairsDevTrain.txt pairsDevTest.txt (two folds; with --folds 2)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 2 (View 1's DevTest)")
+    ap.add_argument("--train-people", default="other-folds", help="as verification.py --train-people trained the models")
     ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
@@ -142,7 +144,8 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     codes, ia, ib, same, fold, report = fold_codes(args.fold_models, args.shift_test, args.ensemble_size,
-                                                      args.pairs, args.lfw, args.threads, args.folds)
+                                                      args.pairs, args.lfw, args.threads, args.folds,
+                                                      args.train_people)
     cos = {k: np.sum(c[ia] * c[ib], 1) for k, c in codes.items()}
     rows = [{"scoring": "mean cosine of the members (the ensemble's own score)", **score(cos, same, fold)}]
     for top in TOPS if len(np.unique(fold)) > 2 else ():  # a cohort needs a fold that is neither tested nor the pair's

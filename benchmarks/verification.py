@@ -85,7 +85,7 @@ def model_input(model) -> str:
 
 
 def main() -> None:
-    from facespace.lfw_eval import CALIBRATIONS
+    from facespace.lfw_eval import CALIBRATIONS, TRAIN_PEOPLE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=Path, nargs="+", default=[LFW / "pairs.txt"],
@@ -115,6 +115,9 @@ def main() -> None:
     ap.add_argument("--calibrate", choices=CALIBRATIONS, default=CALIBRATIONS[0],
                     help="where each fold's threshold comes from (facespace.lfw_eval): held-out-fold also keeps the "
                          "next fold's people out of every per-fold training and sets the threshold on its pairs")
+    ap.add_argument("--train-people", choices=TRAIN_PEOPLE, default=TRAIN_PEOPLE[0],
+                    help="per-fold training on the other folds' people, or on every person outside the tested "
+                         "fold (untested: for View 1, whose DevTrain names fewer people than View 2's nine folds)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-pixels", action="store_true", help="leave out the raw-pixels row")
     ap.add_argument("--merge", action="store_true",
@@ -195,7 +198,7 @@ def main() -> None:
         kw = dict(kw)
         shown = kw.pop("input")
         r = evaluate_lfw(model, args.pairs[0] if view2 else args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds,
-                         calibrate=args.calibrate, **kw)
+                         calibrate=args.calibrate, train_people=args.train_people, **kw)
         anchor = VERIFIER_ANCHOR if "verifier" in label else ANCHORS.get(label)
         row = {"model": label, "input": shown, **r.to_dict(), "seconds": round(time.time() - t0, 1), "anchor": anchor,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -33,10 +32,12 @@ from typing import Any, Callable
 import numpy as np
 
 from facespace.errors import DataError, FacespaceError
+from facespace.lfw_roc import save_roc
 from facespace.verify import calibrate_threshold, pair_accuracy, pair_distances
 
 FARS = (0.01, 0.001)
 CALIBRATIONS = ("other-folds", "held-out-fold")
+TRAIN_PEOPLE = ("other-folds", "untested")
 
 
 @dataclass
@@ -245,6 +246,7 @@ def evaluate_lfw(
     roc: str | os.PathLike | None = None,
     progress: bool = True,
     calibrate: str = "other-folds",
+    train_people: str = "other-folds",
 ) -> LfwReport:
     """Evaluate verification on LFW pairs with the View 2 protocol.
 
@@ -266,6 +268,9 @@ def evaluate_lfw(
         calibrate: "other-folds" (threshold from the nine other folds' pairs) or "held-out-fold"
             (needs `train_fn`: each fold's model also trains without the next fold's people, and
             the threshold comes from that fold's pairs only).
+        train_people: whom a fold's model trains on: "other-folds" (the people of the other folds' pairs)
+            or "untested" (every person in `lfw` outside the tested fold, and the held-out fold if any:
+            also people in no pair, e.g. for View 1, whose DevTrain names fewer people than a View 2 fold's nine).
 
     Returns:
         An `LfwReport`.
@@ -276,6 +281,8 @@ def evaluate_lfw(
         raise FacespaceError("pass a model, or a train_fn that trains one per fold")
     if calibrate not in CALIBRATIONS:
         raise FacespaceError(f"unknown calibrate={calibrate!r}; choose one of {', '.join(CALIBRATIONS)}")
+    if train_people not in TRAIN_PEOPLE:
+        raise FacespaceError(f"unknown train_people={train_people!r}; choose one of {', '.join(TRAIN_PEOPLE)}")
     if calibrate != "other-folds" and train_fn is None:
         raise FacespaceError(f"calibrate={calibrate!r} keeps a fold out of each fold's training, so it needs "
                              "per-fold training (a train_fn, or --retrain), not a fixed model")
@@ -314,7 +321,7 @@ def evaluate_lfw(
         )
     else:
         report = _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, metric=metric, say=say, tested=tested,
-                                    held_out=calibrate == "held-out-fold")
+                                    held_out=calibrate == "held-out-fold", untested=train_people == "untested")
     report.crop = crop_name(crop)
     if not report.full_protocol:
         report.protocol_note += (f"; only fold(s) {', '.join(map(str, report.folds))} of {len(np.unique(folds))} "
@@ -339,7 +346,7 @@ def _tested_folds(folds: Any, labels: np.ndarray, pairs: Any) -> np.ndarray | No
 
 
 def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, say, tested=None,
-                       held_out=False) -> LfwReport:
+                       held_out=False, untested=False) -> LfwReport:
     fold_people = {k: {p.name_a for p in plist if p.fold == k} | {p.name_b for p in plist if p.fold == k}
                    for k in np.unique(folds)}
     labels = list(fold_people)
@@ -351,11 +358,12 @@ def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, s
         out = {k} if calibration is None else {k, calibration(k)}
         others = set().union(*(v for j, v in fold_people.items() if j not in out))
         banned = set().union(*(fold_people[j] for j in out))
-        keep = np.array([name in others and name not in banned for name in faces.names])
+        keep = np.array([(untested or name in others) and name not in banned for name in faces.names])
         train = faces.subset(np.flatnonzero(keep))
         honoured &= not (set(train.names.tolist()) & banned)
         held = "" if calibration is None else f", fold {calibration(k) + 1} held out for the threshold"
-        say(f"fold {k + 1} ({n + 1}/{len(todo)}): training on {len(train)} images of {len(set(train.names.tolist()))} people of the other folds{held}")
+        whom = "outside the tested fold" if untested else "of the other folds"
+        say(f"fold {k + 1} ({n + 1}/{len(todo)}): training on {len(train)} images of {len(set(train.names.tolist()))} people {whom}{held}")
         m = train_fn(train)
         used = np.union1d(ia, ib)
         codes = np.zeros((len(faces), m.code_size), np.float32)
@@ -368,32 +376,3 @@ def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, s
                  "did not train on either")
     return _report(lambda k: by_fold[k], same, folds, metric=metric, protocol_honoured=bool(honoured),
                    protocol_note=note, tested_folds=tested, calibration_fold=calibration)
-
-
-def save_roc(report: LfwReport, path: str | os.PathLike, *, title: str = "LFW View 2 ROC") -> Path:
-    """Draw the ROC curve (log false-accept axis) with the EER and TAR@FAR points, as a PNG (atomic)."""
-    from matplotlib.figure import Figure
-
-    from facespace.files import write_bytes_atomic
-
-    fig = Figure(figsize=(5, 4.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    fpr = np.maximum(report.fpr, 1e-4)
-    ax.plot(fpr, report.tpr, lw=1.6, label=f"AUC {report.auc:.3f}, acc {report.mean_accuracy:.3f}")
-    chance = np.logspace(-4, 0, 50)
-    ax.plot(chance, chance, color="grey", lw=0.8, ls=":")
-    ax.scatter([report.eer], [1 - report.eer], color="red", zorder=3, label=f"EER {report.eer:.3f}")
-    for far, tar in report.tar_at_far.items():
-        ax.scatter([far], [tar], marker="s", zorder=3, label=f"TAR {tar:.3f} @ FAR {far:g}")
-    ax.set_xscale("log")
-    ax.set_xlim(1e-4, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes_atomic(path, buf.getvalue())

@@ -98,6 +98,26 @@ def test_view1_files_read_as_two_folds_test_devtest_with_a_devtrain_threshold(fa
         evaluate_lfw(None, dev_test, fake_lfw / "lfw-deepfunneled", train_fn=train_fn, size=16, progress=False)
 
 
+def test_untested_training_adds_people_in_no_pair_but_never_the_tested_fold(fake_lfw, tmp_path):
+    lines = (fake_lfw / "pairs.txt").read_text().splitlines()[1:]
+    dev_train, dev_test = tmp_path / "pairsDevTrain.txt", tmp_path / "pairsDevTest.txt"
+    dev_train.write_text("\n".join(["2"] + lines[:4]) + "\n")  # P00-P03; P04-P07 are in no pair
+    dev_test.write_text("\n".join(["2"] + lines[8:]) + "\n")  # P08-P11
+    seen = []
+
+    def train_fn(faces):
+        seen.append(set(faces.names.tolist()))
+        return TinyEncoder(TinyConfig(size=16, channels=3))
+
+    for whom in ("other-folds", "untested"):
+        r = evaluate_lfw(None, [dev_train, dev_test], fake_lfw / "lfw-deepfunneled", train_fn=train_fn, size=16,
+                         folds="2", progress=False, train_people=whom)
+        assert r.protocol_honoured is True
+    assert seen == [{f"P{i:02d}" for i in range(4)}, {f"P{i:02d}" for i in range(8)}]
+    with pytest.raises(FacespaceError, match="unknown train_people"):
+        evaluate_lfw(None, [dev_train, dev_test], fake_lfw / "lfw-deepfunneled", train_fn=train_fn, train_people="all")
+
+
 def test_held_out_fold_calibration_keeps_two_folds_out_of_training(fake_lfw):
     seen = []
 
