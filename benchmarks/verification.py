@@ -84,6 +84,11 @@ def model_input(model) -> str:
     return fold_models.input_label(model)
 
 
+def is_view2(args: argparse.Namespace) -> bool:
+    """Whether `--pairs` is View 2's pairs.txt alone (the table's text describes it)."""
+    return len(args.pairs) == 1 and args.pairs[0].name == "pairs.txt"
+
+
 def main() -> None:
     from facespace.lfw_eval import CALIBRATIONS, TRAIN_PEOPLE
 
@@ -125,7 +130,7 @@ def main() -> None:
     ap.add_argument("--roc-dir", type=Path, default=None, help="write one ROC PNG per row here")
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where verification.{json,md} go")
     args = ap.parse_args()
-    view2 = len(args.pairs) == 1 and args.pairs[0].name == "pairs.txt"
+    view2 = is_view2(args)
     if args.merge and not view2:
         ap.error("--merge adds rows to the View 2 table; other --pairs need their own --results-dir, without --merge")
 
@@ -249,7 +254,7 @@ def write_table(args, rows: list[dict], size: int) -> list[str]:
         notes += " Rows come from more than one run (`--merge`); each row's date and command are in verification.json."
     if args.folds:
         notes += f" ONLY folds {args.folds} were tested: not the full protocol."
-    if not view2:
+    if not is_view2(args):
         notes += (f" NOT View 2: the pairs are {' + '.join(map(str, args.pairs))}, each file's folds numbered after "
                   "the previous file's (the text above describes View 2; thresholds come from the untested folds).")
     write_results("verification", rows, "\n".join(lines), notes, results_dir=args.results_dir)

@@ -65,4 +65,5 @@ def test_score_on_one_tested_fold_uses_the_others_for_its_threshold():
     s[fold == 0] += 0.3  # the calibration fold scores higher: its threshold sits too high for fold 1
     r = score_norm.score({1: s}, same, fold)
     assert len(r["fold_accuracies"]) == 1 and np.isnan(r["standard_error"])
+    assert r["auc"] == 1.0  # over the tested fold's pairs only (the others are not scored under fold 1)
     assert r["mean_accuracy"] < r["own_best"] == 1.0
