@@ -130,6 +130,8 @@ def score(scores: dict[int, np.ndarray], same, fold, far: float | None = None) -
 
 
 def main() -> None:
+    from facespace.lfw_eval import TRAIN_PEOPLE
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fold-models", type=Path, nargs="+", required=True)
     ap.add_argument("--shift-test", type=int, default=2)
@@ -137,7 +139,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=Path, nargs="+", default=[LFW / "pairs.txt"],
                     help="pairs.txt, or View 1's pairsDevTrain.txt pairsDevTest.txt (two folds; with --folds 2)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 2 (View 1's DevTest)")
-    ap.add_argument("--train-people", default="other-folds", help="as verification.py --train-people trained the models")
+    ap.add_argument("--train-people", choices=TRAIN_PEOPLE, default=TRAIN_PEOPLE[0],
+                    help="as verification.py --train-people trained the models (kept models are found by their people)")
     ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
