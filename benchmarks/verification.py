@@ -123,6 +123,9 @@ def main() -> None:
     ap.add_argument("--train-people", choices=TRAIN_PEOPLE, default=TRAIN_PEOPLE[0],
                     help="per-fold training on the other folds' people, or on every person outside the tested "
                          "fold (untested: for View 1, whose DevTrain names fewer people than View 2's nine folds)")
+    ap.add_argument("--target-far", type=float, default=None,
+                    help="each fold's threshold at this false-accept rate of the calibration folds' different-person "
+                         "pairs (their same-person pairs left out) instead of their best accuracy")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-pixels", action="store_true", help="leave out the raw-pixels row")
     ap.add_argument("--merge", action="store_true",
@@ -189,6 +192,8 @@ def main() -> None:
         if fixed:
             ap.error(f"--calibrate {args.calibrate} needs per-fold training; {fixed[0]} is a fixed model")
         runs = [(f"{label}, threshold from a held-out fold", *rest) for label, *rest in runs]
+    if args.target_far is not None:
+        runs = [(f"{label}, threshold at {args.target_far:g} of the calibration impostors", *rest) for label, *rest in runs]
     rows = []
     # earlier rows of other models (--merge), read once: each new row is written as soon as it is measured
     old = args.results_dir / "verification.json"
@@ -203,7 +208,7 @@ def main() -> None:
         kw = dict(kw)
         shown = kw.pop("input")
         r = evaluate_lfw(model, args.pairs[0] if view2 else args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds,
-                         calibrate=args.calibrate, train_people=args.train_people, **kw)
+                         calibrate=args.calibrate, train_people=args.train_people, target_far=args.target_far, **kw)
         anchor = VERIFIER_ANCHOR if "verifier" in label else ANCHORS.get(label)
         row = {"model": label, "input": shown, **r.to_dict(), "seconds": round(time.time() - t0, 1), "anchor": anchor,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

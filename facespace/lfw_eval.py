@@ -11,6 +11,8 @@ model that tests them; the report says whether that was honoured. Those nine fol
 people the model trained on, whose distances are tighter than a stranger's: `calibrate="held-out-fold"`
 also keeps the next fold's people out of each fold's training and chooses the threshold on that
 fold's pairs alone (one of the nine, scored as strangers), at the cost of a ninth fewer people to learn from.
+`target_far` sets each threshold from the nine folds' different-person pairs alone (those accepted at
+that rate), leaving out the same-person pairs whose distances training tightened.
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -60,6 +62,8 @@ class LfwReport:
         best_accuracies: `(10,)` each fold's accuracy at its own best threshold, a diagnostic that is
             not the protocol (the threshold sees the tested pairs): its gap to `fold_accuracies` is
             what choosing the threshold on other folds costs.
+        target_far: None when each threshold is the most accurate on the other folds' pairs; else the
+            false-accept rate it was set at on their different-person pairs alone.
     """
 
     fold_accuracies: list[float]
@@ -79,6 +83,7 @@ class LfwReport:
     full_protocol: bool = True
     crop: str = ""
     best_accuracies: list[float] = field(default_factory=list)
+    target_far: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (without the ROC arrays)."""
@@ -97,6 +102,8 @@ class LfwReport:
             f"AUC: {self.auc:.4f}   EER: {self.eer:.4f}   "
             + "   ".join(f"TAR@FAR={k:g}: {v:.4f}" for k, v in self.tar_at_far.items()),
             f"protocol: {self.protocol_note}",
+            *([f"thresholds: at {self.target_far:g} false accepts of the calibration folds' different-person pairs"]
+              if self.target_far is not None else []),
         ]
         if self.best_accuracies:
             lines.insert(-1, f"at each fold's own best threshold (diagnostic, not the protocol): "
@@ -142,6 +149,7 @@ def evaluate_distances(
     metric: str = "cosine",
     protocol_honoured: bool | None = None,
     protocol_note: str = "",
+    target_far: float | None = None,
 ) -> LfwReport:
     """The View 2 protocol on precomputed pair distances.
 
@@ -149,6 +157,7 @@ def evaluate_distances(
         distances: `(n,)` distance of each pair (from the model of that pair's fold).
         same: `(n,)` bool.
         folds: `(n,)` int fold of each pair.
+        target_far: as in `evaluate_lfw`.
 
     Returns:
         An `LfwReport`.
@@ -158,24 +167,29 @@ def evaluate_distances(
     f = np.asarray(folds)
     if not (d.shape == s.shape == f.shape) or d.ndim != 1:
         raise FacespaceError(f"distances, same and folds must be (n,) arrays of one length; got {d.shape}, {s.shape}, {f.shape}")
-    return _report(lambda k: d, s, f, metric=metric, protocol_honoured=protocol_honoured, protocol_note=protocol_note)
+    return _report(lambda k: d, s, f, metric=metric, protocol_honoured=protocol_honoured, protocol_note=protocol_note,
+                   target_far=target_far)
 
 
 def _report(distances_for: Callable[[Any], np.ndarray], s, f, *, metric, protocol_honoured, protocol_note,
-            tested_folds: Any = None, calibration_fold: Callable[[Any], Any] | None = None) -> LfwReport:
+            tested_folds: Any = None, calibration_fold: Callable[[Any], Any] | None = None,
+            target_far: float | None = None) -> LfwReport:
     """`distances_for(fold)` gives all pairs' distances under that fold's model; `tested_folds`
     (default: all) are the folds scored, each with a threshold from all the other folds, or from
-    the one fold `calibration_fold(fold)` when given."""
+    the one fold `calibration_fold(fold)` when given (at `target_far` of their different-person pairs
+    when given, else their most accurate)."""
     labels = np.unique(f)
     if len(labels) < 2:
         raise FacespaceError("the protocol needs at least two folds")
+    if target_far is not None and not 0.0 < target_far < 1.0:
+        raise FacespaceError(f"target_far must be a false-accept rate in (0, 1), e.g. 0.1; got {target_far}")
     scored = labels if tested_folds is None else np.asarray(sorted(tested_folds))
     accs, ths, best, tested = [], [], [], np.full(len(s), np.nan)
     for k in scored:
         d = distances_for(k)
         test = f == k
         seen = ~test if calibration_fold is None else f == calibration_fold(k)
-        t = calibrate_threshold(d[seen], s[seen])  # chosen on the other folds only
+        t = calibrate_threshold(d[seen], s[seen], target_far=target_far)  # chosen on the other folds only
         accs.append(pair_accuracy(d[test], s[test], t))
         ths.append(t)
         best.append(pair_accuracy(d[test], s[test], calibrate_threshold(d[test], s[test])))
@@ -200,6 +214,7 @@ def _report(distances_for: Callable[[Any], np.ndarray], s, f, *, metric, protoco
         folds=[int(k) + 1 for k in scored],
         full_protocol=len(scored) == len(labels),
         best_accuracies=[float(a) for a in best],
+        target_far=target_far,
     )
 
 
@@ -247,6 +262,7 @@ def evaluate_lfw(
     progress: bool = True,
     calibrate: str = "other-folds",
     train_people: str = "other-folds",
+    target_far: float | None = None,
 ) -> LfwReport:
     """Evaluate verification on LFW pairs with the View 2 protocol.
 
@@ -271,6 +287,9 @@ def evaluate_lfw(
         train_people: whom a fold's model trains on: "other-folds" (the people of the other folds' pairs)
             or "untested" (every person in `lfw` outside the tested fold, and the held-out fold if any:
             also people in no pair, e.g. for View 1, whose DevTrain names fewer people than a View 2 fold's nine).
+        target_far: None: each threshold is the most accurate on its calibration pairs; a rate such as
+            0.1: the threshold accepting that share of their different-person pairs (their same-person
+            pairs, tightened by training on those people, are left out).
 
     Returns:
         An `LfwReport`.
@@ -315,13 +334,14 @@ def evaluate_lfw(
         codes[used] = model.encode(faces.images[used])
         d = pair_distances(codes[ia], codes[ib], metric=metric)
         report = _report(
-            lambda k: d, same, folds, metric=metric, protocol_honoured=None, tested_folds=tested,
+            lambda k: d, same, folds, metric=metric, protocol_honoured=None, tested_folds=tested, target_far=target_far,
             protocol_note="one fixed model for all folds, trained outside this evaluation: whether it saw "
             "the tested folds' people cannot be checked (pass a per-fold train_fn to honour the protocol)",
         )
     else:
         report = _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, metric=metric, say=say, tested=tested,
-                                    held_out=calibrate == "held-out-fold", untested=train_people == "untested")
+                                    held_out=calibrate == "held-out-fold", untested=train_people == "untested",
+                                    target_far=target_far)
     report.crop = crop_name(crop)
     if not report.full_protocol:
         report.protocol_note += (f"; only fold(s) {', '.join(map(str, report.folds))} of {len(np.unique(folds))} "
@@ -346,7 +366,7 @@ def _tested_folds(folds: Any, labels: np.ndarray, pairs: Any) -> np.ndarray | No
 
 
 def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, say, tested=None,
-                       held_out=False, untested=False) -> LfwReport:
+                       held_out=False, untested=False, target_far=None) -> LfwReport:
     fold_people = {k: {p.name_a for p in plist if p.fold == k} | {p.name_b for p in plist if p.fold == k}
                    for k in np.unique(folds)}
     labels = list(fold_people)
@@ -375,4 +395,4 @@ def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, s
         note += ("; each threshold was chosen on the next fold's pairs only, whose people that fold's model "
                  "did not train on either")
     return _report(lambda k: by_fold[k], same, folds, metric=metric, protocol_honoured=bool(honoured),
-                   protocol_note=note, tested_folds=tested, calibration_fold=calibration)
+                   protocol_note=note, tested_folds=tested, calibration_fold=calibration, target_far=target_far)

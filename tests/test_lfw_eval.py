@@ -27,6 +27,22 @@ def test_threshold_is_chosen_on_the_other_folds():
     assert "own best threshold (diagnostic, not the protocol): 1.0000" in r.format()
 
 
+def test_target_far_threshold_ignores_the_calibration_folds_same_person_pairs():
+    # the other folds' same-person pairs sit at 0.1 (people the model trained on), the tested fold's at 0.4:
+    # the most accurate threshold on the other folds (0.3) rejects them; one set on impostors alone does not
+    same = np.tile([True, True, False, False], 4)
+    folds = np.repeat([0, 1, 2, 3], 4)
+    d = np.r_[[0.4, 0.4, 0.7, 0.7], [0.1, 0.1, 0.5, 0.6], [0.1, 0.1, 0.55, 0.65], [0.1, 0.1, 0.52, 0.62]]
+    assert evaluate_distances(d, same, folds).fold_accuracies[0] == pytest.approx(0.5)
+    r = evaluate_distances(d, same, folds, target_far=0.34)  # 2 of the 6 impostors (0.5, 0.52) may pass
+    assert r.thresholds[0] == pytest.approx(0.55) and r.thresholds[0] < 0.55
+    assert r.fold_accuracies[0] == 1.0 and r.target_far == 0.34
+    assert "thresholds: at 0.34 false accepts" in r.format() and r.to_dict()["target_far"] == 0.34
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(FacespaceError, match="false-accept rate in \\(0, 1\\)"):
+            evaluate_distances(d, same, folds, target_far=bad)
+
+
 def test_roc_metrics_known_answers():
     d = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.5, 0.7, 0.8])
     same = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)

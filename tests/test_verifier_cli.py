@@ -128,6 +128,39 @@ def test_retrain_honours_the_protocol_and_never_trains_on_a_tested_person(traine
     assert "NOT the full View 2 protocol" in out and r["n_pairs"] == 4
 
 
+def test_retrain_on_view1_files_untested_people_and_a_far_threshold(trained, fake_lfw, tmp_path, run_cli, monkeypatch):
+    """`--pairs DevTrain --pairs DevTest --folds 2 --train-people untested --target-far`: View 1 from the CLI."""
+    import facespace.verifier_train as vt
+
+    seen, original = [], vt.train_verifier
+
+    def spy(faces, **kw):
+        seen.append(set(faces.names.tolist()))
+        return original(faces, **kw)
+
+    monkeypatch.setattr(vt, "train_verifier", spy)
+    lines = (fake_lfw / "pairs.txt").read_text().splitlines()[1:]
+    dev_train, dev_test = tmp_path / "pairsDevTrain.txt", tmp_path / "pairsDevTest.txt"
+    dev_train.write_text("\n".join(["2"] + lines[:4]) + "\n")  # View 1 layout: N, N matched, N mismatched
+    dev_test.write_text("\n".join(["1", lines[4], lines[6]]) + "\n")  # P04, P06, P07: P05 is in no pair
+    report = tmp_path / "r.json"
+    images = fake_lfw / "lfw-deepfunneled"
+    code, out, err = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", dev_train, "--pairs", dev_test,
+                             "--lfw", images, "--retrain", "--folds", "2", "--train-people", "untested",
+                             "--target-far", "0.5", "--json", report)
+    assert code == 0, err
+    # one training, on everyone outside DevTest: DevTrain's people and P05, who is in no pair
+    assert seen == [{f"P{i:02d}" for i in range(4)} | {"P05"}]
+    r = json.loads(report.read_text())
+    assert r["folds"] == [2] and r["n_pairs"] == 2 and r["target_far"] == 0.5 and r["protocol_honoured"] is True
+    assert "thresholds: at 0.5 false accepts" in out
+    code, _, err = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", dev_train, "--pairs", dev_test,
+                           "--lfw", images, "--retrain", "--train-people", "everyone")
+    assert code == 2 and "unknown train_people='everyone'" in err and "untested" in err
+    code, _, err = run_cli("evaluate-lfw", "pixels:16", "--pairs", fake_lfw / "pairs.txt", "--train-people", "untested")
+    assert code == 2 and "--retrain" in err
+
+
 def test_fixed_verifier_says_the_protocol_cannot_be_checked(trained, fake_lfw, run_cli):
     code, out, _ = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt")
     assert code == 0 and "cannot be checked" in out and "crop: tight" in out

@@ -115,14 +115,17 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate-lfw")
     def evaluate_lfw(
         model: str = typer.Argument(..., help="Model checkpoint, pixels[:SIZE] or pca:D[:SIZE] (PCA refitted per fold)."),
-        pairs: Path = typer.Option(..., help="LFW pairs file: pairs.txt (View 2, 10 folds) or pairsDevTrain.txt with --save-threshold."),
+        pairs: list[Path] = typer.Option(..., help="LFW pairs file: pairs.txt (View 2, 10 folds), or pairsDevTrain.txt with "
+                                          "--save-threshold; given twice (--pairs pairsDevTrain.txt --pairs pairsDevTest.txt), "
+                                          "View 1 as two folds: --folds 2 tests DevTest with a DevTrain threshold."),
         lfw: Optional[Path] = typer.Option(None, help="LFW image folder (default: found beside the pairs file)."),
         roc: Optional[Path] = typer.Option(None, help="Write the ROC curve here (PNG)."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
         metric: str = typer.Option("cosine", help="cosine or l2."),
         per_fold: bool = typer.Option(True, help="Refit PCA models per fold on the other folds' people (the protocol)."),
         save_threshold: bool = typer.Option(False, help="Calibrate on all these pairs and store the threshold in the checkpoint."),
-        target_far: Optional[float] = typer.Option(None, help="With --save-threshold: threshold for this false-accept rate instead of best accuracy."),
+        target_far: Optional[float] = typer.Option(None, help="Thresholds at this false-accept rate of the calibration pairs' different-person "
+                                                   "pairs instead of their best accuracy (each fold's, and --save-threshold's)."),
         retrain: bool = typer.Option(False, "--retrain", help="Verifier checkpoints: train a fresh network per fold with the "
                                      "checkpoint's settings on the other folds' people only (the protocol)."),
         crop: Optional[str] = typer.Option(None, help="How faces are cut from the files: tight | lfw | none | T,L,B,R "
@@ -132,6 +135,9 @@ def register(app: typer.Typer) -> None:
         calibrate: str = typer.Option("other-folds", help="Where each fold's threshold comes from: other-folds (the nine "
                                       "other folds' pairs) or held-out-fold (per-fold training also leaves out the next "
                                       "fold, whose pairs alone set the threshold)."),
+        train_people: str = typer.Option("other-folds", "--train-people", help="With --retrain, whom each fold's verifier "
+                                         "trains on: other-folds (the other folds' pairs' people) or untested (everyone "
+                                         "in the image folder outside the tested fold)."),
     ) -> None:
         """The LFW View 2 protocol: 10 folds, threshold chosen on nine and tested on the tenth."""
         from facespace import lfw_eval
@@ -143,11 +149,15 @@ def register(app: typer.Typer) -> None:
             import torch
 
             torch.set_num_threads(threads)
+        pairs = pairs[0] if len(pairs) == 1 else pairs  # one file, or several read as one (View 1)
         if retrain:
             if save_threshold:
                 raise FacespaceError("--save-threshold calibrates the checkpoint itself; run it without --retrain")
-            _retrain_lfw(m, model, pairs, lfw, roc, json_out, metric, cut, folds, threads, calibrate)
+            _retrain_lfw(m, model, pairs, lfw, roc, json_out, metric, cut, folds, threads, calibrate, train_people, target_far)
             return
+        if train_people != "other-folds":
+            raise FacespaceError("--train-people chooses whom --retrain trains on; add --retrain (PCA is refitted on the "
+                                 "other folds' people)")
         train_fn, shape = _per_fold_pca(model, m) if per_fold else (None, None)
         if m is None and train_fn is None:
             raise FacespaceError("pca:D models are fitted per fold; drop --no-per-fold or pass a checkpoint")
@@ -155,6 +165,8 @@ def register(app: typer.Typer) -> None:
             raise FacespaceError("--save-threshold stores the threshold in a checkpoint; pass a model file")
         from facespace.data import read_pairs
 
+        if save_threshold and isinstance(pairs, list):
+            raise FacespaceError("--save-threshold calibrates on one pairs file; pass a single --pairs")
         if save_threshold and len({p.fold for p in read_pairs(pairs)}) == 1:
             _calibrate_only(m, pairs, lfw, metric, target_far, cut)
             return
@@ -164,7 +176,7 @@ def register(app: typer.Typer) -> None:
 
             cut = resolve_crop(m, cut)
         report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc,
-                                       crop=cut, folds=folds, calibrate=calibrate, **kw)
+                                       crop=cut, folds=folds, calibrate=calibrate, target_far=target_far, **kw)
         _print_report(report, model, roc, json_out)
         if save_threshold:
             _calibrate_only(m, pairs, lfw, metric, target_far, cut)
@@ -178,8 +190,9 @@ def register(app: typer.Typer) -> None:
         if roc:
             say(f"ROC curve written to {roc}")
 
-    def _retrain_lfw(m: Any, model: str, pairs: Path, lfw: Optional[Path], roc: Optional[Path], json_out: Optional[Path],
-                     metric: str, cut: Any, folds: Optional[str], threads: Optional[int], calibrate: str) -> None:
+    def _retrain_lfw(m: Any, model: str, pairs: Any, lfw: Optional[Path], roc: Optional[Path], json_out: Optional[Path],
+                     metric: str, cut: Any, folds: Optional[str], threads: Optional[int], calibrate: str,
+                     train_people: str, target_far: Optional[float]) -> None:
         """--retrain: one fresh verifier per fold, with the checkpoint's network, objective and loop."""
         from facespace import lfw_eval
         from facespace.crops import resolve_crop
@@ -192,7 +205,8 @@ def register(app: typer.Typer) -> None:
         train_fn = (ensemble_retrainer if m.kind == "ensemble" else retrainer)(m, progress=True, threads=threads)
         size, _, c = m.image_shape
         report = lfw_eval.evaluate_lfw(None, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc, size=size,
-                                       grayscale=c == 1, crop=resolve_crop(m, cut), folds=folds, calibrate=calibrate)
+                                       grayscale=c == 1, crop=resolve_crop(m, cut), folds=folds, calibrate=calibrate,
+                                       train_people=train_people, target_far=target_far)
         report.protocol_note = f"per-fold retraining with the settings of {model}: {report.protocol_note}"
         _print_report(report, model, roc, json_out, retrained=True)
 
