@@ -78,10 +78,11 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: list[Path
                           folds=folds, train_people=train_people, **kw)
     plist = read_pair_files(pairs)
     root = find_lfw_root(pairs[0], lfw)
-    small = load_faces(str(root), size=8, crop=kw["crop"], progress=False)  # names in file order
-    ia, ib = pair_rows(plist, root, small)
+    # the faces evaluate_lfw encoded, in its file order: its own load again, now a memory-mapped cache read
+    faces = load_faces(str(root), progress=False, **kw)
+    ia, ib = pair_rows(plist, root, faces)
     used = np.union1d(ia, ib)
-    row = np.full(len(small), -1)
+    row = np.full(len(faces), -1)
     row[used] = np.arange(len(used))
     same = np.array([bool(p.same) for p in plist])
     fold = np.array([int(p.fold) for p in plist])
