@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 LFW = Path(os.environ.get("FACESPACE_SHARED", ROOT.parent / "shared" / "data")) / "lfw"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -89,6 +91,24 @@ def is_view2(args: argparse.Namespace) -> bool:
     return len(args.pairs) == 1 and args.pairs[0].name == "pairs.txt"
 
 
+def train_folds(args: argparse.Namespace, train_fn, kw: dict, label: str) -> None:
+    """--train-only: each tested fold's training set, exactly as evaluate_lfw builds it, handed to
+    `train_fn` (which keeps the model: fold_models.saving); nothing is encoded or scored."""
+    from facespace.data import load_faces, read_pair_files
+    from facespace.lfw_eval import _tested_folds, fold_training_faces
+
+    plist = read_pair_files(args.pairs)
+    labels = np.unique([int(p.fold) for p in plist])
+    tested = _tested_folds(args.folds, labels, args.pairs)
+    faces = load_faces(str(args.lfw), size=kw["size"], crop=kw["crop"], grayscale=kw["grayscale"])
+    for n, k in enumerate(labels if tested is None else tested):
+        train, _ = fold_training_faces(plist, faces, k, held_out=args.calibrate == "held-out-fold",
+                                       untested=args.train_people == "untested")
+        print(f"{label}: fold {k + 1} ({n + 1}/{len(labels if tested is None else tested)}): training on "
+              f"{len(train)} images of {len(set(train.names.tolist()))} people", file=sys.stderr, flush=True)
+        train_fn(train)
+
+
 def main() -> None:
     from facespace.lfw_eval import CALIBRATIONS, TRAIN_PEOPLE
 
@@ -106,6 +126,9 @@ def main() -> None:
                     help="--verifier-retrain: train this many epochs per fold instead of the checkpoint's")
     ap.add_argument("--save-fold-models", type=Path, default=None,
                     help="--verifier-retrain: keep each fold's model here, named by the people it trained on")
+    ap.add_argument("--train-only", action="store_true",
+                    help="--verifier-retrain with --save-fold-models: train and keep each tested fold's model, score "
+                         "nothing (no encoding; a later --fold-models run scores the kept models)")
     ap.add_argument("--fold-models", type=Path, nargs="+", default=None,
                     help="add a row from per-fold models kept by --save-fold-models (no training; another "
                          "process may have trained some folds), with --shift-test too; several folders: one "
@@ -134,6 +157,8 @@ def main() -> None:
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where verification.{json,md} go")
     args = ap.parse_args()
     view2 = is_view2(args)
+    if args.train_only and not (args.verifier_retrain and args.save_fold_models):
+        ap.error("--train-only keeps fold models it trains: give --verifier-retrain CKPT and --save-fold-models DIR")
     if args.merge and not view2:
         ap.error("--merge adds rows to the View 2 table; other --pairs need their own --results-dir, without --merge")
 
@@ -173,6 +198,10 @@ def main() -> None:
         runs.append((f"verifier retrained per fold ({path}{epochs})", None, train_fn,
                      {"size": m.image_shape[0], "grayscale": m.image_shape[2] == 1, "crop": model_crop(m),
                       "input": model_input(m)}))
+    if args.train_only:
+        for label, _, train_fn, kw in runs[-len(args.verifier_retrain):]:
+            train_folds(args, train_fn, kw, label)
+        return
     if args.fold_models and len(args.fold_models) == 1:
         kw = fold_models.settings(args.fold_models[0])
         for px in args.shift_test or [0]:

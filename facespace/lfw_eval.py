@@ -34,10 +34,9 @@ from typing import Any, Callable
 import numpy as np
 
 from facespace.errors import DataError, FacespaceError
-from facespace.lfw_roc import save_roc
+from facespace.lfw_roc import FARS, roc_metrics, save_roc  # noqa: F401 (re-exported: facespace.lfw_eval.roc_metrics)
 from facespace.verify import calibrate_threshold, pair_accuracy, pair_distances
 
-FARS = (0.01, 0.001)
 CALIBRATIONS = ("other-folds", "held-out-fold")
 TRAIN_PEOPLE = ("other-folds", "untested")
 
@@ -111,34 +110,6 @@ class LfwReport:
         if self.crop:
             lines.append(f"crop: {self.crop}")
         return "\n".join(lines)
-
-
-def roc_metrics(distances: Any, same: Any) -> tuple[np.ndarray, np.ndarray, float, float, dict[float, float]]:
-    """ROC of `distance <= t` as the same-person test.
-
-    Returns:
-        `(fpr, tpr, auc, eer, {far: tar})`; the EER is interpolated where FAR = FRR.
-    """
-    d = np.asarray(distances, np.float64)
-    s = np.asarray(same).astype(bool)
-    if s.all() or not s.any():
-        raise FacespaceError("an ROC needs both same-person and different-person pairs")
-    order = np.argsort(d, kind="stable")
-    ds, ss = d[order], s[order]
-    last = np.r_[np.flatnonzero(ds[1:] != ds[:-1]), len(ds) - 1]  # one point per distinct threshold
-    tpr = np.r_[0.0, np.cumsum(ss)[last] / ss.sum()]
-    fpr = np.r_[0.0, np.cumsum(~ss)[last] / (~ss).sum()]
-    auc = float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
-    frr = 1.0 - tpr
-    i = int(np.flatnonzero(fpr >= frr)[0])  # first point where false accepts catch up with false rejects
-    if i == 0:
-        eer = float(fpr[0])
-    else:  # interpolate between points i-1 and i on the line fpr - frr = 0
-        g0, g1 = fpr[i - 1] - frr[i - 1], fpr[i] - frr[i]
-        w = g0 / (g0 - g1)
-        eer = float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
-    tar = {far: float(tpr[fpr <= far + 1e-12].max()) for far in FARS}
-    return fpr, tpr, auc, eer, tar
 
 
 def evaluate_distances(
@@ -365,21 +336,41 @@ def _tested_folds(folds: Any, labels: np.ndarray, pairs: Any) -> np.ndarray | No
     return np.array([k - 1 for k in wanted])
 
 
+def fold_training_faces(plist: list[Any], faces: Any, k: int, *, held_out: bool = False,
+                        untested: bool = False) -> tuple[Any, set[str]]:
+    """The images fold `k`'s model may train on under the protocol.
+
+    Args:
+        plist: the pairs (`facespace.data.read_pair_files`), folds 0-based in `.fold`.
+        faces: every image of the LFW folder (a `FaceSet` with names).
+        k: the tested fold, 0-based.
+        held_out: also keep the next fold's people out (`calibrate="held-out-fold"`).
+        untested: everyone outside the kept-out folds, people in no pair included; else only the
+            people of the other folds' pairs.
+
+    Returns:
+        `(train, banned)`: the `FaceSet` to train on, and the people kept out of it.
+    """
+    fold_people: dict[int, set[str]] = {}
+    for p in plist:
+        fold_people.setdefault(int(p.fold), set()).update((p.name_a, p.name_b))
+    labels = sorted(fold_people)
+    out = {int(k)} | ({labels[(labels.index(int(k)) + 1) % len(labels)]} if held_out else set())
+    others = set().union(*(v for j, v in fold_people.items() if j not in out))
+    banned = set().union(*(fold_people[j] for j in out))
+    keep = np.array([(untested or name in others) and name not in banned for name in faces.names])
+    return faces.subset(np.flatnonzero(keep)), banned
+
+
 def _evaluate_per_fold(train_fn, plist, faces, folds, same, ia, ib, *, metric, say, tested=None,
                        held_out=False, untested=False, target_far=None) -> LfwReport:
-    fold_people = {k: {p.name_a for p in plist if p.fold == k} | {p.name_b for p in plist if p.fold == k}
-                   for k in np.unique(folds)}
-    labels = list(fold_people)
+    labels = list(np.unique(folds))
     calibration = (lambda k: labels[(labels.index(k) + 1) % len(labels)]) if held_out else None
     by_fold: dict[Any, np.ndarray] = {}
     honoured = True
     todo = np.unique(folds) if tested is None else tested
     for n, k in enumerate(todo):
-        out = {k} if calibration is None else {k, calibration(k)}
-        others = set().union(*(v for j, v in fold_people.items() if j not in out))
-        banned = set().union(*(fold_people[j] for j in out))
-        keep = np.array([(untested or name in others) and name not in banned for name in faces.names])
-        train = faces.subset(np.flatnonzero(keep))
+        train, banned = fold_training_faces(plist, faces, k, held_out=held_out, untested=untested)
         honoured &= not (set(train.names.tolist()) & banned)
         held = "" if calibration is None else f", fold {calibration(k) + 1} held out for the threshold"
         whom = "outside the tested fold" if untested else "of the other folds"

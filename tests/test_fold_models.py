@@ -98,3 +98,25 @@ def test_an_ensemble_replay_keeps_member_codes_and_reuses_them(tmp_path, monkeyp
     np.testing.assert_allclose(three.encode(x), fold_models.replay_ensemble(folders, size=32, shift_test=1,
                                                                            cache=False)(faces).encode(x), atol=1e-6)
     assert len(list((folders[0] / "codes").glob("*.npy"))) == 1 and not list(tmp_path.rglob("*.part"))
+
+
+def test_train_only_trains_each_tested_fold_on_the_people_evaluate_lfw_would_and_scores_nothing(tmp_path):
+    """verification.py --train-only: the same training sets as the protocol (so the kept models replay)."""
+    import argparse
+
+    import verification
+    from people_helpers import write_people
+
+    write_people(tmp_path / "lfw", 9, 3, ext=".jpg")
+    lines = ["3\t1"] + [f"P{3 * f:02d}\t1\t2\nP{3 * f + 1:02d}\t1\tP{3 * f + 2:02d}\t1" for f in range(3)]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    seen = []
+    args = argparse.Namespace(pairs=[tmp_path / "pairs.txt"], lfw=tmp_path / "lfw", folds="1,3",
+                              calibrate="held-out-fold", train_people="other-folds")
+    verification.train_folds(args, lambda faces: seen.append(set(faces.names.tolist())),
+                             {"size": 16, "crop": "lfw", "grayscale": False}, "test")
+    # fold 1 trains without folds 1 and 2 (held out), fold 3 without folds 3 and 1 (the next, wrapping round)
+    assert seen == [{"P06", "P07", "P08"}, {"P03", "P04", "P05"}]
+    with pytest.raises(FacespaceError, match="no fold 4"):
+        verification.train_folds(argparse.Namespace(**{**vars(args), "folds": "4"}), seen.append,
+                                 {"size": 16, "crop": "lfw", "grayscale": False}, "test")

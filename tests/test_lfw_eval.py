@@ -9,7 +9,7 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, write_people
 
 from facespace.errors import DataError, FacespaceError
-from facespace.lfw_eval import _report, evaluate_distances, evaluate_lfw, roc_metrics, save_roc
+from facespace.lfw_eval import _report, evaluate_distances, evaluate_lfw, fold_training_faces, roc_metrics, save_roc
 
 
 def test_threshold_is_chosen_on_the_other_folds():
@@ -132,6 +132,25 @@ def test_untested_training_adds_people_in_no_pair_but_never_the_tested_fold(fake
     assert seen == [{f"P{i:02d}" for i in range(4)}, {f"P{i:02d}" for i in range(8)}]
     with pytest.raises(FacespaceError, match="unknown train_people"):
         evaluate_lfw(None, [dev_train, dev_test], fake_lfw / "lfw-deepfunneled", train_fn=train_fn, train_people="all")
+
+
+def test_fold_training_faces_keeps_the_tested_and_held_out_folds_people_out(fake_lfw, tmp_path):
+    from facespace.data import load_faces, read_pair_files
+
+    plist = read_pair_files(fake_lfw / "pairs.txt")
+    faces = load_faces(str(fake_lfw / "lfw-deepfunneled"), size=8, progress=False, cache=False)
+    people = [{f"P{4 * fold + i:02d}" for i in range(4)} for fold in range(3)]
+    train, banned = fold_training_faces(plist, faces, 0)
+    assert set(train.names.tolist()) == people[1] | people[2] and banned == people[0] and len(train) == 32
+    train, banned = fold_training_faces(plist, faces, 2, held_out=True)  # the next fold wraps round to fold 0
+    assert set(train.names.tolist()) == people[1] and banned == people[2] | people[0]
+    # untested: a person in no pair trains too, though never in the default
+    extra = tmp_path / "lfw"
+    write_people(extra, 12, 4, ext=".jpg")
+    write_people(extra, 1, 2, ext=".jpg", prefix="Q")
+    more = load_faces(str(extra), size=8, progress=False, cache=False)
+    assert "Q00" not in set(fold_training_faces(plist, more, 1)[0].names.tolist())
+    assert set(fold_training_faces(plist, more, 1, untested=True)[0].names.tolist()) == people[0] | people[2] | {"Q00"}
 
 
 def test_held_out_fold_calibration_keeps_two_folds_out_of_training(fake_lfw):
