@@ -100,9 +100,9 @@ class LfwReport:
             f"mean accuracy: {self.mean_accuracy:.4f} ± {self.standard_error:.4f} (standard error, {len(self.fold_accuracies)} folds, {self.n_pairs} pairs, {self.metric} distance)",
             f"AUC: {self.auc:.4f}   EER: {self.eer:.4f}   "
             + "   ".join(f"TAR@FAR={k:g}: {v:.4f}" for k, v in self.tar_at_far.items()),
-            f"protocol: {self.protocol_note}",
             *([f"thresholds: at {self.target_far:g} false accepts of the calibration folds' different-person pairs"]
               if self.target_far is not None else []),
+            f"protocol: {self.protocol_note}",
         ]
         if self.best_accuracies:
             lines.insert(-1, f"at each fold's own best threshold (diagnostic, not the protocol): "
