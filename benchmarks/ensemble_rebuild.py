@@ -8,7 +8,8 @@ the README's table has to be retrained wherever it is scored. This does it in th
    `facespace train verifier` would store them;
 2. `verification.py --verifier-retrain RECIPE --train-only --save-fold-models runs/folds-<member>` in
    `--lanes` processes of one thread each, the folds split between them, member after member (so the
-   first members are complete when time runs short);
+   first members are complete when time runs short); started again after an interruption, each lane
+   skips the folds already kept and trains only the rest;
 3. `verification.py --fold-models runs/folds-<each member> --shift-test 2 --merge` scores their ensemble
    once, as a new row of benchmarks/results/verification.md (`--results-dir` elsewhere).
 

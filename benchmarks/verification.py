@@ -93,9 +93,13 @@ def is_view2(args: argparse.Namespace) -> bool:
 
 def train_folds(args: argparse.Namespace, train_fn, kw: dict, label: str) -> None:
     """--train-only: each tested fold's training set, exactly as evaluate_lfw builds it, handed to
-    `train_fn` (which keeps the model: fold_models.saving); nothing is encoded or scored."""
+    `train_fn` (which keeps the model: fold_models.saving); nothing is encoded or scored. A fold whose
+    model is already kept in `args.save_fold_models` (same people) is skipped, so an interrupted run
+    (or ensemble_rebuild.py) started again trains only the folds it had not finished."""
     from facespace.data import load_faces, read_pair_files
     from facespace.lfw_eval import _tested_folds, fold_training_faces
+
+    import fold_models
 
     plist = read_pair_files(args.pairs)
     labels = np.unique([int(p.fold) for p in plist])
@@ -104,8 +108,13 @@ def train_folds(args: argparse.Namespace, train_fn, kw: dict, label: str) -> Non
     for n, k in enumerate(labels if tested is None else tested):
         train, _ = fold_training_faces(plist, faces, k, held_out=args.calibrate == "held-out-fold",
                                        untested=args.train_people == "untested")
-        print(f"{label}: fold {k + 1} ({n + 1}/{len(labels if tested is None else tested)}): training on "
-              f"{len(train)} images of {len(set(train.names.tolist()))} people", file=sys.stderr, flush=True)
+        which = f"{label}: fold {k + 1} ({n + 1}/{len(labels if tested is None else tested)})"
+        kept = Path(args.save_fold_models) / f"{fold_models.people_key(train)}.safetensors"
+        if kept.exists():  # written atomically, so a file there is a whole model
+            print(f"{which}: already kept as {kept}, skipped", file=sys.stderr, flush=True)
+            continue
+        print(f"{which}: training on {len(train)} images of {len(set(train.names.tolist()))} people",
+              file=sys.stderr, flush=True)
         train_fn(train)
 
 
@@ -127,7 +136,8 @@ def main() -> None:
     ap.add_argument("--save-fold-models", type=Path, default=None,
                     help="--verifier-retrain: keep each fold's model here, named by the people it trained on")
     ap.add_argument("--train-only", action="store_true",
-                    help="--verifier-retrain with --save-fold-models: train and keep each tested fold's model, score "
+                    help="--verifier-retrain with --save-fold-models: train and keep each tested fold's model (folds already "
+                         "kept there are skipped: run it again to finish an interrupted run), score "
                          "nothing (no encoding; a later --fold-models run scores the kept models)")
     ap.add_argument("--fold-models", type=Path, nargs="+", default=None,
                     help="add a row from per-fold models kept by --save-fold-models (no training; another "

@@ -112,7 +112,7 @@ def test_train_only_trains_each_tested_fold_on_the_people_evaluate_lfw_would_and
     (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
     seen = []
     args = argparse.Namespace(pairs=[tmp_path / "pairs.txt"], lfw=tmp_path / "lfw", folds="1,3",
-                              calibrate="held-out-fold", train_people="other-folds")
+                              calibrate="held-out-fold", train_people="other-folds", save_fold_models=tmp_path / "kept")
     verification.train_folds(args, lambda faces: seen.append(set(faces.names.tolist())),
                              {"size": 16, "crop": "lfw", "grayscale": False}, "test")
     # fold 1 trains without folds 1 and 2 (held out), fold 3 without folds 3 and 1 (the next, wrapping round)
@@ -120,3 +120,33 @@ def test_train_only_trains_each_tested_fold_on_the_people_evaluate_lfw_would_and
     with pytest.raises(FacespaceError, match="no fold 4"):
         verification.train_folds(argparse.Namespace(**{**vars(args), "folds": "4"}), seen.append,
                                  {"size": 16, "crop": "lfw", "grayscale": False}, "test")
+
+
+def test_train_only_run_again_trains_only_the_folds_not_yet_kept(tmp_path):
+    """An interrupted --train-only run started again skips folds whose model is in the folder (same people)."""
+    import argparse
+
+    import verification
+    from people_helpers import write_people
+
+    write_people(tmp_path / "lfw", 9, 3, ext=".jpg")
+    lines = ["3\t1"] + [f"P{3 * f:02d}\t1\t2\nP{3 * f + 1:02d}\t1\tP{3 * f + 2:02d}\t1" for f in range(3)]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    kept = tmp_path / "kept"
+    torch.manual_seed(0)
+    net = VerifierNet(VerifierConfig(size=16, channels=3, code_size=8, width=4, blocks=(1, 1))).eval()
+    seen = []
+
+    def train_fn(faces):
+        seen.append(set(faces.names.tolist()))
+        return net
+
+    args = argparse.Namespace(pairs=[tmp_path / "pairs.txt"], lfw=tmp_path / "lfw", folds="2",
+                              calibrate="other-folds", train_people="other-folds", save_fold_models=kept)
+    kw = {"size": 16, "crop": "lfw", "grayscale": False}
+    verification.train_folds(args, fold_models.saving(train_fn, kept), kw, "test")  # "interrupted" after fold 2
+    verification.train_folds(argparse.Namespace(**{**vars(args), "folds": None}), fold_models.saving(train_fn, kept),
+                             kw, "test")
+    others = [{f"P{i:02d}" for i in range(9) if i // 3 != k} for k in range(3)]
+    assert seen == [others[1], others[0], others[2]]  # fold 2 once, then only folds 1 and 3
+    assert len(list(kept.glob("*.safetensors"))) == 3
