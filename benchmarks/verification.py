@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -84,6 +85,14 @@ def model_input(model) -> str:
     import fold_models
 
     return fold_models.input_label(model)
+
+
+def roc_name(label: str) -> str:
+    """The ROC PNG's file name for a row: its label as a slug, cut to 64 characters, and a hash of the
+    whole label, so rows that share a long beginning (ensembles of the same first folders, "conv
+    (a.safetensors)" and "conv (b.safetensors)") never write one file."""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:64].rstrip("-")
+    return f"roc_{slug}-{hashlib.sha256(label.encode()).hexdigest()[:8]}.png"
 
 
 def is_view2(args: argparse.Namespace) -> bool:
@@ -242,8 +251,7 @@ def main() -> None:
         kept = [{"date": before.get("date"), "command": before.get("command"), **r} for r in before["rows"]]
     for label, model, train_fn, kw in runs:
         t0 = time.time()
-        # one file per row: "conv (a.safetensors)" and "conv (b.safetensors)" must not share one
-        roc = args.roc_dir / f"roc_{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')[:80]}.png" if args.roc_dir else None
+        roc = args.roc_dir / roc_name(label) if args.roc_dir else None
         kw = dict(kw)
         shown = kw.pop("input")
         r = evaluate_lfw(model, args.pairs[0] if view2 else args.pairs, args.lfw, train_fn=train_fn, roc=roc, progress=True, folds=args.folds,

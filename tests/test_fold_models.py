@@ -150,3 +150,14 @@ def test_train_only_run_again_trains_only_the_folds_not_yet_kept(tmp_path):
     others = [{f"P{i:02d}" for i in range(9) if i // 3 != k} for k in range(3)]
     assert seen == [others[1], others[0], others[2]]  # fold 2 once, then only folds 1 and 3
     assert len(list(kept.glob("*.safetensors"))) == 3
+
+
+def test_roc_names_of_rows_that_share_a_long_beginning_differ():
+    """verification.py --roc-dir: two ensembles of the same first folders must not overwrite one ROC file."""
+    import verification
+
+    four = "ensemble of verifiers retrained per fold (kept models in runs/folds-b24 + runs/folds-b64w12 + runs/folds-bwide)"
+    five = four[:-1] + " + runs/folds-binner)"
+    names = {verification.roc_name(four), verification.roc_name(five), verification.roc_name("pca-32")}
+    assert len(names) == 3 and all(n.startswith("roc_") and n.endswith(".png") and len(n) < 90 for n in names)
+    assert verification.roc_name("pca-32") == verification.roc_name("pca-32")  # the same row, the same file
