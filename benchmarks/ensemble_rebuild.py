@@ -13,13 +13,14 @@ the README's table has to be retrained wherever it is scored. This does it in th
 3. `verification.py --fold-models runs/folds-<each member> --shift-test 2 --merge` scores their ensemble
    once, as a new row of benchmarks/results/verification.md (`--results-dir` elsewhere).
 
-    .venv/bin/python benchmarks/ensemble_rebuild.py --lanes 2 --bf16            # five members, ~2.5 h on 2 cores
+    .venv/bin/python benchmarks/ensemble_rebuild.py --lanes 2 --bf16            # the seven members, ~4 h on 2 cores
     .venv/bin/python benchmarks/ensemble_rebuild.py --members tight:24 wide:24 --dry-run
 
 Members are `recipe:epochs` with the recipes below (all dropout 0.5, test-time shifts of 2 px).
 `--bf16` trains with bfloat16 autocast and channels-last: 1.8x faster where the CPU has AVX-512 BF16
-(verifier_speed.md), 10x slower where it has none. Measured on 2 cores with bf16: the first four members'
-40 trainings took 1 h 50 min in two lanes (beside other work), and the four-member row 89.4 % (README).
+(verifier_speed.md), 10x slower where it has none. Measured on 2 cores with bf16, two lanes: the first
+four members' 40 trainings took 1 h 50 min (beside other work), tight:48's ten ~35 min, 64px:48's and
+inner:48's twenty 1 h 40 min; the rows: four members 89.4 %, five 89.7 %, seven 90.1 % (README).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ RECIPES = {  # name: (input side, first-stage width, crop)
     "wide": (48, 16, "50,45,210,205"),
     "inner": (48, 16, "lfw"),
 }
-DEFAULT_MEMBERS = ("tight:24", "64px:24", "wide:24", "inner:24", "tight:48")
+DEFAULT_MEMBERS = ("tight:24", "64px:24", "wide:24", "inner:24", "tight:48", "64px:48", "inner:48")
 
 
 def parse_member(spec: str) -> tuple[str, int]:
