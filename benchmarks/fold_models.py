@@ -32,6 +32,11 @@ def people_key(faces: Any) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
 
+def kept_path(folder: Path, faces: Any) -> Path:
+    """Where the model trained on exactly `faces`' people is kept: `folder/<people_key>.safetensors`."""
+    return Path(folder) / f"{people_key(faces)}.safetensors"
+
+
 def saving(train_fn: Callable[[Any], Any], folder: Path) -> Callable[[Any], Any]:
     """`train_fn` that also writes each trained model to `folder/<people_key>.safetensors`."""
     from facespace.checkpoint import save_model
@@ -39,9 +44,10 @@ def saving(train_fn: Callable[[Any], Any], folder: Path) -> Callable[[Any], Any]
     def fn(faces: Any) -> Any:
         model = train_fn(faces)
         Path(folder).mkdir(parents=True, exist_ok=True)
-        extra = dict(model.checkpoint_info.get("extra", {}), people_key=people_key(faces),
+        path = kept_path(folder, faces)
+        extra = dict(model.checkpoint_info.get("extra", {}), people_key=path.stem,
                      people=len(set(faces.names.tolist())), images=len(faces))
-        save_model(model, Path(folder) / f"{extra['people_key']}.safetensors", extra=extra)
+        save_model(model, path, extra=extra)
         return model
 
     return fn
@@ -64,7 +70,7 @@ def replay(folder: Path, *, shift_test: int = 0) -> Callable[[Any], Any]:
     from facespace.checkpoint import load_model
 
     def fn(faces: Any) -> Any:
-        path = Path(folder) / f"{people_key(faces)}.safetensors"
+        path = kept_path(folder, faces)
         if not path.exists():
             raise FacespaceError(
                 f"{folder} holds no model trained on exactly these {len(set(faces.names.tolist()))} people "

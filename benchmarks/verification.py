@@ -114,11 +114,12 @@ def train_folds(args: argparse.Namespace, train_fn, kw: dict, label: str) -> Non
     labels = np.unique([int(p.fold) for p in plist])
     tested = _tested_folds(args.folds, labels, args.pairs)
     faces = load_faces(str(args.lfw), size=kw["size"], crop=kw["crop"], grayscale=kw["grayscale"])
-    for n, k in enumerate(labels if tested is None else tested):
+    todo = labels if tested is None else tested
+    for n, k in enumerate(todo):
         train, _ = fold_training_faces(plist, faces, k, held_out=args.calibrate == "held-out-fold",
                                        untested=args.train_people == "untested")
-        which = f"{label}: fold {k + 1} ({n + 1}/{len(labels if tested is None else tested)})"
-        kept = Path(args.save_fold_models) / f"{fold_models.people_key(train)}.safetensors"
+        which = f"{label}: fold {k + 1} ({n + 1}/{len(todo)})"
+        kept = fold_models.kept_path(args.save_fold_models, train)
         if kept.exists():  # written atomically, so a file there is a whole model
             print(f"{which}: already kept as {kept}, skipped", file=sys.stderr, flush=True)
             continue
