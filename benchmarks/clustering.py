@@ -45,11 +45,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from facespace.checkpoint import load_model
-    from facespace.cluster import cluster, cluster_scores, estimate_eps
-    from facespace.crops import model_crop
+    from facespace.people.clustering import cluster, cluster_scores, estimate_eps
+    from facespace.data.crops import model_crop
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
-    from facespace.verify import PixelEncoder
+    from facespace.people.verification import PixelEncoder
 
     def faces_for(size: int, grey: bool, crop="lfw"):
         all_faces = load_faces(str(args.lfw), size=size, crop=crop, grayscale=grey, progress=False)

@@ -12,7 +12,7 @@ Every LFW deep-funneled image has one main face near the centre. For each detect
   best-scoring box is that face (what `faces_in_photo(..., max_faces=1)` uses);
 - extra boxes per image (LFW photos often hold other people too, so not all are false);
 - images/s on this machine: wall and CPU time of `detect_faces` alone, one thread;
-- the crop geometry (`facespace.align.CROP_GEOMETRY`): median offset and side of the central crop
+- the crop geometry (`facespace.photos.align.CROP_GEOMETRY`): median offset and side of the central crop
   relative to the detector's box;
 - the alignment check: codes of detect+align crops vs codes of the standard central crop of the
   same image (`load_images(..., crop="lfw")`, the training preprocessing), under a PCA model fit on
@@ -66,9 +66,9 @@ def worker(detector: str, paths: list[str], out: Path) -> None:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    from facespace.align import align_face
+    from facespace.photos.align import align_face
     from facespace.data import read_image
-    from facespace.detect import detect_faces
+    from facespace.photos.detect import detect_faces
 
     images = [read_image(p) for p in paths]
     detect_faces(images[0], detector=detector)  # load the cascade outside the timing
@@ -159,9 +159,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from facespace import __version__
-    from facespace.align import CROP_GEOMETRY, central_crop
+    from facespace.photos.align import CROP_GEOMETRY, central_crop
     from facespace.data import load_images, read_image, read_pairs
-    from facespace.detect import MIN_NEIGHBORS
+    from facespace.photos.detect import MIN_NEIGHBORS
 
     lfw = SHARED / "lfw-deepfunneled"
     if not lfw.is_dir():

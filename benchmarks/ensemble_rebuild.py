@@ -55,10 +55,10 @@ def write_recipe(path: Path, name: str, epochs: int, bf16: bool) -> Path:
     import dataclasses
 
     from facespace.checkpoint import save_model
-    from facespace.crops import crop_record, parse_crop
-    from facespace.loop import TrainConfig
+    from facespace.data.crops import crop_record, parse_crop
+    from facespace.training.loop import TrainConfig
     from facespace.models.verifier import VerifierConfig, VerifierNet
-    from facespace.verifier_train import LOOP_DEFAULTS, ObjectiveConfig
+    from facespace.training.verifier import LOOP_DEFAULTS, ObjectiveConfig
 
     size, width, crop = RECIPES[name]
     net = VerifierNet(VerifierConfig(size=size, channels=3, width=width, dropout=0.5, shift_test=2))

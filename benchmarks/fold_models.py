@@ -139,7 +139,7 @@ def _save(path: Path, codes: np.ndarray) -> np.ndarray:
 
 def ensemble_settings(folders: list[Path], size: int = 160) -> dict:
     """`evaluate_lfw` keywords and input label for `replay_ensemble(folders, size=size)`."""
-    from facespace.crops import crop_name
+    from facespace.data.crops import crop_name
     from facespace.models.ensemble import ensemble_verifiers
 
     models = [_first_model(folder) for folder in folders]
@@ -151,7 +151,7 @@ def ensemble_settings(folders: list[Path], size: int = 160) -> dict:
 
 def settings(folder: Path) -> dict:
     """`evaluate_lfw` keywords (size, grayscale, crop) and the input label of the kept models."""
-    from facespace.crops import model_crop
+    from facespace.data.crops import model_crop
 
     m = _first_model(folder)
     size, _, c = m.image_shape
@@ -170,7 +170,7 @@ def _first_model(folder: Path) -> Any:
 
 def input_label(model: Any) -> str:
     """`48px colour, crop tight`: how a kept model sees a face."""
-    from facespace.crops import crop_name, model_crop
+    from facespace.data.crops import crop_name, model_crop
 
     size, _, c = model.image_shape
     return f"{size}px {'grey' if c == 1 else 'colour'}, crop {crop_name(model_crop(model))}"

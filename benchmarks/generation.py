@@ -50,18 +50,17 @@ def parse_args(argv=None):
 
 def train_vae(faces, args, out):
     """Train the VAE with the `train` verb when it knows kind 'vae', else with the same split and loop."""
-    from facespace import train as train_mod
-
+    from facespace.training import recipes as train_mod
     common = dict(code_size=args.code, epochs=args.epochs_vae, arch="bn", width=args.width, beta=args.beta,
                   flip=True, schedule="onecycle", lr=args.lr, batch_size=args.batch_size, threads=args.threads,
                   test=0.1, split_seed=42, progress=False)  # fmt: skip
     if "vae" in train_mod.KINDS:
-        return train_mod.train("vae", faces, out=out, **common), "facespace.train.train('vae', ...)"
+        return train_mod.train("vae", faces, out=out, **common), "facespace.training.recipes.train('vae', ...)"
     import torch
 
-    from facespace.loop import TrainConfig, fit
+    from facespace.training.loop import TrainConfig, fit
     from facespace.models.vae import VAE, VAEConfig
-    from facespace.objectives import Reconstruction
+    from facespace.training.objectives import Reconstruction
 
     class OwnLoss(Reconstruction):  # the VAE's own loss on randomly flipped batches
         def loss(self, batch):
@@ -81,13 +80,13 @@ def train_vae(faces, args, out):
                  out_dir=out, progress=False)
     from facespace.checkpoint import load_model
 
-    return load_model(result.best_path), "facespace.loop.fit (train.py has no kind 'vae' yet)"
+    return load_model(result.best_path), "facespace.training.loop.fit (train.py has no kind 'vae' yet)"
 
 
 def store_code_stats(model, images, path):
     """Record the code mean/std of the training images in the model's checkpoint (for vary/sample)."""
     from facespace.checkpoint import save_model
-    from facespace.generate import code_stats
+    from facespace.pipelines.generation import code_stats
 
     info = dict(getattr(model, "checkpoint_info", {}))
     extra = {**info.get("extra", {}), **code_stats(model, images)}
@@ -100,13 +99,13 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from facespace import generate as gen
-    from facespace.codes import encode, mse_psnr, reconstruct
-    from facespace.corrupt import parse_corruption
+    from facespace.pipelines import generation as gen
+    from facespace.pipelines.codes import encode, mse_psnr, reconstruct
+    from facespace.data.corruptions import parse_corruption
     from facespace.data import load_faces
     from facespace.grid import make_grid, save_png
     from facespace.models.pca import PCAAutoencoder
-    from facespace.train import split_faces, train
+    from facespace.training.recipes import split_faces, train
 
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

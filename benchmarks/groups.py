@@ -2,7 +2,7 @@
 
 Faces: every image of the people with >= 10 images (158 people, 4,324 images, 32x32 RGB). Codes:
 PCA-32, and PCA-128 + LDA-64 (Fisherfaces), both fitted only on the other LFW people (< 10 images),
-so no tested person is seen in fitting. Everything runs through `facespace.groups.FaceGroups` on a
+so no tested person is seen in fitting. Everything runs through `facespace.people.groups.groups.FaceGroups` on a
 real gallery file.
 
 1. Incremental: 70 % of the faces (random) are added and clustered; the other 30 % are added
@@ -82,8 +82,8 @@ def majority_ok(labels: np.ndarray, truth: np.ndarray, rows: np.ndarray) -> floa
 
 
 def incremental(model, codes, truth, method, options, seed, workdir):
-    from facespace.cluster import cluster, cluster_scores
-    from facespace.groups import FaceGroups
+    from facespace.people.clustering import cluster, cluster_scores
+    from facespace.people.groups.groups import FaceGroups
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(codes))
@@ -136,8 +136,8 @@ def incremental(model, codes, truth, method, options, seed, workdir):
 
 def corrections(model, codes, truth, method, options, k, seed, workdir):
     """Cluster all, give k links on current mistakes, re-cluster: ARI before/after and links held."""
-    from facespace.cluster import cluster_scores
-    from facespace.groups import FaceGroups
+    from facespace.people.clustering import cluster_scores
+    from facespace.people.groups.groups import FaceGroups
 
     rng = np.random.default_rng(seed)
     path = workdir / f"corr-{method}-{model.kind}-{k}.db"

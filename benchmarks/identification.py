@@ -62,7 +62,7 @@ def split(faces, enrol: int, seed: int, train_people: float = 0.0):
 
 
 def measure(model, faces, gallery_rows, known, strangers, far: float) -> dict:
-    from facespace.gallery import Gallery
+    from facespace.people.gallery.gallery import Gallery
 
     g = Gallery(":memory:", model, target_far=far)
     t0 = time.time()
@@ -118,10 +118,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from facespace.checkpoint import load_model
-    from facespace.crops import model_crop
+    from facespace.data.crops import model_crop
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
-    from facespace.verify import PixelEncoder
+    from facespace.people.verification import PixelEncoder
 
     faces_by_shape = {}
 

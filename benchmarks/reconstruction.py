@@ -209,7 +209,7 @@ def plot_sweep(sweep: list[dict], path: Path) -> None:
 
 
 def test_mse(model, images: np.ndarray) -> float:
-    from facespace.codes import mse_psnr, reconstruct
+    from facespace.pipelines.codes import mse_psnr, reconstruct
 
     return mse_psnr(images, reconstruct(model, images))[0]
 
@@ -221,7 +221,7 @@ def run_train(kind, train_images, code, epochs, threads, save=None, **options):
     """
     import shutil
 
-    from facespace.train import train
+    from facespace.training.recipes import train
 
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
@@ -302,8 +302,8 @@ def main(argv=None) -> None:
         next(r for r in report.data["sweep"] if r["code"] == args.code).update(conv_mse=best["test_mse"], epochs=args.epochs_best)
         report.write()
     if "denoise" not in skip:
-        from facespace.codes import mse_psnr, reconstruct
-        from facespace.corrupt import Corruption
+        from facespace.pipelines.codes import mse_psnr, reconstruct
+        from facespace.data.corruptions import Corruption
 
         opts = json.loads(args.denoise)
         model, secs, ips = run_train("denoise", xtr, 512, args.epochs_denoise, args.threads,
@@ -355,7 +355,7 @@ def speed_rows(args, xtr, xte, report, skip) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.npz"
         # Keras trains on exactly the images facespace's trainer trains on (it holds 2% for validation,
-        # chosen as `facespace.train` does with its default split seed 42)
+        # chosen as `facespace.training.recipes` does with its default split seed 42)
         order = np.random.default_rng(42 + 1).permutation(len(sub))
         np.savez(data, train=sub[np.sort(order[int(round(0.02 * len(sub))):])], test=xte)
         script = Path(tmp) / "keras_seed.py"

@@ -9,7 +9,7 @@ of the person's gallery photos)), with chance levels.
 
 Built-in methods: "pixels" (the 32x32 RGB pixels themselves) and "pca" (facespace's PCA
 autoencoder, 32 and 128 components, fitted on the gallery only). `--train conv:20` trains an
-autoencoder of that kind on the gallery photos only (`facespace.train.train`), then evaluates it.
+autoencoder of that kind on the gallery photos only (`facespace.training.recipes.train`), then evaluates it.
 Checkpoints trained elsewhere are added with
 `--model NAME=PATH`; they must have been trained without the query photos: the query list is
 written to benchmarks/results/retrieval_queries.txt (one path per line) for that purpose, and
@@ -95,7 +95,7 @@ def parse_option(text: str) -> tuple[str, object]:
 
 
 def encode_all(model, images: np.ndarray) -> np.ndarray:
-    from facespace.codes import encode
+    from facespace.pipelines.codes import encode
 
     return encode(model, images)
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     gallery = faces.subset(gi)
     options = dict(parse_option(o) for o in args.train_option)
     for spec in args.train:
-        from facespace.train import train
+        from facespace.training.recipes import train
 
         kind, _, epochs = spec.partition(":")
         run = Path(args.runs) / f"retrieval_{kind}" if args.runs else None
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             raise SystemExit(f"--model expects NAME=CHECKPOINT; got {spec!r}")
         from facespace.checkpoint import load_model
-        from facespace.codes import encode
+        from facespace.pipelines.codes import encode
 
         model = load_model(path)
         h, w, c = model.image_shape

@@ -58,7 +58,7 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: list[Path
 
     import fold_models
     from facespace.data import load_faces, read_pair_files
-    from facespace.lfw_eval import evaluate_lfw, find_lfw_root, pair_rows
+    from facespace.people.lfw import evaluate_lfw, find_lfw_root, pair_rows
 
     torch.set_num_threads(threads)
     replay = fold_models.replay_ensemble(folders, shift_test=shift_test, size=size)
@@ -113,8 +113,8 @@ def snorm(codes: np.ndarray, ia, ib, fold, k: int, top: int) -> np.ndarray:
 
 def score(scores: dict[int, np.ndarray], same, fold, far: float | None = None) -> dict:
     """The protocol on per-fold scores (higher = more alike): accuracy ± SE, AUC, own-best."""
-    from facespace.lfw_eval import roc_metrics
-    from facespace.verify import calibrate_threshold, pair_accuracy
+    from facespace.people.lfw import roc_metrics
+    from facespace.people.verification import calibrate_threshold, pair_accuracy
 
     accs, best, tested = [], [], np.zeros(len(same))
     for k, s in scores.items():
@@ -131,7 +131,7 @@ def score(scores: dict[int, np.ndarray], same, fold, far: float | None = None) -
 
 
 def main() -> None:
-    from facespace.lfw_eval import TRAIN_PEOPLE
+    from facespace.people.lfw import TRAIN_PEOPLE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fold-models", type=Path, nargs="+", required=True)

@@ -181,7 +181,7 @@ def lfw_codes(model_path: str | None, n_queries: int, log) -> tuple[np.ndarray, 
     qi, gi = order[:n_queries], order[n_queries:]
     if model_path:
         from facespace.checkpoint import load_model
-        from facespace.codes import encode
+        from facespace.pipelines.codes import encode
 
         model = load_model(model_path)
         codes, how = encode(model, faces.images), f"codes of {model_path}"

@@ -12,7 +12,7 @@ drawn independently of the parts), 4 eye kinds, 4 mouth kinds. For each kind of 
   the mouth, eye and nose kind; chance is 25%. Target: >= 90% for mouth and eyes.
 - size R2: held-out R2 of a linear regression from the codes to log face size (high = the code
   holds the size).
-- clusters: HDBSCAN (`facespace.sketches.cluster_sketches`) on the test codes; purity of the
+- clusters: HDBSCAN (`facespace.pipelines.sketches.cluster_sketches`) on the test codes; purity of the
   clusters w.r.t. mouth kind, eye kind, and face-size tercile (what the clusters follow).
 
 Rows: the face-size-only baseline (the one number the seed's clusters followed), the seed's recipe
@@ -64,7 +64,7 @@ def probe_scores(ztr, zte, train, test) -> dict:
 
 
 def cluster_scores(zte, test) -> tuple[dict, np.ndarray]:
-    from facespace.sketches import cluster_purity, cluster_sketches
+    from facespace.pipelines.sketches import cluster_purity, cluster_sketches
 
     labels = cluster_sketches(zte, "hdbscan", min_cluster_size=10, min_samples=5)
     size_bin = np.digitize(test.labels["size"], np.quantile(test.labels["size"], [1 / 3, 2 / 3]))
@@ -78,7 +78,7 @@ def cluster_scores(zte, test) -> tuple[dict, np.ndarray]:
 
 
 def train_model(train, val, args, **options):
-    from facespace.sketches import train_sketches
+    from facespace.pipelines.sketches import train_sketches
 
     t0 = time.perf_counter()
     model = train_sketches(train, val=val, epochs=args.epochs, batch_size=64, lr=2e-3, seed=0,
@@ -89,7 +89,7 @@ def train_model(train, val, args, **options):
 def synthetic(args) -> tuple[list[dict], dict]:
     from facespace.data.sketch_synth import make_face_sketches
     from facespace.models.sketch_ae import SketchAE, SketchAEConfig
-    from facespace.sketch_draw import pairs_grid, sketch_grid
+    from facespace.data.sketch_draw import pairs_grid, sketch_grid
     from facespace.grid import save_png
 
     train = make_face_sketches(args.n_train, seed=1)
@@ -140,7 +140,7 @@ def sheep(args) -> list[dict]:
     from facespace.data.sketch_formats import read_npz
     from facespace.grid import save_png
     from facespace.models.sketch_ae import SketchAE, SketchAEConfig
-    from facespace.sketch_draw import pairs_grid
+    from facespace.data.sketch_draw import pairs_grid
 
     train = read_npz(SHEEP, split="train", limit=args.sheep_train)
     val = read_npz(SHEEP, split="valid")
@@ -149,7 +149,7 @@ def sheep(args) -> list[dict]:
     torch.manual_seed(0)
     untrained = SketchAE(SketchAEConfig(max_len=250)).fit_scale(train.strokes)
     rows.append({"model": "facespace, untrained", "train_s": 0.0, **untrained.evaluate(test)})
-    from facespace.sketches import train_sketches
+    from facespace.pipelines.sketches import train_sketches
 
     for name, options in [("facespace, MSE", dict(output="mse")), ("facespace, mixture of Gaussians (Sketch-RNN)", dict(output="mdn"))]:
         if options["output"] == "mdn" and args.quick:

@@ -1,6 +1,6 @@
 """LFW View 2 verification for raw pixels, PCA and any trained model, side by side.
 
-Every row runs the official protocol (`facespace.lfw_eval.evaluate_lfw`): 10 folds, threshold chosen
+Every row runs the official protocol (`facespace.people.lfw.evaluate_lfw`): 10 folds, threshold chosen
 on nine, applied to the tenth; mean accuracy ± standard error, AUC, EER, TAR at FAR 1% / 0.1%.
 Raw pixels need no training; PCA is refitted per fold on the other nine folds' people only
 (facespace's own `PCAAutoencoder`). Checkpoints given with --models (conv autoencoder, denoising
@@ -73,7 +73,7 @@ def verifier_retrained(path: Path, faces, threads: int, what: str):
     """A fresh verifier with the checkpoint's settings, trained on `faces` only (loaded at its shape
     and crop): for benchmarks whose people the checkpoint may have seen."""
     from facespace.checkpoint import load_model
-    from facespace.verifier_train import retrainer
+    from facespace.training.verifier import retrainer
 
     print(f"training a verifier with the settings of {path} on {what}: {len(faces)} images of "
           f"{len(set(faces.names.tolist()))} people", file=sys.stderr, flush=True)
@@ -106,7 +106,7 @@ def train_folds(args: argparse.Namespace, train_fn, kw: dict, label: str) -> Non
     model is already kept in `args.save_fold_models` (same people) is skipped, so an interrupted run
     (or ensemble_rebuild.py) started again trains only the folds it had not finished."""
     from facespace.data import load_faces, read_pair_files
-    from facespace.lfw_eval import _tested_folds, fold_training_faces
+    from facespace.people.lfw import _tested_folds, fold_training_faces
 
     import fold_models
 
@@ -129,7 +129,7 @@ def train_folds(args: argparse.Namespace, train_fn, kw: dict, label: str) -> Non
 
 
 def main() -> None:
-    from facespace.lfw_eval import CALIBRATIONS, TRAIN_PEOPLE
+    from facespace.people.lfw import CALIBRATIONS, TRAIN_PEOPLE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=Path, nargs="+", default=[LFW / "pairs.txt"],
@@ -161,7 +161,7 @@ def main() -> None:
                          "each (default: 0, no shifts; `0 2` scores both)")
     ap.add_argument("--folds", default=None, help="test only these folds, e.g. 1,2 (quick runs; not the protocol)")
     ap.add_argument("--calibrate", choices=CALIBRATIONS, default=CALIBRATIONS[0],
-                    help="where each fold's threshold comes from (facespace.lfw_eval): held-out-fold also keeps the "
+                    help="where each fold's threshold comes from (facespace.people.lfw): held-out-fold also keeps the "
                          "next fold's people out of every per-fold training and sets the threshold on its pairs")
     ap.add_argument("--train-people", choices=TRAIN_PEOPLE, default=TRAIN_PEOPLE[0],
                     help="per-fold training on the other folds' people, or on every person outside the tested "
@@ -186,11 +186,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from facespace.checkpoint import load_model
-    from facespace.lfw_eval import evaluate_lfw
+    from facespace.people.lfw import evaluate_lfw
     from facespace.models.pca import PCAAutoencoder
-    from facespace.crops import model_crop
-    from facespace.verifier_train import retrainer
-    from facespace.verify import PixelEncoder
+    from facespace.data.crops import model_crop
+    from facespace.training.verifier import retrainer
+    from facespace.people.verification import PixelEncoder
 
     import fold_models
 

@@ -31,12 +31,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facespace.augment import AugmentConfig  # noqa: E402
+from facespace.data.augment import AugmentConfig  # noqa: E402
 from facespace.data.faceset import FaceSet  # noqa: E402
 from facespace.files import write_text_atomic  # noqa: E402
 from facespace.models.verifier import VerifierConfig, VerifierNet  # noqa: E402
-from facespace.loop import TrainConfig  # noqa: E402
-from facespace.verifier_train import ObjectiveConfig, identity_split, train_verifier  # noqa: E402
+from facespace.training.loop import TrainConfig  # noqa: E402
+from facespace.training.verifier import ObjectiveConfig, identity_split, train_verifier  # noqa: E402
 
 LFW = ROOT.parent / "shared" / "data" / "lfw"
 RESULTS = ROOT / "benchmarks" / "results"

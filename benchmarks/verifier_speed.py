@@ -40,11 +40,11 @@ def cpu_features() -> list[str]:
 def main() -> None:
     import torch
 
-    from facespace.crops import TIGHT_BOX
+    from facespace.data.crops import TIGHT_BOX
     from facespace.data import load_faces
-    from facespace.loop import TrainConfig
+    from facespace.training.loop import TrainConfig
     from facespace.models.verifier import VerifierConfig
-    from facespace.verifier_train import LOOP_DEFAULTS, train_verifier
+    from facespace.training.verifier import LOOP_DEFAULTS, train_verifier
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lfw", type=Path, default=LFW / "lfw-deepfunneled")

@@ -1,4 +1,4 @@
-"""`facespace.calibration`: labelled pairs in, curves and thresholds out, stored where they are used.
+"""`facespace.people.calibration`: labelled pairs in, curves and thresholds out, stored where they are used.
 
 "Line world": 16x16 grey images `base + t * u` with `||u|| = 1`, so under the raw-pixel encoder
 and the l2 metric the distance between two images is `|t1 - t2|` (up to 8-bit rounding) and every
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facespace import calibration as cal
+from facespace.people import calibration as cal
 from facespace.errors import DataError, FacespaceError
-from facespace.gallery import Gallery
-from facespace.verify import PixelEncoder
+from facespace.people.gallery.gallery import Gallery
+from facespace.people.verification import PixelEncoder
 
 SIDE = 16
 TOL = 0.02  # 8-bit rounding moves a distance by at most ~0.008
@@ -238,7 +238,7 @@ def test_detect_uses_the_surest_face_and_reports_photos_without_one(tmp_path):
     import cv2
     from skimage.data import astronaut
 
-    from facespace.photos import crops_from_photos
+    from facespace.photos.faces import crops_from_photos
 
     astro = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
     Image.fromarray(astro).save(tmp_path / "astro.png")

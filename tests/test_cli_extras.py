@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from facespace.checkpoint import load_model, save_model
-from facespace.codes import decode
+from facespace.pipelines.codes import decode
 from facespace.grid import make_grid
 from facespace.models.pca import PCAAutoencoder
 
@@ -28,7 +28,7 @@ def files(faces, tmp_path_factory):
     """A PCA checkpoint, another one, an encoder-only checkpoint, an index, a gallery and face files."""
     from people_helpers import TinyConfig, TinyEncoder
 
-    from facespace.gallery import Gallery
+    from facespace.people.gallery.gallery import Gallery
     from facespace.index import build_index
 
     d = tmp_path_factory.mktemp("extras")
@@ -78,7 +78,7 @@ def test_decode_gallery_person(files, faces, run_cli):
 
 
 def test_decode_exported_codes(files, faces, run_cli):
-    export = pytest.importorskip("facespace.export")
+    export = pytest.importorskip("facespace.pipelines.export.write")
     model = load_model(files / "pca.safetensors")
     z = model.encode(np.asarray(faces.images[:5]))
     export.save_codes(files / "codes.npy", z, sources=[f"f{i}.png" for i in range(5)], names=["a", None, "c", "d", "e"],
@@ -166,8 +166,8 @@ def test_calibrate_stores_the_threshold_that_verify_uses(files, run_cli):
 
 
 def test_calibrate_gallery_per_person_is_used_by_identify(line_people, run_cli, tmp_path):
-    from facespace.gallery import Gallery
-    from facespace.verify import PixelEncoder
+    from facespace.people.gallery.gallery import Gallery
+    from facespace.people.verification import PixelEncoder
 
     db = tmp_path / "line.db"
     with Gallery(db, PixelEncoder(size=SIDE, channels=1), metric="l2") as g:

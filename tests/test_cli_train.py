@@ -22,7 +22,7 @@ def image_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def conv_model(image_dir, tmp_path_factory):
-    from facespace.train import train
+    from facespace.training.recipes import train
 
     out = tmp_path_factory.mktemp("run") / "conv"
     train("conv", str(image_dir), out=out, size=16, code_size=4, epochs=1, width=4, batch_size=16, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facespace.cluster import (
+from facespace.people.clustering import (
     cluster,
     cluster_scores,
     estimate_eps,

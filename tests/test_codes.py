@@ -1,14 +1,14 @@
-"""`facespace.codes`: encode, decode, reconstruct on tiny PCA models of `lfw_subset`."""
+"""`facespace.pipelines.codes`: encode, decode, reconstruct on tiny PCA models of `lfw_subset`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facespace.codes import decode, encode, reconstruct, takes_batch_size
+from facespace.pipelines.codes import decode, encode, reconstruct, takes_batch_size
 from facespace.errors import FacespaceError
 from facespace.models.pca import PCAAutoencoder
-from facespace.verify import PixelEncoder
+from facespace.people.verification import PixelEncoder
 
 
 @pytest.fixture(scope="module")

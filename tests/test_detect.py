@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facespace.detect import DETECTORS, Detection, _group_windows, _haar_available, detect_faces, to_gray_uint8
+from facespace.photos.detect import DETECTORS, Detection, _group_windows, _haar_available, detect_faces, to_gray_uint8
 from facespace.errors import FacespaceError
 
 # the astronaut's face, measured by eye on the 512x512 original: centre (x, y) and about its side

@@ -30,7 +30,7 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 
 def train_tiny(out_dir, batch_size: int):
-    from facespace.loop import TrainConfig, fit
+    from facespace.training.loop import TrainConfig, fit
 
     x = low_rank_images(160)  # 128 train: 4 steps of 2 x 16 per epoch, no padding
     model = make_model(noise=0.0)

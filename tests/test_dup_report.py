@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facespace.dup_report import groups_page, pairs_page, thumbnail, write_pairs_report
+from facespace.reports.duplicates import groups_page, pairs_page, thumbnail, write_pairs_report
 
 EVIL = '<script>alert("x")</script> & Co'
 

@@ -108,7 +108,7 @@ def test_bad_members_are_refused():
 
 def test_retraining_needs_the_members_crops():
     from facespace.models.ensemble import VerifierEnsemble
-    from facespace.verifier_train import ensemble_retrainer
+    from facespace.training.verifier import ensemble_retrainer
 
     built = ensemble_verifiers([member(0, "lfw"), member(1, (50, 45, 210, 205))], size=32)
     assert len(built.checkpoint_info["extra"]["members"]) == 2

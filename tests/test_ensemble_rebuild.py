@@ -13,9 +13,9 @@ import ensemble_rebuild  # noqa: E402
 
 
 def test_a_recipe_retrains_with_its_network_loop_and_crop(tmp_path, monkeypatch):
-    import facespace.verifier_train as vt
+    import facespace.training.verifier as vt
     from facespace.checkpoint import load_model
-    from facespace.crops import TIGHT_BOX
+    from facespace.data.crops import TIGHT_BOX
     from facespace.data.faceset import FaceSet
 
     path = ensemble_rebuild.write_recipe(tmp_path / "wide.safetensors", "wide", 7, bf16=True)

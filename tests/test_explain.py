@@ -1,4 +1,4 @@
-"""`facespace.explain`: faces, reconstructions, heatmap, distance and verdict."""
+"""`facespace.pipelines.explanation`: faces, reconstructions, heatmap, distance and verdict."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 from facespace.checkpoint import load_model, save_model
 from facespace.errors import FacespaceError
-from facespace.explain import caption, explain, explanation_picture, heat_colours
+from facespace.pipelines.explanation import caption, explain, explanation_picture, heat_colours
 from facespace.models.pca import PCAAutoencoder
-from facespace.verify import PixelEncoder, pair_distances, save_threshold
+from facespace.people.verification import PixelEncoder, pair_distances, save_threshold
 
 
 @pytest.fixture(scope="module")

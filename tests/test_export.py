@@ -1,4 +1,4 @@
-"""Embeddings out and in: `facespace.export` formats, `facespace encode`, and search/index from codes alone."""
+"""Embeddings out and in: `facespace.pipelines.export.write` formats, `facespace encode`, and search/index from codes alone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from facespace.export import FORMAT_VERSION, ExportError, load_codes, save_codes, sidecar_path
+from facespace.pipelines.export.write import FORMAT_VERSION, ExportError, load_codes, save_codes, sidecar_path
 
 SUFFIXES = (".npy", ".csv", ".parquet")
 WEIRD = ["a,b.jpg", 'q"uo\'te.png', "ünï/cødé 顔.jpg", "line\r\nbreak.jpg", "plain"]
@@ -237,7 +237,7 @@ def test_encode_detect_one_row_per_face_and_reports_photos_without_one(data, run
     assert abs(x + w / 2 - 112.5) < 14 and abs(y + h / 2 - 52.5) < 14  # the astronaut's face
     # the row's code is the code of the detected crop
     from facespace.checkpoint import load_model
-    from facespace.photos import crops_from_photos
+    from facespace.photos.faces import crops_from_photos
 
     crops = crops_from_photos([data / "astro.png"], size=32, detect=True)
     np.testing.assert_allclose(back.codes, load_model(data / "pca.safetensors").encode(crops.images), atol=1e-5)

@@ -12,8 +12,8 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, faces_of, patterns
 
 from facespace.errors import DataError
-from facespace.gallery import Gallery, GalleryError, open_set_scores
-from facespace.verify import PixelEncoder
+from facespace.people.gallery.gallery import Gallery, GalleryError, open_set_scores
+from facespace.people.verification import PixelEncoder
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def people():
 
 def tiny(config: TinyConfig = TinyConfig()) -> TinyEncoder:
     """The test encoder with a quality reference from its own "training faces" (other synthetic people)."""
-    from facespace.quality import quality_reference
+    from facespace.people.quality import quality_reference
 
     model = TinyEncoder(config)
     rng = np.random.default_rng(99)
@@ -68,7 +68,7 @@ def test_threshold_is_calibrated_for_the_target_far(gallery):
 
 
 def test_stranger_threshold_holds_the_target_with_its_confidence():
-    from facespace.gallery_identify import stranger_threshold
+    from facespace.people.gallery.matching import stranger_threshold
 
     rng = np.random.default_rng(0)
     # impostor distances uniform on [0, 1]: a threshold t accepts a share t of all strangers
@@ -185,8 +185,8 @@ def test_killed_enrol_loses_nothing(gallery, people, tmp_path):
     script = textwrap.dedent(f"""
         import os
         import numpy as np
-        from facespace.gallery import Gallery
-        from facespace.verify import PixelEncoder
+        from facespace.people.gallery.gallery import Gallery
+        from facespace.people.verification import PixelEncoder
         Gallery._recalibrate = lambda self: os._exit(9)  # die inside the transaction, rows written
         g = Gallery({str(path)!r}, PixelEncoder(size=16, channels=1))
         g.enroll("p0", np.load({str(tmp_path / "new.npy")!r}), replace=True, force=True)
@@ -224,7 +224,7 @@ def test_enroll_many_is_one_change(people, tmp_path):
 
 
 def test_low_quality_enrolment_is_refused_unless_forced(gallery, people):
-    from facespace.quality import LowQualityError
+    from facespace.people.quality import LowQualityError
 
     good = people["p9"][:2]
     soft = np.stack([cv2_blur(img, 2.0) for img in people["p9"][2:4]])  # blurred copies

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from facespace import generate as gen
+from facespace.pipelines import generation as gen
 from facespace.checkpoint import save_model
 from facespace.errors import FacespaceError
 from facespace.models.pca import PCAAutoencoder
@@ -122,7 +122,7 @@ def test_sample_vae_prior_and_plain_gaussian(faces, pca, vae):
 
 
 def test_denoise_removes_noise(faces, pca):
-    from facespace.corrupt import parse_corruption
+    from facespace.data.corruptions import parse_corruption
 
     noisy = parse_corruption("gaussian:0.1").apply(faces[:20], seed=0)
     clean = gen.denoise(pca, noisy)
@@ -248,7 +248,7 @@ def test_cli_morph_detect_uses_the_face_found(run_cli, files, photos, pca):
     from PIL import Image
 
     from facespace.grid import make_grid
-    from facespace.photos import crops_from_photos
+    from facespace.photos.faces import crops_from_photos
 
     code, out, err = run_cli("morph", files / "pca.safetensors", photos / "one.png", photos / "two.png", "--detect",
                              "--steps", "3", "--scale", "1", "--out", photos / "m.png")  # fmt: skip

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facespace.constrained import enforce, match_labels, must_components
-from facespace.gallery import Gallery
-from facespace.gallery_store import SCHEMA_VERSION, GalleryError
-from facespace.groups import FaceGroups
-from facespace.verify import PixelEncoder
+from facespace.people.groups.constrained import enforce, match_labels, must_components
+from facespace.people.gallery.gallery import Gallery
+from facespace.people.gallery.store import SCHEMA_VERSION, GalleryError
+from facespace.people.groups.groups import FaceGroups
+from facespace.people.verification import PixelEncoder
 
 D = 16  # PixelEncoder(size=4, channels=1) makes 16-value codes
 

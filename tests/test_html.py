@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from facespace.html import escape, page, picture, png_data_uri, table
+from facespace.reports.html import escape, page, picture, png_data_uri, table
 
 
 def test_png_data_uri_round_trips(rng):

@@ -9,7 +9,7 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, write_people
 
 from facespace.errors import DataError, FacespaceError
-from facespace.lfw_eval import _report, evaluate_distances, evaluate_lfw, fold_training_faces, roc_metrics, save_roc
+from facespace.people.lfw import _report, evaluate_distances, evaluate_lfw, fold_training_faces, roc_metrics, save_roc
 
 
 def test_threshold_is_chosen_on_the_other_folds():

@@ -13,9 +13,9 @@ from torch import nn
 
 from facespace.checkpoint import load_model, register_model
 from facespace.errors import FacespaceError
-from facespace.loop import FitResult, TrainConfig, fit
+from facespace.training.loop import FitResult, TrainConfig, fit
 from facespace.models.base import TorchAutoencoder
-from facespace.runs import read_metrics, reconstruction_sampler
+from facespace.training.runs import read_metrics, reconstruction_sampler
 
 
 @dataclass(frozen=True)

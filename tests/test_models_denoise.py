@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from facespace.corrupt import Corruption, occluder_mask, parse_corruption
+from facespace.data.corruptions import Corruption, occluder_mask, parse_corruption
 from facespace.errors import FacespaceError
 from facespace.models.conv import ConvAutoencoder, ConvConfig
-from facespace.objectives import Denoising, Reconstruction
+from facespace.training.objectives import Denoising, Reconstruction
 
 
 def test_parse_specs_round_trip():

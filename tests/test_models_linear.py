@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from facespace.loop import TrainConfig, fit
+from facespace.training.loop import TrainConfig, fit
 from facespace.models.linear import LinearAutoencoder, LinearConfig
 from facespace.models.pca import PCAAutoencoder
-from facespace.objectives import Reconstruction
+from facespace.training.objectives import Reconstruction
 
 
 def low_rank_images(n=256, seed=0):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facespace import align
-from facespace.align import CropGeometry, align_face, central_crop, eye_roll, face_roll
-from facespace.detect import Detection
+from facespace.photos import align
+from facespace.photos.align import CropGeometry, align_face, central_crop, eye_roll, face_roll
+from facespace.photos.detect import Detection
 from facespace.errors import DataError, FacespaceError
-from facespace.photos import Face, draw_boxes, faces_in_photo, find_faces, read_photo
+from facespace.photos.faces import Face, draw_boxes, faces_in_photo, find_faces, read_photo
 
 FACE_CENTRE_256 = np.array([112.5, 52.5])  # the astronaut's face in the 256x256 picture
 
@@ -216,7 +216,7 @@ def test_cli_bad_photo_writes_nothing(run_cli, photos, tmp_path):
 
 
 def test_crops_from_photos_with_and_without_detection(photos):
-    from facespace.photos import crops_from_photos
+    from facespace.photos.faces import crops_from_photos
 
     files = [photos / "astro.png", photos / "blank.png"]
     plain = crops_from_photos(files, size=32)

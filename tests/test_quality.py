@@ -8,7 +8,7 @@ import pytest
 
 from facespace.errors import FacespaceError
 from facespace.models.pca import PCAAutoencoder
-from facespace.quality import (
+from facespace.people.quality import (
     FaceQuality, QualityReference, face_quality, laplacian_variance, quality_reference, reference_for,
     save_quality_reference,
 )

@@ -15,7 +15,7 @@ from PIL import Image
 
 from facespace.errors import DataError, DataWarning, FacespaceError
 from facespace.grid import save_png
-from facespace.report import write_report
+from facespace.reports.run_report import write_report
 
 HOSTILE = '<script>alert("x")</script> & co'
 URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -53,7 +53,7 @@ def faces(n: int = 40, size: int = 16, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A real 3-epoch conv run and a PCA run (run.json only), trained once for the module."""
-    from facespace.train import train
+    from facespace.training.recipes import train
 
     root = tmp_path_factory.mktemp("runs")
     x = faces()

@@ -22,14 +22,14 @@ EPOCHS = 6
 
 
 def config(**changes):
-    from facespace.loop import TrainConfig
+    from facespace.training.loop import TrainConfig
 
     base = dict(epochs=EPOCHS, batch_size=32, lr=1e-2, schedule="onecycle", seed=5, threads=1)
     return TrainConfig(**{**base, **changes})
 
 
 def train(out_dir, *, resume=False, sleep=0.0, **changes):
-    from facespace.loop import fit
+    from facespace.training.loop import fit
 
     def slow_collate(items):
         time.sleep(sleep)
@@ -51,7 +51,7 @@ def uninterrupted(tmp_path_factory):
 
 def test_killed_run_resumes_and_finishes_identically(tmp_path, uninterrupted):
     from facespace.checkpoint import load_model
-    from facespace.runs import load_resume, read_metrics
+    from facespace.training.runs import load_resume, read_metrics
 
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
@@ -106,7 +106,7 @@ def test_resume_refuses_changed_settings(uninterrupted):
 
 def test_resume_refuses_another_model(uninterrupted):
     from facespace.errors import FacespaceError
-    from facespace.loop import fit
+    from facespace.training.loop import fit
 
     _, _, out = uninterrupted
     with pytest.raises(FacespaceError, match="holds the state of another model.*same model"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facespace.index import Index, IndexingError, build_index
-from facespace.search import find_duplicates, search
+from facespace.pipelines.retrieval import find_duplicates, search
 
 PEOPLE = ("Ann_Ames", "Bo_Berg", "Cy_Cole")
 
@@ -212,7 +212,7 @@ def test_cli_errors_exit_2_with_a_message(gallery, run_cli, tmp_path):
 
 
 def test_find_duplicates_against_codes_gives_every_pair_within_reach():
-    from facespace.search import DuplicatePair
+    from facespace.pipelines.retrieval import DuplicatePair
 
     rng = np.random.default_rng(1)
     ref = rng.standard_normal((40, 6)).astype(np.float32) * 3

@@ -9,7 +9,7 @@ from facespace.data.sketch_synth import make_face_sketches
 from facespace.data.strokes import check_stroke3, collate_strokes
 from facespace.errors import DataError, FacespaceError
 from facespace.models.sketch_ae import SketchAE, SketchAEConfig, _mdn_nll
-from facespace.sketches import cluster_purity, cluster_sketches, train_sketches, write_cluster_gallery
+from facespace.pipelines.sketches import cluster_purity, cluster_sketches, train_sketches, write_cluster_gallery
 
 TINY = dict(enc_hidden=16, dec_hidden=32, code_size=12, max_len=80)
 

@@ -4,7 +4,7 @@ import pytest
 from facespace.data.sketch_synth import KINDS, make_face_sketches
 from facespace.data.strokes import bounding_extent, check_stroke3, stroke3_to_lines
 from facespace.errors import DataError
-from facespace.sketch_draw import pairs_grid, render_sketch, render_sketches, save_sketch_grid, save_sketch_svg, sketch_svg
+from facespace.data.sketch_draw import pairs_grid, render_sketch, render_sketches, save_sketch_grid, save_sketch_svg, sketch_svg
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from facespace.checkpoint import load_model
-from facespace.codes import encode, reconstruct
+from facespace.pipelines.codes import encode, reconstruct
 from facespace.data import FaceSet
 from facespace.errors import FacespaceError
-from facespace.train import train
+from facespace.training.recipes import train
 
 TINY = dict(width=4, batch_size=16, progress=False)
 
@@ -108,7 +108,7 @@ def test_encode_and_reconstruct_take_arrays_facesets_and_paths(conv_run, faces, 
 
 
 def test_trained_model_carries_a_quality_reference_of_held_out_faces(tmp_path):
-    from facespace.quality import face_quality
+    from facespace.people.quality import face_quality
 
     rng = np.random.default_rng(1)
     many = rng.random((240, 4, 4, 3)).astype(np.float32).repeat(4, axis=1).repeat(4, axis=2)

@@ -98,7 +98,7 @@ def test_save_load_round_trip(tmp_path, rng):
 
 
 def test_short_training_lowers_both_terms(rng):
-    from facespace.loop import TrainConfig, fit
+    from facespace.training.loop import TrainConfig, fit
 
     # smooth synthetic "faces": a few blobs of random brightness, so there is structure to learn
     yy, xx = np.mgrid[0:16, 0:16] / 15.0

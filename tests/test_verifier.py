@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facespace.augment import AugmentConfig, augment, flip_images
+from facespace.data.augment import AugmentConfig, augment, flip_images
 from facespace.checkpoint import load_model, save_model
 from facespace.data.faceset import FaceSet
 from facespace.errors import FacespaceError
-from facespace.metric_losses import MarginSoftmax, contrastive_loss, margin_logits, triplet_loss
+from facespace.training.metric_losses import MarginSoftmax, contrastive_loss, margin_logits, triplet_loss
 from facespace.models.verifier import VerifierConfig, VerifierNet, shift_image
-from facespace.verifier_train import IdentityObjective, ObjectiveConfig, identity_dataset, identity_split
+from facespace.training.verifier import IdentityObjective, ObjectiveConfig, identity_dataset, identity_split
 
 TINY = VerifierConfig(size=16, channels=1, code_size=8, width=4, blocks=(1, 1), dropout=0.0)
 
@@ -205,9 +205,9 @@ def test_margin_training_separates_people(faces):
 
 
 def test_train_verifier_with_the_loop(faces, tmp_path):
-    pytest.importorskip("facespace.loop")
-    from facespace.loop import TrainConfig
-    from facespace.verifier_train import train_verifier
+    pytest.importorskip("facespace.training.loop")
+    from facespace.training.loop import TrainConfig
+    from facespace.training.verifier import train_verifier
 
     loop = TrainConfig(epochs=2, batch_size=8, lr=1e-2, seed=0)
     model = train_verifier(faces, model=TINY, objective=ObjectiveConfig(val_min_images=4), loop=loop,
@@ -221,9 +221,9 @@ def test_train_verifier_with_the_loop(faces, tmp_path):
 
 
 def test_retrainer_rebuilds_the_settings(faces):
-    pytest.importorskip("facespace.loop")
-    from facespace.loop import TrainConfig
-    from facespace.verifier_train import retrainer
+    pytest.importorskip("facespace.training.loop")
+    from facespace.training.loop import TrainConfig
+    from facespace.training.verifier import retrainer
 
     model = VerifierNet(TINY)
     loop = TrainConfig(epochs=1, batch_size=16, lr=1e-2, seed=0)

@@ -11,7 +11,7 @@ import pytest
 from people_helpers import write_people
 
 from facespace.checkpoint import load_model
-from facespace.crops import TIGHT_BOX, model_crop, parse_crop
+from facespace.data.crops import TIGHT_BOX, model_crop, parse_crop
 from facespace.data import load_images
 from facespace.errors import DataError
 
@@ -67,8 +67,8 @@ def test_train_verifier_writes_a_run_folder_with_its_crop(trained):
 
 
 def test_recorded_crop_is_applied_to_image_files(trained, fake_lfw, run_cli):
-    from facespace.codes import encode
-    from facespace.verify import verify
+    from facespace.pipelines.codes import encode
+    from facespace.people.verification import verify
 
     m = load_model(trained[0] / "best.safetensors")
     a, b = fake_lfw / "lfw-deepfunneled" / "P00" / "P00_0001.jpg", fake_lfw / "lfw-deepfunneled" / "P03" / "P03_0002.jpg"
@@ -100,7 +100,7 @@ def test_a_file_too_small_for_the_crop_is_refused_by_name(trained, tmp_path, run
 
 def test_retrain_honours_the_protocol_and_never_trains_on_a_tested_person(trained, fake_lfw, tmp_path, run_cli,
                                                                          monkeypatch):
-    import facespace.verifier_train as vt
+    import facespace.training.verifier as vt
 
     seen, original = [], vt.train_verifier
 
@@ -130,7 +130,7 @@ def test_retrain_honours_the_protocol_and_never_trains_on_a_tested_person(traine
 
 def test_retrain_on_view1_files_untested_people_and_a_far_threshold(trained, fake_lfw, tmp_path, run_cli, monkeypatch):
     """`--pairs DevTrain --pairs DevTest --folds 2 --train-people untested --target-far`: View 1 from the CLI."""
-    import facespace.verifier_train as vt
+    import facespace.training.verifier as vt
 
     seen, original = [], vt.train_verifier
 
@@ -238,7 +238,7 @@ def test_ensemble_of_verifiers_on_two_crops_is_one_model(trained, fake_lfw, tmp_
 def test_retrain_of_an_ensemble_retrains_each_member_per_fold(trained, fake_lfw, tmp_path, run_cli, monkeypatch):
     """`evaluate-lfw ENSEMBLE --retrain`: every member trained afresh on the other fold's people only,
     on its own box cut from the union faces; the per-fold models are ensembles again."""
-    import facespace.verifier_train as vt
+    import facespace.training.verifier as vt
     from facespace.checkpoint import save_model
     from facespace.models.ensemble import ensemble_verifiers
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from facespace.checkpoint import load_model, read_checkpoint, save_model
 from facespace.errors import DataError, FacespaceError
-from facespace.verify import (
+from facespace.people.verification import (
     PixelEncoder,
     calibrate,
     calibrate_threshold,

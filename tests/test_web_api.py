@@ -246,7 +246,7 @@ def test_verify_same_image_is_same_and_threshold_decides(client, site):
     assert same["status"] == "ok" and same["distance"] == pytest.approx(0.0, abs=1e-5) and same["same"] is True
     other = client.post("/api/verify", data={"id_a": "3", "id_b": "40", "threshold": "0.1"}).json()
     from facespace.index import Index
-    from facespace.verify import pair_distances
+    from facespace.people.verification import pair_distances
 
     index = Index.load(site["index"])
     want = float(pair_distances(index.reconstruct([3]), index.reconstruct([40]))[0])
@@ -264,7 +264,7 @@ def test_verify_needs_both_faces(client):
 def test_morph_runs_from_a_to_b(client, site):
     from facespace.checkpoint import load_model
     from facespace.data import load_images
-    from facespace.generate import morph
+    from facespace.pipelines.generation import morph
     from base64 import b64decode
 
     r = client.post("/api/morph", data={"id_a": "1", "id_b": "2", "steps": "5"})
@@ -278,7 +278,7 @@ def test_morph_runs_from_a_to_b(client, site):
 
 
 def test_explain_shows_the_pair(client, site):
-    pytest.importorskip("facespace.explain")
+    pytest.importorskip("facespace.pipelines.explanation")
     r = client.post("/api/explain", files={**upload(site, 3, "a"), **upload(site, 9, "b")})
     body = r.json()
     assert r.status_code == 200 and body["status"] == "ok" and body["picture"].startswith("data:image/png")
@@ -287,7 +287,7 @@ def test_explain_shows_the_pair(client, site):
 
 # --- clusters ---------------------------------------------------------------------------------------------
 def test_clusters_partition_the_index_and_are_cached(client, site):
-    from facespace.cluster import cluster
+    from facespace.people.clustering import cluster
     from facespace.index import Index
 
     r = client.get("/api/clusters", params={"method": "hdbscan", "min_cluster_size": 3, "members": 500})

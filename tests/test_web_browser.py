@@ -166,7 +166,7 @@ def test_page_search_morph_and_errors(server, browser, site, tmp_path):
     wait(browser, lambda d: css(d, "#verify-result .verdict"), what="a verdict")
     assert css(browser, "#verify-result .verdict")[0].text in ("same person", "different people")
 
-    # explain the pair, where this installation has facespace.explain
+    # explain the pair, where this installation has facespace.pipelines.explanation
     if by_id(browser, "explain-go").is_enabled():
         by_id(browser, "explain-go").click()
         wait(browser, lambda d: css(d, "#explain-result img.picture"), what="the explanation picture")

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         size: int = typer.Option(48, help="Montage tile side in pixels."),
     ) -> None:
         """Group the faces of an index by person; write a CSV and one montage per cluster."""
-        from facespace.cluster import cluster
+        from facespace.people.clustering import cluster
         from facespace.files import write_text_atomic
         from facespace.index import Index
 

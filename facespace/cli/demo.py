@@ -43,15 +43,15 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0, e
     import numpy as np
 
     from facespace.checkpoint import load_model, save_model
-    from facespace.codes import reconstruct
+    from facespace.pipelines.codes import reconstruct
     from facespace.data import load_faces
     from facespace.files import write_bytes_atomic, write_text_atomic
-    from facespace.generate import morph
+    from facespace.pipelines.generation import morph
     from facespace.grid import save_grid, save_png
     from facespace.index import build_index
-    from facespace.report import write_report
-    from facespace.search import montage, search
-    from facespace.train import train
+    from facespace.reports.run_report import write_report
+    from facespace.pipelines.retrieval import montage, search
+    from facespace.training.recipes import train
 
     out.mkdir(parents=True, exist_ok=True)
     faces = load_faces("embedded", size=size, progress=False)
@@ -147,11 +147,11 @@ def typed_path(path: Path) -> str:
 
 def retrieval_table(models: dict, faces) -> dict:
     """Leave-one-out retrieval on the embedded set, per model and metric: how often the 5 nearest
-    other images are of the same class (face or not face) as the query. A `facespace.report` table."""
+    other images are of the same class (face or not face) as the query. A `facespace.reports.run_report` table."""
     import numpy as np
 
     from facespace.index import build_index
-    from facespace.search import search
+    from facespace.pipelines.retrieval import search
 
     is_face = np.asarray(faces.labels["is_face"], bool)
     rows = []

@@ -31,7 +31,7 @@ def _name_of_file(path: str) -> str | None:
 
 
 def _encode(net: Any, images: np.ndarray, batch_size: int, tick: Callable[[int], None]) -> np.ndarray:
-    from facespace.codes import encode
+    from facespace.pipelines.codes import encode
 
     codes = np.zeros((len(images), int(net.code_size)), np.float32)
     for start in range(0, len(images), batch_size):
@@ -55,7 +55,7 @@ def encode_sources(
     Args:
         net: the model.
         sources: image folders (recursive), image files, or "embedded".
-        detect: find the faces in each file as a whole photo (`facespace.photos.crops_from_photos`):
+        detect: find the faces in each file as a whole photo (`facespace.photos.faces.crops_from_photos`):
             every face is one row with its box; photos without a face give no row.
         batch_size: images encoded at a time.
         crop: crop of image files without `detect` (as `load_faces`); "recorded": the model's own.
@@ -68,10 +68,10 @@ def encode_sources(
     from facespace.data import load_faces, load_images
     from facespace.data.folders import identities, scan_folder
     from facespace.errors import FacespaceError
-    from facespace.export import ExportedCodes, export_model_record
-    from facespace.photos import crops_from_photos
+    from facespace.pipelines.export.write import ExportedCodes, export_model_record
+    from facespace.photos.faces import crops_from_photos
 
-    from facespace.crops import resolve_crop
+    from facespace.data.crops import resolve_crop
 
     crop = resolve_crop(net, crop)
     size, _, channels = net.image_shape
@@ -147,14 +147,14 @@ def encode_cmd(
 ) -> None:
     """Encode images with MODEL and write their codes with paths and names (embeddings out).
 
-    The file's suffix picks the format (see `facespace.export`): .npy with a .npy.json sidecar,
+    The file's suffix picks the format (see `facespace.pipelines.export.write`): .npy with a .npy.json sidecar,
     .csv (header path,name[,face,x,y,width,height],z0,...) with a .csv.json sidecar for the model,
     or .parquet (columns path, name, code[, face, box]). Prints a JSON summary on stdout; photos
     in which --detect finds no face are named on stderr and counted.
     """
     from facespace.cli.search import _encode_progress
     from facespace.errors import FacespaceError
-    from facespace.export import codes_format, save_codes
+    from facespace.pipelines.export.write import codes_format, save_codes
     from facespace.index.build import resolve_model
 
     codes_format(out)  # an unknown format fails before any work

@@ -1,6 +1,6 @@
 """CLI commands of the 'extras' area: decode, calibrate, explain.
 
-Thin: parse, call `facespace.codes`, `facespace.calibration`, `facespace.explain`, write pictures.
+Thin: parse, call `facespace.pipelines.codes`, `facespace.people.calibration`, `facespace.pipelines.explanation`, write pictures.
 One JSON line on stdout per command; messages on stderr.
 """
 
@@ -38,7 +38,7 @@ def _index_codes(net: Any, path: Path, ids: list[int]) -> tuple[np.ndarray, list
 
 
 def _gallery_codes(net: Any, path: Path, names: list[str]) -> tuple[np.ndarray, list[str]]:
-    from facespace.gallery import Gallery
+    from facespace.people.gallery.gallery import Gallery
 
     with Gallery(path, net) as g:  # refuses a gallery built with another model
         codes, person, people = g.codes()
@@ -54,9 +54,9 @@ def _gallery_codes(net: Any, path: Path, names: list[str]) -> tuple[np.ndarray, 
 
 def _exported_codes(net: Any, path: Path, rows: list[int]) -> tuple[np.ndarray, list[str]]:
     try:
-        from facespace.export import load_codes
+        from facespace.pipelines.export.write import load_codes
     except ImportError:  # pragma: no cover - the export module ships in the same release
-        raise FacespaceError("decoding exported codes needs facespace.export, which this installation lacks") from None
+        raise FacespaceError("decoding exported codes needs facespace.pipelines.export.write, which this installation lacks") from None
     from facespace.checkpoint import model_hash, weights_hash
 
     exported = load_codes(path)
@@ -93,7 +93,7 @@ def decode_cmd(
 ) -> None:
     """Turn stored codes (index items, gallery faces, exported codes) back into faces."""
     from facespace.checkpoint import load_model
-    from facespace.codes import decode
+    from facespace.pipelines.codes import decode
     from facespace.grid import make_grid, save_png
     from facespace.protocol import has_decoder
 
@@ -140,7 +140,7 @@ def calibrate_cmd(
     dry_run: Annotated[bool, Opt("--dry-run", help="measure and report, store nothing")] = False,
 ) -> None:
     """Calibrate the same-person threshold on your own labelled pairs; store it with the model or gallery."""
-    from facespace import calibration as cal
+    from facespace.people import calibration as cal
     from facespace.cli.people import resolve_model
 
     if (pairs is None) == (folder is None):
@@ -157,7 +157,7 @@ def calibrate_cmd(
     net = resolve_model(model)
     per: dict[str, dict[str, Any]] = {}
     if gallery is not None:
-        from facespace.gallery import Gallery
+        from facespace.people.gallery.gallery import Gallery
 
         with Gallery(gallery, net) as g:
             if metric != g.metric:
@@ -169,7 +169,7 @@ def calibrate_cmd(
         c, no_face = cal.calibrate_pairs(net, labelled, target_far=far, metric=metric, detect=detect)
         stored = None
         if not dry_run:
-            from facespace.verify import save_threshold
+            from facespace.people.verification import save_threshold
 
             source = str(pairs if pairs is not None else folder)
             stored = str(save_threshold(net, c.threshold, metric=c.metric, target_far=far, pairs=source,
@@ -202,9 +202,9 @@ def explain_cmd(
     """Explain a match: the two faces, their reconstructions and a difference heatmap, with the verdict."""
     from facespace.checkpoint import load_model
     from facespace.cli.generate import photo_face
-    from facespace.explain import caption, explain, explanation_picture
+    from facespace.pipelines.explanation import caption, explain, explanation_picture
     from facespace.grid import save_png
-    from facespace.verify import stored_threshold
+    from facespace.people.verification import stored_threshold
 
     net = load_model(model)
     metric = metric or (stored_threshold(net) or {}).get("metric", "cosine")

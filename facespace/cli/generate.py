@@ -1,6 +1,6 @@
 """CLI commands of the 'generate' area: morph, vary, sample, fill.
 
-Thin: parse, call `facespace.generate`, write pictures. One JSON line on stdout per command;
+Thin: parse, call `facespace.pipelines.generation`, write pictures. One JSON line on stdout per command;
 messages on stderr.
 """
 
@@ -28,7 +28,7 @@ def _spread_from(net, data: Optional[str]):
     """Training images to measure code statistics on, when --data is given."""
     if data is None:
         return None
-    from facespace.train import load_training_faces
+    from facespace.training.recipes import load_training_faces
 
     size, _, channels = net.image_shape
     return load_training_faces(data, size=size, grayscale=channels == 1, progress=False)
@@ -47,7 +47,7 @@ def morph_cmd(
 ) -> None:
     """Morph between two faces through the model's code space; write a strip (and a GIF)."""
     from facespace.checkpoint import load_model
-    from facespace.generate import morph
+    from facespace.pipelines.generation import morph
     from facespace.grid import make_grid, save_png
 
     net = load_model(model)
@@ -72,7 +72,7 @@ def photo_face(model, path: Path, detect: bool):
     """
     if not detect:
         return str(path)
-    from facespace.photos import crops_from_photos
+    from facespace.photos.faces import crops_from_photos
 
     size, _, channels = model.image_shape
     crops = crops_from_photos([path], size=size, grayscale=channels == 1, detect=True)
@@ -113,7 +113,7 @@ def vary_cmd(
 ) -> None:
     """Variations of one face: decode codes near its code."""
     from facespace.checkpoint import load_model
-    from facespace.generate import vary
+    from facespace.pipelines.generation import vary
     from facespace.grid import make_grid, save_png
 
     net = load_model(model)
@@ -134,8 +134,8 @@ def sample_cmd(
 ) -> None:
     """New faces decoded from the prior (a VAE's, or a Gaussian of a plain autoencoder's codes)."""
     from facespace.checkpoint import load_model
-    from facespace.codes import encode
-    from facespace.generate import sample
+    from facespace.pipelines.codes import encode
+    from facespace.pipelines.generation import sample
     from facespace.grid import make_grid, save_png
 
     net = load_model(model)
@@ -173,8 +173,8 @@ def fill_cmd(
     import numpy as np
 
     from facespace.checkpoint import load_model
-    from facespace.codes import as_images
-    from facespace.generate import box_mask, fill_in
+    from facespace.pipelines.codes import as_images
+    from facespace.pipelines.generation import box_mask, fill_in
     from facespace.grid import make_grid, save_png
 
     net = load_model(model)

@@ -27,7 +27,7 @@ def _box(box: Any) -> str:
 
 
 def _open(gallery: Path, model: Optional[str] = None):
-    from facespace.groups import FaceGroups
+    from facespace.people.groups.groups import FaceGroups
 
     m = None
     if model is not None:
@@ -47,7 +47,7 @@ def _tiles(faces: list[tuple[int, str, Any, int]], size: int) -> Any:
     from PIL import Image
 
     from facespace.errors import FacespaceError
-    from facespace.photos import read_photo
+    from facespace.photos.faces import read_photo
 
     tiles = []
     for fid, src, box, _ in faces:
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         CSV on stdout: face,source,box,group,status (status: grouped, ungrouped, known, no face).
         """
         from facespace.cli.people import expand_images
-        from facespace.photos import crops_from_photos
+        from facespace.photos.faces import crops_from_photos
 
         files = expand_images(photos)
         with _open(gallery, model) as g:

@@ -3,7 +3,7 @@
 face-taking commands share (`resolve_model`, `expand_images`, `_crops`).
 
 `--detect` (people enroll/identify/reject/quality) treats each file as a whole photo and
-goes through `facespace.photos.crops_from_photos`: one face is used; several are each used (with
+goes through `facespace.photos.faces.crops_from_photos`: one face is used; several are each used (with
 their face number and box); none gives a "no face found" line on stderr (and a `no_face` row in
 CSV output), never an error deep inside.
 
@@ -26,7 +26,7 @@ from facespace.errors import DataError, FacespaceError
 def resolve_model(spec: str) -> Any:
     """A checkpoint path, or `pixels[:SIZE[:grey]]` -> an Encoder."""
     if spec.startswith("pixels"):
-        from facespace.verify import PixelEncoder
+        from facespace.people.verification import PixelEncoder
 
         parts = spec.split(":")
         try:
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add a person (or more images of one) to a gallery; no retraining. Low-quality images
         (blurry, flat, not face-like, too small) are refused with the reason unless --force."""
-        from facespace.gallery import Gallery
+        from facespace.people.gallery.gallery import Gallery
 
         files = expand_images(images)
         m = resolve_model(model)
@@ -109,9 +109,9 @@ def register(app: typer.Typer) -> None:
                                              "(.npy, .csv, .parquet) instead of images."),
     ) -> None:
         """Name each face, or 'unknown' for strangers. CSV on stdout: path,name,distance,quality
-        (quality: `facespace.quality` score, 0-1, below 0.5 = failed a check; empty for --codes);
+        (quality: `facespace.people.quality` score, 0-1, below 0.5 = failed a check; empty for --codes);
         with --detect also face,box ("x y width height" in photo pixels),status (ok or no_face)."""
-        from facespace.gallery import Gallery
+        from facespace.people.gallery.gallery import Gallery
 
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -154,8 +154,8 @@ def register(app: typer.Typer) -> None:
         out(buf.getvalue().rstrip("\n"))
 
     def _identify_codes(path: Path, gallery: Path, model: Optional[str], max_distance: Optional[float], w: Any) -> None:
-        from facespace.export import load_codes
-        from facespace.gallery import Gallery
+        from facespace.pipelines.export.write import load_codes
+        from facespace.people.gallery.gallery import Gallery
 
         exported = load_codes(path)
         with Gallery(gallery, resolve_model(model) if model else None) as g:
@@ -179,7 +179,7 @@ def register(app: typer.Typer) -> None:
         face: Optional[int] = typer.Option(None, help="With --detect: which face (the number identify printed)."),
     ) -> None:
         """'Not this person': never name this face (or near-identical ones) as NAME again."""
-        from facespace.gallery import Gallery
+        from facespace.people.gallery.gallery import Gallery
 
         m = resolve_model(model)
         source, x = str(image), image
@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
                                             "training faces): store their quality distribution in the model."),
     ) -> None:
         """Face quality: CSV path,face,score,ok,sharpness,contrast,brightness,size,recon_error,code_distance,reasons."""
-        from facespace.quality import face_quality, quality_reference, save_quality_reference
+        from facespace.people.quality import face_quality, quality_reference, save_quality_reference
 
         m = resolve_model(model)
         crops = _crops(m, expand_images(images), detect=detect)
@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
             ref = quality_reference(crops.images, model=m, source=f"{len(crops)} reference faces")
             say(f"quality reference of {len(crops)} faces stored in {save_quality_reference(m, ref)}")
             return
-        from facespace.gallery import _crop_side
+        from facespace.people.gallery.gallery import _crop_side
 
         sizes = [min(b[2], b[3]) if b is not None else _crop_side(s) for s, b in zip(crops.sources, crops.boxes)]
         buf = io.StringIO()
@@ -235,7 +235,7 @@ def register(app: typer.Typer) -> None:
     @people.command("list")
     def list_people(gallery: Path = typer.Option(..., help="Gallery file.")) -> None:
         """Enrolled people: CSV name,images."""
-        from facespace.gallery import Gallery
+        from facespace.people.gallery.gallery import Gallery
 
         with Gallery(gallery) as g:
             rows = g.list()
@@ -251,7 +251,7 @@ def register(app: typer.Typer) -> None:
         gallery: Path = typer.Option(..., help="Gallery file."),
     ) -> None:
         """Forget a person."""
-        from facespace.gallery import Gallery
+        from facespace.people.gallery.gallery import Gallery
 
         with Gallery(gallery) as g:
             n = g.remove(name)
@@ -259,8 +259,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _crops(model: Any, files: list[Path], *, detect: bool) -> Any:
-    """The model inputs of image files: `facespace.photos.crops_from_photos` at the model's shape."""
-    from facespace.photos import crops_from_photos
+    """The model inputs of image files: `facespace.photos.faces.crops_from_photos` at the model's shape."""
+    from facespace.photos.faces import crops_from_photos
 
     size, _, channels = model.image_shape
     return crops_from_photos(files, size=size, grayscale=channels == 1, detect=detect)

@@ -44,7 +44,7 @@ def faces(
     """
     from facespace.errors import FacespaceError
     from facespace.grid import save_png
-    from facespace.photos import draw_boxes, find_faces, read_photo
+    from facespace.photos.faces import draw_boxes, find_faces, read_photo
 
     try:
         rolls = tuple(float(a) for a in angles.split(",") if a.strip())

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write one self-contained HTML report of a training run and print its path."""
-        from facespace.report import write_report
+        from facespace.reports.run_report import write_report
 
         path = write_report(run_dir, out_file, extras=extra or ())
         say(f"wrote the report of {run_dir} ({path.stat().st_size / 1024:.0f} KB)")

@@ -1,6 +1,6 @@
 """CLI commands of the 'search' area: `index build|add|remove|info`, `search`, `duplicates`.
 
-Thin: parse, call `facespace.index` / `facespace.search`, print. Results go to stdout as CSV
+Thin: parse, call `facespace.index` / `facespace.pipelines.retrieval`, print. Results go to stdout as CSV
 (search, duplicates) or one JSON line (index commands); progress and messages to stderr.
 """
 
@@ -95,7 +95,7 @@ def build_cmd(
     if codes is not None:
         if model is not None or source is not None:
             raise FacespaceError("give either MODEL SOURCE or --codes FILE, not both")
-        from facespace.export import load_codes
+        from facespace.pipelines.export.write import load_codes
 
         exported = load_codes(codes)
         if len(exported) == 0:
@@ -129,7 +129,7 @@ def add_cmd(
     """Encode more images with the index's model (or take --codes) and add them (the file is rewritten atomically)."""
     import numpy as np
 
-    from facespace.codes import as_images, encode
+    from facespace.pipelines.codes import as_images, encode
     from facespace.errors import FacespaceError
     from facespace.index import Index
     from facespace.index.build import check_model, encode_faces, index_model, resolve_model
@@ -195,8 +195,8 @@ def info_cmd(index_path: Annotated[Path, Arg(help="the index file")]) -> None:
 def load_codes_for(index, path: Path):
     """Exported codes to search or add to `index`, refused when another model made them."""
     from facespace.errors import FacespaceError
-    from facespace.export import load_codes
-    from facespace.search import same_model
+    from facespace.pipelines.export.write import load_codes
+    from facespace.pipelines.retrieval import same_model
 
     exported = load_codes(path)
     if not same_model(index.model, exported.model):
@@ -222,11 +222,11 @@ def search_cmd(
     named on stderr ("no face found in ...") and gives no rows; the exit status is 2 only when no
     query at all is left.
     """
-    from facespace.codes import as_images
+    from facespace.pipelines.codes import as_images
     from facespace.errors import FacespaceError
     from facespace.index import Index
     from facespace.index.build import check_model, index_model, resolve_model
-    from facespace.search import search
+    from facespace.pipelines.retrieval import search
 
     if bool(images) == (codes is not None):
         raise FacespaceError("give query IMAGE files or --codes FILE (one of the two)")
@@ -241,7 +241,7 @@ def search_cmd(
         net = index_model(index) if model is None else resolve_model(str(model))
         check_model(index, net)
         if detect:
-            from facespace.photos import crops_from_photos
+            from facespace.photos.faces import crops_from_photos
 
             size, _, channels = net.image_shape
             crops = crops_from_photos(images, size=size, grayscale=channels == 1, detect=True)
@@ -261,8 +261,8 @@ def search_cmd(
             writer.writerow([label, hit["rank"], hit.get("path", ""), hit.get("name") or "", f"{hit['distance']:.6g}"])
     if montage is not None:
         from facespace.grid import save_png
-        from facespace.search import montage as make_montage
-        from facespace.search import result_images
+        from facespace.pipelines.retrieval import montage as make_montage
+        from facespace.pipelines.retrieval import result_images
 
         side = queries.shape[1]
         tiles = result_images(index, results, size=side, model=net)
@@ -272,9 +272,9 @@ def search_cmd(
 
 def _code_set(arg: str, net_of: Any, metric: str, batch_size: int, crop: str | None):
     """An index of NEW or REF: an index file, an export (.npy/.csv/.parquet), or a folder encoded with the model."""
-    from facespace.export import is_codes_file
+    from facespace.pipelines.export.write import is_codes_file
     from facespace.index import Index
-    from facespace.search import as_index
+    from facespace.pipelines.retrieval import as_index
 
     path = Path(arg)
     if path.is_file():
@@ -304,7 +304,7 @@ def duplicates_cmd(
     from facespace.errors import FacespaceError
     from facespace.index import Index
     from facespace.index.build import check_model, index_model, resolve_model
-    from facespace.search import find_duplicates
+    from facespace.pipelines.retrieval import find_duplicates
 
     if thumb_size < 8:
         raise FacespaceError(f"--thumb-size {thumb_size} is too small to see a face; give 8 pixels or more")
@@ -312,7 +312,7 @@ def duplicates_cmd(
     if against is None:
         if not Path(new).is_file():
             raise FacespaceError(f"{new}: not an index file; give an index, or a folder with --against REF")
-        from facespace.search import as_index
+        from facespace.pipelines.retrieval import as_index
 
         index = as_index(new, metric=metric)  # an index file, or exported codes
         groups = find_duplicates(index, max_distance)
@@ -322,12 +322,12 @@ def duplicates_cmd(
                 writer.writerow([g, i, meta.get("path", ""), meta.get("name") or ""])
         say(f"{len(groups)} groups of near-duplicates ({sum(map(len, groups))} images) within {max_distance} ({index.metric})")
         if report is not None:
-            from facespace.dup_report import write_groups_report
+            from facespace.reports.duplicates import write_groups_report
 
             write_groups_report(report, [index.get_metadata(m) for m in groups], max_distance=max_distance, size=thumb_size)
             say(f"report written to {report}")
         return
-    from facespace.export import is_codes_file
+    from facespace.pipelines.export.write import is_codes_file
 
     given = [Index.load(a) if Path(a).is_file() and not is_codes_file(a) else None for a in (new, against)]
     metric = next((g.metric for g in given if g is not None), metric)
@@ -356,7 +356,7 @@ def duplicates_cmd(
     say(f"{len(pairs)} near-duplicate pair(s) of {len({p.new for p in pairs})} of {len(new_set)} new item(s) "
         f"within {max_distance} ({new_set.metric}) of {len(ref_set)} reference item(s)")
     if report is not None:
-        from facespace.dup_report import write_pairs_report
+        from facespace.reports.duplicates import write_pairs_report
 
         write_pairs_report(report, [(a, b, p.distance) for p, a, b in zip(pairs, new_meta, ref_meta)],
                            max_distance=max_distance, metric=new_set.metric, new_label=str(new), ref_label=str(against),

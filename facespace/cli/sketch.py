@@ -1,6 +1,6 @@
 """CLI commands of the 'sketch' area: `sketch synth|train|reconstruct|cluster`.
 
-Thin: parse, call `facespace.sketches` and the readers, print. Results go to stdout as one JSON
+Thin: parse, call `facespace.pipelines.sketches` and the readers, print. Results go to stdout as one JSON
 line (synth, train, reconstruct) or CSV `index,cluster` (cluster); progress to stderr.
 """
 
@@ -72,7 +72,7 @@ def train_cmd(
 ) -> None:
     """Train a sketch autoencoder. Prints one JSON line: the checkpoint and its losses."""
     from facespace.errors import FacespaceError
-    from facespace.sketches import train_sketches
+    from facespace.pipelines.sketches import train_sketches
 
     train = _load(data, "train", strict, limit)
     val = None
@@ -104,7 +104,7 @@ def reconstruct_cmd(
     """Draw sketches back from their codes. Prints one JSON line with the teacher-forced loss."""
     from facespace.checkpoint import load_model
     from facespace.grid import save_png
-    from facespace.sketch_draw import pairs_grid, save_sketch_svg
+    from facespace.data.sketch_draw import pairs_grid, save_sketch_svg
 
     model = load_model(model_path, kind="sketch")
     sk = _load(data, split, strict, None)
@@ -133,7 +133,7 @@ def cluster_cmd(
 ) -> None:
     """Cluster sketches by their codes. Prints CSV `index,cluster` (-1 = noise)."""
     from facespace.checkpoint import load_model
-    from facespace.sketches import cluster_sketches, write_cluster_gallery
+    from facespace.pipelines.sketches import cluster_sketches, write_cluster_gallery
 
     model = load_model(model_path, kind="sketch")
     sk = _load(data, split, strict, limit)

@@ -1,6 +1,6 @@
 """CLI commands of the 'train' area: train (every kind, the verifier included), reconstruct, denoise, evaluate.
 
-Thin: parse, call `facespace.train.train` / `facespace.codes`, print. One JSON line on stdout per
+Thin: parse, call `facespace.training.recipes.train` / `facespace.pipelines.codes`, print. One JSON line on stdout per
 command; progress and messages on stderr.
 """
 
@@ -81,7 +81,7 @@ def train_cmd(
 ) -> None:
     """Train a model (pca | linear | conv | denoise | vae | verifier) and write its run folder."""
     from facespace.errors import FacespaceError
-    from facespace.train import train
+    from facespace.training.recipes import train
 
     given = dict(code_size=code_size, width=width, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip)
@@ -130,7 +130,7 @@ def reconstruct_cmd(
     import numpy as np
 
     from facespace.checkpoint import load_model
-    from facespace.codes import as_images, mse_psnr, reconstruct
+    from facespace.pipelines.codes import as_images, mse_psnr, reconstruct
     from facespace.grid import make_grid, save_png
 
     net = load_model(model)
@@ -154,8 +154,8 @@ def denoise_cmd(
     import numpy as np
 
     from facespace.checkpoint import load_model
-    from facespace.codes import as_images, mse_psnr, reconstruct
-    from facespace.corrupt import parse_corruption
+    from facespace.pipelines.codes import as_images, mse_psnr, reconstruct
+    from facespace.data.corruptions import parse_corruption
     from facespace.grid import make_grid, save_png
 
     corruption = parse_corruption(noise)
@@ -182,15 +182,15 @@ def evaluate_cmd(
 ) -> None:
     """Print test-split MSE and PSNR of a model as one JSON line."""
     from facespace.checkpoint import load_model
-    from facespace.codes import mse_psnr, reconstruct
-    from facespace.corrupt import parse_corruption
-    from facespace.train import load_training_faces, split_faces
+    from facespace.pipelines.codes import mse_psnr, reconstruct
+    from facespace.data.corruptions import parse_corruption
+    from facespace.training.recipes import load_training_faces, split_faces
 
     net = load_model(model)
     split = net.checkpoint_info.get("extra", {}).get("split", {})
     test = split.get("test", 0.1) if test is None else test
     split_seed = split.get("split_seed", 42) if split_seed is None else split_seed
-    from facespace.crops import model_crop
+    from facespace.data.crops import model_crop
 
     size, _, channels = net.image_shape
     faces = load_training_faces(data, size=size, grayscale=channels == 1, crop=model_crop(net))

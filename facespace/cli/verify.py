@@ -7,7 +7,7 @@ MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel
 treats each file as a whole photo (see `facespace/cli/people.py`).
 
 Image files are cut as the model's training faces were (the crop recorded in its checkpoint,
-`facespace.crops`); `--crop` overrides it. `evaluate-lfw VERIFIER --retrain` trains a fresh
+`facespace.data.crops`); `--crop` overrides it. `evaluate-lfw VERIFIER --retrain` trains a fresh
 verifier per fold with the checkpoint's settings on the other folds' people only (the protocol);
 an ensemble retrains each of its members so.
 """
@@ -62,9 +62,9 @@ def register(app: typer.Typer) -> None:
                                            "(default: the crop the model was trained with)."),
     ) -> None:
         """Are two faces the same person? Prints a JSON line with the distance, threshold and verdict."""
-        from facespace.verify import stored_threshold, verify as verify_faces
+        from facespace.people.verification import stored_threshold, verify as verify_faces
 
-        from facespace.crops import RECORDED, parse_crop
+        from facespace.data.crops import RECORDED, parse_crop
 
         m = resolve_model(model)
         cut = RECORDED if crop is None else parse_crop(crop)
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Combine verifiers trained on different crops into one model (cosine = mean of theirs)."""
         from facespace.checkpoint import load_model, save_model
-        from facespace.crops import crop_name
+        from facespace.data.crops import crop_name
         from facespace.models.ensemble import ensemble_verifiers
 
         ens = ensemble_verifiers([load_model(p) for p in models], size=size)
@@ -140,8 +140,8 @@ def register(app: typer.Typer) -> None:
                                          "in the image folder outside the tested fold)."),
     ) -> None:
         """The LFW View 2 protocol: 10 folds, threshold chosen on nine and tested on the tenth."""
-        from facespace import lfw_eval
-        from facespace.crops import RECORDED, parse_crop
+        from facespace.people import lfw as lfw_eval
+        from facespace.data.crops import RECORDED, parse_crop
 
         m = None if model.startswith("pca:") else resolve_model(model)
         cut = RECORDED if crop is None else parse_crop(crop)
@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
             return
         kw = dict(size=shape[0], grayscale=shape[1]) if shape else {}
         if m is not None:  # a PCA checkpoint refitted per fold still cuts files as it was trained
-            from facespace.crops import resolve_crop
+            from facespace.data.crops import resolve_crop
 
             cut = resolve_crop(m, cut)
         report = lfw_eval.evaluate_lfw(None if train_fn else m, pairs, lfw, train_fn=train_fn, metric=metric, roc=roc,
@@ -194,9 +194,9 @@ def register(app: typer.Typer) -> None:
                      metric: str, cut: Any, folds: Optional[str], threads: Optional[int], calibrate: str,
                      train_people: str, target_far: Optional[float]) -> None:
         """--retrain: one fresh verifier per fold, with the checkpoint's network, objective and loop."""
-        from facespace import lfw_eval
-        from facespace.crops import resolve_crop
-        from facespace.verifier_train import ensemble_retrainer, retrainer
+        from facespace.people import lfw as lfw_eval
+        from facespace.data.crops import resolve_crop
+        from facespace.training.verifier import ensemble_retrainer, retrainer
 
         if getattr(m, "kind", "") not in ("verifier", "ensemble"):
             raise FacespaceError(f"--retrain trains verifier checkpoints afresh per fold; {getattr(m, 'kind', None) or model!r} "
@@ -212,10 +212,10 @@ def register(app: typer.Typer) -> None:
 
     def _calibrate_only(m: Any, pairs: Path, lfw: Optional[Path], metric: str, target_far: Optional[float],
                         cut: Any = "recorded") -> None:
-        from facespace import lfw_eval
-        from facespace.crops import resolve_crop
+        from facespace.people import lfw as lfw_eval
+        from facespace.data.crops import resolve_crop
         from facespace.data import load_faces, read_pairs
-        from facespace.verify import calibrate_threshold, pair_accuracy, pair_distances, save_threshold
+        from facespace.people.verification import calibrate_threshold, pair_accuracy, pair_distances, save_threshold
 
         plist = read_pairs(pairs)
         root = lfw_eval.find_lfw_root(pairs, lfw)

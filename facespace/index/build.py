@@ -85,7 +85,7 @@ def encode_faces(
     `source` is a FaceSet or anything `facespace.data.load_faces` reads (a folder, an archive,
     "embedded"); images are loaded at the model's size and channels, through the data cache.
     """
-    from facespace.codes import encode
+    from facespace.pipelines.codes import encode
 
     if hasattr(source, "images") and hasattr(source, "paths"):
         faces = source
@@ -94,7 +94,7 @@ def encode_faces(
             from facespace.data import load_faces
         except ImportError:  # pragma: no cover - the data area provides it
             raise IndexingError("facespace.data.load_faces is not available in this installation") from None
-        from facespace.crops import resolve_crop
+        from facespace.data.crops import resolve_crop
 
         size, _, channels = model.image_shape
         faces = load_faces(str(source), size=size, crop=resolve_crop(model, crop), grayscale=channels == 1, progress=progress is not None)
@@ -129,7 +129,7 @@ def build_index(
         metric: "cosine", "l2" or "ip" (see `Index`).
         backend: "exact", "lsh" or "hnsw".
         batch_size: images encoded at a time.
-        crop: crop applied to image files; "recorded": the model's own (`facespace.crops`).
+        crop: crop applied to image files; "recorded": the model's own (`facespace.data.crops`).
         progress: called with (done, total) after each encoded batch.
         **settings: backend settings.
 

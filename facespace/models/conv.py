@@ -9,7 +9,7 @@ convolutions per stage and a final 3x3 convolution. `arch="res"` is a residual n
 (w, 2w, 4w, 8w channels, down to size/8) of `depth` pre-activation residual blocks (BN-SiLU-conv
 3x3, twice, plus the input), strided 3x3 convolutions down and nearest-neighbour upsampling + 3x3
 convolutions up. `refine_steps > 0` refines each code at encode time by Adam steps through the
-frozen decoder (`facespace.refine`); training is unchanged. `pca_skip=True` adds a fixed linear PCA path
+frozen decoder (`facespace.models.refine`); training is unchanged. `pca_skip=True` adds a fixed linear PCA path
 (`z = P(x - mu) + enc(x)`, `x_hat = mu + P^T z + dec(z)`) that the convolutional parts correct;
 the code stays `code_size` long. The trainer fills the PCA path with `init_from_pca`.
 
@@ -201,7 +201,7 @@ class ConvAutoencoder(TorchAutoencoder):
         z = self._amortized(x)
         steps = self.config.refine_steps if refine is None else int(refine)
         if steps and not self.training:
-            from facespace.refine import refine_codes
+            from facespace.models.refine import refine_codes
 
             z = refine_codes(self.decode_tensor, z, x, steps=steps, lr=self.config.refine_lr)
         return z

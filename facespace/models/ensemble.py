@@ -112,7 +112,7 @@ class VerifierEnsemble(TorchEncoder):
     @property
     def crop(self) -> Any:
         """The union box recorded with the ensemble (`checkpoint_info["extra"]["crop"]`)."""
-        from facespace.crops import model_crop
+        from facespace.data.crops import model_crop
 
         return model_crop(self)
 
@@ -139,7 +139,7 @@ class VerifierEnsemble(TorchEncoder):
 
 def member_box(crop: Any) -> tuple[float, float, float, float]:
     """A member's crop as a pixel box of a 250x250 LFW-style original, or an error saying why not."""
-    from facespace.crops import parse_crop
+    from facespace.data.crops import parse_crop
 
     crop = parse_crop(crop)
     if isinstance(crop, str):  # "lfw"
@@ -155,7 +155,7 @@ def ensemble_verifiers(models: Sequence[Any], *, crops: Sequence[Any] | None = N
 
     Args:
         models: `VerifierNet`s (all colour or all grey).
-        crops: each model's crop (`facespace.crops`); default: the crop recorded with each model.
+        crops: each model's crop (`facespace.data.crops`); default: the crop recorded with each model.
         size: the ensemble's input side; the union of the boxes is resized to it. Pick it so each
             member's box keeps at least the member's input side (box side x size / union side >=
             member size), or that member sees an enlarged, blurrier face; the union's own side in
@@ -164,7 +164,7 @@ def ensemble_verifiers(models: Sequence[Any], *, crops: Sequence[Any] | None = N
     Returns:
         The ensemble, in eval mode, with the union box recorded as its crop.
     """
-    from facespace.crops import crop_record, model_crop
+    from facespace.data.crops import crop_record, model_crop
 
     if not models:
         raise FacespaceError("ensemble_verifiers needs at least one verifier")

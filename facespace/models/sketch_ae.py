@@ -81,7 +81,7 @@ def _mdn_nll(out: torch.Tensor, target: torch.Tensor, m: int) -> torch.Tensor:
 
 @register_model
 class SketchAE(nn.Module):
-    """Sequence autoencoder for stroke-3 sketches; honours `loss(batch)` for `facespace.loop.fit`.
+    """Sequence autoencoder for stroke-3 sketches; honours `loss(batch)` for `facespace.training.loop.fit`.
 
     Sketches cross the numpy API as lists of `(n, 3)` stroke-3 arrays in any units; the model
     scales them itself (`fit_box`, then the training set's offset std, kept in the checkpoint).

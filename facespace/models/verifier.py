@@ -1,6 +1,6 @@
 """A residual CNN that maps a face to a unit-length identity embedding (kind "verifier").
 
-It is trained on identities (see `facespace.verifier_train`), not on reconstruction, so the cosine
+It is trained on identities (see `facespace.training.verifier`), not on reconstruction, so the cosine
 distance between two embeddings says whether two faces show the same person. It has no decoder.
 
 The layout follows the "improved residual" networks of face recognition (ArcFace's IR blocks)

@@ -36,16 +36,6 @@ def state_of(request: Request) -> WebState:
     return request.app.state.facespace
 
 
-def _module(name: str) -> Any:
-    """`facespace.<name>` if this installation has it, else None."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"facespace.{name}")
-    except ImportError:
-        return None
-
-
 def _decoder(state: WebState) -> bool:
     from facespace.protocol import has_decoder
 
@@ -54,7 +44,7 @@ def _decoder(state: WebState) -> bool:
 
 def _verify_settings(state: WebState) -> tuple[float | None, str]:
     """The model's calibrated threshold (or None) and the metric it is for."""
-    from facespace.verify import stored_threshold
+    from facespace.people.verification import stored_threshold
 
     stored = stored_threshold(state.model) or {}
     metric = stored.get("metric") or (state.index.metric if state.index.metric in ("cosine", "l2") else "cosine")
@@ -73,7 +63,7 @@ def item(state: WebState, id_: int, meta: dict[str, Any] | None = None) -> Index
 
 
 def encode(state: WebState, images: np.ndarray) -> np.ndarray:
-    from facespace.codes import encode as encode_images
+    from facespace.pipelines.codes import encode as encode_images
 
     with state.lock:
         return encode_images(state.model, images)
@@ -84,14 +74,13 @@ def encode(state: WebState, images: np.ndarray) -> np.ndarray:
 def info(request: Request) -> Info:
     state = state_of(request)
     threshold, _ = _verify_settings(state)
-    quality = _module("quality") is not None
-    reject = state.gallery is not None and hasattr(_module("gallery").Gallery, "reject")
+    reject = state.gallery is not None
     return Info(
         model_kind=str(getattr(state.model, "kind", type(state.model).__name__)),
         image_shape=list(state.image_shape), code_size=int(state.model.code_size), index_size=len(state.index),
         metric=state.index.metric, verify_threshold=threshold, max_upload_bytes=state.max_upload_bytes,
         features=Features(decode=_decoder(state), gallery=state.gallery is not None,
-                          explain=_module("explain") is not None, quality=quality, reject=reject),
+                          explain=True, quality=True, reject=reject),
     )
 
 
@@ -204,7 +193,7 @@ def verify(
     id_b: int | None = B_ID, detect: bool = DETECT, face_a: int = FACE, face_b: int = FACE,
     threshold: float | None = Form(None, ge=0.0, le=1e6, description="Override the model's calibrated threshold."),
 ) -> VerifyResult:
-    from facespace.verify import pair_distances
+    from facespace.people.verification import pair_distances
 
     state = state_of(request)
     stored, metric = _verify_settings(state)
@@ -228,7 +217,7 @@ def morph(
     id_b: int | None = B_ID, detect: bool = DETECT, face_a: int = FACE, face_b: int = FACE,
     steps: int = Form(9, ge=2, le=32, description="Frames, both ends included."),
 ) -> MorphResult:
-    from facespace.generate import morph as morph_faces
+    from facespace.pipelines.generation import morph as morph_faces
 
     state = state_of(request)
     if not _decoder(state):
@@ -247,18 +236,16 @@ def explain(
     request: Request, a: UploadFile | None = A_FILE, id_a: int | None = A_ID, b: UploadFile | None = B_FILE,
     id_b: int | None = B_ID, detect: bool = DETECT, face_a: int = FACE, face_b: int = FACE,
 ) -> ExplainResult:
-    module = _module("explain")
-    if module is None:
-        raise WebError(409, "explaining a match needs facespace.explain, which this installation lacks; "
-                            "update facespace")
+    from facespace.pipelines.explanation import explain as explain_pair, explanation_picture
+
     state = state_of(request)
     _, metric = _verify_settings(state)
     xa, xb, detections = _two_faces(state, a, id_a, b, id_b, detect, face_a, face_b)
     if xa is None or xb is None:
         return ExplainResult(status="no_face", message=no_face_message(detections), detections=detections)
     with state.lock:
-        e = module.explain(state.model, xa[0], xb[0], metric=metric)
-        picture = module.explanation_picture(e, scale=4)
+        e = explain_pair(state.model, xa[0], xb[0], metric=metric)
+        picture = explanation_picture(e, scale=4)
     return ExplainResult(status="ok", picture=data_uri(picture), heatmap=data_uri(np.asarray(e.heatmap)),
                          distance=float(e.distance), threshold=None if e.threshold is None else float(e.threshold),
                          same=None if e.same is None else bool(e.same), detections=detections)

@@ -2,7 +2,7 @@
 and the index's faces clustered into galleries.
 
 The gallery is opened per request (an SQLite connection belongs to one thread); each change is one
-transaction inside `facespace.gallery.Gallery`, so an enrolment is all or nothing.
+transaction inside `facespace.people.gallery.gallery.Gallery`, so an enrolment is all or nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from facespace.errors import FacespaceError
-from facespace.web.api import ERRORS, FACE, MAX_ID, _module, item, state_of
+from facespace.web.api import ERRORS, FACE, MAX_ID, item, state_of
 from facespace.web.app import WebError, WebState
 from facespace.web.schemas import (
     Candidate, Cluster, Clusters, EnrollResult, IdentifiedFace, IdentifyResult, People, Person, Quality, RejectResult,
@@ -34,7 +34,7 @@ def _gallery_path(state: WebState) -> str:
 
 def _open(state: WebState, *, create: bool = False) -> Any:
     """The gallery with the model; 409 while it does not exist yet (unless creating it)."""
-    from facespace.gallery import Gallery
+    from facespace.people.gallery.gallery import Gallery
 
     path = _gallery_path(state)
     if not create and not FilePath(path).exists():
@@ -43,12 +43,13 @@ def _open(state: WebState, *, create: bool = False) -> Any:
 
 
 def _quality(state: WebState, images: np.ndarray, answers: list[Any]) -> list[Quality | None]:
-    """Each face's quality: from the identification when it carries one, else facespace.quality."""
+    """Each face's quality: from the identification when it carries one, else facespace.people.quality."""
     found = [getattr(a, "quality", None) for a in answers]
-    module = _module("quality")
-    if any(q is None for q in found) and module is not None:
+    if any(q is None for q in found):
+        from facespace.people.quality import face_quality
+
         with state.lock:
-            found = list(module.face_quality(images, model=state.model))
+            found = list(face_quality(images, model=state.model))
     return [None if q is None else Quality(
         score=float(q.score), ok=bool(q.ok), reasons=[str(r) for r in q.reasons],
         recon_error=None if getattr(q, "recon_error", None) is None else float(q.recon_error),
@@ -131,7 +132,7 @@ def enroll(
 
 @router.get("/people", response_model=People, responses=ERRORS, summary="Who is enrolled")
 def people(request: Request) -> People:
-    from facespace.gallery import Gallery
+    from facespace.people.gallery.gallery import Gallery
 
     state = state_of(request)
     path = _gallery_path(state)
@@ -153,7 +154,7 @@ def reject(
 ) -> RejectResult:
     state = state_of(request)
     _gallery_path(state)
-    from facespace.gallery import Gallery
+    from facespace.people.gallery.gallery import Gallery
 
     if not hasattr(Gallery, "reject"):
         raise WebError(409, "'not this person' needs a facespace whose gallery supports rejections; update facespace")
@@ -166,7 +167,7 @@ def reject(
 
 
 @router.get("/clusters", response_model=Clusters, responses=ERRORS,
-            summary="The index's faces grouped by facespace.cluster (computed once per setting)")
+            summary="The index's faces grouped by facespace.people.clustering (computed once per setting)")
 def clusters(
     request: Request,
     method: Literal["hdbscan", "dbscan", "agglomerative"] = Query("hdbscan"),
@@ -177,7 +178,7 @@ def clusters(
     key = (method, min_cluster_size)
     with state.lock:
         if key not in state.clusters:
-            from facespace.cluster import cluster
+            from facespace.people.clustering import cluster
 
             ids = state.index.ids
             metric = state.index.metric if state.index.metric in ("cosine", "l2") else "cosine"

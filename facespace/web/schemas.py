@@ -20,8 +20,8 @@ class ErrorOut(BaseModel):
 class Features(BaseModel):
     decode: bool = Field(description="The model has a decoder: reconstructions, morphs, decoded codes.")
     gallery: bool = Field(description="A gallery file was given: identify and enrol.")
-    explain: bool = Field(description="facespace.explain is installed.")
-    quality: bool = Field(description="facespace.quality is installed.")
+    explain: bool = Field(description="facespace.pipelines.explanation is installed.")
+    quality: bool = Field(description="facespace.people.quality is installed.")
     reject: bool = Field(description="The gallery supports 'not this person' corrections.")
 
 

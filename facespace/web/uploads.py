@@ -2,7 +2,7 @@
 index item picked by id. Also the index's own pictures, by id only.
 
 Uploads are size-checked, type-checked and decoded by Pillow through `facespace.data` with a pixel
-limit; whole photos go through `facespace.photos.find_faces`, the path every `--detect` takes.
+limit; whole photos go through `facespace.photos.faces.find_faces`, the path every `--detect` takes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PHOTO_SIDE = 480  # the longer side of the boxed photo sent back
 
 def data_uri(image: np.ndarray) -> str:
     """A picture `(H, W, C)` float in [0, 1] or uint8 as a PNG data URI."""
-    from facespace.html import png_data_uri
+    from facespace.reports.html import png_data_uri
 
     return png_data_uri(image)
 
@@ -86,7 +86,7 @@ def faces_from_upload(state: WebState, upload: Any, *, detect: bool) -> Faces:
     if not detect:
         arr, _ = decode_face(data, size, crop="lfw", grayscale=channels == 1, max_pixels=state.max_pixels, name=name)
         return Faces((arr.astype(np.float32) / 255.0)[None], [None], None, name)
-    from facespace.photos import READ_MAX_SIDE, draw_boxes, find_faces
+    from facespace.photos.faces import READ_MAX_SIDE, draw_boxes, find_faces
 
     with open_image(data, max_pixels=state.max_pixels, name=name) as img:
         full = max(img.size)
@@ -166,10 +166,10 @@ def decoded_item(state: WebState, id_: int, *, missing: str | None = None) -> np
 
 
 def decode_codes(state: WebState, codes: np.ndarray) -> np.ndarray:
-    """`(n, d)` codes -> `(n, H, W, C)` faces in [0, 1] (through `facespace.codes.decode` when present)."""
+    """`(n, d)` codes -> `(n, H, W, C)` faces in [0, 1] (through `facespace.pipelines.codes.decode` when present)."""
     with state.lock:
         try:
-            from facespace.codes import decode
+            from facespace.pipelines.codes import decode
         except ImportError:
             from facespace.models.base import check_codes
 

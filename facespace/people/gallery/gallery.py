@@ -1,0 +1,373 @@
+"""A gallery of enrolled people that names faces and rejects strangers.
+
+The gallery is one SQLite file holding each enrolled face's code (never the model): enrolling
+a person encodes their images and adds rows, no retraining. `identify` finds each probe's nearest
+enrolled person and accepts the match only when its distance is within a threshold calibrated for
+a target false-accept rate on the enrolled people themselves: for every enrolled face, its nearest
+other face of the same person is a genuine score, and its nearest face of any other person is an
+impostor score (as if that person were a stranger). The threshold keeps the impostor false-accept
+rate under the target with 95 % confidence (`gallery_identify.stranger_threshold`), not merely on
+average. It is recalibrated inside the same transaction as every change.
+
+Durability: every change is one transaction (an interrupted enrol leaves the gallery as it was),
+the journal is write-ahead (WAL) so other processes can read while one writes, and the file records
+the model it was built with and refuses another.
+
+Quality and corrections: `enroll` refuses images that fail `facespace.people.quality.face_quality`
+(blurry, flat, not face-like, too small) with `LowQualityError` unless `force=True`; `identify`
+reports each probe's quality. `reject(face, name)` ("not this person") keeps that face (and
+near-copies of it) from being named as that person again. Identifying and corrections live in
+`facespace.people.gallery.matching` (mixed into `Gallery`); this module stores and calibrates.
+
+Example:
+    >>> from facespace.people.verification import PixelEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> g = Gallery(":memory:", PixelEncoder(size=4, channels=1))
+    >>> g.enroll("ann", rng.random((3, 4, 4, 1), dtype=np.float32))
+    3
+    >>> g.list()
+    [('ann', 3)]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# identifying and corrections are mixed in from gallery_identify; its names are re-exported here
+from facespace.people.gallery.matching import (CALIBRATION_CONFIDENCE, REJECT_FRACTION, IdentifyMixin, Identification,
+                                       open_set_scores, reject_radius, stranger_threshold)
+from facespace.people.gallery.store import SCHEMA, SCHEMA_VERSION, GalleryError, check_name, model_fingerprint
+from facespace.people.quality import LowQualityError, describe_refusals, face_quality
+from facespace.people.verification import as_images
+
+__all__ = ["REJECT_FRACTION", "Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify",
+           "model_fingerprint", "open_set_scores"]
+
+
+class Gallery(IdentifyMixin):
+    """Enrolled people in a SQLite file.
+
+    Args:
+        path: the gallery file (created on first enrol); ":memory:" for a throw-away one.
+        model: the `Encoder` that makes the codes; may be None to list or remove people.
+        metric: "cosine" or "l2" (fixed when the gallery is created).
+        target_far: false-accept rate the stranger threshold is calibrated for (fixed at creation;
+            change it with `calibrate`).
+
+    Example:
+        >>> g = Gallery("people.db", model)                # doctest: +SKIP
+        >>> g.enroll("Ada", ["ada1.jpg", "ada2.jpg"])       # doctest: +SKIP
+        >>> g.identify(["probe.jpg"])[0].name              # doctest: +SKIP
+        'Ada'
+    """
+
+    def __init__(self, path: str | os.PathLike, model: Any = None, *, metric: str = "cosine", target_far: float = 0.01):
+        self.path = str(path)
+        self.model = model
+        exists = self.path == ":memory:" or Path(self.path).exists()
+        if not exists and model is None:
+            raise GalleryError(f"no gallery at {self.path}; enrol someone first (with a model) to create it")
+        if exists and self.path != ":memory:" and Path(self.path).is_dir():
+            raise GalleryError(f"{self.path} is a folder; pass a gallery file such as people.db")
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(f"{self.path} is not a facespace gallery ({e}); pass a gallery file or a new name") from None
+        if tables and "meta" not in tables:
+            raise GalleryError(f"{self.path} is an SQLite file but not a facespace gallery; pass another file name")
+        if not tables:
+            self._create(metric, target_far)
+        self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        if int(self.meta.get("schema_version", 0)) > SCHEMA_VERSION:
+            raise GalleryError(f"{self.path} was written by a newer facespace; upgrade facespace")
+        if model is not None:
+            self._check_model(model)
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _create(self, metric: str, target_far: float) -> None:
+        if metric not in ("cosine", "l2"):
+            raise GalleryError(f"unknown metric {metric!r}; expected one of: cosine, l2")
+        if not 0.0 <= target_far < 1.0:
+            raise GalleryError(f"target_far must be in [0, 1); got {target_far}")
+        m = self.model
+        from facespace.checkpoint import model_hash
+
+        info = {
+            "schema_version": SCHEMA_VERSION,
+            "model_fingerprint": model_fingerprint(m),
+            "model_hash": model_hash(m) or "",
+            "model_kind": getattr(m, "kind", type(m).__name__),
+            "model_path": (getattr(m, "checkpoint_info", None) or {}).get("path", ""),
+            "code_size": int(m.code_size),
+            "image_shape": json.dumps(list(m.image_shape)),
+            "metric": metric,
+            "target_far": target_far,
+            "threshold": "",
+            "threshold_source": "auto",
+            "created": time.time(),
+        }
+        with self._transaction():
+            for statement in SCHEMA.split(";"):  # executescript would commit early
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+
+    def _check_model(self, model: Any) -> None:
+        want = self.meta.get("model_fingerprint")
+        got = model_fingerprint(model)
+        if want != got:
+            raise GalleryError(
+                f"gallery {self.path} was built with another model ({self.meta.get('model_kind')} "
+                f"{self.meta.get('model_path') or ''}, fingerprint {want}); this model's is {got}. "
+                "Open it with that model, or enrol into a new gallery file"
+            )
+
+    def _transaction(self):
+        db = self.db
+
+        class _Tx:
+            def __enter__(self_):
+                db.execute("BEGIN IMMEDIATE")  # take the write lock now, so readers never see half
+
+            def __exit__(self_, exc_type, exc, tb):
+                db.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- reading -------------------------------------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return self.meta["metric"]
+
+    @property
+    def threshold(self) -> float | None:
+        """The stranger threshold (largest distance still accepted), None before two people."""
+        value = dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'threshold'")).get("threshold", "")
+        return float(value) if value else None
+
+    def list(self) -> list[tuple[str, int]]:
+        """`[(name, number of enrolled images)]` sorted by name."""
+        return [(n, int(c)) for n, c in self.db.execute(
+            "SELECT p.name, COUNT(f.id) FROM people p LEFT JOIN faces f ON f.person_id = p.id "
+            "GROUP BY p.id ORDER BY p.name")]
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM people").fetchone()[0])
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """`(codes (n, d) float32, person index (n,) int, names)` of every enrolled face."""
+        d = int(self.meta["code_size"])
+        self.db.execute("BEGIN")  # one snapshot for both reads
+        try:
+            people = list(self.db.execute("SELECT id, name FROM people ORDER BY id"))
+            rows = list(self.db.execute("SELECT person_id, code FROM faces ORDER BY id"))
+        finally:
+            self.db.execute("COMMIT")
+        index = {pid: i for i, (pid, _) in enumerate(people)}
+        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), d).copy()
+        return codes, np.array([index[r[0]] for r in rows], np.int64), [n for _, n in people]
+
+    # --- changing ------------------------------------------------------------------------------
+    def _encode(self, images: Any, sizes: Any = None) -> tuple[np.ndarray, list[str], list[str], np.ndarray, Any]:
+        """`(codes, sources, image hashes, images, face sizes)`; the hash is of the pixels (codes
+        vary in the last bits); a file's face size is the side of its crop in file pixels."""
+        if self.model is None:
+            raise GalleryError("this gallery was opened without a model; pass the model it was built with")
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]
+        sources = [str(p) for p in images] if isinstance(images, (list, tuple)) and images and \
+            isinstance(images[0], (str, os.PathLike)) else None
+        x = as_images(self.model, images)
+        z = np.asarray(self.model.encode(x), np.float32)
+        if sources is None:
+            sources = [f"array[{i}]" for i in range(len(z))]
+        elif sizes is None:
+            sizes = [_crop_side(p) for p in sources]
+        return z, sources, [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in x], x, sizes
+
+    def enroll(self, name: str, images: Any, *, replace: bool = False, force: bool = False,
+               sizes: Any = None) -> int:
+        """Add a person, or more images of an enrolled person.
+
+        Args:
+            name: the person's name ("unknown" is reserved for strangers).
+            images: `(n, H, W, C)` float32 at the model's shape, or image paths.
+            replace: drop the person's earlier images instead of adding to them.
+            force: enrol images that fail the quality checks too.
+            sizes: `n` face sides in source pixels (e.g. detection boxes), for the size check.
+
+        Returns:
+            How many images the person has now.
+
+        Raises:
+            LowQualityError: some images failed `face_quality` (each named with its reasons);
+                nothing was enrolled.
+        """
+        return self.enroll_many({name: images}, replace=replace, force=force,
+                                sizes=None if sizes is None else {check_name(name): sizes})[check_name(name)]
+
+    def enroll_many(self, people: dict[str, Any], *, replace: bool = False, force: bool = False,
+                    sizes: dict[str, Any] | None = None) -> dict[str, int]:
+        """Enrol several people in one transaction (and one recalibration).
+
+        Args:
+            people: `{name: images}`, images as in `enroll`.
+            replace: drop each person's earlier images.
+            force: enrol images that fail the quality checks too.
+            sizes: `{name: face sides in source pixels}` where known.
+
+        Returns:
+            `{name: how many images the person has now}`.
+        """
+        batches, refused = [], []
+        for name, images in people.items():
+            name = check_name(name)
+            z, sources, hashes, x, side = self._encode(images, (sizes or {}).get(name))
+            if not force:
+                q = face_quality(x, model=self.model, sizes=side, codes=z)
+                refused += [(f"{s} ({name})", r) for s, r in zip(sources, q) if not r.ok]
+            if len(set(hashes)) < len(hashes):
+                raise GalleryError(f"the images given for {name!r} contain the same image twice; pass each once")
+            batches.append((name, z, sources, hashes))
+        if refused:
+            raise LowQualityError(f"{len(refused)} image(s) refused for their quality; nothing was enrolled. "
+                                  "Use better photos, or force them in (force=True, --force):\n"
+                                  + describe_refusals(*zip(*refused)))
+        seen: dict[str, str] = {}
+        for name, _, sources, hashes in batches:
+            for h, src in zip(hashes, sources):
+                if seen.setdefault(h, name) != name:
+                    raise GalleryError(f"{src} is given for both {seen[h]!r} and {name!r}; give each image to one person")
+        now, counts = time.time(), {}
+        with self._transaction():
+            for name, z, sources, hashes in batches:
+                counts[name] = self._add(name, z, sources, hashes, replace, now)
+            self._recalibrate()
+        return counts
+
+    def _add(self, name: str, z: np.ndarray, sources: list[str], hashes: list[str], replace: bool, now: float) -> int:
+        """Inside a transaction: one person's rows."""
+        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row is not None and replace:
+            self.db.execute("DELETE FROM faces WHERE person_id = ?", (row[0],))
+        for h, src in zip(hashes, sources):
+            dup = self.db.execute("SELECT p.name, f.source FROM faces f JOIN people p ON p.id = f.person_id "
+                                  "WHERE f.code_hash = ?", (h,)).fetchone()
+            if dup is not None:
+                raise GalleryError(f"{src} is already enrolled as {dup[0]!r} (from {dup[1]}); nothing was added. "
+                                   + ("Leave it out" if dup[0] == name else f"Remove it from {dup[0]!r} first"))
+        pid = row[0] if row is not None else \
+            self.db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, now)).lastrowid
+        self.db.executemany(
+            "INSERT INTO faces (person_id, code, code_hash, source, added) VALUES (?, ?, ?, ?, ?)",
+            [(pid, c.astype("<f4").tobytes(), h, s, now) for c, h, s in zip(z, hashes, sources)])
+        return int(self.db.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", (pid,)).fetchone()[0])
+
+    def remove(self, name: str) -> int:
+        """Forget a person. Returns how many images were removed."""
+        with self._transaction():
+            row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise GalleryError(f"{name!r} is not enrolled in {self.path}; `facespace people list` shows who is")
+            n = self.db.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", (row[0],)).fetchone()[0]
+            self.db.execute("DELETE FROM people WHERE id = ?", (row[0],))
+            self._recalibrate()
+        return int(n)
+
+    def calibrate(self, target_far: float | None = None, *, max_distance: float | None = None) -> float | None:
+        """Recalibrate the stranger threshold for `target_far`, or fix it at `max_distance`.
+
+        Returns:
+            The threshold now in force (None while fewer than two people are enrolled).
+        """
+        with self._transaction():
+            if target_far is not None:
+                if not 0.0 <= target_far < 1.0:
+                    raise GalleryError(f"target_far must be in [0, 1); got {target_far}")
+                self._set_meta(target_far=target_far, threshold_source="auto")
+            if max_distance is not None:
+                self._set_meta(threshold=float(max_distance), threshold_source="manual")
+            self._recalibrate()
+        return self.threshold
+
+    def set_max_distance(self, name: str, max_distance: float | None) -> None:
+        """A person's own threshold (None: use the gallery's)."""
+        with self._transaction():
+            cur = self.db.execute("UPDATE people SET max_distance = ? WHERE name = ?", (max_distance, name))
+            if cur.rowcount == 0:
+                raise GalleryError(f"{name!r} is not enrolled in {self.path}")
+
+    def _set_meta(self, **values: Any) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()])
+        self.meta.update({k: str(v) for k, v in values.items()})
+
+    def _recalibrate(self) -> None:
+        """Inside a transaction: recompute the stranger threshold from the enrolled faces."""
+        meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        d = int(meta["code_size"])
+        rows = list(self.db.execute("SELECT person_id, code FROM faces"))
+        person = np.array([r[0] for r in rows], np.int64)
+        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), d)
+        genuine, impostor = open_set_scores(codes, person, metric=meta["metric"])
+        radius = reject_radius(genuine)
+        self._set_meta(reject_radius="" if radius is None else radius)
+        if meta.get("threshold_source") == "manual":
+            return
+        if len(np.unique(person)) < 2:
+            self._set_meta(threshold="", calibration="")
+            return
+        far = float(meta["target_far"])
+        t, k = stranger_threshold(impostor, far)
+        tar = float((genuine <= t).mean()) if len(genuine) else float("nan")
+        self._set_meta(threshold=t, calibration=json.dumps(
+            {"target_far": far, "confidence": CALIBRATION_CONFIDENCE, "impostor_scores": len(impostor),
+             "impostors_accepted": k, "genuine_scores": len(genuine),
+             "genuine_accept_rate": tar}))
+
+
+def _crop_side(path: str) -> int | None:
+    """The side, in file pixels, of the face crop `load_images` takes from an image file."""
+    from facespace.data.images import crop_box, open_image
+
+    try:
+        with open_image(path) as img:
+            w, h = img.size
+        box = crop_box("lfw", w, h)
+    except Exception:  # unreadable files are refused (by name) when they are loaded
+        return None
+    return min(w, h) if box is None else min(box[2] - box[0], box[3] - box[1])
+
+
+def identify(model: Any, images: Any, gallery: str | os.PathLike, **options: Any) -> list[Identification]:
+    """`Gallery(gallery, model).identify(images, **options)` in one call."""
+    with Gallery(gallery, model) as g:
+        return g.identify(images, **options)
+
+
+def enroll(model: Any, name: str, images: Any, gallery: str | os.PathLike, *, replace: bool = False,
+           force: bool = False) -> int:
+    """`Gallery(gallery, model).enroll(name, images, replace=replace, force=force)` in one call."""
+    with Gallery(gallery, model) as g:
+        return g.enroll(name, images, replace=replace, force=force)

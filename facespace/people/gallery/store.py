@@ -1,0 +1,154 @@
+"""What a gallery file holds: the SQLite schema, the model fingerprint it records, valid names.
+
+Schema version 2. `meta` holds key/value facts (model fingerprint, metric, threshold, target FAR,
+calibration summary); `people` one row per person with an optional own threshold; `faces` one
+row per enrolled image (its code as float32 bytes and a hash of its pixels); `rejections` and
+`links` are the corrections of issue 10 ("not this person", must-link / cannot-link).
+
+Version 2 adds the face groups of `facespace.people.groups.groups` (clusters of faces that are not enrolled
+people): `groups` (ids never reused, an optional unique name), `group_faces` (one row per face:
+code, pixel hash, source, box, group or NULL for ungrouped) and `group_links` (must-link /
+cannot-link between group faces). `migrate` upgrades a version-1 file in place, in one transaction,
+leaving every version-1 table as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from facespace.checkpoint import weights_hash
+from facespace.errors import FacespaceError
+
+SCHEMA_VERSION = 2
+RESERVED_NAMES = ("unknown",)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    max_distance REAL,              -- per-person threshold (issue 10), NULL for the gallery one
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    code BLOB NOT NULL,             -- (d,) float32 little-endian
+    code_hash TEXT NOT NULL UNIQUE, -- hash of the image's pixels: one image is enrolled once
+    source TEXT,
+    added REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+-- corrections (issue 10): "not this person" feedback on an identification
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    code BLOB NOT NULL,
+    source TEXT,
+    created REAL NOT NULL
+);
+-- corrections (issue 10): must-link / cannot-link between faces for re-clustering
+CREATE TABLE IF NOT EXISTS links (
+    id INTEGER PRIMARY KEY,
+    face_a INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+    face_b INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('must', 'cannot')),
+    created REAL NOT NULL
+);
+"""
+
+# version 2: face groups (issue 10). No semicolon may appear inside a statement or comment: the
+# schema is run statement by statement, split at semicolons.
+GROUPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an id always means one group
+    name TEXT UNIQUE,                      -- NULL until a person names it
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_faces (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    code BLOB NOT NULL,                    -- (d,) float32 little-endian
+    code_hash TEXT NOT NULL UNIQUE,        -- hash of the pixels (or of the code): each face once
+    source TEXT,
+    box TEXT,                              -- JSON [x, y, w, h] in the photo, NULL for a whole image
+    group_id INTEGER REFERENCES groups(id) ON DELETE SET NULL,  -- NULL: ungrouped (noise)
+    added REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS group_faces_group ON group_faces(group_id);
+CREATE TABLE IF NOT EXISTS group_links (
+    id INTEGER PRIMARY KEY,
+    face_a INTEGER NOT NULL REFERENCES group_faces(id) ON DELETE CASCADE,
+    face_b INTEGER NOT NULL REFERENCES group_faces(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('must', 'cannot')),
+    created REAL NOT NULL,
+    UNIQUE (face_a, face_b)                -- face_a < face_b
+);
+"""
+SCHEMA = SCHEMA + GROUPS_SCHEMA
+
+
+class GalleryError(FacespaceError):
+    """A gallery file that cannot be used as asked (other model, empty, unknown person, ...)."""
+
+
+# the gallery records `weights_hash`: it survives the threshold being written into the checkpoint
+model_fingerprint = weights_hash
+
+
+def check_name(name: Any) -> str:
+    """A person's name, stripped; refuses empty, reserved and multi-line names."""
+    if not isinstance(name, str) or not name.strip():
+        raise GalleryError("a person's name must be a non-empty string")
+    name = name.strip()
+    if name.lower() in RESERVED_NAMES:
+        raise GalleryError(f"{name!r} is reserved for strangers; choose another name")
+    if any(c in name for c in "\n\r\t"):
+        raise GalleryError(f"{name!r} contains a line break or tab; use a one-line name")
+    return name
+
+
+def statements(schema: str) -> list[str]:
+    """The statements of a schema text (`executescript` would commit an open transaction)."""
+    return [st for st in schema.split(";") if st.strip()]
+
+
+def migrate(db: sqlite3.Connection, path: str = "the gallery") -> int:
+    """Upgrade an open gallery file to `SCHEMA_VERSION` in place; returns the version it had.
+
+    Version 1 -> 2 adds the group tables and changes nothing else, in one transaction (an
+    interrupted migration leaves a version-1 file). Call it outside any transaction.
+
+    Raises:
+        GalleryError: a file written by a newer facespace.
+    """
+    db.execute("BEGIN IMMEDIATE")  # the write lock first: two processes migrating take turns
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row is not None else 1
+        if version > SCHEMA_VERSION:
+            raise GalleryError(f"{path} was written by a newer facespace (schema {version}); upgrade facespace")
+        if version < 2:
+            for statement in statements(GROUPS_SCHEMA):
+                db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return version
+
+
+class transaction:
+    """`with transaction(db):` one write transaction (BEGIN IMMEDIATE), rolled back on error."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")  # take the write lock now, so readers never see half
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False

@@ -1,0 +1,137 @@
+"""Reading the three export formats (see `facespace.pipelines.export.write` for what each holds).
+
+`facespace.pipelines.export.write.load_codes` checks the path and dispatches here by suffix; these readers check
+the sidecar, format version, shape and checksum, and say what to do when a file does not match.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facespace.pipelines.export.write import (
+    BOX_COLUMNS, FORMAT, FORMAT_VERSION, ExportedCodes, ExportError, _crc, _pyarrow, sidecar_path,
+)
+
+
+def _read_sidecar(path: Path, *, required: bool) -> dict[str, Any] | None:
+    side = sidecar_path(path)
+    if not side.is_file() and required:
+        raise ExportError(f"{path}: its sidecar {side.name} (paths, names, model) is missing; keep the two files "
+                          "together, or export again with `facespace encode`")
+    if not side.is_file():
+        return None
+    try:
+        meta = json.loads(side.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{side}: not a facespace codes sidecar (unreadable JSON: {e}); export again") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ExportError(f"{side}: not a facespace codes sidecar (no format {FORMAT!r}); export again")
+    _check_version(meta, side)
+    return meta
+
+
+def _check_version(meta: dict, where: Any) -> None:
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ExportError(f"{where}: codes format version {version!r}, this facespace reads up to {FORMAT_VERSION}; "
+                          "upgrade facespace")
+
+
+def _check_against(meta: dict, z: np.ndarray, path: Path) -> None:
+    if meta.get("count") != len(z) or meta.get("dim") != z.shape[1]:
+        raise ExportError(f"{path}: holds {z.shape[0]} x {z.shape[1]} codes but its sidecar describes "
+                          f"{meta.get('count')} x {meta.get('dim')}; the files are from different exports, export again")
+    if "crc32" in meta and meta["crc32"] != _crc(z):
+        raise ExportError(f"{path}: its codes do not match the checksum in its sidecar (changed or damaged); export again")
+
+
+def load_npy(path: Path) -> ExportedCodes:
+    try:
+        z = np.load(path, allow_pickle=False, mmap_mode=None)
+    except (ValueError, OSError, EOFError) as e:
+        raise ExportError(f"{path}: not a readable .npy file (truncated or another format: {e}); export again") from None
+    if not isinstance(z, np.ndarray) or z.ndim != 2 or z.dtype != np.float32:
+        raise ExportError(f"{path}: expected (n, d) float32 codes; got {getattr(z, 'shape', '?')} {getattr(z, 'dtype', '')}")
+    meta = _read_sidecar(path, required=True)
+    _check_against(meta, z, path)
+    n = len(z)
+    try:
+        src, nm = [str(s) for s in meta["sources"]], [None if v is None else str(v) for v in meta["names"]]
+        faces = [int(v) for v in meta.get("faces") or [0] * n]
+        boxes = [None if b is None else tuple(int(v) for v in b) for b in meta.get("boxes") or [None] * n]
+    except (KeyError, TypeError, ValueError):
+        raise ExportError(f"{sidecar_path(path)}: sources/names/boxes are missing or malformed; export again") from None
+    if not len(src) == len(nm) == len(faces) == len(boxes) == n:
+        raise ExportError(f"{sidecar_path(path)}: lists of paths/names do not have {n} entries; export again")
+    return ExportedCodes(z, src, nm, meta.get("model"), boxes, faces)
+
+
+def load_csv(path: Path) -> ExportedCodes:
+    try:
+        text = path.read_bytes().decode("utf-8")  # no newline translation: paths may hold "\r"
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: not UTF-8 text; a codes CSV has header path,name,z0,z1,...") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    z_cols = [j for j, h in enumerate(header or []) if h[:1] == "z" and h[1:].isdigit()]
+    if not header or header[:2] != ["path", "name"] or not z_cols:
+        raise ExportError(f"{path}: not a codes CSV; expected a header path,name,z0,z1,... (got {(header or [])[:4]})")
+    if [header[j] for j in z_cols] != [f"z{i}" for i in range(len(z_cols))]:
+        raise ExportError(f"{path}: code columns must be z0, z1, ... in order")
+    detected = all(c in header for c in BOX_COLUMNS)
+    at = {c: header.index(c) for c in BOX_COLUMNS} if detected else {}
+    src, nm, boxes, faces, rows = [], [], [], [], []
+    for line, cells in enumerate(reader, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise ExportError(f"{path}: line {line} has {len(cells)} fields, the header {len(header)} (truncated file?)")
+        src.append(cells[0])
+        nm.append(cells[1] or None)
+        try:
+            rows.append([float(cells[j]) for j in z_cols])
+            box = tuple(int(cells[at[c]]) for c in BOX_COLUMNS[1:]) if detected and cells[at["x"]] else None
+            boxes.append(box)
+            faces.append(int(cells[at["face"]]) if box else 0)
+        except ValueError:
+            raise ExportError(f"{path}: line {line} has a value that is not a number") from None
+    z = np.asarray(rows, np.float32).reshape(len(rows), len(z_cols))
+    if not np.isfinite(z).all():
+        raise ExportError(f"{path}: codes contain NaN or infinite values; drop those rows")
+    meta = _read_sidecar(path, required=False)
+    if meta is not None:
+        _check_against(meta, z, path)
+    return ExportedCodes(z, src, nm, None if meta is None else meta.get("model"), boxes, faces)
+
+
+def load_parquet(path: Path) -> ExportedCodes:
+    pa, pq = _pyarrow()
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ExportError(f"{path}: not a readable Parquet file (truncated or another format: {e}); export again") from None
+    raw = (table.schema.metadata or {}).get(b"facespace")
+    if raw is None or not {"path", "name", "code"} <= set(table.column_names):
+        raise ExportError(f"{path}: not a facespace codes file (needs columns path, name, code and facespace metadata)")
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ExportError(f"{path}: its facespace metadata is unreadable; export again") from None
+    _check_version(meta, path)
+    code = table.column("code").combine_chunks()
+    if not pa.types.is_fixed_size_list(code.type):
+        raise ExportError(f"{path}: column 'code' must be a fixed-size list of float32")
+    d = code.type.list_size
+    z = np.asarray(code.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(table), d)
+    _check_against(meta, z, path)
+    src, nm = [str(s) for s in table.column("path").to_pylist()], table.column("name").to_pylist()
+    faces = table.column("face").to_pylist() if "face" in table.column_names else None
+    boxes = table.column("box").to_pylist() if "box" in table.column_names else None
+    return ExportedCodes(z, src, nm, meta.get("model"),
+                         [None if b is None else tuple(b) for b in boxes] if boxes else [], faces or [])
