@@ -44,12 +44,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.people.clustering import cluster, cluster_scores, estimate_eps
     from facespace.data.crops import model_crop
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
-    from facespace.people.verification import PixelEncoder
+    from facespace.models.pixels import PixelEncoder
 
     def faces_for(size: int, grey: bool, crop="lfw"):
         all_faces = load_faces(str(args.lfw), size=size, crop=crop, grayscale=grey, progress=False)

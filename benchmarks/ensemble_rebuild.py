@@ -54,7 +54,7 @@ def write_recipe(path: Path, name: str, epochs: int, bf16: bool) -> Path:
     """An untrained verifier checkpoint carrying recipe `name`'s settings for `epochs` epochs."""
     import dataclasses
 
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
     from facespace.data.crops import crop_record, parse_crop
     from facespace.training.loop import TrainConfig
     from facespace.models.verifier import VerifierConfig, VerifierNet

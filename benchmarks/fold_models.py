@@ -39,7 +39,7 @@ def kept_path(folder: Path, faces: Any) -> Path:
 
 def saving(train_fn: Callable[[Any], Any], folder: Path) -> Callable[[Any], Any]:
     """`train_fn` that also writes each trained model to `folder/<people_key>.safetensors`."""
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
 
     def fn(faces: Any) -> Any:
         model = train_fn(faces)
@@ -67,7 +67,7 @@ def with_shift_test(model: Any, pixels: int) -> Any:
 
 def replay(folder: Path, *, shift_test: int = 0) -> Callable[[Any], Any]:
     """`train_fn` that returns the kept model trained on exactly `faces`' people (no training)."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
 
     def fn(faces: Any) -> Any:
         path = kept_path(folder, faces)
@@ -160,7 +160,7 @@ def settings(folder: Path) -> dict:
 
 def _first_model(folder: Path) -> Any:
     """One kept model of `folder` (they all share size, channels and crop)."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
 
     paths = sorted(Path(folder).glob("*.safetensors"))
     if not paths:

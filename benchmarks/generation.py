@@ -78,14 +78,14 @@ def train_vae(faces, args, out):
                          threads=args.threads)
     result = fit(OwnLoss(net, flip=True), to_t(x[np.sort(order[k:])]), to_t(x[np.sort(order[:k])]), config,
                  out_dir=out, progress=False)
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
 
     return load_model(result.best_path), "facespace.training.loop.fit (train.py has no kind 'vae' yet)"
 
 
 def store_code_stats(model, images, path):
     """Record the code mean/std of the training images in the model's checkpoint (for vary/sample)."""
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
     from facespace.pipelines.generation import code_stats
 
     info = dict(getattr(model, "checkpoint_info", {}))
@@ -100,12 +100,14 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     from facespace.pipelines import generation as gen
-    from facespace.pipelines.codes import encode, mse_psnr, reconstruct
+    from facespace.pipelines.codes import encode, reconstruct
+    from facespace.training.metrics import mse_psnr
     from facespace.data.corruptions import parse_corruption
     from facespace.data import load_faces
     from facespace.grid import make_grid, save_png
     from facespace.models.pca import PCAAutoencoder
-    from facespace.training.recipes import split_faces, train
+    from facespace.data.splits import split_faces
+    from facespace.training.recipes import train
 
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -117,11 +117,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.data.crops import model_crop
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
-    from facespace.people.verification import PixelEncoder
+    from facespace.models.pixels import PixelEncoder
 
     faces_by_shape = {}
 

@@ -209,7 +209,8 @@ def plot_sweep(sweep: list[dict], path: Path) -> None:
 
 
 def test_mse(model, images: np.ndarray) -> float:
-    from facespace.pipelines.codes import mse_psnr, reconstruct
+    from facespace.training.metrics import mse_psnr
+    from facespace.pipelines.codes import reconstruct
 
     return mse_psnr(images, reconstruct(model, images))[0]
 
@@ -302,7 +303,8 @@ def main(argv=None) -> None:
         next(r for r in report.data["sweep"] if r["code"] == args.code).update(conv_mse=best["test_mse"], epochs=args.epochs_best)
         report.write()
     if "denoise" not in skip:
-        from facespace.pipelines.codes import mse_psnr, reconstruct
+        from facespace.training.metrics import mse_psnr
+        from facespace.pipelines.codes import reconstruct
         from facespace.data.corruptions import Corruption
 
         opts = json.loads(args.denoise)

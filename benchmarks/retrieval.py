@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         name, sep, path = spec.partition("=")
         if not sep:
             raise SystemExit(f"--model expects NAME=CHECKPOINT; got {spec!r}")
-        from facespace.checkpoint import load_model
+        from facespace.models.registry import load_model
         from facespace.pipelines.codes import encode
 
         model = load_model(path)

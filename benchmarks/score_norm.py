@@ -113,8 +113,8 @@ def snorm(codes: np.ndarray, ia, ib, fold, k: int, top: int) -> np.ndarray:
 
 def score(scores: dict[int, np.ndarray], same, fold, far: float | None = None) -> dict:
     """The protocol on per-fold scores (higher = more alike): accuracy ± SE, AUC, own-best."""
-    from facespace.people.lfw import roc_metrics
-    from facespace.people.verification import calibrate_threshold, pair_accuracy
+    from facespace.people.thresholds import roc_metrics
+    from facespace.people.thresholds import calibrate_threshold, pair_accuracy
 
     accs, best, tested = [], [], np.zeros(len(same))
     for k, s in scores.items():

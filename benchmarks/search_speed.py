@@ -180,7 +180,7 @@ def lfw_codes(model_path: str | None, n_queries: int, log) -> tuple[np.ndarray, 
     order = rng.permutation(len(faces))
     qi, gi = order[:n_queries], order[n_queries:]
     if model_path:
-        from facespace.checkpoint import load_model
+        from facespace.models.registry import load_model
         from facespace.pipelines.codes import encode
 
         model = load_model(model_path)

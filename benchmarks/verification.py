@@ -72,7 +72,7 @@ def write_results(name: str, rows: list[dict], table: str, notes: str, extra: di
 def verifier_retrained(path: Path, faces, threads: int, what: str):
     """A fresh verifier with the checkpoint's settings, trained on `faces` only (loaded at its shape
     and crop): for benchmarks whose people the checkpoint may have seen."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.training.verifier import retrainer
 
     print(f"training a verifier with the settings of {path} on {what}: {len(faces)} images of "
@@ -185,12 +185,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.people.lfw import evaluate_lfw
     from facespace.models.pca import PCAAutoencoder
     from facespace.data.crops import model_crop
     from facespace.training.verifier import retrainer
-    from facespace.people.verification import PixelEncoder
+    from facespace.models.pixels import PixelEncoder
 
     import fold_models
 

@@ -1,4 +1,4 @@
-"""One checkpoint file rebuilds a model.
+"""The checkpoint format: one safetensors file holds a model's weights and how to rebuild it.
 
 Format (version 1): a single safetensors file. Its tensors are the model's weights; its header
 metadata holds one key, "facespace", a JSON object:
@@ -7,9 +7,9 @@ metadata holds one key, "facespace", a JSON object:
      "kind": "conv", "config": {...}, "step": 1200, "best_val_loss": 0.0041, "extra": {...}}
 
 `extra` carries what pipelines store with a model (a calibrated threshold, training data hash).
-A model class registers itself with `@register_model`, has a class attribute `kind`, a frozen
-dataclass `config`, `state_tensors() -> dict[str, torch.Tensor]` and
-`from_state(config: dict, tensors: dict) -> model`.
+This module reads and writes the file and fingerprints models; it knows no model class. Turning a
+file into a model (`load_model`) and back (`save_model`) is the model registry's job
+(`facespace.models.registry`), which calls this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -23,73 +23,46 @@ from typing import Any
 
 from facespace.errors import CheckpointError
 from facespace.files import write_bytes_atomic
+from facespace.version import __version__
 
 FORMAT = "facespace-checkpoint"
 FORMAT_VERSION = 1
-_REGISTRY: dict[str, type] = {}
 
 
-def register_model(cls: type) -> type:
-    """Class decorator: make `cls` loadable by `load_model` under `cls.kind`."""
-    _REGISTRY[cls.kind] = cls
-    return cls
-
-
-def registered_kinds() -> list[str]:
-    _ensure_registry()
-    return sorted(_REGISTRY)
-
-
-def _ensure_registry() -> None:
-    """Import every module of `facespace.models`; each registers its classes on import."""
-    import importlib
-    import pkgutil
-
-    import facespace.models
-
-    for info in pkgutil.iter_modules(facespace.models.__path__):
-        importlib.import_module(f"facespace.models.{info.name}")
-
-
-def config_from_dict(config_cls: type, values: dict[str, Any]):
-    """Build a frozen config dataclass, refusing fields it does not know."""
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise CheckpointError(
-            f"{config_cls.__name__} has no field(s) {', '.join(unknown)}; the file was written by "
-            "another facespace version: upgrade facespace or retrain"
-        )
-    cooked = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return config_cls(**cooked)
-
-
-def save_model(
-    model: Any,
+def write_checkpoint(
     path: str | os.PathLike,
+    tensors: dict[str, Any],
     *,
+    kind: str,
+    config: dict[str, Any],
     step: int = 0,
     best_val_loss: float | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `model` to `path` (atomically) as one safetensors file. Returns the path."""
+    """Write weights and the metadata that rebuilds their model to `path`, atomically.
+
+    Args:
+        path: the `.safetensors` file to write.
+        tensors: name -> torch tensor (moved to the CPU and made contiguous here).
+        kind: the model kind the registry rebuilds it as.
+        config: the model's config as a JSON-able dict.
+        step, best_val_loss: where training stood.
+        extra: what pipelines keep with the model (crop, threshold, quality reference).
+    """
     from safetensors.torch import save
 
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_tensors().items()}
-    if extra is None:
-        extra = dict(getattr(model, "checkpoint_info", {}).get("extra", {}))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "facespace_version": _version(),
-        "kind": model.kind,
-        "config": dataclasses.asdict(model.config),
+        "facespace_version": __version__,
+        "kind": kind,
+        "config": config,
         "step": int(step),
         "best_val_loss": None if best_val_loss is None else float(best_val_loss),
-        "extra": extra,
+        "extra": extra or {},
     }
-    data = save(tensors, metadata={"facespace": json.dumps(meta)})
-    return write_bytes_atomic(path, data)
+    return write_bytes_atomic(path, save(tensors, metadata={"facespace": json.dumps(meta)}))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,33 +105,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     return meta, tensors
 
 
-def load_model(path: str | os.PathLike, *, kind: str | None = None) -> Any:
-    """Rebuild a model from one checkpoint file (or a run folder holding best.safetensors).
-
-    Args:
-        path: a `.safetensors` checkpoint written by `save_model`, or a run folder.
-        kind: when given, refuse a checkpoint of another kind.
-
-    Returns:
-        The model, in eval mode, with `checkpoint_info` (step, best_val_loss, extra, path, hash).
-    """
-    meta, tensors = read_checkpoint(path)
-    _ensure_registry()
-    found = meta.get("kind")
-    if kind is not None and found != kind:
-        raise CheckpointError(f"{meta['path']} holds a {found!r} model, not the {kind!r} model asked for")
-    if found not in _REGISTRY:
-        raise CheckpointError(
-            f"{meta['path']} holds a model of unknown kind {found!r}; known: {', '.join(sorted(_REGISTRY))}"
-        )
-    model = _REGISTRY[found].from_state(meta["config"], tensors)
-    if hasattr(model, "eval"):
-        model.eval()
-    meta["hash"] = file_hash(meta["path"])
-    model.checkpoint_info = meta
-    return model
-
-
 def file_hash(path: str | os.PathLike, length: int = 16) -> str:
     """Hex SHA-256 prefix of a file's bytes: identifies the exact model an index was built with."""
     h = hashlib.sha256()
@@ -194,9 +140,3 @@ def weights_hash(model: Any, length: int = 16) -> str:
 def model_hash(model: Any) -> str | None:
     """The hash of the checkpoint a model was loaded from (None for a model never saved)."""
     return getattr(model, "checkpoint_info", {}).get("hash")
-
-
-def _version() -> str:
-    from facespace import __version__
-
-    return __version__

@@ -13,6 +13,10 @@ class CheckpointError(FacespaceError):
     """A model file that is missing, truncated, of another kind or of a newer format."""
 
 
+class IndexingError(FacespaceError):
+    """Bad use of an index: wrong shape, NaN vectors, unknown ids, bad settings, a damaged file."""
+
+
 class NotFittedError(FacespaceError):
     """An estimator used before `fit` (scikit-learn's convention)."""
 

@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from facespace.errors import FacespaceError
+
 
 @runtime_checkable
 class Encoder(Protocol):
@@ -32,8 +34,8 @@ class Encoder(Protocol):
     @property
     def code_size(self) -> int: ...
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """`(n, H, W, C)` float32 in [0, 1] -> `(n, d)` float32."""
+    def encode(self, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """`(n, H, W, C)` float32 in [0, 1] -> `(n, d)` float32, `batch_size` images per pass."""
         ...
 
 
@@ -41,8 +43,8 @@ class Encoder(Protocol):
 class Autoencoder(Encoder, Protocol):
     """An encoder with a decoder: codes can be turned back into images."""
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """`(n, d)` float32 -> `(n, H, W, C)` float32 (not clipped)."""
+    def decode(self, codes: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """`(n, d)` float32 -> `(n, H, W, C)` float32 (not clipped), `batch_size` codes per pass."""
         ...
 
 
@@ -58,3 +60,43 @@ class Trainable(Protocol):
 def has_decoder(model: Any) -> bool:
     """True when `model` can turn codes back into images."""
     return callable(getattr(model, "decode", None))
+
+
+def check_images(
+    images: Any, image_shape: tuple[int, int, int], *, what: str = "images", finite: bool = True
+) -> np.ndarray:
+    """Return `images` as `(n, H, W, C)` float32, or raise saying what is wrong and what to do.
+
+    A single `(H, W, C)` image is promoted to a batch of one. `finite=False` leaves NaN and inf for
+    the caller to refuse image by image (`facespace.data.inputs.check_face_images` names each).
+
+    Example:
+        >>> check_images(np.zeros((4, 4, 1)), (4, 4, 1)).shape
+        (1, 4, 4, 1)
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise FacespaceError(f"{what} must be (n, H, W, C) arrays; got shape {x.shape}")
+    if tuple(x.shape[1:]) != tuple(image_shape):
+        raise FacespaceError(
+            f"{what} have shape {tuple(x.shape[1:])} but the model takes {tuple(image_shape)} (H, W, C); "
+            f"load them with size={image_shape[0]} and grayscale={image_shape[2] == 1}, "
+            "or pass image paths so facespace resizes them"
+        )
+    if finite and not np.isfinite(x).all():
+        raise FacespaceError(f"{what} contain NaN or infinite values; clean or drop those images")
+    return x
+
+
+def check_codes(codes: Any, code_size: int) -> np.ndarray:
+    """Return `codes` as `(n, d)` float32, or raise saying what is wrong."""
+    z = np.asarray(codes, dtype=np.float32)
+    if z.ndim == 1:
+        z = z[None]
+    if z.ndim != 2 or z.shape[1] != code_size:
+        raise FacespaceError(f"codes must be (n, {code_size}) for this model; got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise FacespaceError("codes contain NaN or infinite values")
+    return z

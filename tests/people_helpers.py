@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facespace.checkpoint import config_from_dict, register_model
+from facespace.models.registry import config_from_dict, register_model
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class TinyEncoder:
     def code_size(self):
         return self.config.code_size
 
-    def encode(self, images):
-        from facespace.models.base import check_images
+    def encode(self, images, *, batch_size=256):
+        from facespace.protocol import check_images
 
         x = check_images(images, self.image_shape)
         return ((x.reshape(len(x), -1) - 0.5) @ self.weight).astype(np.float32)

@@ -16,7 +16,7 @@ from PIL import Image
 from facespace.people import calibration as cal
 from facespace.errors import DataError, FacespaceError
 from facespace.people.gallery.gallery import Gallery
-from facespace.people.verification import PixelEncoder
+from facespace.models.pixels import PixelEncoder
 
 SIDE = 16
 TOL = 0.02  # 8-bit rounding moves a distance by at most ~0.008

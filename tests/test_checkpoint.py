@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from facespace.checkpoint import _REGISTRY, load_model, register_model, save_model
+from facespace.models.registry import _REGISTRY, load_model, register_model, save_model
 from facespace.errors import CheckpointError, FacespaceError
 from facespace.models.base import TorchAutoencoder
 

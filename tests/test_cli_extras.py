@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.pipelines.codes import decode
 from facespace.grid import make_grid
 from facespace.models.pca import PCAAutoencoder
@@ -29,7 +29,7 @@ def files(faces, tmp_path_factory):
     from people_helpers import TinyConfig, TinyEncoder
 
     from facespace.people.gallery.gallery import Gallery
-    from facespace.index import build_index
+    from facespace.pipelines.indexing import build_index
 
     d = tmp_path_factory.mktemp("extras")
     x = np.asarray(faces.images[:100])
@@ -81,7 +81,7 @@ def test_decode_exported_codes(files, faces, run_cli):
     export = pytest.importorskip("facespace.pipelines.export.write")
     model = load_model(files / "pca.safetensors")
     z = model.encode(np.asarray(faces.images[:5]))
-    export.save_codes(files / "codes.npy", z, sources=[f"f{i}.png" for i in range(5)], names=["a", None, "c", "d", "e"],
+    export.save_codes(z, files / "codes.npy", sources=[f"f{i}.png" for i in range(5)], names=["a", None, "c", "d", "e"],
                       model=model)
     code, out, err = run_cli("decode", files / "pca.safetensors", "--codes", files / "codes.npy", "--row", 1, "--row", 4,
                              "--out", files / "rows.png", "--scale", 1, "--ncols", 2)
@@ -167,7 +167,7 @@ def test_calibrate_stores_the_threshold_that_verify_uses(files, run_cli):
 
 def test_calibrate_gallery_per_person_is_used_by_identify(line_people, run_cli, tmp_path):
     from facespace.people.gallery.gallery import Gallery
-    from facespace.people.verification import PixelEncoder
+    from facespace.models.pixels import PixelEncoder
 
     db = tmp_path / "line.db"
     with Gallery(db, PixelEncoder(size=SIDE, channels=1), metric="l2") as g:

@@ -11,7 +11,7 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, write_people
 from PIL import Image
 
-from facespace.checkpoint import save_model
+from facespace.models.registry import save_model
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def world(tmp_path_factory):
 
 def store_reference(model_path, faces) -> None:
     """Store a quality reference measured on the test model's "training faces" in its checkpoint."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.data import load_images
     from facespace.people.quality import quality_reference, save_quality_reference
 
@@ -179,7 +179,7 @@ def photos(tmp_path_factory):
     Image.fromarray(ramp).save(d / "noface.png")
     faces = embedded_faces((24, 24, 1))
     model = save_model(PCAAutoencoder(code_size=12).fit(faces[:50]), d / "pca.safetensors")
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.people.quality import quality_reference, save_quality_reference
 
     pca = load_model(model)  # faces 50-99, held out from the fit, are its quality reference

@@ -48,7 +48,7 @@ def test_train_conv_options_reach_the_model(run_cli, image_dir, tmp_path):
 
 
 def test_train_conv_res_with_refinement_keeps_the_setting_in_the_checkpoint(run_cli, image_dir, tmp_path):
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
 
     code, out, err = run_cli("train", "conv", "--data", image_dir, "--size", 16, "--code-size", 2, "--epochs", 1,
                              "--arch", "res", "--width", 4, "--code-activation", "linear", "--refine-steps", 3,

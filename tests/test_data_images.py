@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from facespace.data import load_images, read_image
-from facespace.data.images import crop_box, decode_face, parse_crop
+from facespace.data.crops import parse_crop
+from facespace.data.images import crop_box, decode_face
 from facespace.errors import DataError
 
 

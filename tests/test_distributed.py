@@ -50,7 +50,7 @@ def test_two_processes_agree_and_match_one_process(tmp_path):
     ranks = [(out / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert ranks[0] == ranks[1]  # DDP kept both replicas identical
 
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
 
     saved = load_model(out / "last.safetensors")
     assert weights_hash(saved) == ranks[0]  # rank 0 wrote the weights both ranks hold

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.data.images import decode_face
 from facespace.errors import FacespaceError
 from facespace.models.base import to_tensor

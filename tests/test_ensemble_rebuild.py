@@ -14,7 +14,7 @@ import ensemble_rebuild  # noqa: E402
 
 def test_a_recipe_retrains_with_its_network_loop_and_crop(tmp_path, monkeypatch):
     import facespace.training.verifier as vt
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.data.crops import TIGHT_BOX
     from facespace.data.faceset import FaceSet
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.errors import FacespaceError
 from facespace.pipelines.explanation import caption, explain, explanation_picture, heat_colours
 from facespace.models.pca import PCAAutoencoder
-from facespace.people.verification import PixelEncoder, pair_distances, save_threshold
+from facespace.models.pixels import PixelEncoder
+from facespace.people.distances import pair_distances
+from facespace.people.verification import save_threshold
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from facespace.pipelines.export.write import FORMAT_VERSION, ExportError, load_codes, save_codes, sidecar_path
+from facespace.pipelines.export.formats import FORMAT_VERSION, ExportError, sidecar_path
+from facespace.pipelines.export.read import load_codes
+from facespace.pipelines.export.write import save_codes
 
 SUFFIXES = (".npy", ".csv", ".parquet")
 WEIRD = ["a,b.jpg", 'q"uo\'te.png', "ünï/cødé 顔.jpg", "line\r\nbreak.jpg", "plain"]
@@ -32,7 +34,7 @@ def data(tmp_path_factory):
     from PIL import Image
     from skimage.data import astronaut, lfw_subset
 
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
 
@@ -65,7 +67,7 @@ def test_round_trip_is_bit_exact_with_awkward_paths_and_names(tmp_path, codes, s
     boxes = [(1, 2, 30, 40), None, (5, 6, 7, 8), (0, 0, 1, 1), None] if detected else None
     record = {"hash": "abc", "weights_hash": "def", "kind": "pca", "path": "/m/pca.safetensors", "code_size": 7}
     path = tmp_path / f"codes{suffix}"
-    save_codes(path, codes, sources=WEIRD, names=NAMES, model=record, boxes=boxes, faces=[0, 0, 1, 0, 0])
+    save_codes(codes, path, sources=WEIRD, names=NAMES, model=record, boxes=boxes, faces=[0, 0, 1, 0, 0])
     back = load_codes(path)
     assert back.codes.dtype == np.float32 and back.codes.tobytes() == codes.tobytes()
     assert back.sources == WEIRD and back.names == NAMES and back.model == record
@@ -78,7 +80,7 @@ def test_round_trip_is_bit_exact_with_awkward_paths_and_names(tmp_path, codes, s
 
 
 def test_csv_is_plain_and_its_header_names_the_columns(tmp_path, codes):
-    save_codes(tmp_path / "c.csv", codes, sources=WEIRD, names=NAMES)
+    save_codes(codes, tmp_path / "c.csv", sources=WEIRD, names=NAMES)
     table = rows((tmp_path / "c.csv").read_bytes().decode("utf-8"))
     assert table[0] == ["path", "name"] + [f"z{j}" for j in range(7)]
     assert [r[0] for r in table[1:]] == WEIRD and table[2][1] == ""
@@ -92,7 +94,7 @@ def test_a_csv_from_another_tool_loads_without_a_sidecar(tmp_path):
 
 
 def test_unknown_suffix_names_the_three_formats(tmp_path, codes):
-    for call in (lambda: save_codes(tmp_path / "c.txt", codes, sources=WEIRD, names=None),
+    for call in (lambda: save_codes(codes, tmp_path / "c.txt", sources=WEIRD, names=None),
                  lambda: load_codes(tmp_path / "c.h5")):
         with pytest.raises(ExportError, match=r"\.npy, \.csv, \.parquet"):
             call()
@@ -103,19 +105,19 @@ def test_bad_codes_and_lists_are_refused_and_nothing_is_written(tmp_path, codes)
     bad = codes.copy()
     bad[1, 2] = np.nan
     with pytest.raises(ExportError, match="NaN"):
-        save_codes(tmp_path / "c.npy", bad, sources=WEIRD, names=None)
+        save_codes(bad, tmp_path / "c.npy", sources=WEIRD, names=None)
     with pytest.raises(ExportError, match=r"\(n, d\)"):
-        save_codes(tmp_path / "c.npy", codes[0], sources=WEIRD[:1], names=None)
+        save_codes(codes[0], tmp_path / "c.npy", sources=WEIRD[:1], names=None)
     with pytest.raises(ExportError, match="sources has 4 entries for 5 codes"):
-        save_codes(tmp_path / "c.npy", codes, sources=WEIRD[:4], names=None)
+        save_codes(codes, tmp_path / "c.npy", sources=WEIRD[:4], names=None)
     with pytest.raises(ExportError, match="boxes"):
-        save_codes(tmp_path / "c.npy", codes, sources=WEIRD, names=None, boxes=[(1, 2, 3)] * 5)
+        save_codes(codes, tmp_path / "c.npy", sources=WEIRD, names=None, boxes=[(1, 2, 3)] * 5)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_truncated_foreign_and_mismatched_files_are_refused(tmp_path, codes):
     npy = tmp_path / "c.npy"
-    save_codes(npy, codes, sources=WEIRD, names=NAMES)
+    save_codes(codes, npy, sources=WEIRD, names=NAMES)
     whole = npy.read_bytes()
     npy.write_bytes(whole[: len(whole) - 9])
     with pytest.raises(ExportError, match="truncated"):
@@ -135,14 +137,14 @@ def test_truncated_foreign_and_mismatched_files_are_refused(tmp_path, codes):
         load_codes(tmp_path / "missing.npy")
 
     side = tmp_path / "v.npy"
-    save_codes(side, codes, sources=WEIRD, names=NAMES)
+    save_codes(codes, side, sources=WEIRD, names=NAMES)
     meta = json.loads(sidecar_path(side).read_text())
     sidecar_path(side).write_text(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(ExportError, match="upgrade facespace"):
         load_codes(side)
 
     pq = tmp_path / "c.parquet"
-    save_codes(pq, codes, sources=WEIRD, names=NAMES)
+    save_codes(codes, pq, sources=WEIRD, names=NAMES)
     pq.write_bytes(pq.read_bytes()[:-20])
     with pytest.raises(ExportError, match="not a readable Parquet"):
         load_codes(pq)
@@ -166,11 +168,12 @@ def test_truncated_foreign_and_mismatched_files_are_refused(tmp_path, codes):
 
 
 def test_a_model_object_is_recorded_with_an_absolute_path(data, tmp_path, monkeypatch):
-    from facespace.checkpoint import file_hash, load_model
+    from facespace.checkpoint import file_hash
+    from facespace.models.registry import load_model
 
     monkeypatch.chdir(data)
     model = load_model("pca.safetensors")
-    save_codes(tmp_path / "c.parquet", np.zeros((1, 8), np.float32), sources=["x"], names=None, model=model)
+    save_codes(np.zeros((1, 8), np.float32), tmp_path / "c.parquet", sources=["x"], names=None, model=model)
     rec = load_codes(tmp_path / "c.parquet").model
     assert rec["hash"] == file_hash(data / "pca.safetensors") and rec["path"] == str(data / "pca.safetensors")
 
@@ -236,7 +239,7 @@ def test_encode_detect_one_row_per_face_and_reports_photos_without_one(data, run
     assert back.sources == [str(data / "astro.png")] and back.faces == [0]
     assert abs(x + w / 2 - 112.5) < 14 and abs(y + h / 2 - 52.5) < 14  # the astronaut's face
     # the row's code is the code of the detected crop
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.photos.faces import crops_from_photos
 
     crops = crops_from_photos([data / "astro.png"], size=32, detect=True)
@@ -265,7 +268,7 @@ def test_encode_embedded_to_csv(data, run_cli, tmp_path):
     assert code == 0, err
     back = load_codes(tmp_path / "e.csv")
     assert back.codes.shape == (200, 8) and back.sources[0].startswith("embedded:")
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.data import load_faces
 
     expected = load_model(data / "pca.safetensors").encode(load_faces("embedded", size=32).images)

@@ -13,7 +13,7 @@ from people_helpers import TinyConfig, TinyEncoder, faces_of, patterns
 
 from facespace.errors import DataError
 from facespace.people.gallery.gallery import Gallery, GalleryError, open_set_scores
-from facespace.people.verification import PixelEncoder
+from facespace.models.pixels import PixelEncoder
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_threshold_is_calibrated_for_the_target_far(gallery):
 
 
 def test_stranger_threshold_holds_the_target_with_its_confidence():
-    from facespace.people.gallery.matching import stranger_threshold
+    from facespace.people.thresholds import stranger_threshold
 
     rng = np.random.default_rng(0)
     # impostor distances uniform on [0, 1]: a threshold t accepts a share t of all strangers
@@ -186,7 +186,7 @@ def test_killed_enrol_loses_nothing(gallery, people, tmp_path):
         import os
         import numpy as np
         from facespace.people.gallery.gallery import Gallery
-        from facespace.people.verification import PixelEncoder
+        from facespace.models.pixels import PixelEncoder
         Gallery._recalibrate = lambda self: os._exit(9)  # die inside the transaction, rows written
         g = Gallery({str(path)!r}, PixelEncoder(size=16, channels=1))
         g.enroll("p0", np.load({str(tmp_path / "new.npy")!r}), replace=True, force=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facespace.pipelines import generation as gen
-from facespace.checkpoint import save_model
+from facespace.models.registry import save_model
 from facespace.errors import FacespaceError
 from facespace.models.pca import PCAAutoencoder
 from facespace.models.vae import VAE, VAEConfig
@@ -40,7 +40,7 @@ class EncoderOnly:
     image_shape = (16, 16, 3)
     code_size = 4
 
-    def encode(self, images):
+    def encode(self, images, *, batch_size=256):
         return np.zeros((len(images), 4), np.float32)
 
 

@@ -12,7 +12,7 @@ from facespace.people.groups.constrained import enforce, match_labels, must_comp
 from facespace.people.gallery.gallery import Gallery
 from facespace.people.gallery.store import SCHEMA_VERSION, GalleryError
 from facespace.people.groups.groups import FaceGroups
-from facespace.people.verification import PixelEncoder
+from facespace.models.pixels import PixelEncoder
 
 D = 16  # PixelEncoder(size=4, channels=1) makes 16-value codes
 

@@ -9,7 +9,8 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, write_people
 
 from facespace.errors import DataError, FacespaceError
-from facespace.people.lfw import _report, evaluate_distances, evaluate_lfw, fold_training_faces, roc_metrics, save_roc
+from facespace.people.lfw import _report, evaluate_distances, evaluate_lfw, fold_training_faces, save_roc
+from facespace.people.thresholds import roc_metrics
 
 
 def test_threshold_is_chosen_on_the_other_folds():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from facespace.checkpoint import load_model, register_model
+from facespace.models.registry import load_model, register_model
 from facespace.errors import FacespaceError
 from facespace.training.loop import FitResult, TrainConfig, fit
 from facespace.models.base import TorchAutoencoder

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.errors import CheckpointError, FacespaceError
 from facespace.models.conv import ConvAutoencoder, ConvConfig
 from facespace.models.pca import PCAAutoencoder

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.errors import CheckpointError, FacespaceError, NotFittedError
 from facespace.models.pca import PCAAutoencoder
 from facespace.protocol import Autoencoder

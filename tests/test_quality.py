@@ -92,7 +92,7 @@ def test_without_model_only_image_measures(faces):
 
 
 def test_reference_round_trip_and_stored_in_checkpoint(faces, pca, reference, tmp_path):
-    from facespace.checkpoint import load_model, save_model
+    from facespace.models.registry import load_model, save_model
 
     assert QualityReference.from_dict(reference.to_dict()) == reference
     assert reference.value("sharpness", 0.01) <= reference.value("sharpness", 0.5)

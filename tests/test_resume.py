@@ -50,7 +50,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_killed_run_resumes_and_finishes_identically(tmp_path, uninterrupted):
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.training.runs import load_resume, read_metrics
 
     out = tmp_path / "run"

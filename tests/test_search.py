@@ -10,7 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from facespace.index import Index, IndexingError, build_index
+from facespace.index import Index, IndexingError
+from facespace.pipelines.indexing import build_index
 from facespace.pipelines.retrieval import find_duplicates, search
 
 PEOPLE = ("Ann_Ames", "Bo_Berg", "Cy_Cole")
@@ -21,7 +22,7 @@ def gallery(tmp_path_factory):
     """A folder of 12 small faces-like PNGs (3 people x 4) plus one exact copy, a PCA model file."""
     from PIL import Image
 
-    from facespace.checkpoint import load_model, save_model
+    from facespace.models.registry import load_model, save_model
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
 
@@ -88,7 +89,7 @@ def test_same_person_ranks_above_others(gallery, index):
 
 
 def test_a_model_kept_in_memory_is_recognised_and_another_is_refused(gallery, tmp_path):
-    from facespace.checkpoint import load_model, save_model
+    from facespace.models.registry import load_model, save_model
 
     memory = gallery["memory_model"]
     idx = build_index(memory, gallery["faces"])
@@ -250,7 +251,7 @@ def two_folders(tmp_path_factory):
     from PIL import Image
     from skimage.data import lfw_subset
 
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
     from facespace.data import load_faces
     from facespace.models.pca import PCAAutoencoder
 

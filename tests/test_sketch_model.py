@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.data.sketch_synth import make_face_sketches
 from facespace.data.strokes import check_stroke3, collate_strokes
 from facespace.errors import DataError, FacespaceError

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from facespace.checkpoint import load_model
+from facespace.models.registry import load_model
 from facespace.pipelines.codes import encode, reconstruct
 from facespace.data import FaceSet
 from facespace.errors import FacespaceError

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.errors import FacespaceError
 from facespace.models.vae import VAE, VAEConfig
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from facespace.data.augment import AugmentConfig, augment, flip_images
-from facespace.checkpoint import load_model, save_model
+from facespace.models.registry import load_model, save_model
 from facespace.data.faceset import FaceSet
 from facespace.errors import FacespaceError
 from facespace.training.metric_losses import MarginSoftmax, contrastive_loss, margin_logits, triplet_loss

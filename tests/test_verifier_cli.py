@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from people_helpers import write_people
 
-from facespace.checkpoint import load_model
+from facespace.models.registry import load_model
 from facespace.data.crops import TIGHT_BOX, model_crop, parse_crop
 from facespace.data import load_images
 from facespace.errors import DataError
@@ -212,7 +212,7 @@ def test_index_encode_and_search_use_the_recorded_crop(trained, fake_lfw, tmp_pa
 
 def test_ensemble_of_verifiers_on_two_crops_is_one_model(trained, fake_lfw, tmp_path, run_cli):
     """`facespace ensemble`: one checkpoint, cut at the union box; verify uses it like any model."""
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
 
     tight = load_model(trained[0] / "best.safetensors")
     inner = save_model(tight, tmp_path / "inner.safetensors", extra={**tight.checkpoint_info["extra"], "crop": "lfw"})
@@ -239,7 +239,7 @@ def test_retrain_of_an_ensemble_retrains_each_member_per_fold(trained, fake_lfw,
     """`evaluate-lfw ENSEMBLE --retrain`: every member trained afresh on the other fold's people only,
     on its own box cut from the union faces; the per-fold models are ensembles again."""
     import facespace.training.verifier as vt
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
     from facespace.models.ensemble import ensemble_verifiers
 
     tight = load_model(trained[0] / "best.safetensors")

@@ -7,18 +7,13 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, faces_of, patterns
 from PIL import Image
 
-from facespace.checkpoint import load_model, read_checkpoint, save_model
+from facespace.models.registry import load_model, save_model
+from facespace.checkpoint import read_checkpoint
 from facespace.errors import DataError, FacespaceError
-from facespace.people.verification import (
-    PixelEncoder,
-    calibrate,
-    calibrate_threshold,
-    cross_distances,
-    pair_accuracy,
-    pair_distances,
-    stored_threshold,
-    verify,
-)
+from facespace.models.pixels import PixelEncoder
+from facespace.people.verification import calibrate, stored_threshold, verify
+from facespace.people.thresholds import calibrate_threshold, pair_accuracy
+from facespace.people.distances import cross_distances, pair_distances
 
 
 def test_pair_distances_known_answers():

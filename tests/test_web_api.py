@@ -43,7 +43,7 @@ def test_page_and_static_files_are_served(client):
     for src in ("/static/app.js", "/static/style.css"):
         assert src in page.text
         assert client.get(src).status_code == 200
-    from facespace.web.app import STATIC
+    from facespace.web.state import STATIC
 
     for f in STATIC.iterdir():  # nothing is fetched from the network
         text = f.read_text()
@@ -95,7 +95,7 @@ def test_paths_from_the_client_never_reach_a_file(client, url):
 
 
 def test_code_and_decoded_code_match_the_model(client, site):
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.index import Index
 
     model, index = load_model(site["model"]), Index.load(site["index"])
@@ -109,7 +109,7 @@ def test_code_and_decoded_code_match_the_model(client, site):
 
 
 def test_decode_any_code_and_refuse_wrong_sizes(client, site):
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
 
     model = load_model(site["model"])
     z = np.zeros(16)
@@ -246,7 +246,7 @@ def test_verify_same_image_is_same_and_threshold_decides(client, site):
     assert same["status"] == "ok" and same["distance"] == pytest.approx(0.0, abs=1e-5) and same["same"] is True
     other = client.post("/api/verify", data={"id_a": "3", "id_b": "40", "threshold": "0.1"}).json()
     from facespace.index import Index
-    from facespace.people.verification import pair_distances
+    from facespace.people.distances import pair_distances
 
     index = Index.load(site["index"])
     want = float(pair_distances(index.reconstruct([3]), index.reconstruct([40]))[0])
@@ -262,7 +262,7 @@ def test_verify_needs_both_faces(client):
 
 
 def test_morph_runs_from_a_to_b(client, site):
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.data import load_images
     from facespace.pipelines.generation import morph
     from base64 import b64decode
@@ -305,7 +305,7 @@ def test_clusters_partition_the_index_and_are_cached(client, site):
 
 
 def test_model_of_another_index_is_refused(site, tmp_path):
-    from facespace.checkpoint import save_model
+    from facespace.models.registry import save_model
     from facespace.errors import FacespaceError
     from facespace.models.pca import PCAAutoencoder
     from facespace.web import create_app

@@ -39,9 +39,9 @@ def lfw_site(root: Path, *, people: int = 12, per_person: int = 20) -> dict[str,
 
     if not LFW.is_dir():
         return None
-    from facespace.checkpoint import load_model, save_model
+    from facespace.models.registry import load_model, save_model
     from facespace.data import load_faces
-    from facespace.index import build_index
+    from facespace.pipelines.indexing import build_index
     from facespace.models.pca import PCAAutoencoder
 
     chosen = sorted((p for p in LFW.iterdir() if p.is_dir()), key=lambda p: (-len(list(p.iterdir())), p.name))[:people]

@@ -26,9 +26,9 @@ def build_site(root: Path, *, n: int = N_FACES, size: int = 32, code_size: int =
     from PIL import Image
     from skimage.data import lfw_subset
 
-    from facespace.checkpoint import load_model, save_model
+    from facespace.models.registry import load_model, save_model
     from facespace.data import load_faces
-    from facespace.index import build_index
+    from facespace.pipelines.indexing import build_index
     from facespace.models.pca import PCAAutoencoder
 
     faces = root / "faces"

@@ -32,7 +32,7 @@ _registered = False
 @app.command()
 def version() -> None:
     """Print the facespace version."""
-    from facespace import __version__
+    from facespace.version import __version__
 
     print(__version__)
 

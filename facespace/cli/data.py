@@ -19,7 +19,7 @@ def info(
 ) -> None:
     """Load a face source and print: images, people, people with >= 2 images, image size, cache file."""
     from facespace.data import cache_entry, load_faces
-    from facespace.data.images import parse_crop
+    from facespace.data.crops import parse_crop
 
     crop_spec = parse_crop(crop)
     faces = load_faces(source, size=size, crop=crop_spec, grayscale=grayscale, strict=strict, cache=cache)

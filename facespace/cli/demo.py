@@ -42,13 +42,13 @@ def run_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0, e
     """
     import numpy as np
 
-    from facespace.checkpoint import load_model, save_model
+    from facespace.models.registry import load_model, save_model
     from facespace.pipelines.codes import reconstruct
     from facespace.data import load_faces
     from facespace.files import write_bytes_atomic, write_text_atomic
     from facespace.pipelines.generation import morph
     from facespace.grid import save_grid, save_png
-    from facespace.index import build_index
+    from facespace.pipelines.indexing import build_index
     from facespace.reports.run_report import write_report
     from facespace.pipelines.retrieval import montage, search
     from facespace.training.recipes import train
@@ -150,7 +150,7 @@ def retrieval_table(models: dict, faces) -> dict:
     other images are of the same class (face or not face) as the query. A `facespace.reports.run_report` table."""
     import numpy as np
 
-    from facespace.index import build_index
+    from facespace.pipelines.indexing import build_index
     from facespace.pipelines.retrieval import search
 
     is_face = np.asarray(faces.labels["is_face"], bool)

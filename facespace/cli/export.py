@@ -68,7 +68,7 @@ def encode_sources(
     from facespace.data import load_faces, load_images
     from facespace.data.folders import identities, scan_folder
     from facespace.errors import FacespaceError
-    from facespace.pipelines.export.write import ExportedCodes, export_model_record
+    from facespace.pipelines.export.formats import ExportedCodes, export_model_record
     from facespace.photos.faces import crops_from_photos
 
     from facespace.data.crops import resolve_crop
@@ -154,8 +154,9 @@ def encode_cmd(
     """
     from facespace.cli.search import _encode_progress
     from facespace.errors import FacespaceError
-    from facespace.pipelines.export.write import codes_format, save_codes
-    from facespace.index.build import resolve_model
+    from facespace.pipelines.export.formats import codes_format
+    from facespace.pipelines.export.write import save_codes
+    from facespace.models.registry import resolve_model
 
     codes_format(out)  # an unknown format fails before any work
     if batch_size < 1:
@@ -170,7 +171,7 @@ def encode_cmd(
         say(f"no face found in {p}")
     if len(exported) == 0:
         raise FacespaceError(f"no faces to export: no face found in any of the {n_photos} photo(s); nothing written")
-    save_codes(out, exported.codes, sources=exported.sources, names=exported.names, model=exported.model,
+    save_codes(exported.codes, out, sources=exported.sources, names=exported.names, model=exported.model,
                boxes=exported.boxes if detect else None, faces=exported.faces)
     say(f"wrote {len(exported)} codes of size {exported.dim} to {out}")
     summary = {"out": str(out), "format": out.suffix.lower().lstrip("."), "count": len(exported), "dim": exported.dim,

@@ -54,7 +54,7 @@ def _gallery_codes(net: Any, path: Path, names: list[str]) -> tuple[np.ndarray, 
 
 def _exported_codes(net: Any, path: Path, rows: list[int]) -> tuple[np.ndarray, list[str]]:
     try:
-        from facespace.pipelines.export.write import load_codes
+        from facespace.pipelines.export.read import load_codes
     except ImportError:  # pragma: no cover - the export module ships in the same release
         raise FacespaceError("decoding exported codes needs facespace.pipelines.export.write, which this installation lacks") from None
     from facespace.checkpoint import model_hash, weights_hash
@@ -92,7 +92,7 @@ def decode_cmd(
     ncols: Annotated[Optional[int], Opt(help="tiles per row (default: about square)")] = None,
 ) -> None:
     """Turn stored codes (index items, gallery faces, exported codes) back into faces."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.pipelines.codes import decode
     from facespace.grid import make_grid, save_png
     from facespace.protocol import has_decoder
@@ -141,7 +141,7 @@ def calibrate_cmd(
 ) -> None:
     """Calibrate the same-person threshold on your own labelled pairs; store it with the model or gallery."""
     from facespace.people import calibration as cal
-    from facespace.cli.people import resolve_model
+    from facespace.models.registry import resolve_model
 
     if (pairs is None) == (folder is None):
         raise FacespaceError("pass labelled pairs with --pairs FILE or identities with --folder DIR (one of them)")
@@ -200,7 +200,7 @@ def explain_cmd(
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
 ) -> None:
     """Explain a match: the two faces, their reconstructions and a difference heatmap, with the verdict."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.cli.generate import photo_face
     from facespace.pipelines.explanation import caption, explain, explanation_picture
     from facespace.grid import save_png

@@ -28,7 +28,7 @@ def _spread_from(net, data: Optional[str]):
     """Training images to measure code statistics on, when --data is given."""
     if data is None:
         return None
-    from facespace.training.recipes import load_training_faces
+    from facespace.data.load import load_training_faces
 
     size, _, channels = net.image_shape
     return load_training_faces(data, size=size, grayscale=channels == 1, progress=False)
@@ -46,7 +46,7 @@ def morph_cmd(
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: find each one's surest face first")] = False,
 ) -> None:
     """Morph between two faces through the model's code space; write a strip (and a GIF)."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.pipelines.generation import morph
     from facespace.grid import make_grid, save_png
 
@@ -112,7 +112,7 @@ def vary_cmd(
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
 ) -> None:
     """Variations of one face: decode codes near its code."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.pipelines.generation import vary
     from facespace.grid import make_grid, save_png
 
@@ -133,7 +133,7 @@ def sample_cmd(
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
 ) -> None:
     """New faces decoded from the prior (a VAE's, or a Gaussian of a plain autoencoder's codes)."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.pipelines.codes import encode
     from facespace.pipelines.generation import sample
     from facespace.grid import make_grid, save_png
@@ -172,8 +172,8 @@ def fill_cmd(
     """Hide a box of a face and reconstruct it from the rest; write a before/after strip."""
     import numpy as np
 
-    from facespace.checkpoint import load_model
-    from facespace.pipelines.codes import as_images
+    from facespace.models.registry import load_model
+    from facespace.data.inputs import as_images
     from facespace.pipelines.generation import box_mask, fill_in
     from facespace.grid import make_grid, save_png
 

@@ -31,7 +31,7 @@ def _open(gallery: Path, model: Optional[str] = None):
 
     m = None
     if model is not None:
-        from facespace.cli.people import resolve_model
+        from facespace.models.registry import resolve_model
 
         m = resolve_model(model)
     return FaceGroups(gallery, m)
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
         CSV on stdout: face,source,box,group,status (status: grouped, ungrouped, known, no face).
         """
-        from facespace.cli.people import expand_images
+        from facespace.data.inputs import expand_images
         from facespace.photos.faces import crops_from_photos
 
         files = expand_images(photos)

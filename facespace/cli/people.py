@@ -26,7 +26,7 @@ from facespace.errors import DataError, FacespaceError
 def resolve_model(spec: str) -> Any:
     """A checkpoint path, or `pixels[:SIZE[:grey]]` -> an Encoder."""
     if spec.startswith("pixels"):
-        from facespace.people.verification import PixelEncoder
+        from facespace.models.pixels import PixelEncoder
 
         parts = spec.split(":")
         try:
@@ -34,7 +34,7 @@ def resolve_model(spec: str) -> Any:
         except ValueError:
             raise FacespaceError(f"bad model spec {spec!r}; expected pixels:SIZE, e.g. pixels:32") from None
         return PixelEncoder(size=size, channels=1 if "grey" in parts[2:] else 3)
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
 
     return load_model(spec)
 
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
         out(buf.getvalue().rstrip("\n"))
 
     def _identify_codes(path: Path, gallery: Path, model: Optional[str], max_distance: Optional[float], w: Any) -> None:
-        from facespace.pipelines.export.write import load_codes
+        from facespace.pipelines.export.read import load_codes
         from facespace.people.gallery.gallery import Gallery
 
         exported = load_codes(path)

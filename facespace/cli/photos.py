@@ -51,7 +51,7 @@ def faces(
     except ValueError:
         raise FacespaceError(f"--angles {angles!r}: expected comma-separated degrees, e.g. '-15,0,15'") from None
     if model is not None:
-        from facespace.checkpoint import load_model
+        from facespace.models.registry import load_model
 
         h, _, c = load_model(model).image_shape
         size, grayscale = int(h), c == 1

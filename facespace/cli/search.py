@@ -90,12 +90,13 @@ def build_cmd(
     are still checked against the model that made the codes.
     """
     from facespace.errors import FacespaceError
-    from facespace.index import Index, build_index
+    from facespace.index import Index
+    from facespace.pipelines.indexing import build_index
 
     if codes is not None:
         if model is not None or source is not None:
             raise FacespaceError("give either MODEL SOURCE or --codes FILE, not both")
-        from facespace.pipelines.export.write import load_codes
+        from facespace.pipelines.export.read import load_codes
 
         exported = load_codes(codes)
         if len(exported) == 0:
@@ -129,10 +130,13 @@ def add_cmd(
     """Encode more images with the index's model (or take --codes) and add them (the file is rewritten atomically)."""
     import numpy as np
 
-    from facespace.pipelines.codes import as_images, encode
+    from facespace.data.inputs import as_images
+    from facespace.pipelines.codes import encode
     from facespace.errors import FacespaceError
     from facespace.index import Index
-    from facespace.index.build import check_model, encode_faces, index_model, resolve_model
+    from facespace.index.binding import check_model, index_model
+    from facespace.pipelines.indexing import encode_faces
+    from facespace.models.registry import resolve_model
 
     if bool(sources) == (codes is not None):
         raise FacespaceError("give image SOURCES or --codes FILE (one of the two)")
@@ -195,7 +199,7 @@ def info_cmd(index_path: Annotated[Path, Arg(help="the index file")]) -> None:
 def load_codes_for(index, path: Path):
     """Exported codes to search or add to `index`, refused when another model made them."""
     from facespace.errors import FacespaceError
-    from facespace.pipelines.export.write import load_codes
+    from facespace.pipelines.export.read import load_codes
     from facespace.pipelines.retrieval import same_model
 
     exported = load_codes(path)
@@ -222,10 +226,11 @@ def search_cmd(
     named on stderr ("no face found in ...") and gives no rows; the exit status is 2 only when no
     query at all is left.
     """
-    from facespace.pipelines.codes import as_images
+    from facespace.data.inputs import as_images
     from facespace.errors import FacespaceError
     from facespace.index import Index
-    from facespace.index.build import check_model, index_model, resolve_model
+    from facespace.index.binding import check_model, index_model
+    from facespace.models.registry import resolve_model
     from facespace.pipelines.retrieval import search
 
     if bool(images) == (codes is not None):
@@ -272,7 +277,7 @@ def search_cmd(
 
 def _code_set(arg: str, net_of: Any, metric: str, batch_size: int, crop: str | None):
     """An index of NEW or REF: an index file, an export (.npy/.csv/.parquet), or a folder encoded with the model."""
-    from facespace.pipelines.export.write import is_codes_file
+    from facespace.pipelines.export.formats import is_codes_file
     from facespace.index import Index
     from facespace.pipelines.retrieval import as_index
 
@@ -303,7 +308,8 @@ def duplicates_cmd(
     set (CSV new_path,ref_path,distance, nearest first)."""
     from facespace.errors import FacespaceError
     from facespace.index import Index
-    from facespace.index.build import check_model, index_model, resolve_model
+    from facespace.index.binding import check_model, index_model
+    from facespace.models.registry import resolve_model
     from facespace.pipelines.retrieval import find_duplicates
 
     if thumb_size < 8:
@@ -327,7 +333,7 @@ def duplicates_cmd(
             write_groups_report(report, [index.get_metadata(m) for m in groups], max_distance=max_distance, size=thumb_size)
             say(f"report written to {report}")
         return
-    from facespace.pipelines.export.write import is_codes_file
+    from facespace.pipelines.export.formats import is_codes_file
 
     given = [Index.load(a) if Path(a).is_file() and not is_codes_file(a) else None for a in (new, against)]
     metric = next((g.metric for g in given if g is not None), metric)

@@ -102,7 +102,7 @@ def reconstruct_cmd(
     strict: Annotated[bool, Opt(help="stop at the first malformed line/record")] = False,
 ) -> None:
     """Draw sketches back from their codes. Prints one JSON line with the teacher-forced loss."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.grid import save_png
     from facespace.data.sketch_draw import pairs_grid, save_sketch_svg
 
@@ -132,7 +132,7 @@ def cluster_cmd(
     strict: Annotated[bool, Opt(help="stop at the first malformed line/record")] = False,
 ) -> None:
     """Cluster sketches by their codes. Prints CSV `index,cluster` (-1 = noise)."""
-    from facespace.checkpoint import load_model
+    from facespace.models.registry import load_model
     from facespace.pipelines.sketches import cluster_sketches, write_cluster_gallery
 
     model = load_model(model_path, kind="sketch")

@@ -129,8 +129,10 @@ def reconstruct_cmd(
     """Pass images through a model's code and back; write originals over reconstructions."""
     import numpy as np
 
-    from facespace.checkpoint import load_model
-    from facespace.pipelines.codes import as_images, mse_psnr, reconstruct
+    from facespace.models.registry import load_model
+    from facespace.data.inputs import as_images
+    from facespace.training.metrics import mse_psnr
+    from facespace.pipelines.codes import reconstruct
     from facespace.grid import make_grid, save_png
 
     net = load_model(model)
@@ -153,8 +155,10 @@ def denoise_cmd(
     """Corrupt an image, pass it through a model, and write input, corrupted and denoised side by side."""
     import numpy as np
 
-    from facespace.checkpoint import load_model
-    from facespace.pipelines.codes import as_images, mse_psnr, reconstruct
+    from facespace.models.registry import load_model
+    from facespace.data.inputs import as_images
+    from facespace.training.metrics import mse_psnr
+    from facespace.pipelines.codes import reconstruct
     from facespace.data.corruptions import parse_corruption
     from facespace.grid import make_grid, save_png
 
@@ -181,10 +185,12 @@ def evaluate_cmd(
     seed: Annotated[int, Opt(help="seed of the corruption")] = 0,
 ) -> None:
     """Print test-split MSE and PSNR of a model as one JSON line."""
-    from facespace.checkpoint import load_model
-    from facespace.pipelines.codes import mse_psnr, reconstruct
+    from facespace.models.registry import load_model
+    from facespace.training.metrics import mse_psnr
+    from facespace.pipelines.codes import reconstruct
     from facespace.data.corruptions import parse_corruption
-    from facespace.training.recipes import load_training_faces, split_faces
+    from facespace.data.load import load_training_faces
+    from facespace.data.splits import split_faces
 
     net = load_model(model)
     split = net.checkpoint_info.get("extra", {}).get("split", {})

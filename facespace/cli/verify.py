@@ -21,7 +21,8 @@ from typing import Any, Optional
 import typer
 
 from facespace.cli._util import out, say
-from facespace.cli.people import _crops, resolve_model
+from facespace.cli.people import _crops
+from facespace.models.registry import resolve_model
 from facespace.errors import FacespaceError
 
 
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
                                  "LFW's own pixels when the union box is 160 px wide)."),
     ) -> None:
         """Combine verifiers trained on different crops into one model (cosine = mean of theirs)."""
-        from facespace.checkpoint import load_model, save_model
+        from facespace.models.registry import load_model, save_model
         from facespace.data.crops import crop_name
         from facespace.models.ensemble import ensemble_verifiers
 
@@ -215,7 +216,9 @@ def register(app: typer.Typer) -> None:
         from facespace.people import lfw as lfw_eval
         from facespace.data.crops import resolve_crop
         from facespace.data import load_faces, read_pairs
-        from facespace.people.verification import calibrate_threshold, pair_accuracy, pair_distances, save_threshold
+        from facespace.people.thresholds import calibrate_threshold, pair_accuracy
+        from facespace.people.distances import pair_distances
+        from facespace.people.verification import save_threshold
 
         plist = read_pairs(pairs)
         root = lfw_eval.find_lfw_root(pairs, lfw)

@@ -1,4 +1,9 @@
-"""Face data: loading, caching, splits and LFW pair lists."""
+"""Face data: images and their crops, face sets loaded from folders, archives, LFW or the embedded
+default, the decode cache, splits, LFW pair lists, augmentation and corruptions, the images a model
+takes (`inputs.as_images`), and the stroke-sketch formats.
+
+May import: the ground floor only (errors, files, protocol, checkpoint, grid).
+"""
 
 from facespace.data.faceset import FaceSet
 from facespace.data.images import load_images, read_image

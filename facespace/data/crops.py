@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from facespace.data.images import TIGHT_BOX  # (top, left, bottom, right) of the face in a 250x250 LFW original
+from facespace.data.images import check_crop
 from facespace.errors import DataError
 
 __all__ = ["TIGHT_BOX", "CROP_NAMES", "DEFAULT_CROP", "RECORDED", "parse_crop", "crop_record", "crop_name",
@@ -52,20 +53,35 @@ def parse_crop(spec: Any) -> Any:
     Raises:
         DataError: an unknown name or a malformed box, naming the choices.
     """
-    from facespace.data.images import check_crop
-    from facespace.data.images import parse_crop as parse_box
-
     if spec is None:
         return None
     if isinstance(spec, str):
         text = spec.strip().lower()
         if text and not text[0].isdigit() and text[0] not in "-." and text not in ("tight", "lfw", "none", "no", "off"):
             raise DataError(f"unknown crop {spec!r}; expected one of: {', '.join(CROP_NAMES)}, or top,left,bottom,right")
-        crop = parse_box(spec)
+        crop = _parse_text(text)
     else:
         crop = tuple(spec)
     check_crop(crop)
     return crop
+
+
+def _parse_text(text: str) -> Any:
+    """'lfw', 'tight', 'none' (or '', 'no', 'off'), or 'top,left,bottom,right' (pixels, or fractions in [0, 1])."""
+    if text in ("", "none", "no", "off"):
+        return None
+    if text == "lfw":
+        return "lfw"
+    if text == "tight":
+        return TIGHT_BOX
+    parts = text.split(",")
+    try:
+        values = [float(p) if "." in p else int(p) for p in parts]
+    except ValueError:
+        raise DataError(f"crop {text!r}: expected 'lfw', 'tight', 'none' or four numbers top,left,bottom,right") from None
+    if len(values) != 4:
+        raise DataError(f"crop {text!r}: expected four numbers top,left,bottom,right")
+    return tuple(values)
 
 
 def crop_record(crop: Any) -> Any:

@@ -181,24 +181,6 @@ def check_crop(crop: Crop) -> None:
         raise DataError(f"crop {crop!r}: the box is empty; expected top < bottom and left < right")
 
 
-def parse_crop(text: str | None) -> Crop:
-    """Parse a CLI crop: 'lfw', 'tight', 'none', or 'top,left,bottom,right' (pixels, or fractions in [0, 1])."""
-    if text is None or text.strip().lower() in ("", "none", "no", "off"):
-        return None
-    if text.strip().lower() == "lfw":
-        return "lfw"
-    if text.strip().lower() == "tight":
-        return TIGHT_BOX
-    parts = text.split(",")
-    try:
-        values = [float(p) if "." in p else int(p) for p in parts]
-    except ValueError:
-        raise DataError(f"crop {text!r}: expected 'lfw', 'tight', 'none' or four numbers top,left,bottom,right") from None
-    if len(values) != 4:
-        raise DataError(f"crop {text!r}: expected four numbers top,left,bottom,right")
-    return tuple(values)
-
-
 def resample_filter(src: float, dst: int) -> Image.Resampling:
     # area averaging when shrinking (the course's resize); bilinear when enlarging, where a box filter
     # would only repeat pixels

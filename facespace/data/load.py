@@ -234,3 +234,16 @@ def _progress_bar(enabled: bool, total: int, description: str,
         task = bar.add_task(description, total=total)
         yield lambda k: bar.advance(task, k)
         bar.update(task, completed=total)
+
+
+def load_training_faces(data: Any, *, size: int = 32, grayscale: bool = False, crop: str = "lfw", progress: bool = True):
+    """A FaceSet from a FaceSet, an `(n, H, W, C)` array, or a source for `load_faces`."""
+    if isinstance(data, FaceSet):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_faces(data, size=size, crop=crop, grayscale=grayscale, progress=progress)
+    x = np.asarray(data, dtype=np.float32)
+    if x.ndim != 4:
+        raise DataError(f"training images must be (n, H, W, C) float32 arrays; got shape {x.shape}")
+    n = len(x)
+    return FaceSet(images=x, names=None, paths=np.array([f"array[{i}]" for i in range(n)]), source="array")

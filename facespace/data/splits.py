@@ -85,3 +85,10 @@ def people_split(faces: FaceSet, test: float | int = 0.1, seed: int = 42) -> tup
     m = min(int(np.searchsorted(cumulative, k)) + 1, len(people) - 1)
     is_test = np.isin(faces.names, people[order[:m]])
     return faces.subset(np.flatnonzero(~is_test)), faces.subset(np.flatnonzero(is_test))
+
+
+def split_faces(faces, *, test: float = 0.1, seed: int = 42):
+    """`(train, test)` parts of a FaceSet: the data layer's `random_split` (one split everywhere)."""
+    if test <= 0:
+        return faces, faces.subset(np.zeros(len(faces), bool))
+    return random_split(faces, test=test, seed=seed)

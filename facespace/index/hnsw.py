@@ -100,7 +100,7 @@ class HNSWBackend:
 
         # cosine vectors arrive unit-length, so inner product ranks them; hnswlib's "l2" is squared
         graph = hnswlib.Index(space="l2" if self.metric == "l2" else "ip", dim=self.dim)
-        if capacity is None:  # to be filled by load_index
+        if capacity is None:  # to be filled by Index.load
             return graph
         graph.init_index(max_elements=max(capacity, 16), ef_construction=self.ef_construction, M=self.M,
                          random_seed=self.seed)

@@ -14,19 +14,17 @@ Distances (smaller is always nearer):
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from typing import Any, Iterable
 
 import numpy as np
 
-from facespace.errors import FacespaceError
+from facespace.errors import IndexingError
+from facespace.index.store import read_header, write_index_file
 
 METRICS = ("cosine", "l2", "ip")
 BACKENDS = ("exact", "lsh", "hnsw")
-
-
-class IndexingError(FacespaceError):
-    """Bad use of an index: wrong shape, NaN vectors, unknown ids, bad settings."""
 
 
 def _backend_class(name: str) -> type:
@@ -322,14 +320,50 @@ class Index:
 
     # ---- files
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index to one file, atomically (see `facespace.index.store`)."""
-        from facespace.index.store import save_index
-
-        save_index(self, path)
+        """Write the index to one file, atomically (the format: `facespace.index.store`)."""
+        state = {f"backend.{k}": v for k, v in self._impl.state().items()}
+        rows = np.arange(self._rows)
+        if not state:  # nothing refers to row numbers: drop removed rows
+            rows = rows[self._alive[: self._rows]]
+        tensors: dict[str, np.ndarray] = {
+            "data": self._data[rows], "ids": self._ids[rows], "alive": self._alive[rows].astype(np.uint8),
+        }
+        if self.metric == "cosine":
+            tensors["norms"] = self._norms[rows]
+        if self._meta is not None:
+            try:
+                text = json.dumps([self._meta[r] for r in rows])
+            except (TypeError, ValueError) as e:
+                raise IndexingError(f"cannot save the index: metadata must be JSON-serialisable ({e})") from None
+            tensors["metadata"] = np.frombuffer(text.encode("utf-8"), np.uint8).copy()
+        tensors.update(state)
+        fields = {"dim": self.dim, "metric": self.metric, "backend": self.backend, "settings": self.settings,
+                  "model": self.model, "count": len(self), "rows": len(rows)}
+        write_index_file(path, fields, tensors)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Index":
-        """Read an index written by `save`; a missing, truncated or foreign file raises."""
-        from facespace.index.store import load_index
-
-        return load_index(path)
+        """Read an index written by `save`; a missing, truncated, foreign or inconsistent file raises."""
+        header, t = read_header(path)
+        try:
+            index = cls(int(header["dim"]), header["metric"], header["backend"], **header["settings"])
+            data, ids, alive = t["data"], t["ids"], t["alive"].astype(bool)
+            rows = int(header["rows"])
+            if data.shape != (rows, index.dim) or ids.shape != (rows,) or alive.shape != (rows,):
+                raise ValueError("tensor shapes do not match the header")
+            index._data, index._ids, index._alive = data.astype(np.float32, copy=True), ids.copy(), alive.copy()
+            if index.metric == "cosine":
+                index._norms = t["norms"].astype(np.float32, copy=True)
+            if "metadata" in t:
+                index._meta = json.loads(t["metadata"].tobytes().decode("utf-8"))
+                if len(index._meta) != rows:
+                    raise ValueError("metadata length does not match the rows")
+            index._rows, index._count = rows, int(alive.sum())
+            index.model = header.get("model")
+            state = {k[len("backend."):]: v for k, v in t.items() if k.startswith("backend.")}
+            index._impl.restore(state, index._data, index._alive)
+        except IndexingError:
+            raise
+        except Exception as e:
+            raise IndexingError(f"{path} is an inconsistent facespace index ({e}); rebuild it") from None
+        return index

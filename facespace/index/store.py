@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from facespace.errors import IndexingError
 from facespace.files import atomic_write
-from facespace.index.index import Index, IndexingError
+from facespace.version import __version__
 
 FORMAT = "facespace-index"
 FORMAT_VERSION = 1
@@ -34,44 +35,20 @@ def _crc(array: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
-def save_index(index: Index, path: str | os.PathLike) -> Path:
-    """Write `index` to `path` atomically: the old file stays whole until the new one is complete."""
-    from facespace import __version__
+def write_index_file(path: str | os.PathLike, fields: dict[str, Any], tensors: dict[str, np.ndarray]) -> Path:
+    """Write an index file atomically: the old file stays whole until the new one is complete.
+
+    Args:
+        path: the file.
+        fields: the header's own fields (dim, metric, backend, settings, model, count, rows); the
+            format, versions and checksums are added here.
+        tensors: name -> numpy array (see the module docstring).
+    """
     from safetensors.numpy import save
 
-    state = {f"backend.{k}": v for k, v in index._impl.state().items()}
-    rows = np.arange(index._rows)
-    if not state:  # nothing refers to row numbers: drop removed rows
-        rows = rows[index._alive[: index._rows]]
-    tensors: dict[str, np.ndarray] = {
-        "data": index._data[rows],
-        "ids": index._ids[rows],
-        "alive": index._alive[rows].astype(np.uint8),
-    }
-    if index.metric == "cosine":
-        tensors["norms"] = index._norms[rows]
-    if index._meta is not None:
-        meta = [index._meta[r] for r in rows]
-        try:
-            text = json.dumps(meta)
-        except (TypeError, ValueError) as e:
-            raise IndexingError(f"cannot save the index: metadata must be JSON-serialisable ({e})") from None
-        tensors["metadata"] = np.frombuffer(text.encode("utf-8"), np.uint8).copy()
-    tensors.update(state)
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "facespace_version": __version__,
-        "dim": index.dim,
-        "metric": index.metric,
-        "backend": index.backend,
-        "settings": index.settings,
-        "model": index.model,
-        "count": len(index),
-        "rows": len(rows),
-        "checksums": {k: _crc(v) for k, v in tensors.items()},
-    }
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "facespace_version": __version__, **fields,
+              "checksums": {k: _crc(v) for k, v in tensors.items()}}
     blob = save(tensors, metadata={"facespace": json.dumps(header)})
     path = Path(path)
     with atomic_write(path) as f:
@@ -115,30 +92,3 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.n
     if set(sums) != set(tensors) or any(_crc(tensors[k]) != sums[k] for k in tensors):
         raise IndexingError(f"{path} is corrupt (its contents do not match their checksums); rebuild it")
     return header, tensors
-
-
-def load_index(path: str | os.PathLike) -> Index:
-    """Rebuild the `Index` saved at `path`."""
-    header, t = read_header(path)
-    try:
-        index = Index(int(header["dim"]), header["metric"], header["backend"], **header["settings"])
-        data, ids, alive = t["data"], t["ids"], t["alive"].astype(bool)
-        rows = int(header["rows"])
-        if data.shape != (rows, index.dim) or ids.shape != (rows,) or alive.shape != (rows,):
-            raise ValueError("tensor shapes do not match the header")
-        index._data, index._ids, index._alive = data.astype(np.float32, copy=True), ids.copy(), alive.copy()
-        if index.metric == "cosine":
-            index._norms = t["norms"].astype(np.float32, copy=True)
-        if "metadata" in t:
-            index._meta = json.loads(t["metadata"].tobytes().decode("utf-8"))
-            if len(index._meta) != rows:
-                raise ValueError("metadata length does not match the rows")
-        index._rows, index._count = rows, int(alive.sum())
-        index.model = header.get("model")
-        state = {k[len("backend.") :]: v for k, v in t.items() if k.startswith("backend.")}
-        index._impl.restore(state, index._data, index._alive)
-    except IndexingError:
-        raise
-    except Exception as e:
-        raise IndexingError(f"{path} is an inconsistent facespace index ({e}); rebuild it") from None
-    return index

@@ -1,6 +1,11 @@
-"""Networks and closed-form models. Importing this package registers every model kind with
-`facespace.checkpoint`, so `load_model` can rebuild any of them."""
+"""Models: the registry (kind -> class, `load_model`, `save_model`, `resolve_model`), the torch
+plumbing every network shares (`base`), and one file per network or closed-form model (pca, linear,
+conv, vae, verifier, ensemble, sketch_ae, pixels). Networks know nothing of files, noise or
+training loops; objectives that wrap them live in `facespace.training`.
 
-from facespace.models.base import TorchAutoencoder, TorchEncoder, check_codes, check_images
+May import: the ground floor (errors, files, protocol, checkpoint, grid) and `data`.
+"""
 
-__all__ = ["TorchAutoencoder", "TorchEncoder", "check_codes", "check_images"]
+from facespace.models.registry import load_model, register_model, resolve_model, save_model
+
+__all__ = ["load_model", "register_model", "resolve_model", "save_model"]

@@ -14,41 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from facespace.checkpoint import config_from_dict
 from facespace.errors import FacespaceError
-
-
-def check_images(images: Any, image_shape: tuple[int, int, int], *, what: str = "images") -> np.ndarray:
-    """Return `images` as `(n, H, W, C)` float32, or raise saying what is wrong and what to do.
-
-    A single `(H, W, C)` image is promoted to a batch of one.
-    """
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4:
-        raise FacespaceError(f"{what} must be (n, H, W, C) arrays; got shape {x.shape}")
-    if tuple(x.shape[1:]) != tuple(image_shape):
-        raise FacespaceError(
-            f"{what} have shape {tuple(x.shape[1:])} but the model takes {tuple(image_shape)} (H, W, C); "
-            f"load them with size={image_shape[0]} and grayscale={image_shape[2] == 1}, "
-            "or pass image paths so facespace resizes them"
-        )
-    if not np.isfinite(x).all():
-        raise FacespaceError(f"{what} contain NaN or infinite values; clean or drop those images")
-    return x
-
-
-def check_codes(codes: Any, code_size: int) -> np.ndarray:
-    """Return `codes` as `(n, d)` float32, or raise saying what is wrong."""
-    z = np.asarray(codes, dtype=np.float32)
-    if z.ndim == 1:
-        z = z[None]
-    if z.ndim != 2 or z.shape[1] != code_size:
-        raise FacespaceError(f"codes must be (n, {code_size}) for this model; got shape {z.shape}")
-    if not np.isfinite(z).all():
-        raise FacespaceError("codes contain NaN or infinite values")
-    return z
+from facespace.models.registry import config_from_dict
+from facespace.protocol import check_codes, check_images
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

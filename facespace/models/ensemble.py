@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facespace.checkpoint import config_from_dict, register_model
+from facespace.models.registry import config_from_dict, register_model
 from facespace.data.images import LFW_BOX  # the "lfw" crop: the central 90x90 of a 250x250 LFW original
 from facespace.errors import FacespaceError
 from facespace.models.base import TorchEncoder, to_numpy, to_tensor

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facespace.checkpoint import register_model
+from facespace.models.registry import register_model
 from facespace.errors import FacespaceError
 from facespace.models.base import TorchAutoencoder
 

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from facespace.checkpoint import config_from_dict, register_model
+from facespace.models.registry import config_from_dict, register_model
 from facespace.errors import CheckpointError, FacespaceError, NotFittedError
-from facespace.models.base import check_codes, check_images
+from facespace.protocol import check_codes, check_images
 
 SOLVERS = ("auto", "full", "randomized")
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facespace.checkpoint import config_from_dict, register_model
+from facespace.models.registry import config_from_dict, register_model
 from facespace.data.strokes import START_TOKEN, check_stroke3, collate_strokes, fit_unit_box, offset_scale
 from facespace.errors import FacespaceError
 
@@ -260,7 +260,7 @@ class SketchAE(nn.Module):
         The sketches come out in the unit box when `fit_box` (else in the training units).
         """
         from facespace.data.strokes import stroke5_to_stroke3
-        from facespace.models.base import check_codes
+        from facespace.protocol import check_codes
 
         z = check_codes(codes, self.code_size)
         gen = torch.Generator().manual_seed(seed)

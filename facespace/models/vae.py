@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from facespace.checkpoint import register_model
+from facespace.models.registry import register_model
 from facespace.errors import FacespaceError
-from facespace.models.base import TorchAutoencoder, check_images, to_tensor
+from facespace.models.base import TorchAutoencoder, to_tensor
+from facespace.protocol import check_images
 from facespace.models.conv import ConvAutoencoder, ConvConfig
 
 LOGVAR_RANGE = (-12.0, 8.0)  # clamp: keeps exp(logvar) finite early in training

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from facespace.errors import DataError, FacespaceError
+from facespace.people.thresholds import error_curves
 
 TRUE_WORDS = {"1", "true", "yes", "same", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "different", "diff", "n", "f"}
@@ -239,7 +240,6 @@ def encode_files(model: Any, paths: list[str], *, detect: bool = False) -> tuple
         `(codes (n, d) float32 with NaN rows for photos without a face, those photos)`; a missing or
         unreadable file raises DataError naming it.
     """
-    from facespace.pipelines.codes import encode
     from facespace.photos.faces import crops_from_photos
 
     missing = [p for p in paths if not Path(p).is_file()]
@@ -251,31 +251,16 @@ def encode_files(model: Any, paths: list[str], *, detect: bool = False) -> tuple
     codes = np.full((len(paths), int(model.code_size)), np.nan, np.float32)
     if len(crops):
         row = {p: i for i, p in enumerate(paths)}
-        codes[[row[s] for s in crops.sources]] = encode(model, crops.images)
+        codes[[row[s] for s in crops.sources]] = model.encode(crops.images)
     return codes, list(crops.no_face)
 
 
 # --- thresholds and curves --------------------------------------------------------------------
 
 
-def error_curves(scores: Any, genuine: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False-accept and false-reject rates at every distinct score used as the threshold.
-
-    Returns:
-        `(thresholds (m,), far (m,), frr (m,))`, thresholds ascending; far rises and frr falls.
-    """
-    s = np.asarray(scores, np.float64)
-    g = np.asarray(genuine, bool)
-    t = np.unique(s)
-    imp, gen = np.sort(s[~g]), np.sort(s[g])
-    far = np.searchsorted(imp, t, side="right") / max(len(imp), 1)
-    frr = 1.0 - np.searchsorted(gen, t, side="right") / max(len(gen), 1)
-    return t, far, frr
-
-
 def summarize(scores: Any, genuine: Any, *, target_far: float | None = 0.01, metric: str = "cosine") -> Calibration:
     """Choose the threshold for `target_far` (None: best accuracy) and measure it on the scores."""
-    from facespace.people.verification import calibrate_threshold
+    from facespace.people.thresholds import calibrate_threshold
 
     s = np.asarray(scores, np.float64).ravel()
     g = np.asarray(genuine, bool).ravel()
@@ -297,7 +282,7 @@ def calibrate_pairs(model: Any, pairs: LabelledPairs, *, target_far: float | Non
     Returns:
         `(calibration, photos without a face)`; pairs with such a photo are left out.
     """
-    from facespace.people.verification import pair_distances
+    from facespace.people.distances import pair_distances
 
     paths = sorted(set(pairs.paths_a) | set(pairs.paths_b))
     codes, no_face = encode_files(model, paths, detect=detect)
@@ -327,7 +312,8 @@ def calibrate_gallery(gallery: Any, pairs: LabelledPairs, *, target_far: float |
     Returns:
         `(global calibration, {name: {"threshold", "n_genuine", "n_impostor"}}, photos without a face)`.
     """
-    from facespace.people.verification import calibrate_threshold, cross_distances
+    from facespace.people.thresholds import calibrate_threshold
+    from facespace.people.distances import cross_distances
 
     labelled = pairs.labelled_images()
     if any(n is None for n in labelled.values()):

@@ -34,8 +34,9 @@ from typing import Any, Callable
 import numpy as np
 
 from facespace.errors import DataError, FacespaceError
-from facespace.people.roc import FARS, roc_metrics, save_roc  # noqa: F401 (re-exported: facespace.people.lfw.roc_metrics)
-from facespace.people.verification import calibrate_threshold, pair_accuracy, pair_distances
+from facespace.people.roc import save_roc
+from facespace.people.thresholds import calibrate_threshold, pair_accuracy, roc_metrics
+from facespace.people.distances import pair_distances
 
 CALIBRATIONS = ("other-folds", "held-out-fold")
 TRAIN_PEOPLE = ("other-folds", "untested")

@@ -203,7 +203,8 @@ def quality_reference(faces: Any, *, model: Any = None, source: str = "given fac
 
 def save_quality_reference(model: Any, reference: QualityReference) -> Path:
     """Store `reference` in the checkpoint `model` was loaded from (`extra["quality"]`, atomic)."""
-    from facespace.checkpoint import file_hash, read_checkpoint, save_model
+    from facespace.checkpoint import file_hash, read_checkpoint
+    from facespace.models.registry import save_model
 
     path = (getattr(model, "checkpoint_info", None) or {}).get("path")
     if not path:

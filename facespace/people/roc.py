@@ -1,5 +1,5 @@
-"""The ROC of LFW pairs: its numbers (AUC, EER, TAR at fixed false-accept rates) and its figure
-(true- against false-accept rate, log axis, with the EER and TAR@FAR points)."""
+"""The ROC figure of LFW pairs: true- against false-accept rate, log axis, with the EER and TAR@FAR
+points (the numbers come from `facespace.people.thresholds.roc_metrics`)."""
 
 from __future__ import annotations
 
@@ -9,38 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from facespace.errors import FacespaceError
-
-FARS = (0.01, 0.001)
-
-
-def roc_metrics(distances: Any, same: Any) -> tuple[np.ndarray, np.ndarray, float, float, dict[float, float]]:
-    """ROC of `distance <= t` as the same-person test.
-
-    Returns:
-        `(fpr, tpr, auc, eer, {far: tar})`; the EER is interpolated where FAR = FRR.
-    """
-    d = np.asarray(distances, np.float64)
-    s = np.asarray(same).astype(bool)
-    if s.all() or not s.any():
-        raise FacespaceError("an ROC needs both same-person and different-person pairs")
-    order = np.argsort(d, kind="stable")
-    ds, ss = d[order], s[order]
-    last = np.r_[np.flatnonzero(ds[1:] != ds[:-1]), len(ds) - 1]  # one point per distinct threshold
-    tpr = np.r_[0.0, np.cumsum(ss)[last] / ss.sum()]
-    fpr = np.r_[0.0, np.cumsum(~ss)[last] / (~ss).sum()]
-    auc = float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
-    frr = 1.0 - tpr
-    i = int(np.flatnonzero(fpr >= frr)[0])  # first point where false accepts catch up with false rejects
-    if i == 0:
-        eer = float(fpr[0])
-    else:  # interpolate between points i-1 and i on the line fpr - frr = 0
-        g0, g1 = fpr[i - 1] - frr[i - 1], fpr[i] - frr[i]
-        w = g0 / (g0 - g1)
-        eer = float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
-    tar = {far: float(tpr[fpr <= far + 1e-12].max()) for far in FARS}
-    return fpr, tpr, auc, eer, tar
 
 
 def save_roc(report: Any, path: str | os.PathLike, *, title: str = "LFW View 2 ROC") -> Path:

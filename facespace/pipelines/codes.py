@@ -13,62 +13,20 @@ Example:
 
 from __future__ import annotations
 
-import inspect
-import os
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from facespace.data.inputs import as_images
 from facespace.errors import FacespaceError
-from facespace.models.base import check_images
-from facespace.protocol import has_decoder
-
-
-def as_images(model: Any, images: Any, *, crop: Any = "recorded") -> np.ndarray:
-    """Return `images` as the model's `(n, H, W, C)` float32, loading paths if given.
-
-    Args:
-        model: anything with `image_shape`.
-        images: an array, a FaceSet, a path, or a sequence of paths.
-        crop: the crop applied to image files (as `load_faces`); "recorded": the one the model was
-            trained with (`facespace.data.crops.model_crop`; "lfw" for models that recorded none).
-    """
-    shape = tuple(model.image_shape)
-    if hasattr(images, "images") and hasattr(images, "paths"):  # a FaceSet
-        images = images.images
-    if isinstance(images, (str, os.PathLike)):
-        images = [images]
-    if isinstance(images, Sequence) and len(images) and isinstance(images[0], (str, os.PathLike)):
-        from facespace.data.crops import resolve_crop
-        from facespace.data import load_images
-
-        crop = resolve_crop(model, crop)
-        return load_images([str(p) for p in images], size=shape[0], crop=crop, grayscale=shape[2] == 1)
-    return check_images(images, shape)
-
-
-def takes_batch_size(method: Callable[..., Any]) -> bool:
-    """True when `method` accepts a `batch_size` keyword (some Encoders, e.g. `PixelEncoder`, do not).
-
-    The signature is read rather than a call tried and a `TypeError` caught, so that a real
-    `TypeError` raised inside a model is never mistaken for "no batch_size" and silently retried.
-    """
-    try:
-        params = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature: call them plainly
-        return False
-    return any(p.name == "batch_size" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def _call_batched(method: Callable[..., Any], x: np.ndarray, batch_size: int) -> np.ndarray:
-    return method(x, batch_size=batch_size) if takes_batch_size(method) else method(x)
+from facespace.protocol import Autoencoder, Encoder, has_decoder
 
 
 def _kind(model: Any) -> str:
     return str(getattr(model, "kind", None) or type(model).__name__)
 
 
-def encode(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray:
+def encode(model: Encoder, images: Any, *, batch_size: int = 256) -> np.ndarray:
     """Codes of images.
 
     Args:
@@ -80,10 +38,10 @@ def encode(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray:
         `(n, d)` float32.
     """
     x = as_images(model, images)
-    return _call_batched(model.encode, x, batch_size)
+    return model.encode(x, batch_size=batch_size)
 
 
-def decode(model: Any, codes: Any, *, batch_size: int = 256) -> np.ndarray:
+def decode(model: Autoencoder, codes: Any, *, batch_size: int = 256) -> np.ndarray:
     """Faces drawn from codes: any code facespace stores (index, gallery, export) back to an image.
 
     Args:
@@ -127,11 +85,11 @@ def decode(model: Any, codes: Any, *, batch_size: int = 256) -> np.ndarray:
         return np.zeros((0, *model.image_shape), np.float32)
     if int(batch_size) < 1:
         raise FacespaceError(f"batch_size must be >= 1; got {batch_size}")
-    out = _call_batched(model.decode, z, int(batch_size))
+    out = model.decode(z, batch_size=int(batch_size))
     return np.clip(np.asarray(out, np.float32), 0.0, 1.0)
 
 
-def reconstruct(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray:
+def reconstruct(model: Autoencoder, images: Any, *, batch_size: int = 256) -> np.ndarray:
     """Images passed through an autoencoder's code and back.
 
     Args:
@@ -145,10 +103,3 @@ def reconstruct(model: Any, images: Any, *, batch_size: int = 256) -> np.ndarray
     if not has_decoder(model):
         raise FacespaceError(f"a {_kind(model)!r} model has no decoder; reconstruct needs an autoencoder")
     return decode(model, encode(model, images, batch_size=batch_size), batch_size=batch_size)
-
-
-def mse_psnr(clean: np.ndarray, estimate: np.ndarray) -> tuple[float, float]:
-    """Mean squared error over all pixels and the PSNR (dB, peak 1) of that mean error."""
-    mse = float(np.mean((np.asarray(clean, np.float64) - np.asarray(estimate, np.float64)) ** 2))
-    psnr = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
-    return mse, psnr

@@ -70,11 +70,13 @@ def explain(model: Any, image_a: Any, image_b: Any, *, metric: str = "cosine") -
     """
     from facespace.pipelines.codes import decode, encode
     from facespace.protocol import has_decoder
-    from facespace.people.verification import as_images, pair_distances, stored_threshold
+    from facespace.data.inputs import as_images
+    from facespace.people.distances import pair_distances
+    from facespace.people.verification import stored_threshold
 
     faces = []
     for name, image in (("image_a", image_a), ("image_b", image_b)):
-        x = as_images(model, image)
+        x = as_images(model, image, check_faces=True)
         if len(x) != 1:
             raise FacespaceError(f"{name} must be one face; got {len(x)} images")
         faces.append(x[0])

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from facespace.pipelines.codes import as_images, encode
+from facespace.data.inputs import as_images
+from facespace.pipelines.codes import encode
 from facespace.errors import FacespaceError
 from facespace.protocol import has_decoder
 

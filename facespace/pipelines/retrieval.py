@@ -16,7 +16,8 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from facespace.index.build import check_model, index_model, resolve_model
+from facespace.index.binding import check_model, index_model
+from facespace.models.registry import resolve_model
 from facespace.index.index import Index, IndexingError
 
 
@@ -39,7 +40,8 @@ def as_index(source: Any, *, metric: str = "cosine") -> Index:
     if isinstance(source, Index):
         return source
     if isinstance(source, (str, os.PathLike)):
-        from facespace.pipelines.export.write import is_codes_file, load_codes
+        from facespace.pipelines.export.formats import is_codes_file
+        from facespace.pipelines.export.read import load_codes
 
         if not is_codes_file(source):
             return Index.load(source)

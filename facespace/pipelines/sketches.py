@@ -91,7 +91,7 @@ def train_sketches(
     result = fit(model, model.prepare(train_strokes), val_data, train_config, out_dir=out,
                  collate_fn=collate_strokes, progress=progress, sample_fn=sample_fn)
     if result.best_path is not None and Path(result.best_path).exists():
-        from facespace.checkpoint import load_model
+        from facespace.models.registry import load_model
 
         model = load_model(result.best_path, kind="sketch")
     model.eval()

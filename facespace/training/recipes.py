@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from facespace.data.load import load_training_faces
+from facespace.data.splits import split_faces
 from facespace.errors import FacespaceError
 
 KINDS = ("pca", "linear", "conv", "denoise", "vae", "verifier")
@@ -32,32 +34,6 @@ KINDS = ("pca", "linear", "conv", "denoise", "vae", "verifier")
 MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip", "refine_steps", "refine_lr", "beta")
 # options of the data split and objective
 DATA_OPTIONS = ("size", "grayscale", "crop", "test", "val", "split_seed", "flip", "noise", "svd_solver", "resume", "progress")
-
-
-def load_training_faces(data: Any, *, size: int = 32, grayscale: bool = False, crop: str = "lfw", progress: bool = True):
-    """A FaceSet from a FaceSet, an `(n, H, W, C)` array, or a source for `load_faces`."""
-    from facespace.data import FaceSet
-
-    if isinstance(data, FaceSet):
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        from facespace.data import load_faces
-
-        return load_faces(data, size=size, crop=crop, grayscale=grayscale, progress=progress)
-    x = np.asarray(data, dtype=np.float32)
-    if x.ndim != 4:
-        raise FacespaceError(f"training images must be (n, H, W, C) float32 arrays; got shape {x.shape}")
-    n = len(x)
-    return FaceSet(images=x, names=None, paths=np.array([f"array[{i}]" for i in range(n)]), source="array")
-
-
-def split_faces(faces, *, test: float = 0.1, seed: int = 42):
-    """`(train, test)` parts of a FaceSet: the data layer's `random_split` (one split everywhere)."""
-    if test <= 0:
-        return faces, faces.subset(np.zeros(len(faces), bool))
-    from facespace.data import random_split
-
-    return random_split(faces, test=test, seed=seed)
 
 
 def train(
@@ -117,7 +93,7 @@ def train(
         data, size=int(opt.pop("size", 32)), grayscale=bool(opt.pop("grayscale", False)),
         crop=crop, progress=progress,
     )  # fmt: skip
-    from facespace.models.base import check_images
+    from facespace.protocol import check_images
 
     check_images(faces.images, faces.images.shape[1:], what="training images")  # NaN/inf refused here
     test, split_seed, val = float(opt.pop("test", 0.1)), int(opt.pop("split_seed", 42)), float(opt.pop("val", 0.05))
@@ -233,7 +209,7 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
                  sample_fn=reconstruction_sampler(val_t[:8].numpy().transpose(0, 2, 3, 1)))
     best = getattr(result, "best_path", None)
     if best and Path(best).exists():
-        from facespace.checkpoint import load_model
+        from facespace.models.registry import load_model
 
         network = load_model(best)
     network.eval()
@@ -245,11 +221,9 @@ def _store_code_stats(model, images: np.ndarray) -> None:
     (what `facespace.pipelines.generation.vary` scales its noise by and `sample` draws plain models' codes from).
     At most 2,000 evenly spaced images are encoded: enough for the statistics, and quick even for
     models that refine their codes at encode time."""
-    from facespace.pipelines.codes import encode
-
     if len(images) > 2000:
         images = images[np.linspace(0, len(images) - 1, 2000).astype(int)]
-    z = encode(model, images).astype(np.float64)
+    z = model.encode(images).astype(np.float64)
     info = getattr(model, "checkpoint_info", None)
     if info is None or len(z) < 2:
         return
@@ -257,8 +231,8 @@ def _store_code_stats(model, images: np.ndarray) -> None:
 
 
 def _write_run(model, out: Path, run_info: dict, sample: np.ndarray, result) -> None:
-    from facespace.checkpoint import save_model
-    from facespace.pipelines.codes import mse_psnr, reconstruct
+    from facespace.models.registry import save_model
+    from facespace.training.metrics import mse_psnr
     from facespace.files import write_text_atomic
     from facespace.grid import make_grid, save_png
 
@@ -272,7 +246,7 @@ def _write_run(model, out: Path, run_info: dict, sample: np.ndarray, result) -> 
                    best_val_loss=info.get("best_val_loss"), extra=info.get("extra", {}))
         run_info["epochs_run"] = getattr(result, "epochs_run", None)
         run_info["best_val_loss"] = getattr(result, "best_val_loss", None)
-    recon = reconstruct(model, sample)
+    recon = np.clip(model.decode(model.encode(sample)), 0.0, 1.0)  # every kind trained here decodes
     run_info["heldout_mse"], run_info["heldout_psnr"] = mse_psnr(sample, recon)
     show = min(len(sample), 10)
     save_png(make_grid(np.concatenate([sample[:show], recon[:show]]), ncols=show, scale=2), out / "reconstructions.png")

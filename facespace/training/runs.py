@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from facespace.checkpoint import save_model
+from facespace.models.registry import save_model
 from facespace.errors import FacespaceError
 from facespace.files import write_bytes_atomic, write_text_atomic
 from facespace.grid import make_grid, save_png
@@ -38,7 +38,7 @@ RESUME_FILE = "resume.pt"
 
 def run_info(network: Any, config: Any, world_size: int, n_train: int, n_val: int | None) -> dict[str, Any]:
     """What config.json records: the train config, the model's kind and config, the data sizes."""
-    from facespace import __version__
+    from facespace.version import __version__
 
     model_config = getattr(network, "config", None)
     return {

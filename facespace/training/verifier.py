@@ -178,7 +178,7 @@ def train_verifier(
                  out_dir=out, progress=progress)
     best = getattr(result, "best_path", None)
     if best is not None and os.path.exists(best):
-        from facespace.checkpoint import load_model
+        from facespace.models.registry import load_model
 
         return load_model(best, kind="verifier")
     network.eval()
@@ -218,7 +218,7 @@ def train_verifier_run(
 
     from facespace.data.crops import crop_name, parse_crop
     from facespace.training.loop import TrainConfig
-    from facespace.training.recipes import load_training_faces
+    from facespace.data.load import load_training_faces
 
     loop_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs"}
     known = loop_fields | set(MODEL_OPTIONS) | set(OBJECTIVE_OPTIONS) | set(DATA_OPTIONS)

@@ -14,7 +14,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from facespace.web.app import WebError, WebState
+from facespace.web.state import WebError, WebState
 from facespace.web.schemas import (
     CodeOut, DecodeIn, Decoded, ErrorOut, ExplainResult, Features, IndexItem, IndexPage, Info, MorphResult,
     Neighbour, SearchResult, VerifyResult,
@@ -193,7 +193,7 @@ def verify(
     id_b: int | None = B_ID, detect: bool = DETECT, face_a: int = FACE, face_b: int = FACE,
     threshold: float | None = Form(None, ge=0.0, le=1e6, description="Override the model's calibrated threshold."),
 ) -> VerifyResult:
-    from facespace.people.verification import pair_distances
+    from facespace.people.distances import pair_distances
 
     state = state_of(request)
     stored, metric = _verify_settings(state)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from facespace.errors import FacespaceError
 from facespace.web.api import ERRORS, FACE, MAX_ID, item, state_of
-from facespace.web.app import WebError, WebState
+from facespace.web.state import WebError, WebState
 from facespace.web.schemas import (
     Candidate, Cluster, Clusters, EnrollResult, IdentifiedFace, IdentifyResult, People, Person, Quality, RejectResult,
 )
@@ -96,7 +96,7 @@ def enroll(
     detect: bool = Form(False, description="Uploads are whole photos, each with this one person's face."),
     force: bool = Form(False, description="Enrol low-quality images too."),
 ) -> EnrollResult:
-    from facespace.web.app import MAX_FILES
+    from facespace.web.state import MAX_FILES
 
     state = state_of(request)
     _gallery_path(state)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from facespace.errors import FacespaceError
-from facespace.web.app import WebError, WebState
+from facespace.web.state import WebError, WebState
 from facespace.web.schemas import Detection, FaceBox
 
 # upload types refused outright (anything else is left to Pillow, which knows the real type)
@@ -171,7 +171,7 @@ def decode_codes(state: WebState, codes: np.ndarray) -> np.ndarray:
         try:
             from facespace.pipelines.codes import decode
         except ImportError:
-            from facespace.models.base import check_codes
+            from facespace.protocol import check_codes
 
             z = check_codes(codes, int(state.model.code_size))
             return np.clip(state.model.decode(z), 0.0, 1.0).astype(np.float32)

@@ -20,7 +20,7 @@ near-copies of it) from being named as that person again. Identifying and correc
 `facespace.people.gallery.matching` (mixed into `Gallery`); this module stores and calibrates.
 
 Example:
-    >>> from facespace.people.verification import PixelEncoder
+    >>> from facespace.models.pixels import PixelEncoder
     >>> rng = np.random.default_rng(0)
     >>> g = Gallery(":memory:", PixelEncoder(size=4, channels=1))
     >>> g.enroll("ann", rng.random((3, 4, 4, 1), dtype=np.float32))
@@ -42,11 +42,12 @@ from typing import Any
 import numpy as np
 
 # identifying and corrections are mixed in from gallery_identify; its names are re-exported here
-from facespace.people.gallery.matching import (CALIBRATION_CONFIDENCE, REJECT_FRACTION, IdentifyMixin, Identification,
-                                       open_set_scores, reject_radius, stranger_threshold)
+from facespace.people.thresholds import CALIBRATION_CONFIDENCE, reject_radius, stranger_threshold
+from facespace.people.gallery.matching import REJECT_FRACTION, IdentifyMixin, Identification
+from facespace.people.distances import open_set_scores
 from facespace.people.gallery.store import SCHEMA, SCHEMA_VERSION, GalleryError, check_name, model_fingerprint
 from facespace.people.quality import LowQualityError, describe_refusals, face_quality
-from facespace.people.verification import as_images
+from facespace.data.inputs import as_images
 
 __all__ = ["REJECT_FRACTION", "Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify",
            "model_fingerprint", "open_set_scores"]
@@ -199,7 +200,7 @@ class Gallery(IdentifyMixin):
             images = [images]
         sources = [str(p) for p in images] if isinstance(images, (list, tuple)) and images and \
             isinstance(images[0], (str, os.PathLike)) else None
-        x = as_images(self.model, images)
+        x = as_images(self.model, images, check_faces=True)
         z = np.asarray(self.model.encode(x), np.float32)
         if sources is None:
             sources = [f"array[{i}]" for i in range(len(z))]

@@ -22,10 +22,9 @@ import numpy as np
 
 from facespace.people.gallery.store import GalleryError
 from facespace.people.quality import face_quality
-from facespace.people.verification import cross_distances
+from facespace.people.distances import cross_distances
 
-__all__ = ["IdentifyMixin", "Identification", "REJECT_FRACTION", "CALIBRATION_CONFIDENCE", "open_set_scores",
-           "reject_radius", "stranger_threshold"]
+__all__ = ["IdentifyMixin", "Identification", "REJECT_FRACTION"]
 
 REJECT_FRACTION = 0.1  # without same-person pairs: "near-identical" = within this fraction of the threshold
 # the stranger threshold keeps the false-accept rate at or under its target with this confidence
@@ -47,66 +46,6 @@ class Identification(NamedTuple):
     distance: float
     candidates: list[tuple[str, float]]
     quality: Any = None
-
-
-def open_set_scores(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine", chunk: int = 1024):
-    """Genuine and impostor scores of enrolled faces, as if each person in turn were a probe.
-
-    Args:
-        codes: `(n, d)` enrolled codes.
-        person: `(n,)` int person of each code.
-
-    Returns:
-        `(genuine, impostor)`: for each face, the distance to its nearest other face of the same
-        person (faces of people with one image have none) and to its nearest face of anyone else.
-    """
-    genuine, impostor = [], []
-    for i in range(0, len(codes), chunk):
-        d = cross_distances(codes[i : i + chunk], codes, metric=metric)  # (c, n)
-        rows = np.arange(d.shape[0])
-        d[rows, i + rows] = np.inf  # a face is not its own neighbour
-        same = person[i : i + chunk, None] == person[None, :]
-        g = np.where(same, d, np.inf).min(1)
-        m = np.where(same, np.inf, d).min(1)
-        genuine.append(g[np.isfinite(g)])
-        impostor.append(m[np.isfinite(m)])
-    return np.concatenate(genuine), np.concatenate(impostor)
-
-
-def stranger_threshold(impostor: Any, target_far: float, *, confidence: float = CALIBRATION_CONFIDENCE
-                       ) -> tuple[float, int]:
-    """The largest threshold whose false-accept rate is at most `target_far` with `confidence`.
-
-    Taking the `target_far` quantile of the impostor scores themselves misses the target half of
-    the time (the quantile of a sample scatters around the true one); on LFW it accepted 1.95 % of
-    strangers for a 1 % target. Here the threshold sits just under the (k+1)-th smallest score, with
-    k the largest count for which `P(Binomial(n, target_far) <= k) <= 1 - confidence`: the chance
-    that the true rate exceeds the target is then at most `1 - confidence`. Too few scores for
-    that guarantee (n < 299 at 1 %, 95 %) give k = 0: just under the smallest score.
-
-    Args:
-        impostor: `(n,)` distances of different-person pairs (n >= 1).
-        target_far: the false-accept rate to stay under, in [0, 1).
-        confidence: in (0, 1).
-
-    Returns:
-        `(threshold, k)`: accept `distance <= threshold`; k calibration impostors fall under it.
-    """
-    from scipy.stats import binom
-
-    d = np.sort(np.asarray(impostor, np.float64).ravel())
-    n = len(d)
-    ok = np.flatnonzero(binom.cdf(np.arange(n + 1), n, target_far) <= 1.0 - confidence)
-    k = int(ok[-1]) if len(ok) else 0
-    if k >= n:
-        return float(d[-1]), n
-    return float(np.nextafter(d[k], -np.inf)), k
-
-
-def reject_radius(genuine: np.ndarray) -> float | None:
-    """How near a probe must be to a rejected face to count as that face: half the 1st percentile
-    of the genuine scores (None without same-person pairs)."""
-    return 0.5 * float(np.quantile(genuine, 0.01)) if len(genuine) else None
 
 
 class IdentifyMixin:

@@ -21,7 +21,7 @@ SQLite file, which records the model that made the codes and refuses another. Ev
 transaction; other processes can read meanwhile.
 
 Example:
-    >>> from facespace.people.verification import PixelEncoder
+    >>> from facespace.models.pixels import PixelEncoder
     >>> g = FaceGroups(":memory:", PixelEncoder(size=2, channels=1))
     >>> added = g.add(np.array([[1, 0, 0, 0], [.9, .1, 0, 0], [0, 0, 1, 0], [0, 0, .9, .1]], np.float32))
     >>> [len(x.face_ids) for x in g.recluster("agglomerative", n_clusters=2, min_cluster_size=1)]
@@ -158,7 +158,7 @@ class FaceGroups:
         Returns:
             `Added(face_ids, group_ids, new)`.
         """
-        from facespace.people.verification import cross_distances
+        from facespace.people.distances import cross_distances
 
         z, sources, hashes = prepare_codes(self.model, self.code_size, self.metric, images_or_codes, sources)
         boxes = list(boxes) if boxes is not None else [None] * len(z)

@@ -110,7 +110,7 @@ def unit_rows(codes: np.ndarray, metric: str) -> np.ndarray:
 
 def join_radius(codes: np.ndarray, group: np.ndarray, metric: str) -> float | None:
     """`JOIN_QUANTILE` of each grouped face's distance to its nearest face in its group (None: no pairs)."""
-    from facespace.people.verification import cross_distances
+    from facespace.people.distances import cross_distances
 
     nearest = []
     for gid in np.unique(group[group >= 0]):
@@ -146,9 +146,9 @@ def prepare_codes(model: Any, code_size: int, metric: str, images_or_codes: Any,
         if model is None:
             raise GalleryError("images need the model to encode them; open the groups with the model "
                                "the gallery was built with, or pass codes")
-        from facespace.people.verification import as_images
+        from facespace.data.inputs import as_images
 
-        images = as_images(model, [str(p) for p in x] if paths else x)
+        images = as_images(model, [str(p) for p in x] if paths else x, check_faces=True)
         z = np.asarray(model.encode(images), np.float32)
         hashes = [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in images]
         if sources is None and paths:

@@ -1,7 +1,7 @@
-"""Reading the three export formats (see `facespace.pipelines.export.write` for what each holds).
+"""Reading the three export formats (`facespace.pipelines.export.formats` says what each holds).
 
-`facespace.pipelines.export.write.load_codes` checks the path and dispatches here by suffix; these readers check
-the sidecar, format version, shape and checksum, and say what to do when a file does not match.
+`load_codes` checks the path and dispatches by suffix; the readers check the sidecar, format
+version, shape and checksum, and say what to do when a file does not match.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facespace.pipelines.export.write import (
-    BOX_COLUMNS, FORMAT, FORMAT_VERSION, ExportedCodes, ExportError, _crc, _pyarrow, sidecar_path,
+from facespace.pipelines.export.formats import (
+    BOX_COLUMNS, FORMAT, FORMAT_VERSION, ExportedCodes, ExportError, codes_format, crc, pyarrow_modules, sidecar_path,
 )
 
 
@@ -47,7 +48,7 @@ def _check_against(meta: dict, z: np.ndarray, path: Path) -> None:
     if meta.get("count") != len(z) or meta.get("dim") != z.shape[1]:
         raise ExportError(f"{path}: holds {z.shape[0]} x {z.shape[1]} codes but its sidecar describes "
                           f"{meta.get('count')} x {meta.get('dim')}; the files are from different exports, export again")
-    if "crc32" in meta and meta["crc32"] != _crc(z):
+    if "crc32" in meta and meta["crc32"] != crc(z):
         raise ExportError(f"{path}: its codes do not match the checksum in its sidecar (changed or damaged); export again")
 
 
@@ -111,7 +112,7 @@ def load_csv(path: Path) -> ExportedCodes:
 
 
 def load_parquet(path: Path) -> ExportedCodes:
-    pa, pq = _pyarrow()
+    pa, pq = pyarrow_modules()
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
@@ -135,3 +136,27 @@ def load_parquet(path: Path) -> ExportedCodes:
     boxes = table.column("box").to_pylist() if "box" in table.column_names else None
     return ExportedCodes(z, src, nm, meta.get("model"),
                          [None if b is None else tuple(b) for b in boxes] if boxes else [], faces or [])
+
+
+def load_codes(path: str | os.PathLike) -> ExportedCodes:
+    """Read codes written by `save_codes` (or a CSV `path,name,z0,...` from another tool).
+
+    Args:
+        path: a `.npy` (with its `.npy.json` sidecar), `.csv` or `.parquet` file.
+
+    Returns:
+        An `ExportedCodes`: `codes (n, d)` float32, `sources`, `names`, `model`, `boxes`, `faces`.
+
+    Raises:
+        ExportError: a missing, truncated or foreign file, a sidecar that does not match its
+            data, an unknown suffix or a newer format version.
+    """
+    path = Path(path)
+    suffix = codes_format(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such codes file; write one with `facespace encode ... --out {path.name}`")
+    if suffix == ".npy":
+        return load_npy(path)
+    if suffix == ".csv":
+        return load_csv(path)
+    return load_parquet(path)

@@ -1,0 +1,130 @@
+"""The model registry: kind -> class, and the two verbs that cross the checkpoint format.
+
+A model class registers itself with `@register_model`; it has a class attribute `kind`, a frozen
+dataclass `config`, `state_tensors() -> dict[str, torch.Tensor]` and
+`from_state(config: dict, tensors: dict) -> model`. `load_model` reads a checkpoint
+(`facespace.checkpoint.read_checkpoint`) and asks the registry for the class; `save_model`
+writes one. `resolve_model` is the one place that turns what a user names (a model object, a
+checkpoint path or run folder, `pixels:SIZE[:grey]`) into a model.
+
+Example:
+    >>> from facespace.models.pixels import PixelEncoder
+    >>> resolve_model("pixels:8:grey").image_shape
+    (8, 8, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pkgutil
+from pathlib import Path
+from typing import Any
+
+from facespace.checkpoint import file_hash, read_checkpoint, write_checkpoint
+from facespace.errors import CheckpointError, FacespaceError
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_model(cls: type) -> type:
+    """Class decorator: make `cls` loadable by `load_model` under `cls.kind`."""
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def registered_kinds() -> list[str]:
+    """Every model kind `load_model` can rebuild."""
+    _import_model_modules()
+    return sorted(_REGISTRY)
+
+
+def _import_model_modules() -> None:
+    """Import every module of `facespace.models`; each registers its classes on import."""
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"facespace.models.{info.name}")
+
+
+def config_from_dict(config_cls: type, values: dict[str, Any]):
+    """Build a frozen config dataclass, refusing fields it does not know."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise CheckpointError(
+            f"{config_cls.__name__} has no field(s) {', '.join(unknown)}; the file was written by "
+            "another facespace version: upgrade facespace or retrain"
+        )
+    cooked = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return config_cls(**cooked)
+
+
+def save_model(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    step: int = 0,
+    best_val_loss: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model` to `path` (atomically) as one safetensors file. Returns the path.
+
+    Args:
+        model: a registered model (it has `kind`, `config`, `state_tensors()`).
+        path: the `.safetensors` file.
+        step, best_val_loss: where training stood.
+        extra: what to keep with the model; default: what it was loaded with.
+    """
+    if extra is None:
+        extra = dict(getattr(model, "checkpoint_info", {}).get("extra", {}))
+    return write_checkpoint(path, model.state_tensors(), kind=model.kind, config=dataclasses.asdict(model.config),
+                            step=step, best_val_loss=best_val_loss, extra=extra)
+
+
+def load_model(path: str | os.PathLike, *, kind: str | None = None) -> Any:
+    """Rebuild a model from one checkpoint file (or a run folder holding best.safetensors).
+
+    Args:
+        path: a `.safetensors` checkpoint written by `save_model`, or a run folder.
+        kind: when given, refuse a checkpoint of another kind.
+
+    Returns:
+        The model, in eval mode, with `checkpoint_info` (step, best_val_loss, extra, path, hash).
+    """
+    meta, tensors = read_checkpoint(path)
+    _import_model_modules()
+    found = meta.get("kind")
+    if kind is not None and found != kind:
+        raise CheckpointError(f"{meta['path']} holds a {found!r} model, not the {kind!r} model asked for")
+    if found not in _REGISTRY:
+        raise CheckpointError(
+            f"{meta['path']} holds a model of unknown kind {found!r}; known: {', '.join(sorted(_REGISTRY))}"
+        )
+    model = _REGISTRY[found].from_state(meta["config"], tensors)
+    if hasattr(model, "eval"):
+        model.eval()
+    meta["hash"] = file_hash(meta["path"])
+    model.checkpoint_info = meta
+    return model
+
+
+def resolve_model(model: Any) -> Any:
+    """A model from what a user names: a model object (returned as it is), a checkpoint file or run
+    folder, or `pixels[:SIZE[:grey]]` for the raw-pixel baseline.
+
+    Raises:
+        FacespaceError: a malformed `pixels:` spec; CheckpointError: an unreadable file.
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    spec = str(model)
+    if spec.startswith("pixels") and not os.path.exists(spec):
+        from facespace.models.pixels import PixelEncoder
+
+        parts = spec.split(":")
+        try:
+            size = int(parts[1]) if len(parts) > 1 else 32
+        except ValueError:
+            raise FacespaceError(f"bad model spec {spec!r}; expected pixels:SIZE, e.g. pixels:32") from None
+        return PixelEncoder(size=size, channels=1 if "grey" in parts[2:] else 3)
+    return load_model(spec)

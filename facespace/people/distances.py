@@ -1,0 +1,78 @@
+"""Distances between codes: the one home of `METRICS`, pair and all-against-all distances, and the
+genuine/impostor scores of a set of labelled codes.
+
+Example:
+    >>> a = np.array([[1.0, 0.0]]); b = np.array([[0.0, 2.0]])
+    >>> float(pair_distances(a, b)[0]), float(pair_distances(a, b, metric="l2")[0]) ** 2
+    (1.0, 5.0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facespace.errors import FacespaceError
+
+# the distances a verifier, gallery or clustering compares codes by (an index also knows "ip")
+METRICS = ("cosine", "l2")
+
+
+def pair_distances(codes_a: np.ndarray, codes_b: np.ndarray, *, metric: str = "cosine") -> np.ndarray:
+    """Distance between row i of `codes_a` and row i of `codes_b`.
+
+    Args:
+        codes_a, codes_b: `(n, d)` float32.
+        metric: "cosine" (1 - cosine similarity, in [0, 2]) or "l2" (Euclidean).
+
+    Returns:
+        `(n,)` float64 distances.
+    """
+    a = np.asarray(codes_a, np.float64)
+    b = np.asarray(codes_b, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise FacespaceError(f"codes must be two (n, d) arrays of one shape; got {a.shape} and {b.shape}")
+    if metric == "cosine":
+        na = np.linalg.norm(a, axis=1)
+        nb = np.linalg.norm(b, axis=1)
+        return 1.0 - (a * b).sum(1) / np.maximum(na * nb, 1e-12)
+    if metric == "l2":
+        return np.linalg.norm(a - b, axis=1)
+    raise FacespaceError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+
+
+def cross_distances(queries: np.ndarray, codes: np.ndarray, *, metric: str = "cosine") -> np.ndarray:
+    """All distances between `(q, d)` queries and `(n, d)` codes -> `(q, n)` float64."""
+    q = np.asarray(queries, np.float64)
+    c = np.asarray(codes, np.float64)
+    if metric == "cosine":
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        return 1.0 - q @ c.T
+    if metric == "l2":
+        d2 = (q * q).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2.0 * q @ c.T
+        return np.sqrt(np.maximum(d2, 0.0))
+    raise FacespaceError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+
+
+def open_set_scores(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine", chunk: int = 1024):
+    """Genuine and impostor scores of enrolled faces, as if each person in turn were a probe.
+
+    Args:
+        codes: `(n, d)` enrolled codes.
+        person: `(n,)` int person of each code.
+
+    Returns:
+        `(genuine, impostor)`: for each face, the distance to its nearest other face of the same
+        person (faces of people with one image have none) and to its nearest face of anyone else.
+    """
+    genuine, impostor = [], []
+    for i in range(0, len(codes), chunk):
+        d = cross_distances(codes[i : i + chunk], codes, metric=metric)  # (c, n)
+        rows = np.arange(d.shape[0])
+        d[rows, i + rows] = np.inf  # a face is not its own neighbour
+        same = person[i : i + chunk, None] == person[None, :]
+        g = np.where(same, d, np.inf).min(1)
+        m = np.where(same, np.inf, d).min(1)
+        genuine.append(g[np.isfinite(g)])
+        impostor.append(m[np.isfinite(m)])
+    return np.concatenate(genuine), np.concatenate(impostor)
