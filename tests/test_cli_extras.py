@@ -54,7 +54,7 @@ def _picture(path) -> np.ndarray:
 
 
 def test_decode_index_items(files, run_cli):
-    code, out, err = run_cli("decode", files / "pca.safetensors", "--index", files / "faces.index", "--id", 3, "--id", 7,
+    code, out, err = run_cli("generate", "decode", "--model", files / "pca.safetensors", "--index", files / "faces.index", "--id", 3, "--id", 7,
                              "--out", files / "dec.png", "--scale", 1, "--ncols", 2)
     assert code == 0, err
     assert json.loads(out) == {"out": str(files / "dec.png"), "n": 2, "source": "index", "items": ["id 3", "id 7"]}
@@ -66,14 +66,14 @@ def test_decode_index_items(files, run_cli):
 
 
 def test_decode_gallery_person(files, faces, run_cli):
-    code, out, err = run_cli("decode", files / "pca.safetensors", "--gallery", files / "people.db", "--name", "Bob",
+    code, out, err = run_cli("generate", "decode", "--model", files / "pca.safetensors", "--gallery", files / "people.db", "--name", "Bob",
                              "--out", files / "bob.png", "--scale", 1, "--ncols", 4)
     assert code == 0, err
     assert json.loads(out)["items"] == ["Bob"] * 4
     model = load_model(files / "pca.safetensors")
     want = decode(model, model.encode(np.asarray(faces.images[10:14])))  # what was enrolled, decoded
     np.testing.assert_array_equal(_picture(files / "bob.png"), make_grid(want, ncols=4, scale=1))
-    code, out, _ = run_cli("decode", files / "pca.safetensors", "--gallery", files / "people.db", "--out", files / "all.png")
+    code, out, _ = run_cli("generate", "decode", "--model", files / "pca.safetensors", "--gallery", files / "people.db", "--out", files / "all.png")
     assert code == 0 and json.loads(out)["n"] == 7
 
 
@@ -83,14 +83,14 @@ def test_decode_exported_codes(files, faces, run_cli):
     z = model.encode(np.asarray(faces.images[:5]))
     export.save_codes(z, files / "codes.npy", sources=[f"f{i}.png" for i in range(5)], names=["a", None, "c", "d", "e"],
                       model=model)
-    code, out, err = run_cli("decode", files / "pca.safetensors", "--codes", files / "codes.npy", "--row", 1, "--row", 4,
+    code, out, err = run_cli("generate", "decode", "--model", files / "pca.safetensors", "--codes", files / "codes.npy", "--row", 1, "--row", 4,
                              "--out", files / "rows.png", "--scale", 1, "--ncols", 2)
     assert code == 0, err
     assert json.loads(out)["items"] == ["f1.png", "e"]
     np.testing.assert_array_equal(_picture(files / "rows.png"), make_grid(decode(model, z[[1, 4]]), ncols=2, scale=1))
-    code, _, err = run_cli("decode", files / "other.safetensors", "--codes", files / "codes.npy", "--out", files / "x.png")
+    code, _, err = run_cli("generate", "decode", "--model", files / "other.safetensors", "--codes", files / "codes.npy", "--out", files / "x.png")
     assert code == 2 and "another model" in err
-    code, _, err = run_cli("decode", files / "pca.safetensors", "--codes", files / "codes.npy", "--row", 9, "--out", files / "x.png")
+    code, _, err = run_cli("generate", "decode", "--model", files / "pca.safetensors", "--codes", files / "codes.npy", "--row", 9, "--out", files / "x.png")
     assert code == 2 and "row(s) [9] not in" in err
 
 
@@ -103,17 +103,17 @@ def test_decode_exported_codes(files, faces, run_cli):
 ])
 def test_decode_bad_input(files, run_cli, args, message):
     args = [str(files / a) if a.endswith((".index", ".db")) else a for a in args]
-    code, out, err = run_cli("decode", files / "pca.safetensors", *args, "--out", files / "bad.png")
+    code, out, err = run_cli("generate", "decode", "--model", files / "pca.safetensors", *args, "--out", files / "bad.png")
     assert code == 2 and message in err and out == ""
     assert not (files / "bad.png").exists()
 
 
 def test_decode_refuses_another_model_and_no_decoder(files, run_cli):
-    code, _, err = run_cli("decode", files / "other.safetensors", "--index", files / "faces.index", "--id", 1, "--out", files / "x.png")
+    code, _, err = run_cli("generate", "decode", "--model", files / "other.safetensors", "--index", files / "faces.index", "--id", 1, "--out", files / "x.png")
     assert code == 2 and "built with another model" in err
-    code, _, err = run_cli("decode", files / "other.safetensors", "--gallery", files / "people.db", "--out", files / "x.png")
+    code, _, err = run_cli("generate", "decode", "--model", files / "other.safetensors", "--gallery", files / "people.db", "--out", files / "x.png")
     assert code == 2 and "another model" in err
-    code, _, err = run_cli("decode", files / "encoder.safetensors", "--index", files / "faces.index", "--id", 1, "--out", files / "x.png")
+    code, _, err = run_cli("generate", "decode", "--model", files / "encoder.safetensors", "--index", files / "faces.index", "--id", 1, "--out", files / "x.png")
     assert code == 2 and "'tiny_people_test' model has no decoder" in err
 
 
@@ -147,18 +147,18 @@ def line_people(tmp_path_factory):
 
 def test_calibrate_stores_the_threshold_that_verify_uses(files, run_cli):
     model = files / "pca.safetensors"
-    code, _, err = run_cli("verify", model, files / "face0.png", files / "face1.png")
+    code, _, err = run_cli("people", "verify", "--model", model, files / "face0.png", files / "face1.png")
     assert code == 2 and "no calibrated verification threshold" in err
     (files / "pairs.csv").write_text("path_a,path_b,same\nface0.png,face1.png,1\nface0.png,face2.png,1\n"
                                      "face0.png,face10.png,0\nface1.png,face10.png,0\n")
-    code, out, err = run_cli("calibrate", model, "--pairs", files / "pairs.csv", "--best-accuracy",
+    code, out, err = run_cli("people", "calibrate", "--model", model, "--pairs", files / "pairs.csv", "--best-accuracy",
                              "--curves", files / "curves.png")
     assert code == 0, err
     result = json.loads(out)
     assert result["n_pairs"] == 4 and result["n_same"] == 2 and result["stored_in"] == str(model)
     with Image.open(files / "curves.png") as im:
         assert im.format == "PNG"
-    code, out, err = run_cli("verify", model, files / "face0.png", files / "face1.png")
+    code, out, err = run_cli("people", "verify", "--model", model, files / "face0.png", files / "face1.png")
     assert code == 0, err
     verdict = json.loads(out)
     assert verdict["threshold"] == pytest.approx(result["threshold"], abs=1e-6)
@@ -174,7 +174,7 @@ def test_calibrate_gallery_per_person_is_used_by_identify(line_people, run_cli, 
         g.enroll_many({"Ann": np.stack([_line_image(0.0), _line_image(0.02)]),
                        "Bob": np.stack([_line_image(1.0), _line_image(1.02)])}, force=True)
     probes = [line_people / "probe_ann.png", line_people / "probe_bob.png"]
-    code, out, err = run_cli("calibrate", "pixels:16:grey", "--folder", line_people / "people", "--gallery", db,
+    code, out, err = run_cli("people", "calibrate", "--model", "pixels:16:grey", "--folder", line_people / "people", "--gallery", db,
                              "--per-person", "--best-accuracy", "--curves", tmp_path / "c.png")
     assert code == 0, err
     result = json.loads(out)
@@ -189,7 +189,7 @@ def test_calibrate_gallery_per_person_is_used_by_identify(line_people, run_cli, 
 
 
 def test_calibrate_dry_run_stores_nothing(line_people, run_cli, tmp_path):
-    code, out, err = run_cli("calibrate", "pixels:16:grey", "--folder", line_people / "people", "--dry-run",
+    code, out, err = run_cli("people", "calibrate", "--model", "pixels:16:grey", "--folder", line_people / "people", "--dry-run",
                              "--metric", "l2", "--target-far", "0", "--curves", tmp_path / "c.png")
     assert code == 0, err
     assert json.loads(out)["stored_in"] is None and json.loads(out)["far"] == 0.0
@@ -210,7 +210,7 @@ def test_calibrate_bad_input(files, run_cli, tmp_path, make, args, message):
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "bad.csv").write_text("a.png,b.png,perhaps\n")
     before = (files / "pca.safetensors").read_bytes()
-    code, out, err = run_cli("calibrate", files / "pca.safetensors", *[a.format(d=tmp_path) for a in args],
+    code, out, err = run_cli("people", "calibrate", "--model", files / "pca.safetensors", *[a.format(d=tmp_path) for a in args],
                              "--curves", tmp_path / "c.png")
     assert code == 2 and message in err and out == ""
     assert (files / "pca.safetensors").read_bytes() == before and not (tmp_path / "c.png").exists()
@@ -220,14 +220,14 @@ def test_calibrate_bad_input(files, run_cli, tmp_path, make, args, message):
 
 
 def test_explain_writes_the_picture_and_a_json_line(files, run_cli):
-    code, out, err = run_cli("explain", files / "pca.safetensors", files / "face0.png", files / "face10.png",
+    code, out, err = run_cli("people", "explain", "--model", files / "pca.safetensors", files / "face0.png", files / "face10.png",
                              "--out", files / "ex.png", "--scale", 2)
     assert code == 0, err
     r = json.loads(out)
     assert r["decoder"] is True and r["distance"] > 0 and r["heat_max"] > 0 and r["out"] == str(files / "ex.png")
     pic = _picture(files / "ex.png")
     assert pic.shape[1] == 5 * (32 + 2) + 2 and pic.shape[0] > 36  # five tiles and a caption band
-    code, out, _ = run_cli("explain", files / "pca.safetensors", files / "face0.png", files / "face0.png",
+    code, out, _ = run_cli("people", "explain", "--model", files / "pca.safetensors", files / "face0.png", files / "face0.png",
                            "--out", files / "same.png")
     assert code == 0 and json.loads(out)["distance"] == 0.0 and json.loads(out)["heat_max"] == 0.0
 
@@ -239,11 +239,11 @@ def test_explain_detect(files, run_cli, tmp_path):
     astro = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
     Image.fromarray(astro).save(tmp_path / "astro.png")
     Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(tmp_path / "wall.png")
-    code, out, err = run_cli("explain", files / "pca.safetensors", tmp_path / "astro.png", tmp_path / "astro.png",
+    code, out, err = run_cli("people", "explain", "--model", files / "pca.safetensors", tmp_path / "astro.png", tmp_path / "astro.png",
                              "--detect", "--out", tmp_path / "ex.png")
     assert code == 0, err
     assert json.loads(out)["distance"] == 0.0
-    code, out, err = run_cli("explain", files / "pca.safetensors", tmp_path / "astro.png", tmp_path / "wall.png",
+    code, out, err = run_cli("people", "explain", "--model", files / "pca.safetensors", tmp_path / "astro.png", tmp_path / "wall.png",
                              "--detect", "--out", tmp_path / "ex2.png")
     assert code == 2 and f"no face found in {tmp_path / 'wall.png'}" in err and out == ""
     assert not (tmp_path / "ex2.png").exists()

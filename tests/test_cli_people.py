@@ -104,16 +104,16 @@ def test_people_bad_input(run_cli, world, tmp_path):
 
 def test_evaluate_lfw_pixels_per_fold(run_cli, world, tmp_path):
     lfw = world["lfw"]
-    code, out, err = run_cli("evaluate-lfw", "pixels:16:grey", "--pairs", lfw / "pairs.txt",
+    code, out, err = run_cli("people", "evaluate-lfw", "--model", "pixels:16:grey", "--pairs", lfw / "pairs.txt",
                              "--roc", tmp_path / "roc.png", "--json", tmp_path / "r.json")
     assert code == 0, err
     assert "mean accuracy: 1.0000 ± 0.0000" in out and "protocol: honoured" in out
     assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["protocol_honoured"] is True and len(report["fold_accuracies"]) == 3
-    code, out, err = run_cli("evaluate-lfw", "pixels:16:grey", "--pairs", lfw / "pairs.txt", "--calibrate", "held-out-fold")
+    code, out, err = run_cli("people", "evaluate-lfw", "--model", "pixels:16:grey", "--pairs", lfw / "pairs.txt", "--calibrate", "held-out-fold")
     assert code == 0 and "next fold's pairs only" in out, err
-    code, _, err = run_cli("evaluate-lfw", "pixels:16:grey", "--pairs", lfw / "pairs.txt", "--calibrate", "nine")
+    code, _, err = run_cli("people", "evaluate-lfw", "--model", "pixels:16:grey", "--pairs", lfw / "pairs.txt", "--calibrate", "nine")
     assert code != 0 and "held-out-fold" in err
 
 
@@ -122,17 +122,17 @@ def test_calibrate_then_verify(run_cli, world, tmp_path):
     model = save_model(TinyEncoder(TinyConfig(size=16, channels=1)), tmp_path / "m.safetensors")
     img = lambda name, i: lfw / "lfw-deepfunneled" / name / f"{name}_{i:04d}.jpg"  # noqa: E731
     a, b, c = img("P00", 1), img("P00", 2), img("P01", 1)  # a calibration genuine pair; c and P02 an impostor pair
-    code, _, err = run_cli("verify", model, a, b)
+    code, _, err = run_cli("people", "verify", "--model", model, a, b)
     assert code == 2 and "no calibrated verification threshold" in err
-    code, _, err = run_cli("evaluate-lfw", model, "--pairs", lfw / "dev.txt", "--save-threshold")
+    code, _, err = run_cli("people", "evaluate-lfw", "--model", model, "--pairs", lfw / "dev.txt", "--save-threshold")
     assert code == 0 and "stored in" in err, err
-    code, out, err = run_cli("verify", model, a, b)
+    code, out, err = run_cli("people", "verify", "--model", model, a, b)
     assert code == 0, err
     same = json.loads(out)
     assert same["same"] is True and same["distance"] <= same["threshold"] and "same person" in err
-    diff = json.loads(run_cli("verify", model, c, img("P02", 1))[1])
+    diff = json.loads(run_cli("people", "verify", "--model", model, c, img("P02", 1))[1])
     assert diff["same"] is False and diff["threshold"] == same["threshold"]
-    forced = json.loads(run_cli("verify", model, c, img("P02", 1), "--threshold", "2.5")[1])
+    forced = json.loads(run_cli("people", "verify", "--model", model, c, img("P02", 1), "--max-distance", "2.5")[1])
     assert forced["same"] is True and forced["threshold"] == 2.5
 
 
@@ -145,8 +145,8 @@ def test_cluster_an_index(run_cli, world, tmp_path):
     index = Index(codes.shape[1], metric="cosine")
     index.add(codes, metadata=[{"path": str(p), "name": p.parent.name} for p in paths])
     index.save(tmp_path / "faces.index")
-    code, _, err = run_cli("cluster", tmp_path / "faces.index", "--method", "agglomerative", "--n-clusters", "4",
-                           "--min-cluster-size", "2", "--out", tmp_path / "c.csv", "--gallery", tmp_path / "montages")
+    code, _, err = run_cli("index", "cluster", tmp_path / "faces.index", "--method", "agglomerative", "--n-clusters", "4",
+                           "--min-cluster-size", "2", "--out", tmp_path / "c.csv", "--montages", tmp_path / "montages")
     assert code == 0, err
     got = rows((tmp_path / "c.csv").read_text())
     assert len(got) == 20 and set(got[0]) == {"id", "path", "name", "cluster"}
@@ -156,7 +156,7 @@ def test_cluster_an_index(run_cli, world, tmp_path):
     assert all(len(v) == 1 for v in by_name.values()) and len({next(iter(v)) for v in by_name.values()}) == 4
     pngs = sorted((tmp_path / "montages").glob("cluster_*.png"))
     assert len(pngs) == 4 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
-    code, _, err = run_cli("cluster", tmp_path / "faces.index", "--method", "kmeans")
+    code, _, err = run_cli("index", "cluster", tmp_path / "faces.index", "--method", "kmeans")
     assert code == 2 and "unknown clustering method" in err
 
 
@@ -236,11 +236,11 @@ def test_enroll_refuses_low_quality_unless_forced(run_cli, photos, tmp_path):
 
 def test_verify_detect(run_cli, photos):
     d, m = photos["dir"], photos["model"]
-    code, out, err = run_cli("verify", m, d / "astro.png", d / "astro2.png", "--detect", "--threshold", "0.2")
+    code, out, err = run_cli("people", "verify", "--model", m, d / "astro.png", d / "astro2.png", "--detect", "--max-distance", "0.2")
     assert code == 0, err
     r = json.loads(out)
     assert r["status"] == "ok" and r["same"] is True and r["face_a"] == 0 and len(r["box_b"]) == 4
-    code, out, err = run_cli("verify", m, d / "astro.png", d / "noface.png", "--detect", "--threshold", "0.2")
+    code, out, err = run_cli("people", "verify", "--model", m, d / "astro.png", d / "noface.png", "--detect", "--max-distance", "0.2")
     assert code == 0 and json.loads(out)["status"] == "no_face" and "no face found" in flat(err)
 
 

@@ -62,7 +62,7 @@ def test_train_conv_res_with_refinement_keeps_the_setting_in_the_checkpoint(run_
 
 def test_reconstruct_writes_a_grid(run_cli, conv_model, image_dir, tmp_path):
     files = sorted(image_dir.rglob("*.png"))[:3]
-    code, out, err = run_cli("reconstruct", conv_model, *files, "--out", tmp_path / "grid.png")
+    code, out, err = run_cli("generate", "reconstruct", "--model", conv_model, *files, "--out", tmp_path / "grid.png")
     assert code == 0, err
     result = json.loads(out)
     assert result["n"] == 3 and result["mse"] > 0
@@ -72,7 +72,7 @@ def test_reconstruct_writes_a_grid(run_cli, conv_model, image_dir, tmp_path):
 
 def test_denoise_writes_input_noisy_and_output(run_cli, conv_model, image_dir, tmp_path):
     image = sorted(image_dir.rglob("*.png"))[0]
-    code, out, err = run_cli("denoise", conv_model, image, "--noise", "gaussian:0.1", "--out", tmp_path / "d.png")
+    code, out, err = run_cli("generate", "denoise", "--model", conv_model, image, "--noise", "gaussian:0.1", "--out", tmp_path / "d.png")
     assert code == 0, err
     result = json.loads(out)
     assert result["noise"] == "gaussian:0.1" and result["noisy_mse"] == pytest.approx(0.01, rel=0.5)
@@ -80,7 +80,7 @@ def test_denoise_writes_input_noisy_and_output(run_cli, conv_model, image_dir, t
 
 
 def test_evaluate_prints_mse_and_psnr_on_the_test_split(run_cli, conv_model, image_dir):
-    code, out, err = run_cli("evaluate", conv_model, "--data", image_dir, "--noise", "gaussian:0.1")
+    code, out, err = run_cli("models", "evaluate", "--model", conv_model, "--data", image_dir, "--noise", "gaussian:0.1")
     assert code == 0, err
     result = json.loads(out)
     assert result["n_test"] == 4  # 10% of 40, the split recorded at training
@@ -91,8 +91,8 @@ def test_evaluate_prints_mse_and_psnr_on_the_test_split(run_cli, conv_model, ima
 def test_bad_input_exits_2_with_a_message(run_cli, conv_model, image_dir, tmp_path):
     code, _, err = run_cli("train", "gan", "--data", image_dir)
     assert code == 2 and "unknown model kind 'gan'" in err
-    code, _, err = run_cli("reconstruct", tmp_path / "missing.safetensors", sorted(image_dir.rglob("*.png"))[0])
+    code, _, err = run_cli("generate", "reconstruct", "--model", tmp_path / "missing.safetensors", sorted(image_dir.rglob("*.png"))[0])
     assert code == 2 and "does not exist" in err
-    code, _, err = run_cli("denoise", conv_model, sorted(image_dir.rglob("*.png"))[0], "--noise", "blur:2")
+    code, _, err = run_cli("generate", "denoise", "--model", conv_model, sorted(image_dir.rglob("*.png"))[0], "--noise", "blur:2")
     assert code == 2 and "cannot read corruption" in err
     assert not (tmp_path / "denoised.png").exists()

@@ -114,5 +114,5 @@ def test_retraining_needs_the_members_crops():
     assert len(built.checkpoint_info["extra"]["members"]) == 2
     ensemble_retrainer(built)  # recorded by ensemble_verifiers: accepted
     bare = VerifierEnsemble(built.config)  # a network with no record of its members' crops
-    with pytest.raises(FacespaceError, match="rebuild it with `facespace ensemble`"):
+    with pytest.raises(FacespaceError, match="rebuild it with `facespace models ensemble`"):
         ensemble_retrainer(bare)

@@ -191,21 +191,21 @@ def test_encode_index_search_from_codes_gives_the_image_path_neighbours(data, ru
     assert sorted(set(exported.names)) == list(PEOPLE) and all(s.endswith(".png") for s in exported.sources)
 
     assert run_cli("index", "build", "--codes", tmp_path / "codes.npy", "--out", tmp_path / "c.index")[0] == 0
-    assert run_cli("index", "build", model, folder, "--out", tmp_path / "i.index")[0] == 0
+    assert run_cli("index", "build", folder, "--model", model, "--out", tmp_path / "i.index")[0] == 0
     query = str(folder / "Bo_Berg" / "Bo_Berg_0002.png")
-    code, by_codes, err = run_cli("search", tmp_path / "c.index", "--codes", tmp_path / "codes.npy", "-k", "4")
+    code, by_codes, err = run_cli("index", "search", tmp_path / "c.index", "--codes", tmp_path / "codes.npy", "-k", "4")
     assert code == 0, err
-    _, by_images, _ = run_cli("search", tmp_path / "i.index", *exported.sources, "-k", "4")
+    _, by_images, _ = run_cli("index", "search", tmp_path / "i.index", *exported.sources, "-k", "4")
     a, b = rows(by_codes), rows(by_images)
     assert len(a) == len(b) == 1 + 12 * 4
     assert [r[2] for r in a[1:]] == [r[2] for r in b[1:]]  # the same neighbours, in the same order
     np.testing.assert_allclose([float(r[4]) for r in a[1:]], [float(r[4]) for r in b[1:]], atol=1e-5)
     # an index built from codes still knows its model: image queries work and are checked
-    code, out, err = run_cli("search", tmp_path / "c.index", query, "-k", "1")
+    code, out, err = run_cli("index", "search", tmp_path / "c.index", query, "-k", "1")
     assert code == 0 and rows(out)[1][2] == query, err
-    code, _, err = run_cli("search", tmp_path / "c.index", query, "--model", data / "other.safetensors")
+    code, _, err = run_cli("index", "search", tmp_path / "c.index", query, "--model", data / "other.safetensors")
     assert code == 2 and "another model" in err
-    code, _, err = run_cli("cluster", tmp_path / "c.index", "--method", "agglomerative", "--n-clusters", "3",
+    code, _, err = run_cli("index", "cluster", tmp_path / "c.index", "--method", "agglomerative", "--n-clusters", "3",
                            "--out", tmp_path / "clusters.csv")
     assert code == 0, err
     assert len(rows((tmp_path / "clusters.csv").read_text())) == 13
@@ -218,7 +218,7 @@ def test_search_refuses_codes_of_another_model(data, run_cli, tmp_path, suffix):
     other = tmp_path / f"b{suffix}"
     code, _, err = run_cli("encode", data / "people", "--model", data / "other.safetensors", "--out", other)
     assert code == 0, err
-    code, out, err = run_cli("search", tmp_path / "a.index", "--codes", other)
+    code, out, err = run_cli("index", "search", tmp_path / "a.index", "--codes", other)
     assert code == 2 and "another model" in err and out == ""
     before = (tmp_path / "a.index").read_bytes()
     code, out, err = run_cli("index", "add", tmp_path / "a.index", "--codes", other)

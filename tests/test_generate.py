@@ -190,41 +190,41 @@ def files(tmp_path_factory, faces, pca, vae):
 def test_cli_morph_png_and_gif(run_cli, files):
     from PIL import Image
 
-    code, out, err = run_cli("morph", files / "pca.safetensors", files / "a.png", files / "b.png", "--steps", "5",
+    code, out, err = run_cli("generate", "morph", "--model", files / "pca.safetensors", files / "a.png", files / "b.png", "--steps", "5",
                              "--out", files / "m.png", "--gif", files / "m.gif", "--scale", "2")  # fmt: skip
     assert code == 0, err
     assert json.loads(out) == {"out": str(files / "m.png"), "steps": 5, "gif": str(files / "m.gif")}
     assert Image.open(files / "m.png").size == (2 + 5 * (32 + 2), 2 + 32 + 2)
     gif = Image.open(files / "m.gif")
     assert gif.n_frames == 8  # forward 5, back 3
-    code, _, err = run_cli("morph", files / "pca.safetensors", files / "a.png", files / "b.png", "--steps", "1")
+    code, _, err = run_cli("generate", "morph", "--model", files / "pca.safetensors", files / "a.png", files / "b.png", "--steps", "1")
     assert code == 2 and "steps must be" in err and not (files / "morph.png").exists()
 
 
 def test_cli_vary_sample_fill(run_cli, files, tmp_path):
     from PIL import Image
 
-    code, out, err = run_cli("vary", files / "pca.safetensors", files / "a.png", "-n", "4", "--strength", "0.5",
+    code, out, err = run_cli("generate", "vary", "--model", files / "pca.safetensors", files / "a.png", "-n", "4", "--strength", "0.5",
                              "--out", tmp_path / "v.png")  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["n"] == 4
     assert (tmp_path / "v.png").exists()
-    code, _, err = run_cli("vary", files / "pca.safetensors", files / "a.png", "--strength", "9", "--out", tmp_path / "x.png")
+    code, _, err = run_cli("generate", "vary", "--model", files / "pca.safetensors", files / "a.png", "--strength", "9", "--out", tmp_path / "x.png")
     assert code == 2 and "strength" in err and not (tmp_path / "x.png").exists()
     for model in ("vae", "pca"):  # the VAE's prior; PCA from the stored code statistics
-        code, out, err = run_cli("sample", files / f"{model}.safetensors", "-n", "6", "--seed", "1",
+        code, out, err = run_cli("generate", "sample", "--model", files / f"{model}.safetensors", "-n", "6", "--seed", "1",
                                  "--out", tmp_path / f"s_{model}.png")  # fmt: skip
         assert code == 0, err
         assert Image.open(tmp_path / f"s_{model}.png").size == (2 + 3 * (48 + 2), 2 + 2 * (48 + 2))
-    code, out, err = run_cli("fill", files / "pca.safetensors", files / "a.png", "--box", "4,8,12,14",
+    code, out, err = run_cli("generate", "fill", "--model", files / "pca.safetensors", files / "a.png", "--box", "4,8,12,14",
                              "--out", tmp_path / "f.png")  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
     assert result["box"] == [4, 8, 12, 14] and result["masked_mse"] >= 0
-    code, out, err = run_cli("fill", files / "pca.safetensors", files / "a.png", "--box", "0.25,0.5,0.75,0.875",
+    code, out, err = run_cli("generate", "fill", "--model", files / "pca.safetensors", files / "a.png", "--box", "0.25,0.5,0.75,0.875",
                              "--out", tmp_path / "f2.png")  # fmt: skip
     assert code == 0 and json.loads(out)["box"] == [4, 8, 12, 14]
-    code, _, err = run_cli("fill", files / "pca.safetensors", files / "a.png", "--box", "1,2,3", "--out", tmp_path / "f3.png")
+    code, _, err = run_cli("generate", "fill", "--model", files / "pca.safetensors", files / "a.png", "--box", "1,2,3", "--out", tmp_path / "f3.png")
     assert code == 2 and "--box must be" in err
 
 
@@ -250,7 +250,7 @@ def test_cli_morph_detect_uses_the_face_found(run_cli, files, photos, pca):
     from facespace.grid import make_grid
     from facespace.photos.faces import crops_from_photos
 
-    code, out, err = run_cli("morph", files / "pca.safetensors", photos / "one.png", photos / "two.png", "--detect",
+    code, out, err = run_cli("generate", "morph", "--model", files / "pca.safetensors", photos / "one.png", photos / "two.png", "--detect",
                              "--steps", "3", "--scale", "1", "--out", photos / "m.png")  # fmt: skip
     assert code == 0, err
     assert "two.png: 2 faces found; using the surest" in err and "one.png" not in err
@@ -260,14 +260,14 @@ def test_cli_morph_detect_uses_the_face_found(run_cli, files, photos, pca):
     want = gen.morph(pca, a[0], b[0], steps=3)
     np.testing.assert_array_equal(np.asarray(Image.open(photos / "m.png").convert("RGB")), make_grid(want, ncols=3, scale=1))
     # without --detect the whole photo is squeezed to 16x16: another strip
-    code, _, err = run_cli("morph", files / "pca.safetensors", photos / "one.png", photos / "two.png",
+    code, _, err = run_cli("generate", "morph", "--model", files / "pca.safetensors", photos / "one.png", photos / "two.png",
                            "--steps", "3", "--scale", "1", "--out", photos / "whole.png")  # fmt: skip
     assert code == 0, err
     assert not np.array_equal(np.asarray(Image.open(photos / "whole.png").convert("RGB")), make_grid(want, ncols=3, scale=1))
 
 
 def test_cli_morph_detect_no_face(run_cli, files, photos):
-    code, out, err = run_cli("morph", files / "pca.safetensors", photos / "one.png", photos / "none.png", "--detect",
+    code, out, err = run_cli("generate", "morph", "--model", files / "pca.safetensors", photos / "one.png", photos / "none.png", "--detect",
                              "--out", photos / "m3.png")  # fmt: skip
     assert code == 2 and f"no face found in {photos / 'none.png'}" in err and out == ""
     assert not (photos / "m3.png").exists()

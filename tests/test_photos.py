@@ -194,7 +194,7 @@ def test_draw_boxes(astro, astro_faces):
 
 def test_cli_faces_writes_crops_and_boxes(run_cli, photos, tmp_path):
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli("faces", photos / "astro.png", photos / "blank.png", "--out", out,
+    code, stdout, stderr = run_cli("photos", "detect", photos / "astro.png", photos / "blank.png", "--out", out,
                                    "--size", 48, "--detector", "lbp")
     assert code == 0, stderr
     rows = [json.loads(line) for line in stdout.splitlines()]
@@ -208,10 +208,10 @@ def test_cli_faces_writes_crops_and_boxes(run_cli, photos, tmp_path):
 
 def test_cli_bad_photo_writes_nothing(run_cli, photos, tmp_path):
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli("faces", photos / "blank.png", photos / "junk.jpg", "--out", out)
+    code, stdout, stderr = run_cli("photos", "detect", photos / "blank.png", photos / "junk.jpg", "--out", out)
     assert code == 2 and "error:" in stderr and "junk.jpg" in stderr
     assert not out.exists() or not any(out.iterdir())
-    code, _, stderr = run_cli("faces", photos / "blank.png", "--out", out, "--angles", "a,b")
+    code, _, stderr = run_cli("photos", "detect", photos / "blank.png", "--out", out, "--angles", "a,b")
     assert code == 2 and "--angles" in stderr
 
 

@@ -147,7 +147,7 @@ def rows(text):
 
 def test_cli_build_info_search_montage_add_remove_duplicates(gallery, run_cli, tmp_path):
     idx = tmp_path / "faces.index"
-    code, out, err = run_cli("index", "build", gallery["model_path"], gallery["folder"], "--out", idx,
+    code, out, err = run_cli("index", "build", gallery["folder"], "--model", gallery["model_path"], "--out", idx,
                              "--backend", "hnsw", "--set", "ef_search=32", "--set", "threads=1")
     assert code == 0, err
     assert json.loads(out)["count"] == 13 and idx.exists()
@@ -156,7 +156,7 @@ def test_cli_build_info_search_montage_add_remove_duplicates(gallery, run_cli, t
     assert code == 0 and info["backend"] == "hnsw" and info["settings"]["ef_search"] == 32 and info["dim"] == 6
 
     query = str(gallery["folder"] / "Bo_Berg" / "Bo_Berg_0002.png")
-    code, out, err = run_cli("search", idx, query, "-k", "3", "--montage", tmp_path / "m.png")
+    code, out, err = run_cli("index", "search", idx, query, "-k", "3", "--montage", tmp_path / "m.png")
     assert code == 0, err
     table = rows(out)
     assert table[0] == ["query", "rank", "path", "name", "distance"]
@@ -171,7 +171,7 @@ def test_cli_build_info_search_montage_add_remove_duplicates(gallery, run_cli, t
     code, out, err = run_cli("index", "add", idx, new)
     assert code == 0, err
     assert json.loads(out)["count"] == 14
-    code, out, _ = run_cli("duplicates", idx, "--max-distance", "0.0001")
+    code, out, _ = run_cli("index", "duplicates", idx, "--max-distance", "0.0001")
     groups = rows(out)
     assert code == 0 and groups[0] == ["group", "id", "path", "name"]
     assert sorted(len([r for r in groups[1:] if r[0] == g]) for g in {r[0] for r in groups[1:]}) == [2, 2]
@@ -181,7 +181,7 @@ def test_cli_build_info_search_montage_add_remove_duplicates(gallery, run_cli, t
     assert json.loads(out) == {"removed": 1, "count": 13}
     code, out, _ = run_cli("index", "remove", idx, "0")
     assert code == 0 and json.loads(out)["count"] == 12
-    code, out, _ = run_cli("search", idx, query, "-k", "12")
+    code, out, _ = run_cli("index", "search", idx, query, "-k", "12")
     assert code == 0
     found = [r[2] for r in rows(out)[1:]]
     assert len(found) == 12 and str(new) not in found and not any(p.endswith("Ann_Ames_0001.png") for p in found)
@@ -189,23 +189,23 @@ def test_cli_build_info_search_montage_add_remove_duplicates(gallery, run_cli, t
 
 def test_cli_errors_exit_2_with_a_message(gallery, run_cli, tmp_path):
     idx = tmp_path / "e.index"
-    code, _, err = run_cli("search", idx, "x.png")
+    code, _, err = run_cli("index", "search", idx, "x.png")
     assert code == 2 and "does not exist" in err
-    code, _, _ = run_cli("index", "build", gallery["model_path"], gallery["folder"], "--out", idx)
+    code, _, _ = run_cli("index", "build", gallery["folder"], "--model", gallery["model_path"], "--out", idx)
     assert code == 0
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
-    code, out, err = run_cli("search", idx, bad)
+    code, out, err = run_cli("index", "search", idx, bad)
     assert code == 2 and "error:" in err and str(bad) in err and out == ""
     query = str(gallery["folder"] / "Bo_Berg" / "Bo_Berg_0002.png")
-    code, _, err = run_cli("search", idx, query, "-k", "99")
+    code, _, err = run_cli("index", "search", idx, query, "-k", "99")
     assert code == 2 and "larger than the index" in err
-    code, _, err = run_cli("search", idx, query, "--model", gallery["other_path"])
+    code, _, err = run_cli("index", "search", idx, query, "--model", gallery["other_path"])
     assert code == 2 and "another model" in err
     before = idx.read_bytes()
     code, _, err = run_cli("index", "remove", idx, "12345")
     assert code == 2 and "not in the index" in err and idx.read_bytes() == before
-    code, _, err = run_cli("index", "build", gallery["model_path"], gallery["folder"], "--out", idx, "--metric", "cos")
+    code, _, err = run_cli("index", "build", gallery["folder"], "--model", gallery["model_path"], "--out", idx, "--metric", "cos")
     assert code == 2 and "unknown metric" in err and idx.read_bytes() == before
 
 
@@ -278,7 +278,7 @@ def two_folders(tmp_path_factory):
 def test_cli_duplicates_across_two_folders_finds_the_copies_only(two_folders, run_cli, tmp_path):
     root = two_folders
     report = tmp_path / "dup.html"
-    code, out, err = run_cli("duplicates", root / "new", "--against", root / "ref", "--model", root / "pca.safetensors",
+    code, out, err = run_cli("index", "duplicates", root / "new", "--against", root / "ref", "--model", root / "pca.safetensors",
                              "--max-distance", "0.01", "--report", report)
     assert code == 0, err
     table = rows(out)
@@ -291,26 +291,26 @@ def test_cli_duplicates_across_two_folders_finds_the_copies_only(two_folders, ru
     assert html.count("data:image/png;base64,") == 6 and "copy_jpeg.jpg" in html
 
     # the same with the reference given as an index, and the new set as exported codes
-    assert run_cli("index", "build", root / "pca.safetensors", root / "ref", "--out", tmp_path / "ref.index")[0] == 0
+    assert run_cli("index", "build", root / "ref", "--model", root / "pca.safetensors", "--out", tmp_path / "ref.index")[0] == 0
     assert run_cli("encode", root / "new", "--model", root / "pca.safetensors", "--out", tmp_path / "new.csv")[0] == 0
-    code, out2, err = run_cli("duplicates", tmp_path / "new.csv", "--against", tmp_path / "ref.index",
+    code, out2, err = run_cli("index", "duplicates", tmp_path / "new.csv", "--against", tmp_path / "ref.index",
                               "--max-distance", "0.01")
     assert code == 0, err
     assert {(r[0], r[1]) for r in rows(out2)[1:]} == {(r[0], r[1]) for r in table[1:]}
-    code, out3, err = run_cli("duplicates", tmp_path / "new.csv", "--max-distance", "0.01")  # within the export
+    code, out3, err = run_cli("index", "duplicates", tmp_path / "new.csv", "--max-distance", "0.01")  # within the export
     assert code == 0 and rows(out3) == [["group", "id", "path", "name"]], err  # no two new images are copies
 
-    code, _, err = run_cli("duplicates", root / "new", "--against", root / "ref", "--max-distance", "0.01")
+    code, _, err = run_cli("index", "duplicates", root / "new", "--against", root / "ref", "--max-distance", "0.01")
     assert code == 2 and "--model" in err
-    code, _, err = run_cli("duplicates", root / "new", "--max-distance", "0.01")
+    code, _, err = run_cli("index", "duplicates", root / "new", "--max-distance", "0.01")
     assert code == 2 and "--against" in err
 
 
 def test_cli_duplicates_within_one_index_writes_a_group_report(two_folders, run_cli, tmp_path):
     root = two_folders
     idx = tmp_path / "all.index"
-    assert run_cli("index", "build", root / "pca.safetensors", root, "--out", idx)[0] == 0
-    code, out, err = run_cli("duplicates", idx, "--max-distance", "0.01", "--report", tmp_path / "g.html")
+    assert run_cli("index", "build", root, "--model", root / "pca.safetensors", "--out", idx)[0] == 0
+    code, out, err = run_cli("index", "duplicates", idx, "--max-distance", "0.01", "--report", tmp_path / "g.html")
     assert code == 0, err
     groups = rows(out)[1:]
     assert len({g[0] for g in groups}) == 3 and len(groups) == 6
@@ -326,12 +326,12 @@ def test_cli_search_detect_one_query_per_face(two_folders, run_cli, tmp_path):
     Image.fromarray(cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)).save(tmp_path / "astro.png")
     Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(tmp_path / "blank.png")
     idx = tmp_path / "ref.index"
-    assert run_cli("index", "build", root / "pca.safetensors", root / "ref", "--out", idx)[0] == 0
-    code, out, err = run_cli("search", idx, tmp_path / "astro.png", tmp_path / "blank.png", "--detect", "-k", "3",
+    assert run_cli("index", "build", root / "ref", "--model", root / "pca.safetensors", "--out", idx)[0] == 0
+    code, out, err = run_cli("index", "search", idx, tmp_path / "astro.png", tmp_path / "blank.png", "--detect", "-k", "3",
                              "--montage", tmp_path / "m.png")
     assert code == 0, err
     table = rows(out)
     assert [r[0] for r in table[1:]] == [f"{tmp_path / 'astro.png'}#0"] * 3 and [r[1] for r in table[1:]] == ["1", "2", "3"]
     assert f"no face found in {tmp_path / 'blank.png'}" in err.replace("\n", "") and (tmp_path / "m.png").exists()
-    code, out, err = run_cli("search", idx, tmp_path / "blank.png", "--detect")
+    code, out, err = run_cli("index", "search", idx, tmp_path / "blank.png", "--detect")
     assert code == 2 and "no face found" in err and out == ""

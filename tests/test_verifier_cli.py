@@ -73,16 +73,16 @@ def test_recorded_crop_is_applied_to_image_files(trained, fake_lfw, run_cli):
     m = load_model(trained[0] / "best.safetensors")
     a, b = fake_lfw / "lfw-deepfunneled" / "P00" / "P00_0001.jpg", fake_lfw / "lfw-deepfunneled" / "P03" / "P03_0002.jpg"
     cut = load_images([a, b], size=16, crop=TIGHT_BOX)  # the faces cut by hand, as in training
-    d_files, _ = verify(m, a, b, threshold=1.0)
-    d_arrays, _ = verify(m, cut[0], cut[1], threshold=1.0)
+    d_files, _ = verify(m, a, b, max_distance=1.0)
+    d_arrays, _ = verify(m, cut[0], cut[1], max_distance=1.0)
     assert d_files == pytest.approx(d_arrays, abs=1e-6)
     np.testing.assert_allclose(encode(m, [str(a)]), m.encode(cut[:1]), atol=1e-6)
     # the crop matters: the default LFW cut of the same files gives another distance
-    d_lfw, _ = verify(m, a, b, threshold=1.0, crop="lfw")
+    d_lfw, _ = verify(m, a, b, max_distance=1.0, crop="lfw")
     assert abs(d_lfw - d_files) > 1e-4
-    code, out, _ = run_cli("verify", trained[0] / "best.safetensors", a, b, "--threshold", "1")
+    code, out, _ = run_cli("people", "verify", "--model", trained[0] / "best.safetensors", a, b, "--max-distance", "1")
     assert code == 0 and json.loads(out)["distance"] == pytest.approx(d_files, abs=1e-5)
-    code, out, _ = run_cli("verify", trained[0] / "best.safetensors", a, b, "--threshold", "1", "--crop", "lfw")
+    code, out, _ = run_cli("people", "verify", "--model", trained[0] / "best.safetensors", a, b, "--max-distance", "1", "--crop", "lfw")
     assert code == 0 and json.loads(out)["distance"] == pytest.approx(d_lfw, abs=1e-5)
 
 
@@ -92,9 +92,9 @@ def test_a_file_too_small_for_the_crop_is_refused_by_name(trained, tmp_path, run
     small = tmp_path / "small.png"
     Image.fromarray((np.random.default_rng(1).random((100, 100, 3)) * 255).astype(np.uint8)).save(small)
     model = trained[0] / "best.safetensors"
-    code, _, err = run_cli("verify", model, small, small, "--threshold", "1")
+    code, _, err = run_cli("people", "verify", "--model", model, small, small, "--max-distance", "1")
     assert code == 2 and "small.png" in err and "tight" in err and "--crop none" in err
-    code, out, _ = run_cli("verify", model, small, small, "--threshold", "1", "--crop", "none")
+    code, out, _ = run_cli("people", "verify", "--model", model, small, small, "--max-distance", "1", "--crop", "none")
     assert code == 0 and json.loads(out)["distance"] == 0.0
 
 
@@ -110,7 +110,7 @@ def test_retrain_honours_the_protocol_and_never_trains_on_a_tested_person(traine
 
     monkeypatch.setattr(vt, "train_verifier", spy)
     report = tmp_path / "r.json"
-    code, out, _ = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt",
+    code, out, _ = run_cli("people", "evaluate-lfw", "--model", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt",
                            "--retrain", "--json", report)
     assert code == 0, out
     assert "protocol: per-fold retraining" in out and "honoured: each fold's model" in out
@@ -121,7 +121,7 @@ def test_retrain_honours_the_protocol_and_never_trains_on_a_tested_person(traine
     assert r["crop"] == "tight" and r["folds"] == [1, 2] and r["n_pairs"] == 8
     # a subset of folds is said to be one
     seen.clear()
-    code, out, _ = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt",
+    code, out, _ = run_cli("people", "evaluate-lfw", "--model", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt",
                            "--retrain", "--folds", "2", "--json", report)
     r = json.loads(report.read_text())
     assert code == 0 and seen == [fold_people[0]] and r["folds"] == [2] and r["full_protocol"] is False
@@ -145,7 +145,7 @@ def test_retrain_on_view1_files_untested_people_and_a_far_threshold(trained, fak
     dev_test.write_text("\n".join(["1", lines[4], lines[6]]) + "\n")  # P04, P06, P07: P05 is in no pair
     report = tmp_path / "r.json"
     images = fake_lfw / "lfw-deepfunneled"
-    code, out, err = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", dev_train, "--pairs", dev_test,
+    code, out, err = run_cli("people", "evaluate-lfw", "--model", trained[0] / "best.safetensors", "--pairs", dev_train, "--pairs", dev_test,
                              "--lfw", images, "--retrain", "--folds", "2", "--train-people", "untested",
                              "--target-far", "0.5", "--json", report)
     assert code == 0, err
@@ -154,15 +154,15 @@ def test_retrain_on_view1_files_untested_people_and_a_far_threshold(trained, fak
     r = json.loads(report.read_text())
     assert r["folds"] == [2] and r["n_pairs"] == 2 and r["target_far"] == 0.5 and r["protocol_honoured"] is True
     assert "thresholds: at 0.5 false accepts" in out
-    code, _, err = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", dev_train, "--pairs", dev_test,
+    code, _, err = run_cli("people", "evaluate-lfw", "--model", trained[0] / "best.safetensors", "--pairs", dev_train, "--pairs", dev_test,
                            "--lfw", images, "--retrain", "--train-people", "everyone")
     assert code == 2 and "unknown train_people='everyone'" in err and "untested" in err
-    code, _, err = run_cli("evaluate-lfw", "pixels:16", "--pairs", fake_lfw / "pairs.txt", "--train-people", "untested")
+    code, _, err = run_cli("people", "evaluate-lfw", "--model", "pixels:16", "--pairs", fake_lfw / "pairs.txt", "--train-people", "untested")
     assert code == 2 and "--retrain" in err
 
 
 def test_fixed_verifier_says_the_protocol_cannot_be_checked(trained, fake_lfw, run_cli):
-    code, out, _ = run_cli("evaluate-lfw", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt")
+    code, out, _ = run_cli("people", "evaluate-lfw", "--model", trained[0] / "best.safetensors", "--pairs", fake_lfw / "pairs.txt")
     assert code == 0 and "cannot be checked" in out and "crop: tight" in out
 
 
@@ -176,7 +176,7 @@ def test_bad_input_gives_clear_errors(fake_lfw, tmp_path, run_cli):
     write_people(one, 1, 1, size=40, prefix="Q")
     code, _, err = run_cli("train", "verifier", "--data", one, "--out", tmp_path / "r", *TINY)
     assert code == 2 and "at least 2" in err and not (tmp_path / "r" / "best.safetensors").exists()
-    code, _, err = run_cli("evaluate-lfw", "pixels:16", "--pairs", fake_lfw / "pairs.txt", "--retrain")
+    code, _, err = run_cli("people", "evaluate-lfw", "--model", "pixels:16", "--pairs", fake_lfw / "pairs.txt", "--retrain")
     assert code == 2 and "--retrain" in err
     with pytest.raises(DataError, match="unknown crop"):
         parse_crop("middle")
@@ -191,7 +191,7 @@ def test_index_encode_and_search_use_the_recorded_crop(trained, fake_lfw, tmp_pa
     folder = fake_lfw / "lfw-deepfunneled" / "P01"
     files = sorted(folder.glob("*.jpg"))
     tight = m.encode(load_images(files, size=16, crop=TIGHT_BOX))
-    code, _, _ = run_cli("index", "build", model, folder, "--out", tmp_path / "p.index")
+    code, _, _ = run_cli("index", "build", folder, "--model", model, "--out", tmp_path / "p.index")
     assert code == 0
     index = Index.load(tmp_path / "p.index")
     ids = index.ids
@@ -202,7 +202,7 @@ def test_index_encode_and_search_use_the_recorded_crop(trained, fake_lfw, tmp_pa
     assert code == 0
     np.testing.assert_allclose(np.sort(np.load(tmp_path / "c.npy"), axis=0), np.sort(tight, axis=0), atol=1e-5)
     # a query file is cut the same way: it finds itself at distance 0
-    code, out, _ = run_cli("search", tmp_path / "p.index", files[2], "-k", "1")
+    code, out, _ = run_cli("index", "search", tmp_path / "p.index", files[2], "-k", "1")
     assert code == 0 and out.splitlines()[1].split(",")[2].endswith(files[2].name)
     assert float(out.splitlines()[1].split(",")[-1]) == pytest.approx(0.0, abs=1e-5)
     # --crop lfw overrides the recorded crop and gives other codes
@@ -217,21 +217,21 @@ def test_ensemble_of_verifiers_on_two_crops_is_one_model(trained, fake_lfw, tmp_
     tight = load_model(trained[0] / "best.safetensors")
     inner = save_model(tight, tmp_path / "inner.safetensors", extra={**tight.checkpoint_info["extra"], "crop": "lfw"})
     ens_path = tmp_path / "ens.safetensors"
-    code, out, err = run_cli("ensemble", trained[0] / "best.safetensors", inner, "--out", ens_path, "--size", "40")
+    code, out, err = run_cli("models", "ensemble", trained[0] / "best.safetensors", inner, "--out", ens_path, "--size", "40")
     assert code == 0, err
     row = json.loads(out)
     assert row["crop"] == "tight" and row["code_size"] == 16 and row["size"] == 40  # lfw's box lies inside tight's
     ens = load_model(ens_path, kind="ensemble")
     assert [m["crop"] for m in ens.checkpoint_info["extra"]["members"]] == [list(TIGHT_BOX), "lfw"]
     a, b = fake_lfw / "lfw-deepfunneled" / "P00" / "P00_0001.jpg", fake_lfw / "lfw-deepfunneled" / "P03" / "P03_0002.jpg"
-    code, out, _ = run_cli("verify", ens_path, a, b, "--threshold", "1")
+    code, out, _ = run_cli("people", "verify", "--model", ens_path, a, b, "--max-distance", "1")
     assert code == 0
     z = ens.encode(load_images([a, b], size=40, crop=TIGHT_BOX))  # the files cut at the recorded union box
     assert json.loads(out)["distance"] == pytest.approx(1 - float(z[0] @ z[1]), abs=1e-5)
     # close to the mean of the members' own distances, each member reading the files at its own crop
     members = [1 - float(np.prod(tight.encode(load_images([a, b], size=16, crop=c)), axis=0).sum()) for c in (TIGHT_BOX, "lfw")]
     assert json.loads(out)["distance"] == pytest.approx(np.mean(members), abs=0.05)
-    code, _, err = run_cli("ensemble", ens_path, "--out", tmp_path / "bad.safetensors")
+    code, _, err = run_cli("models", "ensemble", ens_path, "--out", tmp_path / "bad.safetensors")
     assert code != 0 and "must be verifiers" in err and not (tmp_path / "bad.safetensors").exists()
 
 
@@ -261,7 +261,7 @@ def test_retrain_of_an_ensemble_retrains_each_member_per_fold(trained, fake_lfw,
     monkeypatch.setattr(vt, "train_verifier", spy)
     monkeypatch.setattr(vt, "ensemble_retrainer", spy_retrainer)
     report = tmp_path / "r.json"
-    code, out, err = run_cli("evaluate-lfw", ens_path, "--pairs", fake_lfw / "pairs.txt", "--retrain", "--json", report)
+    code, out, err = run_cli("people", "evaluate-lfw", "--model", ens_path, "--pairs", fake_lfw / "pairs.txt", "--retrain", "--json", report)
     assert code == 0, err
     fold_people = [{f"P{i:02d}" for i in range(4)}, {f"P{i:02d}" for i in range(4, 8)}]
     assert [s[0] for s in seen] == [fold_people[1]] * 2 + [fold_people[0]] * 2  # two members per fold

@@ -66,8 +66,8 @@ def test_verify_same_and_different_person(rng):
     a, b = patterns(2, 16)
     x = faces_of(a, 2, rng)
     y = faces_of(b, 1, rng)
-    d_same, same = verify(enc, x[0], x[1], threshold=0.3)
-    d_diff, diff = verify(enc, x[0], y[0], threshold=0.3)
+    d_same, same = verify(enc, x[0], x[1], max_distance=0.3)
+    d_diff, diff = verify(enc, x[0], y[0], max_distance=0.3)
     assert same and not diff and d_same < d_diff
     with pytest.raises(FacespaceError, match="no calibrated verification threshold"):
         verify(enc, x[0], x[1])
@@ -97,19 +97,19 @@ def test_verify_refuses_unusable_images(tmp_path, rng):
     enc = PixelEncoder(size=16, channels=1)
     good = faces_of(patterns(1, 16)[0], 1, rng)[0]
     with pytest.raises(DataError, match="blank"):
-        verify(enc, good, np.full((16, 16, 1), 0.5, np.float32), threshold=0.1)
+        verify(enc, good, np.full((16, 16, 1), 0.5, np.float32), max_distance=0.1)
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((6, 6), np.uint8)).save(tiny)
     with pytest.raises(DataError, match="too small"):
-        verify(enc, good, tiny, threshold=0.1)
+        verify(enc, good, tiny, max_distance=0.1)
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     with pytest.raises(DataError, match="not an image"):
-        verify(enc, good, text, threshold=0.1)
+        verify(enc, good, text, max_distance=0.1)
     with pytest.raises(DataError, match="no such image"):
-        verify(enc, good, tmp_path / "missing.png", threshold=0.1)
+        verify(enc, good, tmp_path / "missing.png", max_distance=0.1)
     with pytest.raises(FacespaceError, match="shape"):
-        verify(enc, good, np.zeros((8, 8, 1), np.float32) + good[:8, :8], threshold=0.1)
+        verify(enc, good, np.zeros((8, 8, 1), np.float32) + good[:8, :8], max_distance=0.1)
 
 
 def test_verify_reads_image_files(tmp_path, rng):
@@ -120,5 +120,5 @@ def test_verify_reads_image_files(tmp_path, rng):
         Image.fromarray((img * 255).astype(np.uint8)).save(p)
         paths.append(p)
     enc = TinyEncoder(TinyConfig(channels=3))
-    assert verify(enc, paths[0], paths[1], threshold=0.3)[1]
-    assert not verify(enc, paths[0], paths[2], threshold=0.3)[1]
+    assert verify(enc, paths[0], paths[1], max_distance=0.3)[1]
+    assert not verify(enc, paths[0], paths[2], max_distance=0.3)[1]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 # progress bars and messages go to stderr; stdout stays machine-readable
@@ -18,3 +21,25 @@ def say(message: str) -> None:
 def out(line: str) -> None:
     """Print a machine-readable line to stdout."""
     sys.stdout.write(line + "\n")
+
+
+def encode_progress(label: str):
+    """A rich progress bar on stderr, as an `(done, total)` callback, and the object to close."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console)
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+# the options every command spells the same way
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model: a checkpoint (.safetensors), a run folder, "
+                                       "or pixels:SIZE[:grey] for raw pixels")]
+GalleryOpt = Annotated[Path, typer.Option("--gallery", "-g", help="gallery file (SQLite)")]
+DetectOpt = Annotated[bool, typer.Option("--detect", help="the images are whole photos: find the faces first")]
+CropOpt = Annotated[str, typer.Option("--crop", help="how image files are cut: recorded (the model's own) | lfw | "
+                                      "tight | none | T,L,B,R")]

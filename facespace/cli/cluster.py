@@ -1,4 +1,4 @@
-"""CLI command of the 'cluster' area: group the faces of an index by person."""
+"""`facespace index cluster INDEX`: group the faces of an index by person."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from facespace.cli._util import say
 from facespace.errors import FacespaceError
 
 
-def register(app: typer.Typer) -> None:
-    """Add this area's commands to `app`."""
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
+    """Add `cluster` to the `index` noun."""
 
-    @app.command("cluster")
+    @nouns["index"].command("cluster")
     def cluster_index(
         index: Path = typer.Argument(..., help="An index file built with `facespace index`."),
         method: str = typer.Option("hdbscan", help="dbscan, hdbscan or agglomerative."),
         out_csv: Path = typer.Option(Path("clusters.csv"), "--out", help="CSV of id,path,name,cluster (-1 = noise)."),
-        gallery: Optional[Path] = typer.Option(None, help="Folder for one montage PNG per cluster."),
+        montages: Optional[Path] = typer.Option(None, "--montages", help="Folder for one montage PNG per cluster."),
         metric: str = typer.Option("cosine", help="cosine or l2."),
         eps: Optional[float] = typer.Option(None, help="DBSCAN radius (default: chosen by --eps-rule)."),
         eps_rule: str = typer.Option("most-clusters", help="How DBSCAN's radius is chosen when --eps is not given: "
@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         write_text_atomic(out_csv, buf.getvalue())
         n_clusters_found = int(labels.max()) + 1 if len(labels) else 0
         say(f"{n_clusters_found} clusters, {(labels < 0).sum()} noise faces of {len(labels)}; wrote {out_csv}")
-        if gallery is not None:
-            _montages(paths, labels, gallery, size)
+        if montages is not None:
+            _montages(paths, labels, montages, size)
 
 
 def _montages(paths: list[str], labels: Any, folder: Path, size: int) -> None:

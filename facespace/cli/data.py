@@ -1,4 +1,4 @@
-"""CLI commands of the 'data' area: `facespace info SOURCE`."""
+"""`facespace data info SOURCE`: what a folder, archive or "embedded" holds."""
 
 from __future__ import annotations
 
@@ -58,6 +58,6 @@ def _original_size(path: str) -> str | None:
         return None
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to `app`."""
-    app.command("info")(info)
+    nouns["data"].command("info")(info)

@@ -18,7 +18,7 @@ from facespace.cli._util import out as print_out
 from facespace.cli._util import say
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add `demo` to `app`."""
 
     @app.command()

@@ -1,23 +1,24 @@
-"""CLI commands of the 'generate' area: morph, vary, sample, fill.
+"""`facespace generate morph|vary|sample|fill|decode` (and `reconstruct|denoise`, in train.py):
+faces drawn from a model's codes.
 
-Thin: parse, call `facespace.pipelines.generation`, write pictures. One JSON line on stdout per command;
-messages on stderr.
+Thin: parse, call `facespace.pipelines.generation` / `codes`, write pictures. One JSON line on stdout
+per command; messages on stderr.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
+import numpy as np
 import typer
 
+from facespace.cli._util import ModelOpt, say
 from facespace.cli._util import out as print_out
-from facespace.cli._util import say
 from facespace.errors import FacespaceError
 
 Opt = typer.Option
-ModelArg = Annotated[Path, typer.Argument(help="checkpoint (.safetensors) or run folder")]
 
 
 def _json(obj: dict) -> None:
@@ -35,7 +36,7 @@ def _spread_from(net, data: Optional[str]):
 
 
 def morph_cmd(
-    model: ModelArg,
+    model: ModelOpt,
     image_a: Annotated[Path, typer.Argument(help="first face (image file)")],
     image_b: Annotated[Path, typer.Argument(help="second face (image file)")],
     steps: Annotated[int, Opt(help="images in the strip, both ends included (>= 2)")] = 7,
@@ -46,11 +47,11 @@ def morph_cmd(
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: find each one's surest face first")] = False,
 ) -> None:
     """Morph between two faces through the model's code space; write a strip (and a GIF)."""
-    from facespace.models.registry import load_model
+    from facespace.models.registry import resolve_model
     from facespace.pipelines.generation import morph
     from facespace.grid import make_grid, save_png
 
-    net = load_model(model)
+    net = resolve_model(model)
     face_a, face_b = photo_face(net, image_a, detect), photo_face(net, image_b, detect)
     frames = morph(net, face_a, face_b, steps=steps)
     if gif is not None and frame_ms < 1:
@@ -65,24 +66,13 @@ def morph_cmd(
 
 
 def photo_face(model, path: Path, detect: bool):
-    """What a command that takes one face per file uses: the path as it is, or with `detect` the
-    surest face found in the photo as an `(H, W, C)` crop at the model's shape.
+    """`facespace.photos.faces.face_of_photo`, saying on stderr which face was used of several."""
+    from facespace.photos.faces import face_of_photo
 
-    Several faces: the surest is used and stderr says so. None: a `FacespaceError` naming the photo.
-    """
-    if not detect:
-        return str(path)
-    from facespace.photos.faces import crops_from_photos
-
-    size, _, channels = model.image_shape
-    crops = crops_from_photos([path], size=size, grayscale=channels == 1, detect=True)
-    if crops.no_face:
-        raise FacespaceError(f"no face found in {path}; use a photo where the face is upright and clearly visible, "
-                             "or pass a cropped face without --detect")
-    if len(crops) > 1:
-        x, y, w, h = crops.boxes[0]
-        say(f"{path}: {len(crops)} faces found; using the surest, face 0 at x={x} y={y} {w}x{h}")
-    return crops.images[0]
+    face, note = face_of_photo(model, path, detect=detect)
+    if note:
+        say(note)
+    return face
 
 
 def save_gif(frames, path: Path, *, scale: int = 4, frame_ms: int = 150) -> Path:
@@ -102,7 +92,7 @@ def save_gif(frames, path: Path, *, scale: int = 4, frame_ms: int = 150) -> Path
 
 
 def vary_cmd(
-    model: ModelArg,
+    model: ModelOpt,
     image: Annotated[Path, typer.Argument(help="the face (image file)")],
     n: Annotated[int, Opt("-n", help="number of variations")] = 16,
     strength: Annotated[float, Opt(help="noise in std's of the training codes, 0 to 3")] = 0.5,
@@ -112,11 +102,11 @@ def vary_cmd(
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
 ) -> None:
     """Variations of one face: decode codes near its code."""
-    from facespace.models.registry import load_model
+    from facespace.models.registry import resolve_model
     from facespace.pipelines.generation import vary
     from facespace.grid import make_grid, save_png
 
-    net = load_model(model)
+    net = resolve_model(model)
     images = vary(net, str(image), n=n, strength=strength, seed=seed, spread=_spread_from(net, data))
     save_png(make_grid(images, scale=scale), out)
     say(f"wrote {out}")
@@ -124,7 +114,7 @@ def vary_cmd(
 
 
 def sample_cmd(
-    model: ModelArg,
+    model: ModelOpt,
     n: Annotated[int, Opt("-n", help="number of faces")] = 16,
     seed: Annotated[int, Opt(help="seed of the draws")] = 0,
     temperature: Annotated[float, Opt(help="scale of the draws (1 = the prior)")] = 1.0,
@@ -133,12 +123,12 @@ def sample_cmd(
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
 ) -> None:
     """New faces decoded from the prior (a VAE's, or a Gaussian of a plain autoencoder's codes)."""
-    from facespace.models.registry import load_model
+    from facespace.models.registry import resolve_model
     from facespace.pipelines.codes import encode
     from facespace.pipelines.generation import sample
     from facespace.grid import make_grid, save_png
 
-    net = load_model(model)
+    net = resolve_model(model)
     faces = _spread_from(net, data)
     codes = None if faces is None else encode(net, faces.images)
     images = sample(net, n, seed, temperature=temperature, codes=codes)
@@ -162,7 +152,7 @@ def parse_box(text: str, side: int) -> tuple[int, int, int, int]:
 
 
 def fill_cmd(
-    model: ModelArg,
+    model: ModelOpt,
     image: Annotated[Path, typer.Argument(help="the face (image file)")],
     box: Annotated[str, Opt("--box", help="x0,y0,x1,y1: pixels of the model's input (e.g. 0..32), or fractions like 0.25,0.6,0.75,0.85")],
     iterations: Annotated[int, Opt(help="reconstruct / restore rounds")] = 50,
@@ -172,12 +162,12 @@ def fill_cmd(
     """Hide a box of a face and reconstruct it from the rest; write a before/after strip."""
     import numpy as np
 
-    from facespace.models.registry import load_model
+    from facespace.models.registry import resolve_model
     from facespace.data.inputs import as_images
     from facespace.pipelines.generation import box_mask, fill_in
     from facespace.grid import make_grid, save_png
 
-    net = load_model(model)
+    net = resolve_model(model)
     h, w, _ = net.image_shape
     corners = parse_box(box, w)
     mask = box_mask((h, w), corners)
@@ -190,9 +180,107 @@ def fill_cmd(
     _json({"out": str(out), "box": list(corners), "masked_mse": err})
 
 
-def register(app: typer.Typer) -> None:
-    """Add this area's commands to `app`."""
-    app.command("morph")(morph_cmd)
-    app.command("vary")(vary_cmd)
-    app.command("sample")(sample_cmd)
-    app.command("fill")(fill_cmd)
+# --- decode -----------------------------------------------------------------------------------
+
+
+def _index_codes(net: Any, path: Path, ids: list[int]) -> tuple[np.ndarray, list[str]]:
+    from facespace.index import Index, check_model
+
+    if not ids:
+        raise FacespaceError("pass the index items to decode with --id (e.g. --id 3 --id 7)")
+    index = Index.load(path)
+    check_model(index, net)
+    return index.reconstruct(np.asarray(ids, np.int64)), [f"id {i}" for i in ids]
+
+
+def _gallery_codes(net: Any, path: Path, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    from facespace.people.gallery.gallery import Gallery
+
+    with Gallery(path, net) as g:  # refuses a gallery built with another model
+        codes, person, people = g.codes()
+    if not names:
+        return codes, [people[p] for p in person]
+    unknown = [n for n in names if n not in people]
+    if unknown:
+        raise FacespaceError(f"{', '.join(map(repr, unknown))} not enrolled in {path}; enrolled: "
+                             f"{', '.join(people) or 'nobody'} (`facespace people list --gallery {path}`)")
+    keep = np.isin(person, [people.index(n) for n in names])
+    return codes[keep], [people[p] for p in person[keep]]
+
+
+def _exported_codes(net: Any, path: Path, rows: list[int]) -> tuple[np.ndarray, list[str]]:
+    try:
+        from facespace.pipelines.export.read import load_codes
+    except ImportError:  # pragma: no cover - the export module ships in the same release
+        raise FacespaceError("decoding exported codes needs facespace.pipelines.export.write, which this installation lacks") from None
+    from facespace.checkpoint import model_hash, weights_hash
+
+    exported = load_codes(path)
+    rec = exported.model or {}
+    same = (rec.get("hash") and rec["hash"] == model_hash(net)) or \
+        (rec.get("weights_hash") and rec["weights_hash"] == weights_hash(net))
+    if not (rec.get("hash") or rec.get("weights_hash")):
+        say(f"{path} does not say which model made its codes; decoding them with {getattr(net, 'kind', 'this')} "
+            "model unchecked")
+    elif not same:
+        raise FacespaceError(f"{path} holds codes of another model ({rec.get('kind')} {rec.get('hash')}"
+                             f"{', ' + rec['path'] if rec.get('path') else ''}); decode them with that model")
+    codes = np.asarray(exported.codes, np.float32)
+    labels = [n or s for n, s in zip(exported.names, exported.labels())]
+    if not rows:
+        return codes, labels
+    bad = [r for r in rows if not -len(codes) <= r < len(codes)]
+    if bad:
+        raise FacespaceError(f"row(s) {bad} not in {path}, which holds {len(codes)} codes (rows 0 to {len(codes) - 1})")
+    return codes[rows], [labels[r] for r in rows]
+
+
+def decode_cmd(
+    model: ModelOpt,
+    index: Annotated[Optional[Path], Opt("--index", help="an index built with this model")] = None,
+    ids: Annotated[Optional[list[int]], Opt("--id", help="index item to decode (repeatable)")] = None,
+    gallery: Annotated[Optional[Path], Opt("--gallery", help="a gallery built with this model")] = None,
+    names: Annotated[Optional[list[str]], Opt("--name", help="gallery person to decode (repeatable; default everyone)")] = None,
+    codes: Annotated[Optional[Path], Opt("--codes", help="exported codes (.npy, .csv, .parquet)")] = None,
+    rows: Annotated[Optional[list[int]], Opt("--row", help="row of the exported codes (repeatable; default all)")] = None,
+    out_path: Annotated[Path, Opt("--out", help="PNG grid of the decoded faces")] = Path("decoded.png"),
+    scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
+    ncols: Annotated[Optional[int], Opt(help="tiles per row (default: about square)")] = None,
+) -> None:
+    """Turn stored codes (index items, gallery faces, exported codes) back into faces."""
+    from facespace.models.registry import resolve_model
+    from facespace.pipelines.codes import decode
+    from facespace.grid import make_grid, save_png
+    from facespace.protocol import has_decoder
+
+    given = [name for name, v in (("--index", index), ("--gallery", gallery), ("--codes", codes)) if v is not None]
+    if len(given) != 1:
+        raise FacespaceError("pass exactly one source of codes: --index I --id N, --gallery G [--name NAME], "
+                             f"or --codes FILE [--row R]; got {', '.join(given) or 'none'}")
+    if scale < 1:
+        raise FacespaceError(f"--scale must be >= 1; got {scale}")
+    net = resolve_model(model)
+    if not has_decoder(net):
+        decode(net, np.zeros((1, int(net.code_size)), np.float32))  # raises the error naming the model's kind
+    if index is not None:
+        z, labels = _index_codes(net, index, ids or [])
+    elif gallery is not None:
+        z, labels = _gallery_codes(net, gallery, names or [])
+    else:
+        z, labels = _exported_codes(net, codes, rows or [])
+    if len(z) == 0:
+        raise FacespaceError("no codes to decode; pick items that exist")
+    faces = decode(net, z)
+    save_png(make_grid(faces, ncols=ncols, scale=scale), out_path)
+    say(f"decoded {len(faces)} code(s) from {given[0][2:]} into {out_path}")
+    _json({"out": str(out_path), "n": len(faces), "source": given[0][2:], "items": labels})
+
+
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
+    """Add this area's commands to the `generate` noun."""
+    generate = nouns["generate"]
+    generate.command("morph")(morph_cmd)
+    generate.command("vary")(vary_cmd)
+    generate.command("sample")(sample_cmd)
+    generate.command("fill")(fill_cmd)
+    generate.command("decode")(decode_cmd)

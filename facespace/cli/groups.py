@@ -70,7 +70,7 @@ def _tiles(faces: list[tuple[int, str, Any, int]], size: int) -> Any:
     return np.stack(tiles)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to `app`."""
     groups = typer.Typer(help="Group faces by person in a gallery file; merge, split and name groups; "
                               "corrections stick through re-clustering.", no_args_is_help=True)

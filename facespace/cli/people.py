@@ -1,6 +1,5 @@
-"""CLI commands of the 'people' area: people enroll/identify/list/remove/reject/quality
-(`verify` and `evaluate-lfw` are the 'verify' area, `cluster` its own area), and the helpers the
-face-taking commands share (`resolve_model`, `expand_images`, `_crops`).
+"""`facespace people enroll|identify|reject|quality|list|remove`: a gallery of known people
+(`people verify|calibrate|explain|evaluate-lfw` live in `facespace/cli/verify.py`).
 
 `--detect` (people enroll/identify/reject/quality) treats each file as a whole photo and
 goes through `facespace.photos.faces.crops_from_photos`: one face is used; several are each used (with
@@ -20,46 +19,15 @@ from typing import Any, Optional
 import typer
 
 from facespace.cli._util import out, say
-from facespace.errors import DataError, FacespaceError
+from facespace.data.inputs import expand_images
+from facespace.errors import FacespaceError
+from facespace.models.registry import resolve_model
+from facespace.photos.faces import model_crops
 
 
-def resolve_model(spec: str) -> Any:
-    """A checkpoint path, or `pixels[:SIZE[:grey]]` -> an Encoder."""
-    if spec.startswith("pixels"):
-        from facespace.models.pixels import PixelEncoder
-
-        parts = spec.split(":")
-        try:
-            size = int(parts[1]) if len(parts) > 1 else 32
-        except ValueError:
-            raise FacespaceError(f"bad model spec {spec!r}; expected pixels:SIZE, e.g. pixels:32") from None
-        return PixelEncoder(size=size, channels=1 if "grey" in parts[2:] else 3)
-    from facespace.models.registry import load_model
-
-    return load_model(spec)
-
-
-def expand_images(items: list[Path]) -> list[Path]:
-    """Files as given; folders become the image files under them (sorted, recursive)."""
-    from facespace.data.images import is_image_name
-
-    files: list[Path] = []
-    for item in items:
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith("."))
-            if not found:
-                raise DataError(f"{item} holds no image files (jpg, png, pgm, ...); pass image files or another folder")
-            files += found
-        else:
-            files.append(item)
-    return files
-
-
-def register(app: typer.Typer) -> None:
-    """Add this area's commands to `app`."""
-
-    people = typer.Typer(help="Enrol people in a gallery, identify faces, reject strangers.", no_args_is_help=True)
-    app.add_typer(people, name="people")
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
+    """Add this area's commands to the `people` noun."""
+    people = nouns["people"]
 
     @people.command("enroll")
     def enroll(
@@ -81,7 +49,7 @@ def register(app: typer.Typer) -> None:
         m = resolve_model(model)
         sizes = None
         if detect:
-            crops = _crops(m, files, detect=True)
+            crops = model_crops(m, files, detect=True)
             for p in crops.no_face:
                 say(f"{p}: no face found; not enrolled")
             several = sorted({s for s in crops.sources if crops.sources.count(s) > 1})
@@ -130,7 +98,7 @@ def register(app: typer.Typer) -> None:
         m = resolve_model(model)
         with Gallery(gallery, m) as g:
             if detect:
-                crops = _crops(m, files, detect=True)
+                crops = model_crops(m, files, detect=True)
                 results = g.identify(crops.images, max_distance=max_distance,
                                      sizes=[min(b[2], b[3]) for b in crops.boxes]) if len(crops) else []
             else:
@@ -184,7 +152,7 @@ def register(app: typer.Typer) -> None:
         m = resolve_model(model)
         source, x = str(image), image
         if detect:
-            crops = _crops(m, [image], detect=True)
+            crops = model_crops(m, [image], detect=True)
             if not len(crops):
                 raise FacespaceError(f"{image}: no face found; nothing was recorded")
             if face is None and len(crops) > 1:
@@ -210,7 +178,7 @@ def register(app: typer.Typer) -> None:
         from facespace.people.quality import face_quality, quality_reference, save_quality_reference
 
         m = resolve_model(model)
-        crops = _crops(m, expand_images(images), detect=detect)
+        crops = model_crops(m, expand_images(images), detect=detect)
         for p in crops.no_face:
             say(f"{p}: no face found")
         if save_reference:
@@ -256,14 +224,6 @@ def register(app: typer.Typer) -> None:
         with Gallery(gallery) as g:
             n = g.remove(name)
         say(f"removed {name} ({n} image(s)) from {gallery}")
-
-
-def _crops(model: Any, files: list[Path], *, detect: bool) -> Any:
-    """The model inputs of image files: `facespace.photos.faces.crops_from_photos` at the model's shape."""
-    from facespace.photos.faces import crops_from_photos
-
-    size, _, channels = model.image_shape
-    return crops_from_photos(files, size=size, grayscale=channels == 1, detect=detect)
 
 
 def _answer(r: Any) -> list[str]:

@@ -1,4 +1,4 @@
-"""CLI commands of the 'photos' area: `facespace faces PHOTO... --out DIR`."""
+"""`facespace photos detect PHOTO... --out DIR`: faces found in whole photos, aligned and cropped."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import typer
 from facespace.cli._util import out, say
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to `app`."""
-    app.command("faces")(faces)
+    nouns["photos"].command("detect")(faces)
 
 
 def faces(

@@ -10,7 +10,7 @@ import typer
 from facespace.cli._util import out, say
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to `app`."""
 
     @app.command()

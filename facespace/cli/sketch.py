@@ -147,6 +147,6 @@ def cluster_cmd(
         out(f"{i},{c}")
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to `app`."""
     app.add_typer(sketch_app, name="sketch")

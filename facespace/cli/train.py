@@ -1,4 +1,5 @@
-"""CLI commands of the 'train' area: train (every kind, the verifier included), reconstruct, denoise, evaluate.
+"""`facespace train KIND` (every kind, the verifier included), and what measures a trained
+autoencoder: `models evaluate`, `generate reconstruct`, `generate denoise`.
 
 Thin: parse, call `facespace.training.recipes.train` / `facespace.pipelines.codes`, print. One JSON line on stdout per
 command; progress and messages on stderr.
@@ -12,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from facespace.cli._util import ModelOpt, say
 from facespace.cli._util import out as print_out
-from facespace.cli._util import say
 
 Opt = typer.Option
 
@@ -121,7 +122,7 @@ def train_cmd(
 
 
 def reconstruct_cmd(
-    model: Annotated[Path, typer.Argument(help="checkpoint (.safetensors) or run folder")],
+    model: ModelOpt,
     images: Annotated[list[Path], typer.Argument(help="image files")],
     out: Annotated[Path, Opt("--out", help="PNG: originals over reconstructions")] = Path("reconstructions.png"),
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 2,
@@ -129,13 +130,13 @@ def reconstruct_cmd(
     """Pass images through a model's code and back; write originals over reconstructions."""
     import numpy as np
 
-    from facespace.models.registry import load_model
+    from facespace.models.registry import resolve_model
     from facespace.data.inputs import as_images
     from facespace.training.metrics import mse_psnr
     from facespace.pipelines.codes import reconstruct
     from facespace.grid import make_grid, save_png
 
-    net = load_model(model)
+    net = resolve_model(model)
     x = as_images(net, [str(p) for p in images])
     recon = reconstruct(net, x)
     save_png(make_grid(np.concatenate([x, recon]), ncols=len(x), scale=scale), out)
@@ -145,7 +146,7 @@ def reconstruct_cmd(
 
 
 def denoise_cmd(
-    model: Annotated[Path, typer.Argument(help="checkpoint (.safetensors) or run folder")],
+    model: ModelOpt,
     image: Annotated[Path, typer.Argument(help="an image file")],
     noise: Annotated[str, Opt(help="corruption to add first, e.g. gaussian:0.1; 'none' for an already noisy image")] = "gaussian:0.1",
     out: Annotated[Path, Opt("--out", help="PNG: input | corrupted | denoised")] = Path("denoised.png"),
@@ -155,7 +156,7 @@ def denoise_cmd(
     """Corrupt an image, pass it through a model, and write input, corrupted and denoised side by side."""
     import numpy as np
 
-    from facespace.models.registry import load_model
+    from facespace.models.registry import resolve_model
     from facespace.data.inputs import as_images
     from facespace.training.metrics import mse_psnr
     from facespace.pipelines.codes import reconstruct
@@ -163,7 +164,7 @@ def denoise_cmd(
     from facespace.grid import make_grid, save_png
 
     corruption = parse_corruption(noise)
-    net = load_model(model)
+    net = resolve_model(model)
     x = as_images(net, [str(image)])
     noisy = corruption.apply(x, seed=seed)
     clean = reconstruct(net, noisy)
@@ -177,7 +178,7 @@ def denoise_cmd(
 
 
 def evaluate_cmd(
-    model: Annotated[Path, typer.Argument(help="checkpoint (.safetensors) or run folder")],
+    model: ModelOpt,
     data: Annotated[str, Opt("--data", help="the source the model was trained on")] = "embedded",
     test: Annotated[Optional[float], Opt(help="test fraction (default: the one recorded at training)")] = None,
     split_seed: Annotated[Optional[int], Opt("--split-seed", help="split seed (default: recorded)")] = None,
@@ -185,14 +186,14 @@ def evaluate_cmd(
     seed: Annotated[int, Opt(help="seed of the corruption")] = 0,
 ) -> None:
     """Print test-split MSE and PSNR of a model as one JSON line."""
-    from facespace.models.registry import load_model
+    from facespace.models.registry import resolve_model
     from facespace.training.metrics import mse_psnr
     from facespace.pipelines.codes import reconstruct
     from facespace.data.corruptions import parse_corruption
     from facespace.data.load import load_training_faces
     from facespace.data.splits import split_faces
 
-    net = load_model(model)
+    net = resolve_model(model)
     split = net.checkpoint_info.get("extra", {}).get("split", {})
     test = split.get("test", 0.1) if test is None else test
     split_seed = split.get("split_seed", 42) if split_seed is None else split_seed
@@ -214,9 +215,9 @@ def evaluate_cmd(
     _json(result)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to `app`."""
     app.command("train")(train_cmd)
-    app.command("reconstruct")(reconstruct_cmd)
-    app.command("denoise")(denoise_cmd)
-    app.command("evaluate")(evaluate_cmd)
+    nouns["generate"].command("reconstruct")(reconstruct_cmd)
+    nouns["generate"].command("denoise")(denoise_cmd)
+    nouns["models"].command("evaluate")(evaluate_cmd)

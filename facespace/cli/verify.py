@@ -1,29 +1,36 @@
-"""CLI commands of the 'verify' area: `facespace verify` (two faces: same person?),
-`facespace evaluate-lfw` (the LFW View 2 protocol) and `facespace ensemble` (verifiers trained on
-different crops of the face, combined into one model).
+"""`facespace people verify|calibrate|explain|evaluate-lfw`: are two faces the same person, the
+threshold that decides it, why, and the LFW protocol that measures it.
 
-MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline; for
-`evaluate-lfw` also `pca:D[:SIZE]`, a PCA refitted on each fold's training people. `verify --detect`
-treats each file as a whole photo (see `facespace/cli/people.py`).
+--model is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline; for
+`evaluate-lfw` also `pca:D[:SIZE]`, a PCA refitted on each fold's training people. `--detect`
+treats each file as a whole photo.
 
 Image files are cut as the model's training faces were (the crop recorded in its checkpoint,
-`facespace.data.crops`); `--crop` overrides it. `evaluate-lfw VERIFIER --retrain` trains a fresh
-verifier per fold with the checkpoint's settings on the other folds' people only (the protocol);
-an ensemble retrains each of its members so.
+`facespace.data.crops`); `--crop` overrides it. `evaluate-lfw --model VERIFIER --retrain` trains a
+fresh verifier per fold with the checkpoint's settings on the other folds' people only (the
+protocol); an ensemble retrains each of its members so.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from facespace.cli._util import out, say
-from facespace.cli.people import _crops
-from facespace.models.registry import resolve_model
+from facespace.cli._util import ModelOpt, out, say
+from facespace.cli.generate import photo_face
 from facespace.errors import FacespaceError
+from facespace.models.registry import resolve_model
+from facespace.photos.faces import model_crops
+
+
+Opt = typer.Option
+
+
+def _json(obj: dict) -> None:
+    out(json.dumps(obj, default=str))
 
 
 def _per_fold_pca(spec: str, model: Any):
@@ -47,15 +54,115 @@ def _per_fold_pca(spec: str, model: Any):
     return (lambda faces: PCAAutoencoder(code_size=d).fit(faces.images)), (size, grey)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this area's commands to `app`."""
+# --- calibrate --------------------------------------------------------------------------------
 
-    @app.command()
+
+def calibrate_cmd(
+    model: ModelOpt,
+    pairs: Annotated[Optional[Path], Opt("--pairs", help="LFW pairs file, or a CSV path_a,path_b,same[,name_a,name_b]")] = None,
+    lfw: Annotated[Optional[Path], Opt("--lfw", help="LFW pairs: the image folder (default: beside the pairs file)")] = None,
+    folder: Annotated[Optional[Path], Opt("--folder", help="identities from sub-folders: DIR/<Name>/<images>")] = None,
+    seed: Annotated[int, Opt(help="--folder: seed of the different-person sample")] = 0,
+    max_same: Annotated[Optional[int], Opt("--max-same", help="--folder: at most this many same-person pairs (sampled)")] = None,
+    target_far: Annotated[float, Opt("--target-far", help="false-accept rate the threshold is chosen for")] = 0.01,
+    best_accuracy: Annotated[bool, Opt("--best-accuracy", help="choose the threshold of best accuracy instead")] = False,
+    metric: Annotated[str, Opt(help="cosine or l2 (with --gallery: the gallery's)")] = "cosine",
+    gallery: Annotated[Optional[Path], Opt("--gallery", help="store the threshold in this gallery instead of the model")] = None,
+    per_person: Annotated[bool, Opt("--per-person", help="--gallery: also a threshold per enrolled person")] = False,
+    curves: Annotated[Optional[Path], Opt("--curves", help="PNG of the false-accept / false-reject curves")] = Path("calibration.png"),
+    detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
+    dry_run: Annotated[bool, Opt("--dry-run", help="measure and report, store nothing")] = False,
+) -> None:
+    """Calibrate the same-person threshold on your own labelled pairs; store it with the model or gallery."""
+    from facespace.people import calibration as cal
+    from facespace.models.registry import resolve_model
+
+    if (pairs is None) == (folder is None):
+        raise FacespaceError("pass labelled pairs with --pairs FILE or identities with --folder DIR (one of them)")
+    if per_person and gallery is None:
+        raise FacespaceError("--per-person thresholds are stored in a gallery; pass --gallery G")
+    far = None if best_accuracy else target_far
+    if far is not None and not 0.0 <= far < 1.0:
+        raise FacespaceError(f"--target-far must be in [0, 1); got {far}")
+    if lfw is not None and pairs is None:
+        raise FacespaceError("--lfw goes with an LFW --pairs file")
+    labelled = cal.read_pair_file(pairs, lfw=lfw) if pairs is not None else cal.folder_pairs(folder, seed=seed, max_same=max_same)
+    say(f"{len(labelled)} labelled pairs ({int(labelled.same.sum())} same) from {labelled.source}")
+    net = resolve_model(model)
+    per: dict[str, dict[str, Any]] = {}
+    if gallery is not None:
+        from facespace.people.gallery.gallery import Gallery
+
+        with Gallery(gallery, net) as g:
+            if metric != g.metric:
+                say(f"using the gallery's metric, {g.metric}")
+            c, per, no_face = cal.calibrate_gallery(g, labelled, target_far=far, per_person=per_person, detect=detect,
+                                                    store=not dry_run)
+        stored = None if dry_run else str(gallery)
+    else:
+        c, no_face = cal.calibrate_pairs(net, labelled, target_far=far, metric=metric, detect=detect)
+        stored = None
+        if not dry_run:
+            from facespace.people.verification import save_threshold
+
+            source = str(pairs if pairs is not None else folder)
+            stored = str(save_threshold(net, c.threshold, metric=c.metric, target_far=far, pairs=source,
+                                        n_pairs=c.n_genuine + c.n_impostor, accuracy=c.accuracy, far=c.far, frr=c.frr))
+    for p in no_face:
+        say(f"{p}: no face found; its pairs are left out")
+    if curves is not None:
+        cal.plot_curves(c, curves, title=f"{Path(str(model)).name} on {Path(labelled.source).name}"
+                        + (f", against gallery {gallery.name}" if gallery is not None else ""))
+    say(f"threshold {c.threshold:.4f} ({c.metric}): false accepts {c.far:.3%}, false rejects {c.frr:.3%}, "
+        f"accuracy {c.accuracy:.3%}" + (f"; stored in {stored}" if stored else "; not stored (--dry-run)" if dry_run else ""))
+    result = {**c.summary(), "stored_in": stored, "curves": str(curves) if curves else None, "no_face": no_face}
+    if gallery is not None:
+        result["per_person"] = per
+    _json(result)
+
+
+# --- explain ----------------------------------------------------------------------------------
+
+
+def explain_cmd(
+    model: ModelOpt,
+    image_a: Annotated[Path, typer.Argument(help="first face (image file)")],
+    image_b: Annotated[Path, typer.Argument(help="second face (image file)")],
+    out_path: Annotated[Path, Opt("--out", help="PNG: A | reconstruction A | heatmap | reconstruction B | B")] = Path("explain.png"),
+    metric: Annotated[Optional[str], Opt(help="cosine or l2 (default: the calibrated metric, else cosine)")] = None,
+    scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
+    detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
+) -> None:
+    """Explain a match: the two faces, their reconstructions and a difference heatmap, with the verdict."""
+    from facespace.models.registry import resolve_model
+    from facespace.pipelines.explanation import caption, explain, explanation_picture
+    from facespace.grid import save_png
+    from facespace.people.verification import stored_threshold
+
+    net = resolve_model(model)
+    metric = metric or (stored_threshold(net) or {}).get("metric", "cosine")
+    e = explain(net, photo_face(net, image_a, detect), photo_face(net, image_b, detect), metric=metric)
+    save_png(explanation_picture(e, scale=scale), out_path)
+    say(f"{caption(e)}; wrote {out_path}")
+    _json({"a": str(image_a), "b": str(image_b), "distance": round(e.distance, 6),
+           "threshold": None if e.threshold is None else round(e.threshold, 6), "metric": e.metric, "same": e.same,
+           "decoder": e.reconstructions is not None, "heat_max": round(float(e.heatmap.max()), 6), "out": str(out_path)})
+
+
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
+    """Add this area's commands to the `people` noun."""
+    people = nouns["people"]
+    people.command("calibrate")(calibrate_cmd)
+    people.command("explain")(explain_cmd)
+
+    @people.command()
     def verify(
-        model: str = typer.Argument(..., help="Model checkpoint, or pixels[:SIZE]."),
         image_a: Path = typer.Argument(..., help="First face image."),
         image_b: Path = typer.Argument(..., help="Second face image."),
-        threshold: Optional[float] = typer.Option(None, help="Largest distance still 'same person' (default: the model's calibrated one)."),
+        model: str = typer.Option(..., "--model", "-m", help="model: a checkpoint (.safetensors), a run folder, "
+                                  "or pixels:SIZE[:grey]"),
+        max_distance: Optional[float] = typer.Option(None, "--max-distance", help="Largest distance still 'same person' "
+                                                     "(default: the model's calibrated threshold)."),
         metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: find the faces first "
                                     "(several faces: every pair is compared, one JSON line each)."),
@@ -72,7 +179,7 @@ def register(app: typer.Typer) -> None:
         if not detect:
             pairs = [(image_a, image_b, None, None)]
         else:
-            crops = _crops(m, [image_a, image_b], detect=True)
+            crops = model_crops(m, [image_a, image_b], detect=True)
             if crops.no_face:
                 out(json.dumps({"a": str(image_a), "b": str(image_b), "status": "no_face",
                                 "no_face": crops.no_face}))
@@ -81,9 +188,9 @@ def register(app: typer.Typer) -> None:
             rows = {str(p): [i for i, s in enumerate(crops.sources) if s == str(p)] for p in (image_a, image_b)}
             pairs = [(crops.images[i], crops.images[j], i, j) for i in rows[str(image_a)] for j in rows[str(image_b)]]
         for a, b, i, j in pairs:
-            d, same = verify_faces(m, a, b, threshold=threshold, metric=metric, crop=cut)
+            d, same = verify_faces(m, a, b, max_distance=max_distance, metric=metric, crop=cut)
             stored = stored_threshold(m) or {}
-            t = threshold if threshold is not None else float(stored["threshold"])
+            t = max_distance if max_distance is not None else float(stored["threshold"])
             row = {"a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
                    "metric": metric or stored.get("metric", "cosine"), "same": same}
             if i is not None:
@@ -94,28 +201,10 @@ def register(app: typer.Typer) -> None:
             say(f"{which}{'same person' if same else 'different people'}: distance {d:.4f} "
                 f"{'<=' if same else '>'} threshold {t:.4f}")
 
-    @app.command()
-    def ensemble(
-        models: list[Path] = typer.Argument(..., help="Verifier checkpoints, each trained on its own crop (--crop)."),
-        out_path: Path = typer.Option(..., "--out", help="Where to write the ensemble checkpoint (.safetensors)."),
-        size: int = typer.Option(160, help="Input side: the union of the members' boxes is resized to it (160 keeps "
-                                 "LFW's own pixels when the union box is 160 px wide)."),
-    ) -> None:
-        """Combine verifiers trained on different crops into one model (cosine = mean of theirs)."""
-        from facespace.models.registry import load_model, save_model
-        from facespace.data.crops import crop_name
-        from facespace.models.ensemble import ensemble_verifiers
-
-        ens = ensemble_verifiers([load_model(p) for p in models], size=size)
-        save_model(ens, out_path)
-        out(json.dumps({"out": str(out_path), "kind": ens.kind, "members": [str(p) for p in models],
-                        "crop": crop_name(ens.crop), "size": size, "code_size": ens.code_size}))
-        say(f"ensemble of {len(models)} verifiers written to {out_path}; files are cut at {crop_name(ens.crop)} "
-            f"and resized to {size} px (use it as any model: verify, people, evaluate-lfw)")
-
-    @app.command("evaluate-lfw")
+    @people.command("evaluate-lfw")
     def evaluate_lfw(
-        model: str = typer.Argument(..., help="Model checkpoint, pixels[:SIZE] or pca:D[:SIZE] (PCA refitted per fold)."),
+        model: str = typer.Option(..., "--model", "-m", help="Model checkpoint, pixels[:SIZE] or pca:D[:SIZE] (PCA "
+                                  "refitted per fold)."),
         pairs: list[Path] = typer.Option(..., help="LFW pairs file: pairs.txt (View 2, 10 folds), or pairsDevTrain.txt with "
                                           "--save-threshold; given twice (--pairs pairsDevTrain.txt --pairs pairsDevTest.txt), "
                                           "View 1 as two folds: --folds 2 tests DevTest with a DevTrain threshold."),

@@ -1,7 +1,7 @@
 """Corruptions for denoising: Gaussian white noise and random occluding rectangles.
 
 Used twice: by denoising training (`facespace.training.objectives.Denoising`, a fresh corruption each
-batch, on `(B, C, H, W)` tensors) and by `facespace denoise` (on `(n, H, W, C)` numpy images).
+batch, on `(B, C, H, W)` tensors) and by `facespace generate denoise` (on `(n, H, W, C)` numpy images).
 A corruption is described by a short spec string, e.g. `"gaussian:0.1"`, `"rect:2"`,
 `"gaussian:0.1+rect:1:0.4"`.
 

@@ -1,7 +1,7 @@
 """The crop a model was trained with: named, recorded in its checkpoint, applied again at use.
 
 A model learns from faces cut out of their files in one way (`load_faces(crop=...)`). The same cut
-must be made whenever an image file reaches the model later (`facespace verify`, `evaluate-lfw`,
+must be made whenever an image file reaches the model later (`facespace people verify`, `evaluate-lfw`,
 `people enroll/identify`, `encode`), or the model sees faces framed differently from its training.
 So `train` records the crop in the checkpoint (`checkpoint_info["extra"]["crop"]`) and every loader
 of image files for a model asks `model_crop(model)`.

@@ -102,17 +102,17 @@ def verify(
     image_a: Any,
     image_b: Any,
     *,
-    threshold: float | None = None,
+    max_distance: float | None = None,
     metric: str | None = None,
     crop: Any = RECORDED,
 ) -> tuple[float, bool]:
     """Are two faces the same person?
 
     Args:
-        model: any `Encoder`; its stored threshold (`save_threshold`) is used unless `threshold`
+        model: any `Encoder`; its stored threshold (`save_threshold`) is used unless `max_distance`
             is given.
         image_a, image_b: an `(H, W, C)` float32 image in [0, 1] at the model's shape, or a path.
-        threshold: the largest distance still counted as the same person.
+        max_distance: the largest distance still counted as the same person (default: the stored threshold).
         metric: "cosine" (default) or "l2"; default: the metric the stored threshold was made for.
         crop: how image files are cut (`facespace.data.crops.parse_crop`); default: the crop the model
             was trained with.
@@ -121,20 +121,21 @@ def verify(
         `(distance, same)`.
 
     Example:
+        >>> from facespace.models.pixels import PixelEncoder
         >>> enc = PixelEncoder(size=4, channels=1)
         >>> a = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4, 1)
-        >>> verify(enc, a, a, threshold=0.1)
+        >>> verify(enc, a, a, max_distance=0.1)
         (0.0, True)
     """
     stored = stored_threshold(model)
-    if threshold is None:
+    if max_distance is None:
         if stored is None:
             raise FacespaceError(
                 "this model has no calibrated verification threshold; calibrate one with "
-                "`facespace evaluate-lfw MODEL --pairs pairsDevTrain.txt --save-threshold` "
-                "or pass threshold="
+                "`facespace people evaluate-lfw --model MODEL --pairs pairsDevTrain.txt --save-threshold` "
+                "or pass max_distance="
             )
-        threshold = float(stored["threshold"])
+        max_distance = float(stored["threshold"])
         metric = metric or stored.get("metric", "cosine")
     metric = metric or "cosine"
     a = as_images(model, image_a, crop=crop, check_faces=True)
@@ -144,4 +145,4 @@ def verify(
     z = model.encode(np.concatenate([a, b]))
     d = float(pair_distances(z[:1], z[1:], metric=metric)[0])
     d = 0.0 if abs(d) < 1e-7 else d
-    return d, bool(d <= threshold)
+    return d, bool(d <= max_distance)

@@ -17,6 +17,7 @@ import numpy as np
 from facespace.photos.align import align_face, face_roll
 from facespace.photos.detect import Detection, check_image, detect_faces
 from facespace.errors import FacespaceError
+from facespace.protocol import Encoder
 
 Photo = Union[str, os.PathLike, bytes, np.ndarray]
 
@@ -253,3 +254,32 @@ def crops_from_photos(
             boxes.append(f.box)
     images = np.stack(crops).astype(np.float32) if crops else np.zeros((0, size, size, channels), np.float32)
     return PhotoCrops(images, sources, index, boxes, none)
+
+
+def model_crops(model: Encoder, files: list[str | os.PathLike], *, detect: bool) -> PhotoCrops:
+    """`crops_from_photos` at a model's input shape: what every face-taking command feeds the model."""
+    size, _, channels = model.image_shape
+    return crops_from_photos(files, size=size, grayscale=channels == 1, detect=detect)
+
+
+def face_of_photo(model: Encoder, path: str | os.PathLike, *, detect: bool) -> tuple[str | np.ndarray, str | None]:
+    """One face per file, for commands that take one (morph, explain): the path as it is, or with
+    `detect` the surest face found in the photo as an `(H, W, C)` crop at the model's shape.
+
+    Returns:
+        `(the path or the crop, a note when several faces were found and the surest was used)`.
+
+    Raises:
+        FacespaceError: no face found in the photo (naming it).
+    """
+    if not detect:
+        return str(path), None
+    crops = model_crops(model, [path], detect=True)
+    if crops.no_face:
+        raise FacespaceError(f"no face found in {path}; use a photo where the face is upright and clearly visible, "
+                             "or pass a cropped face without --detect")
+    note = None
+    if len(crops) > 1:
+        x, y, w, h = crops.boxes[0]
+        note = f"{path}: {len(crops)} faces found; using the surest, face 0 at x={x} y={y} {w}x{h}"
+    return crops.images[0], note

@@ -1,7 +1,7 @@
 """A self-contained HTML page of near-duplicates: thumbnails side by side, distances, nearest first.
 
-Two layouts: pairs of a new set against a reference set (`facespace duplicates NEW --against REF
---report dup.html`), and groups within one index (`facespace duplicates I.index --report dup.html`).
+Two layouts: pairs of a new set against a reference set (`facespace index duplicates NEW --against REF
+--report dup.html`), and groups within one index (`facespace index duplicates I.index --report dup.html`).
 Thumbnails are read from the paths the sets record and inlined as PNG data URIs
 (`facespace.reports.html`), so the page opens offline from the file alone; a path that cannot be read
 shows "(image not found)" instead. Every path and name is HTML-escaped.

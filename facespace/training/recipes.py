@@ -4,7 +4,7 @@ Kinds: "pca" (closed form), "linear" (Dense/Dense by gradient), "conv" (the deep
 autoencoder, `arch="seed"` or `"bn"`), "denoise" (the conv network trained on corrupted inputs),
 "vae", and "verifier" (an identity embedding trained on named people; its own options and run
 folder, see `facespace.training.verifier.train_verifier_run`).
-The data is split once: a held-out test part (`test`, `split_seed`; what `facespace evaluate`
+The data is split once: a held-out test part (`test`, `split_seed`; what `facespace models evaluate`
 scores) and, from the rest, a validation part (`val`) for early stopping and the best checkpoint.
 
 Example:

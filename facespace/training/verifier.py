@@ -310,7 +310,7 @@ def ensemble_retrainer(
 
     infos = (getattr(ensemble, "checkpoint_info", {}).get("extra") or {}).get("members") or []
     if len(infos) != len(ensemble.members) or any("crop" not in i for i in infos):
-        raise FacespaceError("this ensemble records no crop for each member; rebuild it with `facespace ensemble`")
+        raise FacespaceError("this ensemble records no crop for each member; rebuild it with `facespace models ensemble`")
     fns = [retrainer(SimpleNamespace(config=m.config, checkpoint_info={"extra": info}), progress=progress,
                      threads=threads, epochs=epochs) for m, info in zip(ensemble.members, infos)]
 

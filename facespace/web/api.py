@@ -205,7 +205,7 @@ def verify(
     d = 0.0 if abs(d) < 1e-7 else d
     t = threshold if threshold is not None else stored
     message = None if t is not None else ("this model has no calibrated threshold, so there is no verdict; give one, "
-                                          "or calibrate with `facespace calibrate MODEL --pairs FILE`")
+                                          "or calibrate with `facespace people calibrate --model MODEL --pairs FILE`")
     return VerifyResult(status="ok", message=message, faces=[data_uri(xa[0]), data_uri(xb[0])], distance=d,
                         threshold=t, same=None if t is None else bool(d <= t), metric=metric, detections=detections)
 

@@ -85,7 +85,7 @@ def load_state(model: Any, index: Any, gallery: Any = None, **limits: Any) -> We
             raise FacespaceError(f"the model makes codes of size {model.code_size} but the index holds codes of "
                                  f"size {index.dim}; pass the model the index was built with")
     if len(index) == 0:
-        raise FacespaceError("the index is empty; build one with `facespace index build MODEL FOLDER --out I`")
+        raise FacespaceError("the index is empty; build one with `facespace index build FOLDER --model MODEL --out I`")
     if gallery is not None:
         gallery = str(gallery)
         if Path(gallery).is_dir():

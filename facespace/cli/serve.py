@@ -12,7 +12,7 @@ from facespace.cli._util import say
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to `app`."""
 
     @app.command()

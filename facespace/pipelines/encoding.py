@@ -1,24 +1,24 @@
-"""CLI commands of the 'export' area: `facespace encode SOURCE... --model M --out codes.npy|.csv|.parquet`.
-
-`encode_sources` (folders, image files or 'embedded' -> codes with paths, names and boxes) is
-shared with `facespace duplicates`, which encodes folders the same way.
+"""Encode what a user points at: folders (recursive), image files or "embedded" -> one row per face
+with its code, path, name and (with `detect`) box. `facespace encode` and `index duplicates` use it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
-import typer
 
-from facespace.cli._util import out as print_out
-from facespace.cli._util import say
-
-Opt = typer.Option
-Arg = typer.Argument
+from facespace.data.crops import RECORDED, resolve_crop
+from facespace.data.folders import identities, scan_folder
+from facespace.data.images import load_images
+from facespace.data.load import load_faces
+from facespace.errors import FacespaceError
+from facespace.photos.faces import crops_from_photos
+from facespace.pipelines.codes import encode
+from facespace.pipelines.export.formats import ExportedCodes, export_model_record
+from facespace.protocol import Encoder
 
 _LFW_NAME = re.compile(r"^(.+)_\d{4}$")
 CHUNK = 64  # photos searched for faces between two progress updates
@@ -31,8 +31,6 @@ def _name_of_file(path: str) -> str | None:
 
 
 def _encode(net: Any, images: np.ndarray, batch_size: int, tick: Callable[[int], None]) -> np.ndarray:
-    from facespace.pipelines.codes import encode
-
     codes = np.zeros((len(images), int(net.code_size)), np.float32)
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
@@ -42,12 +40,12 @@ def _encode(net: Any, images: np.ndarray, batch_size: int, tick: Callable[[int],
 
 
 def encode_sources(
-    net: Any,
+    net: Encoder,
     sources: list[str],
     *,
     detect: bool = False,
     batch_size: int = 256,
-    crop: Any = "recorded",
+    crop: Any = RECORDED,
     progress: Callable[[int, int], None] | None = None,
 ):
     """Codes of every face in `sources`, in order, with their paths, names and (with `detect`) boxes.
@@ -65,14 +63,6 @@ def encode_sources(
         `(ExportedCodes, no_face, n_photos)`: the rows; the photos in which no face was found; how
         many images or photos were looked at.
     """
-    from facespace.data import load_faces, load_images
-    from facespace.data.folders import identities, scan_folder
-    from facespace.errors import FacespaceError
-    from facespace.pipelines.export.formats import ExportedCodes, export_model_record
-    from facespace.photos.faces import crops_from_photos
-
-    from facespace.data.crops import resolve_crop
-
     crop = resolve_crop(net, crop)
     size, _, channels = net.image_shape
     grey = channels == 1
@@ -135,51 +125,3 @@ def encode_sources(
     z = np.concatenate(codes) if codes else np.zeros((0, int(net.code_size)), np.float32)
     n_photos = sum(len(p) for _, p, _ in jobs)
     return ExportedCodes(z, srcs, names, export_model_record(net), boxes, faces), no_face, n_photos
-
-
-def encode_cmd(
-    sources: Annotated[list[str], Arg(help="image folders (recursive), image files, or 'embedded'")],
-    model: Annotated[Path, Opt("--model", help="checkpoint (.safetensors) or run folder")],
-    out: Annotated[Path, Opt("--out", help="codes file: codes.npy (+ codes.npy.json), codes.csv or codes.parquet")],
-    detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
-    batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
-    crop: Annotated[str, Opt(help="crop of image files without --detect: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
-) -> None:
-    """Encode images with MODEL and write their codes with paths and names (embeddings out).
-
-    The file's suffix picks the format (see `facespace.pipelines.export.write`): .npy with a .npy.json sidecar,
-    .csv (header path,name[,face,x,y,width,height],z0,...) with a .csv.json sidecar for the model,
-    or .parquet (columns path, name, code[, face, box]). Prints a JSON summary on stdout; photos
-    in which --detect finds no face are named on stderr and counted.
-    """
-    from facespace.cli.search import _encode_progress
-    from facespace.errors import FacespaceError
-    from facespace.pipelines.export.formats import codes_format
-    from facespace.pipelines.export.write import save_codes
-    from facespace.models.registry import resolve_model
-
-    codes_format(out)  # an unknown format fails before any work
-    if batch_size < 1:
-        raise FacespaceError(f"--batch-size must be at least 1; got {batch_size}")
-    net = resolve_model(str(model))
-    bar, update = _encode_progress("encoding")
-    with bar:
-        exported, no_face, n_photos = encode_sources(
-            net, sources, detect=detect, batch_size=batch_size, crop=crop, progress=update
-        )
-    for p in no_face:
-        say(f"no face found in {p}")
-    if len(exported) == 0:
-        raise FacespaceError(f"no faces to export: no face found in any of the {n_photos} photo(s); nothing written")
-    save_codes(exported.codes, out, sources=exported.sources, names=exported.names, model=exported.model,
-               boxes=exported.boxes if detect else None, faces=exported.faces)
-    say(f"wrote {len(exported)} codes of size {exported.dim} to {out}")
-    summary = {"out": str(out), "format": out.suffix.lower().lstrip("."), "count": len(exported), "dim": exported.dim,
-               "images": n_photos, "no_face": len(no_face), "model": (exported.model or {}).get("path")}
-    print_out(json.dumps(summary))
-
-
-def register(app: typer.Typer) -> None:
-    """Add this area's commands to `app`."""
-    app.command("encode")(encode_cmd)
-

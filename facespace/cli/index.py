@@ -1,7 +1,8 @@
-"""CLI commands of the 'search' area: `index build|add|remove|info`, `search`, `duplicates`.
+"""`facespace index build|add|remove|info|search|duplicates` (and `cluster`, in cluster.py): every
+command acts on the index named by its first argument (`build` writes the one named by --out).
 
-Thin: parse, call `facespace.index` / `facespace.pipelines.retrieval`, print. Results go to stdout as CSV
-(search, duplicates) or one JSON line (index commands); progress and messages to stderr.
+Thin: parse, call `facespace.index` / `facespace.pipelines`, print. Results go to stdout as CSV
+(search, duplicates) or one JSON line (build, add, remove, info); progress and messages to stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from facespace.cli._util import console, say
+from facespace.cli._util import encode_progress, say
 from facespace.cli._util import out as print_out
 
 Opt = typer.Option
@@ -44,19 +45,6 @@ def _parse_settings(pairs: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _encode_progress(label: str):
-    """A rich progress bar on stderr, as an `(done, total)` callback, and the object to close."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console)
-    task = bar.add_task(label, total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return bar, update
-
-
 def _info(index, path: Path) -> dict[str, Any]:
     from facespace.index.store import FORMAT_VERSION
 
@@ -75,8 +63,9 @@ def _info(index, path: Path) -> dict[str, Any]:
 
 def build_cmd(
     out: Annotated[Path, Opt("--out", help="the index file to write, NAME.index")],
-    model: Annotated[Optional[Path], Arg(help="checkpoint (.safetensors) or run folder (not with --codes)")] = None,
-    source: Annotated[Optional[str], Arg(help="image folder, LFW archive/folder, or 'embedded'")] = None,
+    source: Annotated[Optional[list[str]], Arg(help="image folder, LFW archive/folder, or 'embedded'", show_default=False)] = None,
+    model: Annotated[Optional[str], Opt("--model", "-m", help="model: a checkpoint (.safetensors), a run folder, "
+                                        "or pixels:SIZE[:grey] (not with --codes)")] = None,
     codes: Annotated[Optional[Path], Opt("--codes", help="index exported codes (.npy/.csv/.parquet) instead; no model needed")] = None,
     metric: Annotated[str, Opt(help="cosine | l2 | ip")] = "cosine",
     backend: Annotated[str, Opt(help="exact | lsh | hnsw")] = "exact",
@@ -84,7 +73,7 @@ def build_cmd(
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
     crop: Annotated[str, Opt(help="crop of image files: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
 ) -> None:
-    """Encode every image of SOURCE with MODEL and write a search index (or index --codes from `facespace encode`).
+    """Encode every image of SOURCE with --model and write a search index (or index --codes from `facespace encode`).
 
     An index built from codes records the model record of the export, so later queries by image
     are still checked against the model that made the codes.
@@ -93,9 +82,17 @@ def build_cmd(
     from facespace.index import Index
     from facespace.pipelines.indexing import build_index
 
+    source = list(source or [])
+    if model is None and codes is None and len(source) == 2:  # the previous release's `index build MODEL SOURCE`
+        model, source = source[0], source[1:]
+        say("note: `index build MODEL SOURCE` is now `index build SOURCE --model MODEL`; the old spelling goes "
+            "in the next release")
+    if len(source) > 1:
+        raise FacespaceError(f"give one SOURCE (a folder, an archive or 'embedded'); got {len(source)}: {' '.join(source)}")
+    source = source[0] if source else None
     if codes is not None:
         if model is not None or source is not None:
-            raise FacespaceError("give either MODEL SOURCE or --codes FILE, not both")
+            raise FacespaceError("give either SOURCE --model M or --codes FILE, not both")
         from facespace.pipelines.export.read import load_codes
 
         exported = load_codes(codes)
@@ -106,9 +103,9 @@ def build_cmd(
         index.model = exported.model
     else:
         if model is None or source is None:
-            raise FacespaceError("give MODEL and SOURCE (e.g. `facespace index build runs/pca embedded --out I.index`), "
-                                 "or --codes codes.npy")
-        bar, update = _encode_progress("encoding")
+            raise FacespaceError("give SOURCE and --model (e.g. `facespace index build embedded --model runs/pca "
+                                 "--out I.index`), or --codes codes.npy")
+        bar, update = encode_progress("encoding")
         with bar:
             index = build_index(
                 str(model), source, metric=metric, backend=backend, batch_size=batch_size,
@@ -122,7 +119,7 @@ def build_cmd(
 def add_cmd(
     index_path: Annotated[Path, Arg(help="the index file")],
     sources: Annotated[Optional[list[str]], Arg(help="image files, or one folder / archive / 'embedded'")] = None,
-    model: Annotated[Optional[Path], Opt("--model", help="the index's model (default: the one it records)")] = None,
+    model: Annotated[Optional[str], Opt("--model", "-m", help="the index's model (default: the one it records)")] = None,
     codes: Annotated[Optional[Path], Opt("--codes", help="add exported codes (.npy/.csv/.parquet) of the index's model")] = None,
     batch_size: Annotated[int, Opt("--batch-size")] = 256,
     crop: Annotated[str, Opt(help="crop of image files: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
@@ -148,7 +145,7 @@ def add_cmd(
         net = index_model(index) if model is None else resolve_model(str(model))
         check_model(index, net)
         if len(sources) == 1 and (sources[0] == "embedded" or not Path(sources[0]).is_file()):
-            bar, update = _encode_progress("encoding")
+            bar, update = encode_progress("encoding")
             with bar:
                 codes_, meta = encode_faces(net, sources[0], batch_size=batch_size, crop=crop, progress=update)
         else:
@@ -179,7 +176,7 @@ def remove_cmd(
         for p in path:
             found = by_path.get(p) or by_path.get(str(Path(p).resolve()))
             if not found:
-                raise FacespaceError(f"no item of {index_path} has the path {p!r}; see `facespace search` output for paths")
+                raise FacespaceError(f"no item of {index_path} has the path {p!r}; see `facespace index search` output for paths")
             targets.extend(found)
     if not targets:
         raise FacespaceError("give ids to remove, or --path PATH")
@@ -214,7 +211,7 @@ def search_cmd(
     index_path: Annotated[Path, Arg(help="the index file")],
     images: Annotated[Optional[list[str]], Arg(help="query image files (or photos with --detect)")] = None,
     k: Annotated[int, Opt("-k", "--k", help="results per query")] = 10,
-    model: Annotated[Optional[Path], Opt("--model", help="the index's model (default: the one it records)")] = None,
+    model: Annotated[Optional[str], Opt("--model", "-m", help="the index's model (default: the one it records)")] = None,
     codes: Annotated[Optional[Path], Opt("--codes", help="query by exported codes (.npy/.csv/.parquet); no model needed")] = None,
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; each face is a query (path#k)")] = False,
     montage: Annotated[Optional[Path], Opt("--montage", help="PNG: each query beside its results")] = None,
@@ -284,10 +281,10 @@ def _code_set(arg: str, net_of: Any, metric: str, batch_size: int, crop: str | N
     path = Path(arg)
     if path.is_file():
         return as_index(path, metric=metric) if is_codes_file(path) else Index.load(path)
-    from facespace.cli.export import encode_sources
+    from facespace.pipelines.encoding import encode_sources
 
     net = net_of()
-    bar, update = _encode_progress(f"encoding {path.name or arg}")
+    bar, update = encode_progress(f"encoding {path.name or arg}")
     with bar:
         exported, _, _ = encode_sources(net, [arg], batch_size=batch_size, crop=crop, progress=update)
     return as_index(exported, metric=metric)
@@ -297,7 +294,7 @@ def duplicates_cmd(
     new: Annotated[str, Arg(help="an index file, exported codes, or (with --against) an image folder")],
     max_distance: Annotated[float, Opt("--max-distance", help="largest distance counted as a duplicate")],
     against: Annotated[Optional[str], Opt("--against", help="reference set: a folder, an index file or exported codes")] = None,
-    model: Annotated[Optional[Path], Opt("--model", help="model for folders (default: the one an index records)")] = None,
+    model: Annotated[Optional[str], Opt("--model", "-m", help="model for folders (default: the one an index records)")] = None,
     metric: Annotated[str, Opt(help="metric when neither set is an index file: cosine | l2 | ip")] = "cosine",
     report: Annotated[Optional[Path], Opt("--report", help="also write an HTML page with thumbnails and distances")] = None,
     thumb_size: Annotated[int, Opt("--thumb-size", help="thumbnail side in the --report page, pixels")] = 96,
@@ -370,14 +367,13 @@ def duplicates_cmd(
         say(f"report written to {report}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add this area's commands to `app`."""
-    index_app = typer.Typer(help="Build and edit similar-image search indexes.", no_args_is_help=True)
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
+    """Add this area's commands to the `index` noun."""
+    index_app = nouns["index"]
     index_app.command("build")(build_cmd)
     index_app.command("add")(add_cmd)
     index_app.command("remove")(remove_cmd)
     index_app.command("info")(info_cmd)
-    app.add_typer(index_app, name="index")
-    app.command("search")(search_cmd)
-    app.command("duplicates")(duplicates_cmd)
+    index_app.command("search")(search_cmd)
+    index_app.command("duplicates")(duplicates_cmd)
 

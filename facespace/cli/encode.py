@@ -1,0 +1,65 @@
+"""`facespace encode SOURCE... --model M --out codes.npy|.csv|.parquet`: codes out (embeddings).
+
+The work is `facespace.pipelines.encoding.encode_sources`, which `index duplicates` shares.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facespace.cli._util import ModelOpt, encode_progress, say
+from facespace.cli._util import out as print_out
+from facespace.pipelines.encoding import encode_sources
+
+Opt = typer.Option
+Arg = typer.Argument
+
+def encode_cmd(
+    sources: Annotated[list[str], Arg(help="image folders (recursive), image files, or 'embedded'")],
+    model: ModelOpt,
+    out: Annotated[Path, Opt("--out", help="codes file: codes.npy (+ codes.npy.json), codes.csv or codes.parquet")],
+    detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
+    batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
+    crop: Annotated[str, Opt(help="crop of image files without --detect: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
+) -> None:
+    """Encode images with MODEL and write their codes with paths and names (embeddings out).
+
+    The file's suffix picks the format (see `facespace.pipelines.export.write`): .npy with a .npy.json sidecar,
+    .csv (header path,name[,face,x,y,width,height],z0,...) with a .csv.json sidecar for the model,
+    or .parquet (columns path, name, code[, face, box]). Prints a JSON summary on stdout; photos
+    in which --detect finds no face are named on stderr and counted.
+    """
+    from facespace.errors import FacespaceError
+    from facespace.pipelines.export.formats import codes_format
+    from facespace.pipelines.export.write import save_codes
+    from facespace.models.registry import resolve_model
+
+    codes_format(out)  # an unknown format fails before any work
+    if batch_size < 1:
+        raise FacespaceError(f"--batch-size must be at least 1; got {batch_size}")
+    net = resolve_model(str(model))
+    bar, update = encode_progress("encoding")
+    with bar:
+        exported, no_face, n_photos = encode_sources(
+            net, sources, detect=detect, batch_size=batch_size, crop=crop, progress=update
+        )
+    for p in no_face:
+        say(f"no face found in {p}")
+    if len(exported) == 0:
+        raise FacespaceError(f"no faces to export: no face found in any of the {n_photos} photo(s); nothing written")
+    save_codes(exported.codes, out, sources=exported.sources, names=exported.names, model=exported.model,
+               boxes=exported.boxes if detect else None, faces=exported.faces)
+    say(f"wrote {len(exported)} codes of size {exported.dim} to {out}")
+    summary = {"out": str(out), "format": out.suffix.lower().lstrip("."), "count": len(exported), "dim": exported.dim,
+               "images": n_photos, "no_face": len(no_face), "model": (exported.model or {}).get("path")}
+    print_out(json.dumps(summary))
+
+
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
+    """Add this area's commands: `encode` at the top level."""
+    app.command("encode")(encode_cmd)
+

@@ -1,0 +1,52 @@
+"""`facespace models show|ensemble` (and `evaluate`, in train.py): what a checkpoint holds, and
+verifiers combined into one model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from facespace.cli._util import ModelOpt, out, say
+
+
+def show_cmd(model: ModelOpt) -> None:
+    """What a model is: kind, input shape, code size, crop, stored threshold, training step; one JSON line."""
+    from facespace.data.crops import crop_name, model_crop
+    from facespace.models.registry import resolve_model
+    from facespace.protocol import has_decoder
+
+    net = resolve_model(model)
+    info = getattr(net, "checkpoint_info", {}) or {}
+    extra = info.get("extra") or {}
+    row = {"model": info.get("path") or model, "kind": net.kind, "image_shape": list(net.image_shape),
+           "code_size": int(net.code_size), "decoder": has_decoder(net), "crop": crop_name(model_crop(net)),
+           "verify": extra.get("verify"), "step": info.get("step"), "best_val_loss": info.get("best_val_loss"),
+           "facespace_version": info.get("facespace_version"), "hash": info.get("hash")}
+    out(json.dumps(row, default=str))
+
+
+def ensemble_cmd(
+    models: list[Path] = typer.Argument(..., help="Verifier checkpoints, each trained on its own crop (--crop)."),
+    out_path: Path = typer.Option(..., "--out", help="Where to write the ensemble checkpoint (.safetensors)."),
+    size: int = typer.Option(160, help="Input side: the union of the members' boxes is resized to it (160 keeps "
+                             "LFW's own pixels when the union box is 160 px wide)."),
+) -> None:
+    """Combine verifiers trained on different crops into one model (cosine = mean of theirs)."""
+    from facespace.data.crops import crop_name
+    from facespace.models.ensemble import ensemble_verifiers
+    from facespace.models.registry import load_model, save_model
+
+    ens = ensemble_verifiers([load_model(p) for p in models], size=size)
+    save_model(ens, out_path)
+    out(json.dumps({"out": str(out_path), "kind": ens.kind, "members": [str(p) for p in models],
+                    "crop": crop_name(ens.crop), "size": size, "code_size": ens.code_size}))
+    say(f"ensemble of {len(models)} verifiers written to {out_path}; files are cut at {crop_name(ens.crop)} "
+        f"and resized to {size} px (use it as any model: people verify, people evaluate-lfw, ...)")
+
+
+def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
+    """Add this area's commands to the `models` noun."""
+    nouns["models"].command("show")(show_cmd)
+    nouns["models"].command("ensemble")(ensemble_cmd)
