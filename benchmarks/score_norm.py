@@ -36,6 +36,8 @@ import numpy as np
 
 from verification import LFW, RESULTS, write_results
 
+from facespace.people.score_norm import score, snorm
+
 FARS = (0.05, 0.075, 0.10)
 TOPS = (0, 200)
 
@@ -56,7 +58,7 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: list[Path
     """
     import torch
 
-    import fold_models
+    from facespace.people import fold_models
     from facespace.data import load_faces, read_pair_files
     from facespace.people.lfw import evaluate_lfw, find_lfw_root, pair_rows
 
@@ -92,42 +94,6 @@ def fold_codes(folders: list[Path], shift_test: int, size: int, pairs: list[Path
     # evaluate_lfw encoded the images `used` in order, once per fold, with that fold's ensemble,
     # whose codes are the members' unit codes over sqrt(M): their dot product is the members' mean cosine
     return dict(zip(tested, codes)), row[ia], row[ib], same, fold, report
-
-
-def snorm(codes: np.ndarray, ia, ib, fold, k: int, top: int) -> np.ndarray:
-    """S-norm scores of all pairs under fold k's codes (cohort: folds other than the pair's and k)."""
-    s = np.sum(codes[ia] * codes[ib], 1)
-    out = np.empty_like(s)
-    images = {j: np.union1d(ia[fold == j], ib[fold == j]) for j in np.unique(fold)}
-    for j in np.unique(fold):
-        cohort = np.unique(np.concatenate([images[f] for f in images if f not in (j, k)]))
-        sims = codes[images[j]] @ codes[cohort].T  # (faces of fold j, cohort)
-        if top:
-            sims = -np.sort(-sims, axis=1)[:, :top]
-        mu, sd = np.zeros(len(codes)), np.ones(len(codes))
-        mu[images[j]], sd[images[j]] = sims.mean(1), sims.std(1)
-        p = fold == j
-        out[p] = 0.5 * ((s[p] - mu[ia[p]]) / sd[ia[p]] + (s[p] - mu[ib[p]]) / sd[ib[p]])
-    return out
-
-
-def score(scores: dict[int, np.ndarray], same, fold, far: float | None = None) -> dict:
-    """The protocol on per-fold scores (higher = more alike): accuracy ± SE, AUC, own-best."""
-    from facespace.people.thresholds import roc_metrics
-    from facespace.people.thresholds import calibrate_threshold, pair_accuracy
-
-    accs, best, tested = [], [], np.zeros(len(same))
-    for k, s in scores.items():
-        d, test = -s, fold == k
-        t = calibrate_threshold(d[~test], same[~test], target_far=far)
-        accs.append(pair_accuracy(d[test], same[test], t))
-        best.append(pair_accuracy(d[test], same[test], calibrate_threshold(d[test], same[test])))
-        tested[test] = d[test]
-    scored = np.isin(fold, list(scores))  # the tested folds' pairs (all of them under the full protocol)
-    _, _, auc, _, _ = roc_metrics(tested[scored], same[scored])
-    a = np.array(accs)
-    return {"mean_accuracy": float(a.mean()), "standard_error": float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan"),
-            "auc": float(auc), "own_best": float(np.mean(best)), "fold_accuracies": [float(x) for x in a]}
 
 
 def main() -> None:

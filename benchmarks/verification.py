@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+
+from facespace.files import label_filename
 
 ROOT = Path(__file__).resolve().parents[1]
 LFW = Path(os.environ.get("FACESPACE_SHARED", ROOT.parent / "shared" / "data")) / "lfw"
@@ -82,17 +81,14 @@ def verifier_retrained(path: Path, faces, threads: int, what: str):
 
 def model_input(model) -> str:
     """`48px colour, crop tight`: how a model sees a face."""
-    import fold_models
+    from facespace.people import fold_models
 
     return fold_models.input_label(model)
 
 
 def roc_name(label: str) -> str:
-    """The ROC PNG's file name for a row: its label as a slug, cut to 64 characters, and a hash of the
-    whole label, so rows that share a long beginning (ensembles of the same first folders, "conv
-    (a.safetensors)" and "conv (b.safetensors)") never write one file."""
-    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:64].rstrip("-")
-    return f"roc_{slug}-{hashlib.sha256(label.encode()).hexdigest()[:8]}.png"
+    """The ROC PNG's file name for a row (`facespace.files.label_filename`)."""
+    return label_filename(label, prefix="roc_", suffix=".png")
 
 
 def is_view2(args: argparse.Namespace) -> bool:
@@ -101,31 +97,12 @@ def is_view2(args: argparse.Namespace) -> bool:
 
 
 def train_folds(args: argparse.Namespace, train_fn, kw: dict, label: str) -> None:
-    """--train-only: each tested fold's training set, exactly as evaluate_lfw builds it, handed to
-    `train_fn` (which keeps the model: fold_models.saving); nothing is encoded or scored. A fold whose
-    model is already kept in `args.save_fold_models` (same people) is skipped, so an interrupted run
-    (or ensemble_rebuild.py) started again trains only the folds it had not finished."""
-    from facespace.data import load_faces, read_pair_files
-    from facespace.people.lfw import _tested_folds, fold_training_faces
+    """--train-only: `facespace.people.fold_models.train_folds` with this script's arguments."""
+    from facespace.people import fold_models
 
-    import fold_models
-
-    plist = read_pair_files(args.pairs)
-    labels = np.unique([int(p.fold) for p in plist])
-    tested = _tested_folds(args.folds, labels, args.pairs)
-    faces = load_faces(str(args.lfw), size=kw["size"], crop=kw["crop"], grayscale=kw["grayscale"])
-    todo = labels if tested is None else tested
-    for n, k in enumerate(todo):
-        train, _ = fold_training_faces(plist, faces, k, held_out=args.calibrate == "held-out-fold",
-                                       untested=args.train_people == "untested")
-        which = f"{label}: fold {k + 1} ({n + 1}/{len(todo)})"
-        kept = fold_models.kept_path(args.save_fold_models, train)
-        if kept.exists():  # written atomically, so a file there is a whole model
-            print(f"{which}: already kept as {kept}, skipped", file=sys.stderr, flush=True)
-            continue
-        print(f"{which}: training on {len(train)} images of {len(set(train.names.tolist()))} people",
-              file=sys.stderr, flush=True)
-        train_fn(train)
+    fold_models.train_folds(args.pairs, args.lfw, train_fn, keep_dir=args.save_fold_models, folds=args.folds,
+                            held_out=args.calibrate == "held-out-fold", untested=args.train_people == "untested",
+                            label=label, **kw)
 
 
 def main() -> None:
@@ -192,7 +169,7 @@ def main() -> None:
     from facespace.training.verifier import retrainer
     from facespace.models.pixels import PixelEncoder
 
-    import fold_models
+    from facespace.people import fold_models
 
     size = args.size
     pixels = f"{size}px colour, crop lfw"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,3 +53,15 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically and return the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def label_filename(label: str, *, prefix: str = "", suffix: str = "") -> str:
+    """A file name for a free-text label: its slug cut to 64 characters and a hash of the whole label,
+    so labels that share a long beginning never name one file.
+
+    Example:
+        >>> label_filename("PCA-32 (a.safetensors)", prefix="roc_", suffix=".png")
+        'roc_pca-32-a-safetensors-86ca6f69.png'
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:64].rstrip("-")
+    return f"{prefix}{slug}-{hashlib.sha256(label.encode()).hexdigest()[:8]}{suffix}"

@@ -1,9 +1,7 @@
-"""benchmarks/fold_models.py: per-fold verifiers kept by the people they trained on, and replayed."""
+"""facespace.people.fold_models: per-fold verifiers kept by the people they trained on, and replayed."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +11,7 @@ from facespace.data.faceset import FaceSet
 from facespace.errors import FacespaceError
 from facespace.models.verifier import VerifierConfig, VerifierNet
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import fold_models  # noqa: E402
+from facespace.people import fold_models
 
 
 def faces_of(names: list[str]) -> FaceSet:
@@ -101,32 +98,24 @@ def test_an_ensemble_replay_keeps_member_codes_and_reuses_them(tmp_path, monkeyp
 
 
 def test_train_only_trains_each_tested_fold_on_the_people_evaluate_lfw_would_and_scores_nothing(tmp_path):
-    """verification.py --train-only: the same training sets as the protocol (so the kept models replay)."""
-    import argparse
-
-    import verification
+    """train_folds (verification.py --train-only): the same training sets as the protocol (so the kept models replay)."""
     from people_helpers import write_people
 
     write_people(tmp_path / "lfw", 9, 3, ext=".jpg")
     lines = ["3\t1"] + [f"P{3 * f:02d}\t1\t2\nP{3 * f + 1:02d}\t1\tP{3 * f + 2:02d}\t1" for f in range(3)]
     (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
     seen = []
-    args = argparse.Namespace(pairs=[tmp_path / "pairs.txt"], lfw=tmp_path / "lfw", folds="1,3",
-                              calibrate="held-out-fold", train_people="other-folds", save_fold_models=tmp_path / "kept")
-    verification.train_folds(args, lambda faces: seen.append(set(faces.names.tolist())),
-                             {"size": 16, "crop": "lfw", "grayscale": False}, "test")
+    kw = {"keep_dir": tmp_path / "kept", "size": 16, "crop": "lfw", "grayscale": False, "held_out": True}
+    fold_models.train_folds([tmp_path / "pairs.txt"], tmp_path / "lfw", lambda faces: seen.append(set(faces.names.tolist())),
+                            folds="1,3", **kw)
     # fold 1 trains without folds 1 and 2 (held out), fold 3 without folds 3 and 1 (the next, wrapping round)
     assert seen == [{"P06", "P07", "P08"}, {"P03", "P04", "P05"}]
     with pytest.raises(FacespaceError, match="no fold 4"):
-        verification.train_folds(argparse.Namespace(**{**vars(args), "folds": "4"}), seen.append,
-                                 {"size": 16, "crop": "lfw", "grayscale": False}, "test")
+        fold_models.train_folds([tmp_path / "pairs.txt"], tmp_path / "lfw", seen.append, folds="4", **kw)
 
 
 def test_train_only_run_again_trains_only_the_folds_not_yet_kept(tmp_path):
     """An interrupted --train-only run started again skips folds whose model is in the folder (same people)."""
-    import argparse
-
-    import verification
     from people_helpers import write_people
 
     write_people(tmp_path / "lfw", 9, 3, ext=".jpg")
@@ -141,12 +130,10 @@ def test_train_only_run_again_trains_only_the_folds_not_yet_kept(tmp_path):
         seen.append(set(faces.names.tolist()))
         return net
 
-    args = argparse.Namespace(pairs=[tmp_path / "pairs.txt"], lfw=tmp_path / "lfw", folds="2",
-                              calibrate="other-folds", train_people="other-folds", save_fold_models=kept)
-    kw = {"size": 16, "crop": "lfw", "grayscale": False}
-    verification.train_folds(args, fold_models.saving(train_fn, kept), kw, "test")  # "interrupted" after fold 2
-    verification.train_folds(argparse.Namespace(**{**vars(args), "folds": None}), fold_models.saving(train_fn, kept),
-                             kw, "test")
+    kw = {"keep_dir": kept, "size": 16, "crop": "lfw", "grayscale": False}
+    pairs, lfw = [tmp_path / "pairs.txt"], tmp_path / "lfw"
+    fold_models.train_folds(pairs, lfw, fold_models.saving(train_fn, kept), folds="2", **kw)  # "interrupted" after fold 2
+    fold_models.train_folds(pairs, lfw, fold_models.saving(train_fn, kept), folds=None, **kw)
     others = [{f"P{i:02d}" for i in range(9) if i // 3 != k} for k in range(3)]
     assert seen == [others[1], others[0], others[2]]  # fold 2 once, then only folds 1 and 3
     assert len(list(kept.glob("*.safetensors"))) == 3
@@ -154,10 +141,13 @@ def test_train_only_run_again_trains_only_the_folds_not_yet_kept(tmp_path):
 
 def test_roc_names_of_rows_that_share_a_long_beginning_differ():
     """verification.py --roc-dir: two ensembles of the same first folders must not overwrite one ROC file."""
-    import verification
+    from facespace.files import label_filename
+
+    def roc_name(label):
+        return label_filename(label, prefix="roc_", suffix=".png")
 
     four = "ensemble of verifiers retrained per fold (kept models in runs/folds-b24 + runs/folds-b64w12 + runs/folds-bwide)"
     five = four[:-1] + " + runs/folds-binner)"
-    names = {verification.roc_name(four), verification.roc_name(five), verification.roc_name("pca-32")}
+    names = {roc_name(four), roc_name(five), roc_name("pca-32")}
     assert len(names) == 3 and all(n.startswith("roc_") and n.endswith(".png") and len(n) < 90 for n in names)
-    assert verification.roc_name("pca-32") == verification.roc_name("pca-32")  # the same row, the same file
+    assert roc_name("pca-32") == roc_name("pca-32")  # the same row, the same file

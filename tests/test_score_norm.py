@@ -1,14 +1,11 @@
-"""benchmarks/score_norm.py: cohort score normalisation that never lets a fold meet its own people."""
+"""facespace.people.score_norm: cohort score normalisation that never lets a fold meet its own people."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import score_norm  # noqa: E402
+from facespace.people import score_norm
 
 
 def toy(seed=0):

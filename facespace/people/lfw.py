@@ -286,7 +286,7 @@ def evaluate_lfw(
     if len(np.unique(fold_of)) < 2:
         raise DataError(f"{pairs} has a single fold; the View 2 protocol needs pairs.txt with its 10 folds "
                         "(or View 1's pairsDevTrain.txt and pairsDevTest.txt together, as two folds)")
-    tested = _tested_folds(folds, np.unique(fold_of), pairs)
+    tested = tested_folds(folds, np.unique(fold_of), pairs)
     if model is not None:
         size, _, channels = model.image_shape
         grayscale = channels == 1
@@ -323,7 +323,7 @@ def evaluate_lfw(
     return report
 
 
-def _tested_folds(folds: Any, labels: np.ndarray, pairs: Any) -> np.ndarray | None:
+def tested_folds(folds: Any, labels: np.ndarray, pairs: Any) -> np.ndarray | None:
     """Fold numbers from 1 (`--folds 1,2`) -> the 0-based labels to test; None tests all."""
     if folds is None:
         return None

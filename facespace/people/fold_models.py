@@ -1,4 +1,4 @@
-"""Keep the per-fold models of a retrained verifier, and score them again without training.
+"""Keep the per-fold models of a retrained verifier, train them fold by fold, and score them again without training.
 
 A View 2 run with a verifier retrained per fold costs ten trainings. `saving` keeps each fold's
 model in a folder, named by a hash of the people it trained on; `replay` hands `evaluate_lfw` that
@@ -18,12 +18,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from facespace.data.load import load_faces
+from facespace.data.pairs import read_pair_files
 from facespace.errors import FacespaceError
+from facespace.people.lfw import fold_training_faces, tested_folds
 
 
 def people_key(faces: Any) -> str:
@@ -174,3 +178,50 @@ def input_label(model: Any) -> str:
 
     size, _, c = model.image_shape
     return f"{size}px {'grey' if c == 1 else 'colour'}, crop {crop_name(model_crop(model))}"
+
+
+def train_folds(
+    pairs: list[str | os.PathLike],
+    lfw: str | os.PathLike,
+    train_fn: Callable[[Any], Any],
+    *,
+    keep_dir: str | os.PathLike,
+    size: int,
+    crop: Any,
+    grayscale: bool,
+    folds: Any = None,
+    held_out: bool = False,
+    untested: bool = False,
+    label: str = "",
+) -> None:
+    """Train (and keep, through `train_fn = saving(...)`) each tested fold's model on exactly the
+    people `evaluate_lfw` would train it on; nothing is encoded or scored. A fold whose model is
+    already kept in `keep_dir` (same people) is skipped, so an interrupted run started again trains
+    only the folds it had not finished.
+
+    Args:
+        pairs: the pairs files (as `read_pair_files`).
+        lfw: the LFW image folder.
+        train_fn: called with each fold's training `FaceSet`.
+        keep_dir: where the kept models live (`kept_path`).
+        size, crop, grayscale: how the faces are loaded.
+        folds: which folds (as `evaluate_lfw(folds=)`; None: all).
+        held_out: also keep out the fold after the tested one (`calibrate="held-out-fold"`).
+        untested: train on everyone outside the tested fold (`train_people="untested"`).
+        label: what progress lines on stderr call the run.
+    """
+    plist = read_pair_files(pairs)
+    labels = np.unique([int(p.fold) for p in plist])
+    tested = tested_folds(folds, labels, pairs)
+    faces = load_faces(str(lfw), size=size, crop=crop, grayscale=grayscale)
+    todo = labels if tested is None else tested
+    for n, k in enumerate(todo):
+        train, _ = fold_training_faces(plist, faces, k, held_out=held_out, untested=untested)
+        which = f"{label}: fold {k + 1} ({n + 1}/{len(todo)})"
+        kept = kept_path(Path(keep_dir), train)
+        if kept.exists():  # written atomically, so a file there is a whole model
+            print(f"{which}: already kept as {kept}, skipped", file=sys.stderr, flush=True)
+            continue
+        print(f"{which}: training on {len(train)} images of {len(set(train.names.tolist()))} people",
+              file=sys.stderr, flush=True)
+        train_fn(train)
