@@ -169,7 +169,7 @@ def main() -> None:
              f"people with < {args.enrol + 1} images, never enrolled); PCA fitted on the other half only "
              f"({len(training)} images{held_note}). Stranger threshold: calibrated by the gallery from the enrolled people "
              f"for FAR = {args.far:.0%} (leave-one-person-out nearest-impostor distances; the target held with 95 % "
-             "confidence, `gallery_identify.stranger_threshold`). DIR@FAR uses the "
+             "confidence, `facespace.people.thresholds.stranger_threshold`). DIR@FAR uses the "
              "threshold that accepts that share of the actual strangers (oracle), as is standard.")
     if args.verifier_retrain:
         notes += (" The retrained verifier learnt only from the training images' people with >= 2 images, with its "

@@ -12,7 +12,8 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, faces_of, patterns
 
 from facespace.errors import DataError
-from facespace.people.gallery.gallery import Gallery, GalleryError, open_set_scores
+from facespace.people.distances import open_set_scores
+from facespace.people.gallery.gallery import Gallery, GalleryError
 from facespace.models.pixels import PixelEncoder
 
 

@@ -185,9 +185,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             ref = quality_reference(crops.images, model=m, source=f"{len(crops)} reference faces")
             say(f"quality reference of {len(crops)} faces stored in {save_quality_reference(m, ref)}")
             return
-        from facespace.people.gallery.gallery import _crop_side
+        from facespace.data.images import crop_side
 
-        sizes = [min(b[2], b[3]) if b is not None else _crop_side(s) for s, b in zip(crops.sources, crops.boxes)]
+        sizes = [min(b[2], b[3]) if b is not None else crop_side(s) for s, b in zip(crops.sources, crops.boxes)]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "face", "score", "ok", "sharpness", "contrast", "brightness", "size", "recon_error",

@@ -355,3 +355,14 @@ def is_image_name(path: str | Path) -> bool:
     """True when the file name has one of the image extensions we load."""
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
+
+def crop_side(path: str, crop: Crop = "lfw") -> int | None:
+    """The side, in file pixels, of the face crop `load_images` takes from an image file (None when
+    the file cannot be read: it is refused, by name, when it is loaded)."""
+    try:
+        with open_image(path) as img:
+            w, h = img.size
+        box = crop_box(crop, w, h)
+    except Exception:  # unreadable files are refused (by name) when they are loaded
+        return None
+    return min(w, h) if box is None else min(box[2] - box[0], box[3] - box[1])

@@ -6,7 +6,7 @@ enrolled person and accepts the match only when its distance is within a thresho
 a target false-accept rate on the enrolled people themselves: for every enrolled face, its nearest
 other face of the same person is a genuine score, and its nearest face of any other person is an
 impostor score (as if that person were a stranger). The threshold keeps the impostor false-accept
-rate under the target with 95 % confidence (`gallery_identify.stranger_threshold`), not merely on
+rate under the target with 95 % confidence (`facespace.people.thresholds.stranger_threshold`), not merely on
 average. It is recalibrated inside the same transaction as every change.
 
 Durability: every change is one transaction (an interrupted enrol leaves the gallery as it was),
@@ -16,8 +16,8 @@ the model it was built with and refuses another.
 Quality and corrections: `enroll` refuses images that fail `facespace.people.quality.face_quality`
 (blurry, flat, not face-like, too small) with `LowQualityError` unless `force=True`; `identify`
 reports each probe's quality. `reject(face, name)` ("not this person") keeps that face (and
-near-copies of it) from being named as that person again. Identifying and corrections live in
-`facespace.people.gallery.matching` (mixed into `Gallery`); this module stores and calibrates.
+near-copies of it) from being named as that person again. The SQLite schema is in
+`facespace.people.gallery.store`; the matching and calibration math in `...gallery.matching`.
 
 Example:
     >>> from facespace.models.pixels import PixelEncoder
@@ -34,26 +34,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# identifying and corrections are mixed in from gallery_identify; its names are re-exported here
-from facespace.people.thresholds import CALIBRATION_CONFIDENCE, reject_radius, stranger_threshold
-from facespace.people.gallery.matching import REJECT_FRACTION, IdentifyMixin, Identification
-from facespace.people.distances import open_set_scores
-from facespace.people.gallery.store import SCHEMA, SCHEMA_VERSION, GalleryError, check_name, model_fingerprint
-from facespace.people.quality import LowQualityError, describe_refusals, face_quality
+from facespace.data.images import crop_side
 from facespace.data.inputs import as_images
+from facespace.people.gallery.matching import REJECT_FRACTION, Identification, calibrate_strangers, match_codes
+from facespace.people.gallery.store import (
+    SCHEMA, SCHEMA_VERSION, GalleryError, check_name, connect, model_fingerprint, read_codes, statements, transaction,
+)
+from facespace.people.quality import LowQualityError, describe_refusals, face_quality
 
-__all__ = ["REJECT_FRACTION", "Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify",
-           "model_fingerprint", "open_set_scores"]
+__all__ = ["Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify"]
 
 
-class Gallery(IdentifyMixin):
+class Gallery:
     """Enrolled people in a SQLite file.
 
     Args:
@@ -78,16 +76,7 @@ class Gallery(IdentifyMixin):
             raise GalleryError(f"no gallery at {self.path}; enrol someone first (with a model) to create it")
         if exists and self.path != ":memory:" and Path(self.path).is_dir():
             raise GalleryError(f"{self.path} is a folder; pass a gallery file such as people.db")
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = FULL")
-            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as e:
-            raise GalleryError(f"{self.path} is not a facespace gallery ({e}); pass a gallery file or a new name") from None
-        if tables and "meta" not in tables:
-            raise GalleryError(f"{self.path} is an SQLite file but not a facespace gallery; pass another file name")
+        self.db, tables = connect(self.path)
         if not tables:
             self._create(metric, target_far)
         self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
@@ -120,9 +109,8 @@ class Gallery(IdentifyMixin):
             "created": time.time(),
         }
         with self._transaction():
-            for statement in SCHEMA.split(";"):  # executescript would commit early
-                if statement.strip():
-                    self.db.execute(statement)
+            for statement in statements(SCHEMA):
+                self.db.execute(statement)
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
 
     def _check_model(self, model: Any) -> None:
@@ -135,18 +123,8 @@ class Gallery(IdentifyMixin):
                 "Open it with that model, or enrol into a new gallery file"
             )
 
-    def _transaction(self):
-        db = self.db
-
-        class _Tx:
-            def __enter__(self_):
-                db.execute("BEGIN IMMEDIATE")  # take the write lock now, so readers never see half
-
-            def __exit__(self_, exc_type, exc, tb):
-                db.execute("ROLLBACK" if exc_type else "COMMIT")
-                return False
-
-        return _Tx()
+    def _transaction(self) -> transaction:
+        return transaction(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -179,16 +157,97 @@ class Gallery(IdentifyMixin):
 
     def codes(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """`(codes (n, d) float32, person index (n,) int, names)` of every enrolled face."""
+        return read_codes(self.db, int(self.meta["code_size"]))
+
+    # --- identifying ---------------------------------------------------------------------------
+    def identify(self, images: Any, *, k: int = 5, max_distance: float | None = None,
+                 sizes: Any = None) -> list[Identification]:
+        """Name each probe face, or None for a stranger; with its quality.
+
+        Args:
+            images: `(n, H, W, C)` float32 at the model's shape, or image paths.
+            k: how many candidate people to report per probe.
+            max_distance: override the calibrated threshold.
+            sizes: `n` face sides in source pixels where known (for the quality's size check).
+
+        Returns:
+            One `Identification` per probe, `quality` filled in.
+        """
+        self._threshold_for(max_distance)  # refuse an empty gallery before encoding anything
+        z, _, _, x, side = self._encode(images, sizes)
+        quality = face_quality(x, model=self.model, sizes=side, codes=z)
+        return [r._replace(quality=q) for r, q in zip(self.identify_codes(z, k=k, max_distance=max_distance), quality)]
+
+    def _threshold_for(self, max_distance: float | None) -> float:
+        if len(self) == 0 or not self.db.execute("SELECT 1 FROM faces LIMIT 1").fetchone():
+            raise GalleryError(f"gallery {self.path} has nobody enrolled; enrol people with `facespace people enroll`")
+        threshold = max_distance if max_distance is not None else self.threshold
+        if threshold is None:
+            raise GalleryError(
+                f"gallery {self.path} has only {len(self)} person enrolled; the stranger threshold is calibrated "
+                "from two or more people: enrol more people or pass max_distance")
+        return float(threshold)
+
+    def identify_codes(self, codes: Any, *, k: int = 5, max_distance: float | None = None) -> list[Identification]:
+        """`identify` for codes already made with the gallery's model (e.g. `facespace encode`'s export).
+
+        Args:
+            codes: `(n, d)` float32 (or one `(d,)` code).
+        """
+        threshold = self._threshold_for(max_distance)
+        z = self._check_codes(codes)
+        codes_, person, names = self.codes()
+        per_person = dict(self.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
+        rej_codes, rej_person = self.rejections()
+        stored = dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'reject_radius'")).get("reject_radius")
+        radius = max(float(stored) if stored else REJECT_FRACTION * threshold, 1e-6)
+        return match_codes(z, codes_, person, names, threshold=threshold, metric=self.metric, k=k, per_person=per_person,
+                           rejected=rej_codes, rejected_person=rej_person, radius=radius, override=max_distance is not None)
+
+    def _check_codes(self, codes: Any) -> np.ndarray:
+        z = np.asarray(codes, np.float32)
+        z = z[None] if z.ndim == 1 else z
         d = int(self.meta["code_size"])
-        self.db.execute("BEGIN")  # one snapshot for both reads
-        try:
-            people = list(self.db.execute("SELECT id, name FROM people ORDER BY id"))
-            rows = list(self.db.execute("SELECT person_id, code FROM faces ORDER BY id"))
-        finally:
-            self.db.execute("COMMIT")
-        index = {pid: i for i, (pid, _) in enumerate(people)}
-        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), d).copy()
-        return codes, np.array([index[r[0]] for r in rows], np.int64), [n for _, n in people]
+        if z.ndim != 2 or z.shape[1] != d:
+            raise GalleryError(f"codes have shape {z.shape} but this gallery holds codes of size {d}; "
+                               f"use codes made with its model ({self.meta.get('model_kind')} {self.meta.get('model_path')})")
+        if not np.isfinite(z).all():
+            raise GalleryError("codes contain NaN or infinite values")
+        return z
+
+    # --- corrections ---------------------------------------------------------------------------
+    def reject(self, image_or_code: Any, name: str, *, source: str | None = None) -> int:
+        """"Not this person": never name this face (or near-identical ones) as `name` again.
+
+        Args:
+            image_or_code: an `(H, W, C)` image (or a batch of one), an image path, or a `(d,)` code.
+            name: the enrolled person it is not.
+            source: what to record as the face's origin (default: the path, or "array").
+
+        Returns:
+            How many rejections `name` has now.
+        """
+        x = image_or_code
+        if isinstance(x, np.ndarray) and x.ndim in (1, 2):  # images are (H, W, C) or (1, H, W, C)
+            z, src = self._check_codes(x), "code"
+        else:
+            z, srcs, _, _, _ = self._encode(x if not isinstance(x, np.ndarray) or x.ndim == 4 else x[None])
+            src = srcs[0]
+        if len(z) != 1:
+            raise GalleryError(f"reject takes one face; got {len(z)}")
+        with self._transaction():
+            row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise GalleryError(f"{name!r} is not enrolled in {self.path}; `facespace people list` shows who is")
+            self.db.execute("INSERT INTO rejections (person_id, code, source, created) VALUES (?, ?, ?, ?)",
+                            (row[0], z[0].astype("<f4").tobytes(), source or src, time.time()))
+            return int(self.db.execute("SELECT COUNT(*) FROM rejections WHERE person_id = ?", (row[0],)).fetchone()[0])
+
+    def rejections(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(codes (r, d) float32, person index (r,))` of every "not this person" correction, indexed
+        like `codes()`'s names."""
+        codes, person, _ = read_codes(self.db, int(self.meta["code_size"]), "rejections")
+        return codes, person
 
     # --- changing ------------------------------------------------------------------------------
     def _encode(self, images: Any, sizes: Any = None) -> tuple[np.ndarray, list[str], list[str], np.ndarray, Any]:
@@ -205,7 +264,7 @@ class Gallery(IdentifyMixin):
         if sources is None:
             sources = [f"array[{i}]" for i in range(len(z))]
         elif sizes is None:
-            sizes = [_crop_side(p) for p in sources]
+            sizes = [crop_side(p) for p in sources]
         return z, sources, [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in x], x, sizes
 
     def enroll(self, name: str, images: Any, *, replace: bool = False, force: bool = False,
@@ -327,38 +386,14 @@ class Gallery(IdentifyMixin):
     def _recalibrate(self) -> None:
         """Inside a transaction: recompute the stranger threshold from the enrolled faces."""
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
-        d = int(meta["code_size"])
         rows = list(self.db.execute("SELECT person_id, code FROM faces"))
         person = np.array([r[0] for r in rows], np.int64)
-        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), d)
-        genuine, impostor = open_set_scores(codes, person, metric=meta["metric"])
-        radius = reject_radius(genuine)
+        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), int(meta["code_size"]))
+        t, facts, radius = calibrate_strangers(codes, person, metric=meta["metric"], target_far=float(meta["target_far"]))
         self._set_meta(reject_radius="" if radius is None else radius)
         if meta.get("threshold_source") == "manual":
             return
-        if len(np.unique(person)) < 2:
-            self._set_meta(threshold="", calibration="")
-            return
-        far = float(meta["target_far"])
-        t, k = stranger_threshold(impostor, far)
-        tar = float((genuine <= t).mean()) if len(genuine) else float("nan")
-        self._set_meta(threshold=t, calibration=json.dumps(
-            {"target_far": far, "confidence": CALIBRATION_CONFIDENCE, "impostor_scores": len(impostor),
-             "impostors_accepted": k, "genuine_scores": len(genuine),
-             "genuine_accept_rate": tar}))
-
-
-def _crop_side(path: str) -> int | None:
-    """The side, in file pixels, of the face crop `load_images` takes from an image file."""
-    from facespace.data.images import crop_box, open_image
-
-    try:
-        with open_image(path) as img:
-            w, h = img.size
-        box = crop_box("lfw", w, h)
-    except Exception:  # unreadable files are refused (by name) when they are loaded
-        return None
-    return min(w, h) if box is None else min(box[2] - box[0], box[3] - box[1])
+        self._set_meta(threshold="" if t is None else t, calibration="" if facts is None else json.dumps(facts))
 
 
 def identify(model: Any, images: Any, gallery: str | os.PathLike, **options: Any) -> list[Identification]:

@@ -15,6 +15,8 @@ leaving every version-1 table as it was.
 from __future__ import annotations
 
 import sqlite3
+
+import numpy as np
 from typing import Any
 
 from facespace.checkpoint import weights_hash
@@ -108,6 +110,25 @@ def check_name(name: Any) -> str:
     return name
 
 
+def connect(path: str) -> tuple[sqlite3.Connection, set[str]]:
+    """Open a gallery file for autocommit use (WAL journal, full sync, foreign keys) and list its tables.
+
+    Raises:
+        GalleryError: a file that is not SQLite, or an SQLite file that is not a gallery.
+    """
+    try:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise GalleryError(f"{path} is not a facespace gallery ({e}); pass a gallery file or a new name") from None
+    if tables and "meta" not in tables:
+        raise GalleryError(f"{path} is an SQLite file but not a facespace gallery; pass another file name")
+    return db, tables
+
+
 def statements(schema: str) -> list[str]:
     """The statements of a schema text (`executescript` would commit an open transaction)."""
     return [st for st in schema.split(";") if st.strip()]
@@ -152,3 +173,17 @@ class transaction:
     def __exit__(self, exc_type, exc, tb) -> bool:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         return False
+
+
+def read_codes(db: sqlite3.Connection, code_size: int, table: str = "faces") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """`(codes (n, d) float32, person index (n,) int into names, names)` of a gallery's `faces` or
+    `rejections` rows, read in one snapshot (people in id order)."""
+    db.execute("BEGIN")
+    try:
+        people = list(db.execute("SELECT id, name FROM people ORDER BY id"))
+        rows = list(db.execute(f"SELECT person_id, code FROM {table} ORDER BY id"))
+    finally:
+        db.execute("COMMIT")
+    index = {pid: i for i, (pid, _) in enumerate(people)}
+    codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), code_size).copy()
+    return codes, np.array([index[r[0]] for r in rows], np.int64), [n for _, n in people]
