@@ -174,3 +174,15 @@ def test_the_cli_is_a_short_list_of_nouns():
     group = typer.main.get_command(build_app())
     visible = [name for name, cmd in group.commands.items() if not cmd.hidden]
     assert len(visible) <= 15, visible
+
+
+def test_the_readme_layout_names_every_room_and_module():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("### Layout"):readme.index("### The model contract")]
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py" or path.parent.name in ("cli", "web"):
+            continue
+        room = path.parent.name + "/" if path.parent != PACKAGE else ""
+        assert path.stem in layout, f"README's layout does not name {room}{path.name}"
+    for room in (p for p in PACKAGE.rglob("*") if p.is_dir() and (p / "__init__.py").exists()):
+        assert f"{room.name}/" in layout, f"README's layout does not name the room {room.name}/"
