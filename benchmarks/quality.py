@@ -82,7 +82,7 @@ def part_nonfaces(lfw_files: list[str] | None, seed: int) -> list[dict]:
     from skimage.data import lfw_subset
 
     from facespace.models.pca import PCAAutoencoder
-    from facespace.people.quality import quality_reference
+    from facespace.people.quality_reference import quality_reference
 
     x = lfw_subset().astype(np.float32)[..., None]
     faces, nonfaces = x[:100], x[100:]
@@ -145,7 +145,7 @@ def blurred_copies(paths: list[str], size: int, rng: np.random.Generator) -> tup
 def part_blur(lfw_files: list[str], n: int, seed: int, size: int = 32) -> tuple[list[dict], tuple]:
     from facespace.data import load_images
     from facespace.models.pca import PCAAutoencoder
-    from facespace.people.quality import quality_reference
+    from facespace.people.quality_reference import quality_reference
 
     rng = np.random.default_rng(seed)
     people = sorted({Path(p).parent.name for p in lfw_files})
@@ -162,7 +162,7 @@ def part_blur(lfw_files: list[str], n: int, seed: int, size: int = 32) -> tuple[
     r.pop("_qualities")
     r.update(part="LFW faces vs blurred copies", model=f"PCA-32 on 2,000 LFW images ({size}x{size} RGB)",
              reference="500 other images of the training people", bad="blurred (sigma 1.5-2 px)")
-    from facespace.people.quality import reference_for
+    from facespace.people.quality_reference import reference_for
 
     fallback = evaluate(pca, reference_for(None, (size, size, 3)), sharp, soft)  # nothing stored with the model
     fallback.pop("_qualities")

@@ -37,7 +37,7 @@ def store_reference(model_path, faces) -> None:
     """Store a quality reference measured on the test model's "training faces" in its checkpoint."""
     from facespace.models.registry import load_model
     from facespace.data import load_images
-    from facespace.people.quality import quality_reference, save_quality_reference
+    from facespace.people.quality_reference import quality_reference, save_quality_reference
 
     m = load_model(model_path)
     save_quality_reference(m, quality_reference(load_images(faces, size=16, grayscale=True), model=m))
@@ -167,7 +167,7 @@ def photos(tmp_path_factory):
     from skimage.data import astronaut
 
     from facespace.models.pca import PCAAutoencoder
-    from facespace.people.quality import embedded_faces
+    from facespace.people.quality_reference import embedded_faces
 
     d = tmp_path_factory.mktemp("photos")
     astro = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
@@ -180,7 +180,7 @@ def photos(tmp_path_factory):
     faces = embedded_faces((24, 24, 1))
     model = save_model(PCAAutoencoder(code_size=12).fit(faces[:50]), d / "pca.safetensors")
     from facespace.models.registry import load_model
-    from facespace.people.quality import quality_reference, save_quality_reference
+    from facespace.people.quality_reference import quality_reference, save_quality_reference
 
     pca = load_model(model)  # faces 50-99, held out from the fit, are its quality reference
     save_quality_reference(pca, quality_reference(faces[50:], model=pca, source="held-out faces"))

@@ -27,7 +27,7 @@ def people():
 
 def tiny(config: TinyConfig = TinyConfig()) -> TinyEncoder:
     """The test encoder with a quality reference from its own "training faces" (other synthetic people)."""
-    from facespace.people.quality import quality_reference
+    from facespace.people.quality_reference import quality_reference
 
     model = TinyEncoder(config)
     rng = np.random.default_rng(99)

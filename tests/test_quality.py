@@ -8,10 +8,8 @@ import pytest
 
 from facespace.errors import FacespaceError
 from facespace.models.pca import PCAAutoencoder
-from facespace.people.quality import (
-    FaceQuality, QualityReference, face_quality, laplacian_variance, quality_reference, reference_for,
-    save_quality_reference,
-)
+from facespace.people.quality import FaceQuality, face_quality
+from facespace.people.quality_reference import QualityReference, laplacian_variance, quality_reference, reference_for, save_quality_reference
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
                                             "training faces): store their quality distribution in the model."),
     ) -> None:
         """Face quality: CSV path,face,score,ok,sharpness,contrast,brightness,size,recon_error,code_distance,reasons."""
-        from facespace.people.quality import face_quality, quality_reference, save_quality_reference
+        from facespace.people.quality import face_quality
+        from facespace.people.quality_reference import quality_reference, save_quality_reference
 
         m = resolve_model(model)
         crops = model_crops(m, expand_images(images), detect=detect)

@@ -31,6 +31,7 @@ from typing import Any
 from facespace.data.images import TIGHT_BOX  # (top, left, bottom, right) of the face in a 250x250 LFW original
 from facespace.data.images import check_crop
 from facespace.errors import DataError
+from facespace.protocol import Encoder
 
 __all__ = ["TIGHT_BOX", "CROP_NAMES", "DEFAULT_CROP", "RECORDED", "parse_crop", "crop_record", "crop_name",
            "model_crop", "resolve_crop"]
@@ -98,7 +99,7 @@ def crop_name(crop: Any) -> str:
     return "tight" if tuple(crop) == TIGHT_BOX else ",".join(str(v) for v in crop)
 
 
-def model_crop(model: Any) -> Any:
+def model_crop(model: Encoder) -> Any:
     """The crop recorded with `model` (as `parse_crop` returns it), or `DEFAULT_CROP` if none was."""
     extra = (getattr(model, "checkpoint_info", None) or {}).get("extra") or {}
     if "crop" not in extra:
@@ -106,7 +107,7 @@ def model_crop(model: Any) -> Any:
     return parse_crop(extra["crop"])
 
 
-def resolve_crop(model: Any, crop: Any = RECORDED) -> Any:
+def resolve_crop(model: Encoder, crop: Any = RECORDED) -> Any:
     """`crop` as a data-layer spec; `RECORDED` (the default) gives the model's own (`model_crop`)."""
     if isinstance(crop, str) and crop == RECORDED:
         return model_crop(model)

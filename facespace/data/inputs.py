@@ -23,7 +23,7 @@ import numpy as np
 from facespace.data.crops import RECORDED, crop_name, resolve_crop
 from facespace.data.images import crop_box, is_image_name, load_images
 from facespace.errors import DataError
-from facespace.protocol import check_images
+from facespace.protocol import Encoder, check_images
 
 # an image whose pixels vary less than this (std over the image) holds no face
 MIN_PIXEL_STD = 1e-3
@@ -31,7 +31,7 @@ MIN_PIXEL_STD = 1e-3
 MIN_SOURCE_SIDE = 12
 
 
-def as_images(model: Any, images: Any, *, crop: Any = RECORDED, check_faces: bool = False) -> np.ndarray:
+def as_images(model: Encoder, images: Any, *, crop: Any = RECORDED, check_faces: bool = False) -> np.ndarray:
     """Return `images` as the model's `(n, H, W, C)` float32, loading paths if given.
 
     Args:

@@ -13,9 +13,10 @@ from typing import Any
 from facespace.checkpoint import model_hash, weights_hash
 from facespace.index.index import Index, IndexingError
 from facespace.models.registry import resolve_model
+from facespace.protocol import Encoder
 
 
-def model_record(model: Any) -> dict[str, Any]:
+def model_record(model: Encoder) -> dict[str, Any]:
     """What an index stores about the model its vectors came from."""
     info = getattr(model, "checkpoint_info", {}) or {}
     return {
@@ -28,7 +29,7 @@ def model_record(model: Any) -> dict[str, Any]:
     }
 
 
-def check_model(index: Index, model: Any) -> None:
+def check_model(index: Index, model: Encoder) -> None:
     """Raise IndexingError unless `model` is the model `index` was built with."""
     rec = index.model
     if rec is None:

@@ -33,6 +33,7 @@ import numpy as np
 
 from facespace.errors import DataError, FacespaceError
 from facespace.people.thresholds import error_curves
+from facespace.protocol import Encoder
 
 TRUE_WORDS = {"1", "true", "yes", "same", "y", "t"}
 FALSE_WORDS = {"0", "false", "no", "different", "diff", "n", "f"}
@@ -233,7 +234,7 @@ def folder_pairs(folder: str | os.PathLike, *, seed: int = 0, max_same: int | No
 # --- encoding ---------------------------------------------------------------------------------
 
 
-def encode_files(model: Any, paths: list[str], *, detect: bool = False) -> tuple[np.ndarray, list[str]]:
+def encode_files(model: Encoder, paths: list[str], *, detect: bool = False) -> tuple[np.ndarray, list[str]]:
     """Codes of image files, each once; with `detect`, of the surest face in each photo.
 
     Returns:
@@ -275,7 +276,7 @@ def summarize(scores: Any, genuine: Any, *, target_far: float | None = 0.01, met
                        int(g.sum()), int((~g).sum()), s, g)
 
 
-def calibrate_pairs(model: Any, pairs: LabelledPairs, *, target_far: float | None = 0.01, metric: str = "cosine",
+def calibrate_pairs(model: Encoder, pairs: LabelledPairs, *, target_far: float | None = 0.01, metric: str = "cosine",
                     detect: bool = False) -> tuple[Calibration, list[str]]:
     """Calibrate a model's verification threshold on labelled pairs of image files.
 

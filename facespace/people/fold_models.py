@@ -28,6 +28,7 @@ from facespace.data.load import load_faces
 from facespace.data.pairs import read_pair_files
 from facespace.errors import FacespaceError
 from facespace.people.lfw import fold_training_faces, tested_folds
+from facespace.protocol import Encoder
 
 
 def people_key(faces: Any) -> str:
@@ -57,7 +58,7 @@ def saving(train_fn: Callable[[Any], Any], folder: Path) -> Callable[[Any], Any]
     return fn
 
 
-def with_shift_test(model: Any, pixels: int) -> Any:
+def with_shift_test(model: Encoder, pixels: int) -> Any:
     """The same network and weights with `shift_test=pixels` in its config."""
     from facespace.models.verifier import VerifierNet
 
@@ -172,7 +173,7 @@ def _first_model(folder: Path) -> Any:
     return load_model(paths[0], kind="verifier")
 
 
-def input_label(model: Any) -> str:
+def input_label(model: Encoder) -> str:
     """`48px colour, crop tight`: how a kept model sees a face."""
     from facespace.data.crops import crop_name, model_crop
 

@@ -37,6 +37,7 @@ from facespace.errors import DataError, FacespaceError
 from facespace.people.roc import save_roc
 from facespace.people.thresholds import calibrate_threshold, pair_accuracy, roc_metrics
 from facespace.people.distances import pair_distances
+from facespace.protocol import Encoder
 
 CALIBRATIONS = ("other-folds", "held-out-fold")
 TRAIN_PEOPLE = ("other-folds", "untested")
@@ -220,7 +221,7 @@ def pair_rows(pairs: list[Any], root: Path, faces: Any) -> tuple[np.ndarray, np.
 
 
 def evaluate_lfw(
-    model: Any = None,
+    model: Encoder | None = None,
     pairs: Any = "pairs.txt",
     lfw: str | os.PathLike | None = None,
     *,

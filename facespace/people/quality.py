@@ -44,15 +44,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from facespace.errors import FacespaceError
-# the measures and the reference live in quality_reference; its public names are re-exported here
+# the measures and the reference of good faces live in quality_reference
+from facespace.protocol import Encoder
 from facespace.people.quality_reference import (
-    MEASURES, MIN_TAIL, QUANTILES, QualityReference, checked_images, embedded_faces, laplacian_variance,
-    measure_faces, quality_reference, reference_for, save_quality_reference,
+    QualityReference, checked_images, measure_faces, reference_for,
 )
 
-__all__ = ["MEASURES", "MIN_TAIL", "QUANTILES", "FaceQuality", "LowQualityError", "QualityReference",
-           "embedded_faces", "face_quality", "laplacian_variance", "measure_faces", "quality_reference",
-           "reference_for", "save_quality_reference"]
+__all__ = ["FaceQuality", "LowQualityError", "describe_refusals", "face_quality"]
 
 _LN9 = float(np.log(9.0))
 
@@ -121,7 +119,7 @@ def _component(value: np.ndarray, threshold: float, median: float, *, higher_bet
 def face_quality(
     images: Any,
     *,
-    model: Any = None,
+    model: Encoder | None = None,
     sizes: Sequence[int | None] | None = None,
     codes: np.ndarray | None = None,
     reference: QualityReference | None = None,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from facespace.errors import FacespaceError
+from facespace.protocol import Encoder
 
 __all__ = ["MEASURES", "MIN_TAIL", "QUANTILES", "QualityReference", "checked_images", "embedded_faces",
            "laplacian_variance", "measure_faces", "quality_reference", "reference_for", "save_quality_reference"]
@@ -111,7 +112,7 @@ def laplacian_variance(grey: np.ndarray) -> np.ndarray:
     return lap.reshape(len(g), -1).var(axis=1, dtype=np.float64)
 
 
-def measure_faces(images: Any, *, model: Any = None, codes: np.ndarray | None = None,
+def measure_faces(images: Any, *, model: Encoder | None = None, codes: np.ndarray | None = None,
                   code_stats: tuple[np.ndarray, np.ndarray] | None = None,
                   batch_size: int = 512) -> dict[str, np.ndarray]:
     """The raw measures of each image (no thresholds).
@@ -155,7 +156,7 @@ def measure_faces(images: Any, *, model: Any = None, codes: np.ndarray | None = 
     return out
 
 
-def checked_images(images: Any, model: Any) -> np.ndarray:
+def checked_images(images: Any, model: Encoder) -> np.ndarray:
     """`images` as `(n, H, W, C)` float32, refused (with what to do) when they cannot be judged."""
     x = np.asarray(images, np.float32)
     x = x[None] if x.ndim == 3 else x
@@ -172,7 +173,7 @@ def checked_images(images: Any, model: Any) -> np.ndarray:
 # --- references ----------------------------------------------------------------------------------
 
 
-def quality_reference(faces: Any, *, model: Any = None, source: str = "given faces") -> QualityReference:
+def quality_reference(faces: Any, *, model: Encoder | None = None, source: str = "given faces") -> QualityReference:
     """Measure known-good faces as a quality reference.
 
     Use faces the model was NOT fitted on (its validation split): a model reconstructs its own
@@ -201,7 +202,7 @@ def quality_reference(faces: Any, *, model: Any = None, source: str = "given fac
                             None if stats is None else stats[1].tolist(), source, fits=fits)
 
 
-def save_quality_reference(model: Any, reference: QualityReference) -> Path:
+def save_quality_reference(model: Encoder, reference: QualityReference) -> Path:
     """Store `reference` in the checkpoint `model` was loaded from (`extra["quality"]`, atomic)."""
     from facespace.checkpoint import file_hash, read_checkpoint
     from facespace.models.registry import save_model
@@ -234,7 +235,7 @@ def embedded_faces(image_shape: tuple[int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(x, c, axis=3) if c == 3 else x, np.float32)
 
 
-def reference_for(model: Any = None, image_shape: tuple[int, int, int] | None = None) -> QualityReference:
+def reference_for(model: Encoder | None = None, image_shape: tuple[int, int, int] | None = None) -> QualityReference:
     """The model's stored reference, else an image-only one measured on the embedded faces (cached).
 
     Args:

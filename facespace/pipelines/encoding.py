@@ -30,7 +30,7 @@ def _name_of_file(path: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _encode(net: Any, images: np.ndarray, batch_size: int, tick: Callable[[int], None]) -> np.ndarray:
+def _encode(net: Encoder, images: np.ndarray, batch_size: int, tick: Callable[[int], None]) -> np.ndarray:
     codes = np.zeros((len(images), int(net.code_size)), np.float32)
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))

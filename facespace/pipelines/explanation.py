@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from facespace.errors import FacespaceError
+from facespace.protocol import Encoder
 
 # the heatmap colour scale tops out at the largest difference, but never below this, so that two
 # near-identical faces give a dark map rather than their noise blown up to full brightness
@@ -51,7 +52,7 @@ class Explanation:
     metric: str = "cosine"
 
 
-def explain(model: Any, image_a: Any, image_b: Any, *, metric: str = "cosine") -> Explanation:
+def explain(model: Encoder, image_a: Any, image_b: Any, *, metric: str = "cosine") -> Explanation:
     """Compare two faces through a model and say where they differ.
 
     Args:

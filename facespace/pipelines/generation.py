@@ -26,7 +26,7 @@ import numpy as np
 from facespace.data.inputs import as_images
 from facespace.pipelines.codes import encode
 from facespace.errors import FacespaceError
-from facespace.protocol import has_decoder
+from facespace.protocol import Autoencoder, Encoder, has_decoder
 
 MAX_STRENGTH = 3.0  # vary: noise of 3 training-code std's already leaves the face far behind
 
@@ -43,11 +43,11 @@ def _need_decoder(model: Any, what: str) -> None:
         )
 
 
-def _decode(model: Any, codes: np.ndarray) -> np.ndarray:
+def _decode(model: Autoencoder, codes: np.ndarray) -> np.ndarray:
     return np.clip(model.decode(np.asarray(codes, np.float32)), 0.0, 1.0).astype(np.float32)
 
 
-def _one_image(model: Any, image: Any, name: str) -> np.ndarray:
+def _one_image(model: Encoder, image: Any, name: str) -> np.ndarray:
     """One image as `(1, H, W, C)`, checked against the model, with a message naming `name`."""
     if isinstance(image, np.ndarray) and image.ndim == 3:
         image = image[None]
@@ -67,7 +67,7 @@ def _check_same_shape(a: Any, b: Any) -> None:
             )
 
 
-def morph(model: Any, image_a: Any, image_b: Any, steps: int = 7) -> np.ndarray:
+def morph(model: Autoencoder, image_a: Any, image_b: Any, steps: int = 7) -> np.ndarray:
     """Decode the straight line between two faces' codes: `z_a * (1 - t) + z_b * t`.
 
     Args:
@@ -92,7 +92,7 @@ def morph(model: Any, image_a: Any, image_b: Any, steps: int = 7) -> np.ndarray:
     return _decode(model, za[None] * (1.0 - t) + zb[None] * t)
 
 
-def code_stats(model: Any, images: Any) -> dict[str, list[float]]:
+def code_stats(model: Encoder, images: Any) -> dict[str, list[float]]:
     """Mean and per-dimension std of the codes of `images`: what to store in a checkpoint's extra.
 
     Args:
@@ -109,7 +109,7 @@ def code_stats(model: Any, images: Any) -> dict[str, list[float]]:
     return {"code_mean": z.mean(0).tolist(), "code_std": z.std(0).tolist()}
 
 
-def _stored(model: Any, key: str) -> np.ndarray | None:
+def _stored(model: Encoder, key: str) -> np.ndarray | None:
     value = getattr(model, "checkpoint_info", {}).get("extra", {}).get(key)
     if value is None:
         return None
@@ -119,7 +119,7 @@ def _stored(model: Any, key: str) -> np.ndarray | None:
     return v
 
 
-def code_spread(model: Any, spread: Any = None) -> np.ndarray:
+def code_spread(model: Encoder, spread: Any = None) -> np.ndarray:
     """Per-dimension std `(d,)` of training codes, from wherever it is known.
 
     Args:
@@ -161,7 +161,7 @@ def _is_vector(x: Any) -> bool:
 
 
 def vary(
-    model: Any, image: Any, n: int = 16, strength: float = 0.5, seed: int = 0, spread: Any = None
+    model: Autoencoder, image: Any, n: int = 16, strength: float = 0.5, seed: int = 0, spread: Any = None
 ) -> np.ndarray:
     """Variations of one face: decode codes near its code.
 
@@ -190,7 +190,7 @@ def vary(
     return _decode(model, z[None] + float(strength) * s[None] * eps)
 
 
-def sample(model: Any, n: int = 16, seed: int = 0, *, temperature: float = 1.0, codes: Any = None) -> np.ndarray:
+def sample(model: Autoencoder, n: int = 16, seed: int = 0, *, temperature: float = 1.0, codes: Any = None) -> np.ndarray:
     """New faces: decode codes drawn from the model's prior.
 
     A VAE draws from its N(0, I) prior. Any other autoencoder draws from a Gaussian fitted to
@@ -233,7 +233,7 @@ def sample(model: Any, n: int = 16, seed: int = 0, *, temperature: float = 1.0, 
     return _decode(model, draws.astype(np.float32))
 
 
-def denoise(model: Any, noisy: Any) -> np.ndarray:
+def denoise(model: Autoencoder, noisy: Any) -> np.ndarray:
     """Pass corrupted images through the model's code and back (best with a 'denoise' model).
 
     Args:
@@ -267,7 +267,7 @@ def box_mask(shape: tuple[int, int], box: tuple[float, float, float, float]) -> 
     return mask
 
 
-def fill_in(model: Any, image: Any, mask: Any, *, iterations: int = 50) -> np.ndarray:
+def fill_in(model: Autoencoder, image: Any, mask: Any, *, iterations: int = 50) -> np.ndarray:
     """Reconstruct the masked region of a face from the rest of it.
 
     Starts with the hidden pixels set to the image's mean visible colour, then repeats

@@ -19,6 +19,7 @@ import numpy as np
 from facespace.index.binding import check_model, index_model
 from facespace.models.registry import resolve_model
 from facespace.index.index import Index, IndexingError
+from facespace.protocol import Autoencoder, Encoder
 
 
 def _as_index(index: Index | str | os.PathLike) -> Index:
@@ -76,7 +77,7 @@ class DuplicatePair(NamedTuple):
     distance: float
 
 
-def query_codes(index: Index, queries: Any, *, model: Any = None, batch_size: int = 256) -> np.ndarray:
+def query_codes(index: Index, queries: Any, *, model: Encoder | None = None, batch_size: int = 256) -> np.ndarray:
     """`(n, d)` float32 codes of `queries` for `index`.
 
     Args:
@@ -99,7 +100,7 @@ def search(
     queries: Any,
     k: int = 10,
     *,
-    model: Any = None,
+    model: Encoder | str | None = None,
     batch_size: int = 256,
 ) -> list[list[dict[str, Any]]]:
     """The `k` stored faces nearest to each query.
@@ -246,7 +247,7 @@ def _duplicates_across(new: Index, ref: Index, max_distance: float, k: int) -> l
     return sorted(pairs, key=lambda p: (p.distance, p.new, p.ref))
 
 
-def result_images(index: Index, results: Sequence[Sequence[dict[str, Any]]], *, size: int, model: Any = None) -> list[np.ndarray]:
+def result_images(index: Index, results: Sequence[Sequence[dict[str, Any]]], *, size: int, model: Autoencoder | None = None) -> list[np.ndarray]:
     """Pictures `(m, size, size, 3)` of each query's results: read from their paths, else decoded
     from the stored codes when the model has a decoder, else grey."""
     from facespace.data import load_images

@@ -114,7 +114,7 @@ def train(
     run_info["train_seconds"] = round(time.perf_counter() - t0, 3)
     _store_code_stats(model, train_part.images)
     if len(test_part) >= 20 and getattr(model, "checkpoint_info", None) is not None:
-        from facespace.people.quality import quality_reference  # held-out faces: the face-quality reference
+        from facespace.people.quality_reference import quality_reference
 
         model.checkpoint_info.setdefault("extra", {})["quality"] = quality_reference(
             test_part.images, model=model, source=f"{len(test_part)} held-out test faces").to_dict()

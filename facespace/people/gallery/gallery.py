@@ -47,6 +47,7 @@ from facespace.people.gallery.store import (
     SCHEMA, SCHEMA_VERSION, GalleryError, check_name, connect, model_fingerprint, read_codes, statements, transaction,
 )
 from facespace.people.quality import LowQualityError, describe_refusals, face_quality
+from facespace.protocol import Encoder
 
 __all__ = ["Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify"]
 
@@ -68,7 +69,7 @@ class Gallery:
         'Ada'
     """
 
-    def __init__(self, path: str | os.PathLike, model: Any = None, *, metric: str = "cosine", target_far: float = 0.01):
+    def __init__(self, path: str | os.PathLike, model: Encoder | None = None, *, metric: str = "cosine", target_far: float = 0.01):
         self.path = str(path)
         self.model = model
         exists = self.path == ":memory:" or Path(self.path).exists()
@@ -113,7 +114,7 @@ class Gallery:
                 self.db.execute(statement)
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
 
-    def _check_model(self, model: Any) -> None:
+    def _check_model(self, model: Encoder) -> None:
         want = self.meta.get("model_fingerprint")
         got = model_fingerprint(model)
         if want != got:
@@ -396,13 +397,13 @@ class Gallery:
         self._set_meta(threshold="" if t is None else t, calibration="" if facts is None else json.dumps(facts))
 
 
-def identify(model: Any, images: Any, gallery: str | os.PathLike, **options: Any) -> list[Identification]:
+def identify(model: Encoder, images: Any, gallery: str | os.PathLike, **options: Any) -> list[Identification]:
     """`Gallery(gallery, model).identify(images, **options)` in one call."""
     with Gallery(gallery, model) as g:
         return g.identify(images, **options)
 
 
-def enroll(model: Any, name: str, images: Any, gallery: str | os.PathLike, *, replace: bool = False,
+def enroll(model: Encoder, name: str, images: Any, gallery: str | os.PathLike, *, replace: bool = False,
            force: bool = False) -> int:
     """`Gallery(gallery, model).enroll(name, images, replace=replace, force=force)` in one call."""
     with Gallery(gallery, model) as g:

@@ -40,6 +40,7 @@ import numpy as np
 
 from facespace.people.groups.constrained import must_components
 from facespace.people.gallery.store import GalleryError, check_name, migrate, transaction
+from facespace.protocol import Encoder
 from facespace.people.groups.store import (
     JOIN_QUANTILE, Added, Group, State, drop_empty, join_radius, prepare_codes, read_state, settle, star, store_links,
 )
@@ -62,7 +63,7 @@ class FaceGroups:
         >>> g.name(1, "Ada"); g.split(2, [17, 18])                      # doctest: +SKIP
     """
 
-    def __init__(self, gallery_path: str | os.PathLike, model: Any = None, *, metric: str = "cosine"):
+    def __init__(self, gallery_path: str | os.PathLike, model: Encoder | None = None, *, metric: str = "cosine"):
         from facespace.people.gallery.gallery import Gallery
 
         self.path = str(gallery_path)

@@ -17,6 +17,7 @@ import numpy as np
 
 from facespace.people.groups.constrained import contradictions, enforce, match_labels, must_components
 from facespace.people.gallery.store import GalleryError
+from facespace.protocol import Encoder
 
 # The join radius for `add` after a clustering without an eps: this quantile of the distances from
 # each grouped face to its nearest face in the same group.
@@ -122,7 +123,7 @@ def join_radius(codes: np.ndarray, group: np.ndarray, metric: str) -> float | No
     return float(np.quantile(np.concatenate(nearest), JOIN_QUANTILE)) if nearest else None
 
 
-def prepare_codes(model: Any, code_size: int, metric: str, images_or_codes: Any,
+def prepare_codes(model: Encoder | None, code_size: int, metric: str, images_or_codes: Any,
                   sources: list[str] | None) -> tuple[np.ndarray, list[str], list[str]]:
     """`(codes (n, d) float32, sources, hashes)` from images, image paths or codes.
 
