@@ -15,9 +15,14 @@ drawn independently of the parts), 4 eye kinds, 4 mouth kinds. For each kind of 
 - clusters: HDBSCAN (`facespace.pipelines.sketches.cluster_sketches`) on the test codes; purity of the
   clusters w.r.t. mouth kind, eye kind, and face-size tercile (what the clusters follow).
 
-Rows: the face-size-only baseline (the one number the seed's clusters followed), the seed's recipe
-(no per-sketch scale normalisation, code from the encoder's final states, MSE), facespace's model
-untrained (what pooling alone gives), and facespace's model trained with the same budget.
+Rows: the face-size-only baseline (the one number the seed's clusters followed), the point- and
+stroke-count baseline (what any pooled readout can count), the seed's recipe (no per-sketch scale
+normalisation, code from the encoder's final states, MSE), facespace's model untrained (what
+pooling alone gives), and facespace's model trained with the same budget.
+
+Part 1b, the same with `equal_counts=True`: every eye, nose and mouth kind is one stroke of the
+same number of points, so counting cannot tell the kinds apart and the probe can fail; the
+untrained row beside the trained one shows what training adds.
 
 Part 2, the real sheep set (Sketch-RNN `aaron_sheep.npz`): test reconstruction loss (teacher
 forced: offsets MSE in normalised units + pen cross-entropy) of the trained model against the same
@@ -86,15 +91,20 @@ def train_model(train, val, args, **options):
     return model, time.perf_counter() - t0
 
 
-def synthetic(args) -> tuple[list[dict], dict]:
+def count_features(sketches) -> np.ndarray:
+    """Per sketch: number of points and of strokes (what a readout can count without seeing shapes)."""
+    return np.array([[len(s), int(np.sum(s[:, 2] > 0))] for s in sketches.strokes], np.float64)
+
+
+def synthetic(args, *, equal_counts: bool = False, pictures: bool = True) -> tuple[list[dict], dict]:
     from facespace.data.sketch_synth import make_face_sketches
     from facespace.models.sketch_ae import SketchAE, SketchAEConfig
     from facespace.data.sketch_draw import pairs_grid, sketch_grid
     from facespace.grid import save_png
 
-    train = make_face_sketches(args.n_train, seed=1)
-    val = make_face_sketches(200, seed=3)
-    test = make_face_sketches(args.n_test, seed=2)
+    train = make_face_sketches(args.n_train, seed=1, equal_counts=equal_counts)
+    val = make_face_sketches(200, seed=3, equal_counts=equal_counts)
+    test = make_face_sketches(args.n_test, seed=2, equal_counts=equal_counts)
     rows = []
 
     size_tr, size_te = np.log(train.labels["size"])[:, None], np.log(test.labels["size"])[:, None]
@@ -102,12 +112,19 @@ def synthetic(args) -> tuple[list[dict], dict]:
     row.update(cluster_scores(size_te, test)[0])
     rows.append(row)
     log(f"size baseline: {row}")
+    ctr, cte = count_features(train), count_features(test)
+    row = {"codes": "point and stroke counts only (baseline)", "train_s": 0.0, **probe_scores(ctr, cte, train, test)}
+    row.update(cluster_scores(cte, test)[0])
+    rows.append(row)
+    log(f"count baseline: {row}")
 
     recipes = [
         ("seed recipe: final states, raw size, MSE", dict(fit_box=False, readout="last", output="mse"), True),
         ("facespace, untrained", dict(), False),
         ("facespace: unit box + pooled readout, MSE", dict(), True),
     ]
+    if equal_counts:  # the question here is what training adds over the same network untrained
+        recipes = recipes[1:]
     models = {}
     for name, options, trained in recipes:
         if trained:
@@ -126,6 +143,8 @@ def synthetic(args) -> tuple[list[dict], dict]:
         models[name] = (model, labels)
         log(f"{name}: {row}")
 
+    if not pictures:
+        return rows, {"n_train": len(train), "n_val": len(val), "n_test": len(test)}
     model, labels = models[recipes[-1][0]]
     shown = test.strokes[:16]
     save_png(pairs_grid(shown, model.reconstruct(shown), size=64, ncols=8), RESULTS / "sketches_faces.png")
@@ -166,6 +185,18 @@ def sheep(args) -> list[dict]:
     return rows, {"n_train": len(train), "n_val": len(val), "n_test": len(test)}
 
 
+def table(rows: list[dict]) -> list[str]:
+    f = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    lines = ["| codes | probe mouth | probe eyes | probe nose | size R2 | clusters | noise | purity mouth | purity eyes | purity size | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['codes']} | {f(r['probe_mouth'])} | {f(r['probe_eyes'])} | {f(r['probe_nose'])} | {r['size_r2']:.2f} | "
+            f"{r['clusters']} | {f(r['noise'])} | {f(r['purity_mouth'])} | {f(r['purity_eyes'])} | {f(r['purity_size'])} | {r['train_s']:.0f} |"
+        )
+    return lines
+
+
 def markdown(result: dict) -> str:
     f = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     lines = [
@@ -175,14 +206,8 @@ def markdown(result: dict) -> str:
         f"## Synthetic faces ({result['synthetic_sizes']}; size 40-220 px, a nuisance)", "",
         "Probe = held-out logistic-regression accuracy (chance 25%); size R2 = held-out linear R2 of log size; "
         "purity = HDBSCAN clusters on test codes vs mouth kind / eye kind / size tercile.", "",
-        "| codes | probe mouth | probe eyes | probe nose | size R2 | clusters | noise | purity mouth | purity eyes | purity size | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(result["synthetic"]),
     ]
-    for r in result["synthetic"]:
-        lines.append(
-            f"| {r['codes']} | {f(r['probe_mouth'])} | {f(r['probe_eyes'])} | {f(r['probe_nose'])} | {r['size_r2']:.2f} | "
-            f"{r['clusters']} | {f(r['noise'])} | {f(r['purity_mouth'])} | {f(r['purity_eyes'])} | {f(r['purity_size'])} | {r['train_s']:.0f} |"
-        )
     base, best = result["synthetic"][0], result["synthetic"][-1]
     lines += ["", f"Ratios, facespace trained vs face-size baseline: probe mouth x{best['probe_mouth'] / base['probe_mouth']:.2f}, "
               f"probe eyes x{best['probe_eyes'] / base['probe_eyes']:.2f}, purity mouth x{best['purity_mouth'] / max(base['purity_mouth'], 1e-9):.2f}, "
@@ -190,6 +215,16 @@ def markdown(result: dict) -> str:
               f"Target probe >= 90% for mouth and eyes: {'met' if min(best['probe_mouth'], best['probe_eyes']) >= 0.9 else 'NOT met'}.",
               "", "Grids: `sketches_faces.png` (test originals over reconstructions), `sketches_clusters.png` "
               "(up to 8 sketches from each of the first 6 clusters, one cluster per row).", ""]
+    if result.get("synthetic_equal"):
+        eq = result["synthetic_equal"]
+        untrained = next(r for r in eq if "untrained" in r["codes"])
+        lines += ["## Synthetic faces, equal counts (the probe can fail)", "",
+                  "Every eye, nose and mouth kind is one stroke of the same number of points (`make_face_sketches("
+                  "equal_counts=True)`): counting points or strokes cannot tell the kinds apart.", "",
+                  *table(eq), "",
+                  f"Trained vs untrained: probe mouth {f(untrained['probe_mouth'])} -> {f(eq[-1]['probe_mouth'])}, "
+                  f"probe eyes {f(untrained['probe_eyes'])} -> {f(eq[-1]['probe_eyes'])}, "
+                  f"probe nose {f(untrained['probe_nose'])} -> {f(eq[-1]['probe_nose'])}.", ""]
     if result.get("sheep"):
         lines += [f"## Sheep (`aaron_sheep.npz`, {result['sheep_sizes']})", "",
                   "Test loss, teacher forced (offsets: MSE in units of the training offsets' std, or the mixture's NLL; pen: cross-entropy).", "",
@@ -229,6 +264,7 @@ def main() -> None:
         "synthetic_sizes": f"{sizes['n_train']} train / {sizes['n_val']} val / {sizes['n_test']} test, {args.epochs} epochs",
         "synthetic": rows,
     }
+    result["synthetic_equal"], _ = synthetic(args, equal_counts=True, pictures=False)
     if SHEEP.exists():
         result["sheep"], s = sheep(args)
         result["sheep_sizes"] = f"{s['n_train']} train / {s['n_val']} val / {s['n_test']} test, {args.sheep_epochs} epochs"

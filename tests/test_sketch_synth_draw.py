@@ -37,6 +37,24 @@ def test_synthetic_size_and_part_strokes_are_what_the_labels_say(faces):
         make_face_sketches(3, min_size=10, max_size=5)
 
 
+def test_equal_counts_leave_the_probed_kinds_nothing_to_count():
+    """With equal_counts the eyes, nose and mouth of every kind are the same strokes of the same points,
+    so point and stroke counts depend on the outline and ears alone (the probe can fail)."""
+    from facespace.data.sketch_synth import EYE_POINTS, KINDS_EQUAL, MOUTH_POINTS, NOSE_POINTS
+
+    faces = make_face_sketches(80, seed=7, equal_counts=True)
+    lines = [stroke3_to_lines(s) for s in faces.strokes]
+    ears = faces.labels["ears"]
+    parts = [ls[1 + 2 * (e > 0):] for ls, e in zip(lines, ears)]  # after the outline and the ears
+    assert all([len(p) for p in face] == [EYE_POINTS, EYE_POINTS, NOSE_POINTS, MOUTH_POINTS] for face in parts)
+    for part in ("eyes", "nose", "mouth"):
+        assert len(np.unique(faces.labels[part])) == len(KINDS_EQUAL[part])  # every kind occurs
+    counts = np.array([len(s) for s in faces.strokes])
+    for e in np.unique(ears):  # the same ears: the same number of points whatever the eyes, nose and mouth
+        assert len(np.unique(counts[ears == e])) == 1
+    assert faces.label_names["eyes"] == KINDS_EQUAL["eyes"] and "equal counts" in faces.source
+
+
 def test_render_draws_lines_scaled_to_fit():
     square = np.array([[10, 0, 0], [0, 10, 0], [-10, 0, 0], [0, -10, 1]], np.float32)
     img = render_sketch(square, size=32, margin=2)
