@@ -13,6 +13,10 @@ import numpy as np
 
 from facespace.errors import FacespaceError
 
+# the distances codes are compared by (verification, galleries, clustering, indexes; an index also
+# offers "ip", inner product, which is a similarity, not a distance)
+METRICS = ("cosine", "l2")
+
 
 @runtime_checkable
 class Encoder(Protocol):

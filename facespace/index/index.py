@@ -22,8 +22,9 @@ import numpy as np
 
 from facespace.errors import IndexingError
 from facespace.index.store import read_header, write_index_file
+from facespace.protocol import METRICS as DISTANCES
 
-METRICS = ("cosine", "l2", "ip")
+METRICS = (*DISTANCES, "ip")  # the index also ranks by inner product (a similarity)
 BACKENDS = ("exact", "lsh", "hnsw")
 
 

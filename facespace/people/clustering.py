@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from facespace.errors import FacespaceError
+from facespace.protocol import METRICS
 
 METHODS = ("dbscan", "hdbscan", "agglomerative")
-METRICS = ("cosine", "l2")
 EPS_RULES = ("most-clusters", "knee")
 # where the most-clusters rule tries DBSCAN: these quantiles of the k-distance curve
 EPS_QUANTILES = tuple(q / 100 for q in range(2, 100, 4))

@@ -1,4 +1,4 @@
-"""Distances between codes: the one home of `METRICS`, pair and all-against-all distances, and the
+"""Distances between codes (by `facespace.protocol.METRICS`): pair and all-against-all distances, and the
 genuine/impostor scores of a set of labelled codes.
 
 Example:
@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from facespace.errors import FacespaceError
-
-# the distances a verifier, gallery or clustering compares codes by (an index also knows "ip")
-METRICS = ("cosine", "l2")
+from facespace.protocol import METRICS
 
 
 def pair_distances(codes_a: np.ndarray, codes_b: np.ndarray, *, metric: str = "cosine") -> np.ndarray:

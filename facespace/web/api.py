@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from facespace.web.state import WebError, WebState
+from facespace.protocol import METRICS
 from facespace.web.schemas import (
     CodeOut, DecodeIn, Decoded, ErrorOut, ExplainResult, Features, IndexItem, IndexPage, Info, MorphResult,
     Neighbour, SearchResult, VerifyResult,
@@ -47,7 +48,7 @@ def _verify_settings(state: WebState) -> tuple[float | None, str]:
     from facespace.people.verification import stored_threshold
 
     stored = stored_threshold(state.model) or {}
-    metric = stored.get("metric") or (state.index.metric if state.index.metric in ("cosine", "l2") else "cosine")
+    metric = stored.get("metric") or (state.index.metric if state.index.metric in METRICS else "cosine")
     t = stored.get("threshold")
     return (float(t) if t is not None else None), str(metric)
 
@@ -153,7 +154,7 @@ def search(
     distances, ids = state.index.search(z, min(k, len(state.index)))
     keep = ids[0] >= 0
     metas = state.index.get_metadata(ids[0][keep])
-    if state.index.metric in ("cosine", "l2"):  # float rounding can leave -1e-7 for the face itself
+    if state.index.metric in METRICS:  # float rounding can leave -1e-7 for the face itself
         distances = np.maximum(distances, 0.0)
     hits = [Neighbour(rank=r + 1, distance=float(d), **item(state, int(i), m).model_dump())
             for r, (i, d, m) in enumerate(zip(ids[0][keep], distances[0][keep], metas))]

@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from facespace.errors import FacespaceError
 from facespace.web.api import ERRORS, FACE, MAX_ID, item, state_of
 from facespace.web.state import WebError, WebState
+from facespace.protocol import METRICS
 from facespace.web.schemas import (
     Candidate, Cluster, Clusters, EnrollResult, IdentifiedFace, IdentifyResult, People, Person, Quality, RejectResult,
 )
@@ -181,7 +182,7 @@ def clusters(
             from facespace.people.clustering import cluster
 
             ids = state.index.ids
-            metric = state.index.metric if state.index.metric in ("cosine", "l2") else "cosine"
+            metric = state.index.metric if state.index.metric in METRICS else "cosine"
             labels = cluster(state.index.reconstruct(ids), method, metric=metric, min_cluster_size=min_cluster_size,
                              min_samples=min(min_cluster_size, 5))
             state.clusters[key] = (ids, labels)

@@ -47,7 +47,7 @@ from facespace.people.gallery.store import (
     SCHEMA, SCHEMA_VERSION, GalleryError, check_name, connect, model_fingerprint, read_codes, statements, transaction,
 )
 from facespace.people.quality import LowQualityError, describe_refusals, face_quality
-from facespace.protocol import Encoder
+from facespace.protocol import METRICS, Encoder
 
 __all__ = ["Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify"]
 
@@ -88,8 +88,8 @@ class Gallery:
 
     # --- setup ---------------------------------------------------------------------------------
     def _create(self, metric: str, target_far: float) -> None:
-        if metric not in ("cosine", "l2"):
-            raise GalleryError(f"unknown metric {metric!r}; expected one of: cosine, l2")
+        if metric not in METRICS:
+            raise GalleryError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
         if not 0.0 <= target_far < 1.0:
             raise GalleryError(f"target_far must be in [0, 1); got {target_far}")
         m = self.model
