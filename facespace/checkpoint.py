@@ -71,7 +71,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"model file {path} does not exist; train one with `facespace train`")
+        raise CheckpointError(f"model file {path} does not exist; train one with `facespace train`, or name a built-in "
+                              "model (`facespace models` lists them)")
     if path.is_dir():
         for name in ("best.safetensors", "model.safetensors", "last.safetensors"):
             if (path / name).exists():

@@ -1,5 +1,5 @@
-"""`facespace models show|ensemble` (and `evaluate`, in train.py): what a checkpoint holds, and
-verifiers combined into one model."""
+"""`facespace models [list|show|ensemble]` (and `evaluate`, in train.py): the built-in models and
+their cards, what a checkpoint holds, and verifiers combined into one model."""
 
 from __future__ import annotations
 
@@ -11,12 +11,35 @@ import typer
 from facespace.cli._util import ModelOpt, out, say
 
 
-def show_cmd(model: ModelOpt) -> None:
-    """What a model is: kind, input shape, code size, crop, stored threshold, training step; one JSON line."""
+def list_cmd() -> None:
+    """The built-in models: name, kind, input, code size, weights, what each is for (CSV)."""
+    from facespace.models.registry import builtin_card, builtin_names
+
+    out("name,kind,image_shape,code_size,weights,file_bytes,honest_numbers")
+    for name in builtin_names():
+        c = builtin_card(name)
+        shape = "x".join(str(v) for v in c["image_shape"])
+        out(f"{name},{c['kind']},{shape},{c['code_size']},{c['weights']},{c['file_bytes']},\"{c['honest_numbers']}\"")
+    if not builtin_names():
+        say("this installation ships no built-in model; train one with `facespace train`")
+
+
+def show_cmd(
+    name: str = typer.Argument(None, help="a built-in model's name (its model card), or leave it out and give --model"),
+    model: str = typer.Option(None, "--model", "-m", help="a checkpoint, run folder or built-in name"),
+) -> None:
+    """What a model is: a built-in model's card, or a checkpoint's kind, input shape, code size, crop,
+    stored threshold and training step; one JSON object."""
     from facespace.data.crops import crop_name, model_crop
-    from facespace.models.registry import resolve_model
+    from facespace.errors import FacespaceError
+    from facespace.models.registry import builtin_card, resolve_model
     from facespace.protocol import has_decoder
 
+    if (name is None) == (model is None):
+        raise FacespaceError("give a built-in model's NAME or --model (one of the two)")
+    if name is not None:
+        out(json.dumps(builtin_card(name), indent=2))
+        return
     net = resolve_model(model)
     info = getattr(net, "checkpoint_info", {}) or {}
     extra = info.get("extra") or {}
@@ -48,5 +71,15 @@ def ensemble_cmd(
 
 def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to the `models` noun."""
-    nouns["models"].command("show")(show_cmd)
-    nouns["models"].command("ensemble")(ensemble_cmd)
+    models = nouns["models"]
+    models.info.no_args_is_help = False
+
+    @models.callback(invoke_without_command=True)
+    def _models(ctx: typer.Context) -> None:
+        """The built-in models (`facespace models` lists them), checkpoints, ensembles."""
+        if ctx.invoked_subcommand is None:
+            list_cmd()
+
+    models.command("list")(list_cmd)
+    models.command("show")(show_cmd)
+    models.command("ensemble")(ensemble_cmd)

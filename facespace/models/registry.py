@@ -5,7 +5,12 @@ dataclass `config`, `state_tensors() -> dict[str, torch.Tensor]` and
 `from_state(config: dict, tensors: dict) -> model`. `load_model` reads a checkpoint
 (`facespace.checkpoint.read_checkpoint`) and asks the registry for the class; `save_model`
 writes one. `resolve_model` is the one place that turns what a user names (a model object, a
-checkpoint path or run folder, `pixels:SIZE[:grey]`) into a model.
+checkpoint path or run folder, a built-in name, `pixels:SIZE[:grey]`) into a model.
+
+Built-in models ship in `facespace/models/builtin/`: `<name>.safetensors` beside its model card
+`<name>.json` (training data, recipe, measured numbers, fingerprint). `load_model("faces-id")` loads
+one by name; a path that exists wins over a built-in name; a built-in file whose weights no longer
+match its card's fingerprint is refused.
 
 Example:
     >>> from facespace.models.pixels import PixelEncoder
@@ -17,15 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import pkgutil
 from pathlib import Path
 from typing import Any
 
-from facespace.checkpoint import file_hash, read_checkpoint, write_checkpoint
+from facespace.checkpoint import file_hash, read_checkpoint, weights_hash, write_checkpoint
 from facespace.errors import CheckpointError, FacespaceError
 
 _REGISTRY: dict[str, type] = {}
+BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 
 def register_model(cls: type) -> type:
@@ -81,16 +88,54 @@ def save_model(
                             step=step, best_val_loss=best_val_loss, extra=extra)
 
 
+def builtin_names() -> list[str]:
+    """The built-in models this installation ships (each has a model card)."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json")) if BUILTIN_DIR.is_dir() else []
+
+
+def builtin_card(name: str) -> dict[str, Any]:
+    """A built-in model's card: training data, recipe, measured numbers, fingerprint.
+
+    Raises:
+        CheckpointError: an unknown name (the message lists the names that exist).
+    """
+    if name not in builtin_names():
+        raise CheckpointError(f"unknown model {name!r}; built-in models: {', '.join(builtin_names()) or 'none'}, "
+                              "or give a checkpoint file or run folder")
+    return json.loads((BUILTIN_DIR / f"{name}.json").read_text())
+
+
+def _is_name(spec: str) -> bool:
+    """Text that names a model rather than a file: no folder, no suffix."""
+    return os.sep not in spec and "/" not in spec and not Path(spec).suffix
+
+
 def load_model(path: str | os.PathLike, *, kind: str | None = None) -> Any:
-    """Rebuild a model from one checkpoint file (or a run folder holding best.safetensors).
+    """Rebuild a model from one checkpoint file (or a run folder holding best.safetensors), or a
+    built-in model by name.
 
     Args:
-        path: a `.safetensors` checkpoint written by `save_model`, or a run folder.
+        path: a `.safetensors` checkpoint written by `save_model`, a run folder, or a built-in name
+            (`builtin_names()`); a path that exists wins over a name.
         kind: when given, refuse a checkpoint of another kind.
 
     Returns:
-        The model, in eval mode, with `checkpoint_info` (step, best_val_loss, extra, path, hash).
+        The model, in eval mode, with `checkpoint_info` (step, best_val_loss, extra, path, hash;
+        `builtin` for a built-in model).
+
+    Raises:
+        CheckpointError: a missing, truncated or foreign file; an unknown name (listing the built-in
+            ones); a built-in file whose weights do not match its card's fingerprint.
     """
+    spec = str(path)
+    if not os.path.exists(spec) and _is_name(spec):
+        card = builtin_card(spec)
+        model = load_model(BUILTIN_DIR / f"{spec}.safetensors", kind=kind)
+        if weights_hash(model) != card["fingerprint"]:
+            raise CheckpointError(f"the built-in model {spec!r} ({BUILTIN_DIR / f'{spec}.safetensors'}) does not match "
+                                  "its recorded fingerprint (altered or damaged); reinstall facespace")
+        model.checkpoint_info["builtin"] = spec
+        return model
     meta, tensors = read_checkpoint(path)
     _import_model_modules()
     found = meta.get("kind")

@@ -1,0 +1,5 @@
+"""`python -m facespace.cli ...`: the command line without the console script."""
+
+from facespace.cli import main
+
+main()
