@@ -4,13 +4,6 @@ Any `facespace.protocol.Encoder` maps each face to a code; two faces are the sam
 distance between their codes is at most a threshold. The threshold is calibrated on labelled pairs
 (`facespace.people.thresholds.calibrate_threshold`) and stored with the model in its checkpoint's
 `extra["verify"]`, so `verify` and `facespace people verify` use it from then on.
-
-Example:
-    >>> from facespace.models.pixels import PixelEncoder
-    >>> enc = PixelEncoder(size=4, channels=1)
-    >>> a = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4, 1)
-    >>> verify(enc, a, a, max_distance=0.1)
-    (0.0, True)
 """
 
 from __future__ import annotations
