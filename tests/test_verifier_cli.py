@@ -86,16 +86,23 @@ def test_recorded_crop_is_applied_to_image_files(trained, fake_lfw, run_cli):
     assert code == 0 and json.loads(out)["distance"] == pytest.approx(d_lfw, abs=1e-5)
 
 
-def test_a_file_too_small_for_the_crop_is_refused_by_name(trained, tmp_path, run_cli):
+def test_a_face_crop_is_used_whole_and_a_named_crop_that_does_not_fit_is_refused(trained, tmp_path, run_cli):
+    """The model's recorded crop cuts 250x250 LFW originals; a file of another size (a 100x100 face
+    crop) is used whole with no option given. A crop the user names is applied as named."""
     from PIL import Image
 
-    small = tmp_path / "small.png"
-    Image.fromarray((np.random.default_rng(1).random((100, 100, 3)) * 255).astype(np.uint8)).save(small)
+    rng = np.random.default_rng(1)
+    small, other = tmp_path / "small.png", tmp_path / "other.png"
+    for path in (small, other):
+        Image.fromarray((rng.random((100, 100, 3)) * 255).astype(np.uint8)).save(path)
     model = trained[0] / "best.safetensors"
-    code, _, err = run_cli("people", "verify", "--model", model, small, small, "--max-distance", "1")
+    code, out, _ = run_cli("people", "verify", "--model", model, small, other, "--max-distance", "1")
+    whole = json.loads(out)
+    code_none, out_none, _ = run_cli("people", "verify", "--model", model, small, other, "--max-distance", "1",
+                                     "--crop", "none")
+    assert code == 0 and code_none == 0 and whole["distance"] == json.loads(out_none)["distance"] > 0
+    code, _, err = run_cli("people", "verify", "--model", model, small, small, "--max-distance", "1", "--crop", "tight")
     assert code == 2 and "small.png" in err and "tight" in err and "--crop none" in err
-    code, out, _ = run_cli("people", "verify", "--model", model, small, small, "--max-distance", "1", "--crop", "none")
-    assert code == 0 and json.loads(out)["distance"] == 0.0
 
 
 def test_retrain_honours_the_protocol_and_never_trains_on_a_tested_person(trained, fake_lfw, tmp_path, run_cli,

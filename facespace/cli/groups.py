@@ -84,18 +84,20 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         detect: bool = typer.Option(False, help="Find the faces in whole photos; every face found is added."),
         max_faces: Optional[int] = typer.Option(None, help="With --detect: at most this many faces per photo."),
         max_distance: Optional[float] = typer.Option(None, help="Join radius (default: learned at the last recluster)."),
+        crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
+                                 "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
+                                 "lfw | tight | none | T,L,B,R."),
     ) -> None:
         """Add faces; each joins the group of its nearest grouped face, if near enough (no re-clustering).
 
         CSV on stdout: face,source,box,group,status (status: grouped, ungrouped, known, no face).
         """
         from facespace.data.inputs import expand_images
-        from facespace.photos.faces import crops_from_photos
+        from facespace.photos.faces import model_crops
 
         files = expand_images(photos)
         with _open(gallery, model) as g:
-            shape = g.model.image_shape
-            crops = crops_from_photos(files, size=shape[0], grayscale=shape[2] == 1, detect=detect, max_faces=max_faces)
+            crops = model_crops(g.model, files, detect=detect, crop=crop, max_faces=max_faces)
             rows: list[list[Any]] = [["face", "source", "box", "group", "status"]]
             if len(crops):
                 added = g.add(crops.images, crops.sources, boxes=crops.boxes, max_distance=max_distance)

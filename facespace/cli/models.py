@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from facespace.cli._util import ModelOpt, out, say
+from facespace.cli._util import out, say
 
 
 def list_cmd() -> None:

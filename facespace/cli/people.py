@@ -40,6 +40,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         force: bool = typer.Option(False, "--force", help="Enrol images that fail the quality checks too."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos of this person alone: "
                                     "find the face first (a photo with several faces is refused)."),
+        crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
+                                 "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
+                                 "lfw | tight | none | T,L,B,R."),
     ) -> None:
         """Add a person (or more images of one) to a gallery; no retraining. Low-quality images
         (blurry, flat, not face-like, too small) are refused with the reason unless --force."""
@@ -60,7 +63,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
                 raise FacespaceError(f"no face found in any of the {len(files)} photo(s); nothing was enrolled")
             files, sizes = crops.images, [min(b[2], b[3]) for b in crops.boxes]
         with Gallery(gallery, m, target_far=target_far) as g:
-            n = g.enroll(name, files, replace=replace, force=force, sizes=sizes)
+            n = g.enroll(name, files, replace=replace, force=force, sizes=sizes, crop=crop)
             t = g.threshold
         say(f"{name}: {n} image(s) enrolled in {gallery}; stranger threshold "
             + (f"{t:.4f}" if t is not None else "not yet calibrated (enrol a second person)"))
@@ -75,6 +78,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: name every face in them."),
         codes: Optional[Path] = typer.Option(None, help="Identify codes exported by `facespace encode` "
                                              "(.npy, .csv, .parquet) instead of images."),
+        crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
+                                 "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
+                                 "lfw | tight | none | T,L,B,R."),
     ) -> None:
         """Name each face, or 'unknown' for strangers. CSV on stdout: path,name,distance,quality
         (quality: `facespace.people.quality` score, 0-1, below 0.5 = failed a check; empty for --codes);
@@ -102,7 +108,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
                 results = g.identify(crops.images, max_distance=max_distance,
                                      sizes=[min(b[2], b[3]) for b in crops.boxes]) if len(crops) else []
             else:
-                results = g.identify(files, max_distance=max_distance)
+                results = g.identify(files, max_distance=max_distance, crop=crop)
         if detect:
             found = {s: [] for s in map(str, files)}
             for k, r in enumerate(results):
@@ -145,6 +151,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         gallery: Path = typer.Option(..., help="Gallery file."),
         detect: bool = typer.Option(False, "--detect", help="IMAGE is a whole photo: find the faces first."),
         face: Optional[int] = typer.Option(None, help="With --detect: which face (the number identify printed)."),
+        crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
+                                 "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
+                                 "lfw | tight | none | T,L,B,R."),
     ) -> None:
         """'Not this person': never name this face (or near-identical ones) as NAME again."""
         from facespace.people.gallery.gallery import Gallery
@@ -162,7 +171,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
                 raise FacespaceError(f"{image} has {len(crops)} face(s); --face must be 0 to {len(crops) - 1}")
             x, source = crops.images[k], f"{image}#{k}"
         with Gallery(gallery, m) as g:
-            n = g.reject(x, name, source=source)
+            n = g.reject(x, name, source=source, crop=crop)
         say(f"recorded: {source} is not {name} ({n} correction(s) for {name})")
         out(f"{name},{n}")
 
@@ -173,13 +182,16 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: judge every face."),
         save_reference: bool = typer.Option(False, "--save-reference", help="These are good faces (e.g. the "
                                             "training faces): store their quality distribution in the model."),
+        crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
+                                 "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
+                                 "lfw | tight | none | T,L,B,R."),
     ) -> None:
         """Face quality: CSV path,face,score,ok,sharpness,contrast,brightness,size,recon_error,code_distance,reasons."""
         from facespace.people.quality import face_quality
         from facespace.people.quality_reference import quality_reference, save_quality_reference
 
         m = resolve_model(model)
-        crops = model_crops(m, expand_images(images), detect=detect)
+        crops = model_crops(m, expand_images(images), detect=detect, crop=crop)
         for p in crops.no_face:
             say(f"{p}: no face found")
         if save_reference:
@@ -188,7 +200,10 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             return
         from facespace.data.images import crop_side
 
-        sizes = [min(b[2], b[3]) if b is not None else crop_side(s) for s, b in zip(crops.sources, crops.boxes)]
+        from facespace.data.crops import resolve_crop
+
+        cut = resolve_crop(m, crop)
+        sizes = [min(b[2], b[3]) if b is not None else crop_side(s, cut) for s, b in zip(crops.sources, crops.boxes)]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "face", "score", "ok", "sharpness", "contrast", "brightness", "size", "recon_error",

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from facespace.data.images import TIGHT_BOX  # (top, left, bottom, right) of the face in a 250x250 LFW original
-from facespace.data.images import check_crop
+from facespace.data.images import LFW_ONLY, check_crop, lfw_only_box
 from facespace.errors import DataError
 from facespace.protocol import Encoder
 
@@ -56,6 +56,8 @@ def parse_crop(spec: Any) -> Any:
     """
     if spec is None:
         return None
+    if isinstance(spec, str) and spec.strip().lower().startswith(LFW_ONLY):
+        return LFW_ONLY + ",".join(str(v) for v in lfw_only_box(spec.strip().lower()))
     if isinstance(spec, str):
         text = spec.strip().lower()
         if text and not text[0].isdigit() and text[0] not in "-." and text not in ("tight", "lfw", "none", "no", "off"):
@@ -85,15 +87,21 @@ def _parse_text(text: str) -> Any:
     return tuple(values)
 
 
+def _box(crop: Any) -> Any:
+    """`crop` parsed, an "lfw:T,L,B,R" spec as its box."""
+    crop = parse_crop(crop)
+    return lfw_only_box(crop) if isinstance(crop, str) and crop.startswith(LFW_ONLY) else crop
+
+
 def crop_record(crop: Any) -> Any:
     """The JSON form kept in a checkpoint: "lfw", None, or `[top, left, bottom, right]`."""
-    crop = parse_crop(crop)
+    crop = _box(crop)
     return crop if crop is None or isinstance(crop, str) else list(crop)
 
 
 def crop_name(crop: Any) -> str:
     """A short name for messages: tight, lfw, none, or the box as T,L,B,R."""
-    crop = parse_crop(crop)
+    crop = _box(crop)
     if crop is None or isinstance(crop, str):
         return crop or "none"
     return "tight" if tuple(crop) == TIGHT_BOX else ",".join(str(v) for v in crop)
@@ -108,7 +116,16 @@ def model_crop(model: Encoder) -> Any:
 
 
 def resolve_crop(model: Encoder, crop: Any = RECORDED) -> Any:
-    """`crop` as a data-layer spec; `RECORDED` (the default) gives the model's own (`model_crop`)."""
+    """`crop` as a data-layer spec for files a model is about to read.
+
+    `RECORDED` (the default) gives the model's own crop as it applies to files: a pixel box recorded
+    from training on LFW cuts 250x250 LFW originals only, and an image of any other size is taken
+    to be a face crop already and used whole ("lfw:T,L,B,R"), so a 92x112 portrait needs no option.
+    A crop the caller names is applied as named.
+    """
     if isinstance(crop, str) and crop == RECORDED:
-        return model_crop(model)
+        recorded = model_crop(model)
+        if isinstance(recorded, tuple) and not all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in recorded):
+            return LFW_ONLY + ",".join(str(int(v)) for v in recorded)
+        return recorded
     return parse_crop(crop)

@@ -26,6 +26,9 @@ LFW_SIZE = (250, 250)
 LFW_BOX = (80, 80, 170, 170)  # (top, left, bottom, right) in pixels
 # the face of a 250x250 LFW original, eyes to chin (crop "tight"; best for the identity verifier)
 TIGHT_BOX = (70, 65, 190, 185)
+# "lfw:T,L,B,R": that box of a 250x250 LFW original; an image of any other size is already a face
+# crop and is used whole (how a model's recorded crop is applied to files, `data.crops.resolve_crop`)
+LFW_ONLY = "lfw:"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff")
 
 Source = Union[str, os.PathLike, bytes]
@@ -130,7 +133,8 @@ def crop_box(crop: Crop, width: int, height: int, *, name: str = "image") -> tup
         crop: None (whole image); "lfw" (the central 90x90 of a 250x250 LFW image, i.e.
             `img[80:-80, 80:-80]`; images of any other size are used whole, as they are not LFW
             originals); "tight" (the box `TIGHT_BOX`, eyes to chin of an LFW original; a smaller image
-            is refused); or `(top, left, bottom, right)` in pixels, negatives counting from the far
+            is refused); "lfw:T,L,B,R" (that box of a 250x250 LFW original, any other size used
+            whole); or `(top, left, bottom, right)` in pixels, negatives counting from the far
             edge like numpy slices, or all four in [0, 1] as fractions of the height/width.
         width, height: the image size.
         name: the image, for error messages.
@@ -146,6 +150,8 @@ def crop_box(crop: Crop, width: int, height: int, *, name: str = "image") -> tup
     if isinstance(crop, str):
         if crop.lower() == "lfw":
             return LFW_BOX if (width, height) == LFW_SIZE else None
+        if crop.lower().startswith(LFW_ONLY):
+            return lfw_only_box(crop) if (width, height) == LFW_SIZE else None
         if crop.lower() != "tight":
             raise DataError(f"unknown crop {crop!r}; expected 'lfw', 'tight', None or (top, left, bottom, right)")
         crop = TIGHT_BOX
@@ -168,6 +174,9 @@ def check_crop(crop: Crop) -> None:
     """Raise a DataError unless `crop` is a valid spec (see `crop_box`); checked once per load."""
     if crop is None or (isinstance(crop, str) and crop.lower() in ("lfw", "tight")):
         return
+    if isinstance(crop, str) and crop.lower().startswith(LFW_ONLY):
+        lfw_only_box(crop)
+        return
     if isinstance(crop, str):
         raise DataError(f"unknown crop {crop!r}; expected 'lfw', 'tight', None or (top, left, bottom, right)")
     try:
@@ -179,6 +188,17 @@ def check_crop(crop: Crop) -> None:
     fractions = all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in box)
     if (fractions or all(v >= 0 for v in box)) and not (box[0] < box[2] and box[1] < box[3]):
         raise DataError(f"crop {crop!r}: the box is empty; expected top < bottom and left < right")
+
+
+def lfw_only_box(spec: str) -> tuple[int, int, int, int]:
+    """The pixel box of an "lfw:T,L,B,R" spec, checked to lie inside a 250x250 LFW original."""
+    try:
+        box = tuple(int(v) for v in spec[len(LFW_ONLY):].split(","))
+    except ValueError:
+        raise DataError(f"crop {spec!r}: expected lfw:top,left,bottom,right in pixels of a 250x250 LFW image") from None
+    if len(box) != 4 or not (0 <= box[0] < box[2] <= LFW_SIZE[1] and 0 <= box[1] < box[3] <= LFW_SIZE[0]):
+        raise DataError(f"crop {spec!r}: expected a non-empty box inside a 250x250 LFW image")
+    return box
 
 
 def resample_filter(src: float, dst: int) -> Image.Resampling:

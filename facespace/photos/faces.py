@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
 from facespace.photos.align import align_face, face_roll
 from facespace.photos.detect import Detection, check_image, detect_faces
+from facespace.data.crops import RECORDED, resolve_crop
 from facespace.errors import FacespaceError
 from facespace.protocol import Encoder
 
@@ -101,6 +102,7 @@ def faces_in_photo(
         size: side of each crop: the model's input size (`model.image_shape[0]`).
         grayscale: one-channel crops (for a model with `image_shape[2] == 1`).
         detector: see `facespace.photos.detect.DETECTORS`.
+        crop: without `detect`, how each file is cut (a data-layer spec, `facespace.data.crops`).
         level: rotate each face so that its eyes are level (see `facespace.photos.align.face_roll`).
         max_faces: keep at most this many faces, best score first (None: all).
         **detect_options: passed to `facespace.photos.detect.detect_faces` (`min_size`, `max_side`,
@@ -217,6 +219,7 @@ def crops_from_photos(
     detect: bool = False,
     max_faces: int | None = None,
     detector: str = "auto",
+    crop: Any = "lfw",
 ) -> PhotoCrops:
     """What every command that takes face images does with its files (`--detect` or not).
 
@@ -231,6 +234,7 @@ def crops_from_photos(
         detect: find, align and crop faces first (see `faces_in_photo`).
         max_faces: with `detect`, keep at most this many faces per photo (None: all).
         detector: see `facespace.photos.detect.DETECTORS`.
+        crop: without `detect`, how each file is cut (a data-layer spec, `facespace.data.crops`).
 
     Raises:
         DataError: a file that is missing, not an image, truncated or too large (named).
@@ -240,7 +244,7 @@ def crops_from_photos(
     if not detect:
         from facespace.data import load_images
 
-        images = load_images(paths, size=size, grayscale=grayscale) if paths else np.zeros((0, size, size, channels), np.float32)
+        images = load_images(paths, size=size, crop=crop, grayscale=grayscale) if paths else np.zeros((0, size, size, channels), np.float32)
         return PhotoCrops(images, paths, [0] * len(paths), [None] * len(paths), [])
     crops, sources, index, boxes, none = [], [], [], [], []
     for p in paths:
@@ -256,10 +260,13 @@ def crops_from_photos(
     return PhotoCrops(images, sources, index, boxes, none)
 
 
-def model_crops(model: Encoder, files: list[str | os.PathLike], *, detect: bool) -> PhotoCrops:
-    """`crops_from_photos` at a model's input shape: what every face-taking command feeds the model."""
+def model_crops(model: Encoder, files: list[str | os.PathLike], *, detect: bool, crop: Any = RECORDED,
+                max_faces: int | None = None) -> PhotoCrops:
+    """`crops_from_photos` at a model's input shape: what every face-taking command feeds the model.
+    Without `detect` files are cut with `crop` (default: the model's own, `facespace.data.crops`)."""
     size, _, channels = model.image_shape
-    return crops_from_photos(files, size=size, grayscale=channels == 1, detect=detect)
+    return crops_from_photos(files, size=size, grayscale=channels == 1, detect=detect, max_faces=max_faces,
+                             crop=resolve_crop(model, crop))
 
 
 def face_of_photo(model: Encoder, path: str | os.PathLike, *, detect: bool) -> tuple[str | np.ndarray, str | None]:

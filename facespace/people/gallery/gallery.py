@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from facespace.data.images import crop_side
+from facespace.data.crops import RECORDED, resolve_crop
 from facespace.data.inputs import as_images
 from facespace.people.gallery.matching import REJECT_FRACTION, Identification, calibrate_strangers, match_codes
 from facespace.people.gallery.store import (
@@ -162,7 +163,7 @@ class Gallery:
 
     # --- identifying ---------------------------------------------------------------------------
     def identify(self, images: Any, *, k: int = 5, max_distance: float | None = None,
-                 sizes: Any = None) -> list[Identification]:
+                 sizes: Any = None, crop: Any = RECORDED) -> list[Identification]:
         """Name each probe face, or None for a stranger; with its quality.
 
         Args:
@@ -170,12 +171,13 @@ class Gallery:
             k: how many candidate people to report per probe.
             max_distance: override the calibrated threshold.
             sizes: `n` face sides in source pixels where known (for the quality's size check).
+            crop: how image files are cut (`facespace.data.crops`); default: the model's own.
 
         Returns:
             One `Identification` per probe, `quality` filled in.
         """
         self._threshold_for(max_distance)  # refuse an empty gallery before encoding anything
-        z, _, _, x, side = self._encode(images, sizes)
+        z, _, _, x, side = self._encode(images, sizes, crop)
         quality = face_quality(x, model=self.model, sizes=side, codes=z)
         return [r._replace(quality=q) for r, q in zip(self.identify_codes(z, k=k, max_distance=max_distance), quality)]
 
@@ -217,7 +219,7 @@ class Gallery:
         return z
 
     # --- corrections ---------------------------------------------------------------------------
-    def reject(self, image_or_code: Any, name: str, *, source: str | None = None) -> int:
+    def reject(self, image_or_code: Any, name: str, *, source: str | None = None, crop: Any = RECORDED) -> int:
         """"Not this person": never name this face (or near-identical ones) as `name` again.
 
         Args:
@@ -232,7 +234,7 @@ class Gallery:
         if isinstance(x, np.ndarray) and x.ndim in (1, 2):  # images are (H, W, C) or (1, H, W, C)
             z, src = self._check_codes(x), "code"
         else:
-            z, srcs, _, _, _ = self._encode(x if not isinstance(x, np.ndarray) or x.ndim == 4 else x[None])
+            z, srcs, _, _, _ = self._encode(x if not isinstance(x, np.ndarray) or x.ndim == 4 else x[None], crop=crop)
             src = srcs[0]
         if len(z) != 1:
             raise GalleryError(f"reject takes one face; got {len(z)}")
@@ -251,7 +253,8 @@ class Gallery:
         return codes, person
 
     # --- changing ------------------------------------------------------------------------------
-    def _encode(self, images: Any, sizes: Any = None) -> tuple[np.ndarray, list[str], list[str], np.ndarray, Any]:
+    def _encode(self, images: Any, sizes: Any = None, crop: Any = RECORDED
+                ) -> tuple[np.ndarray, list[str], list[str], np.ndarray, Any]:
         """`(codes, sources, image hashes, images, face sizes)`; the hash is of the pixels (codes
         vary in the last bits); a file's face size is the side of its crop in file pixels."""
         if self.model is None:
@@ -260,16 +263,17 @@ class Gallery:
             images = [images]
         sources = [str(p) for p in images] if isinstance(images, (list, tuple)) and images and \
             isinstance(images[0], (str, os.PathLike)) else None
-        x = as_images(self.model, images, check_faces=True)
+        x = as_images(self.model, images, crop=crop, check_faces=True)
         z = np.asarray(self.model.encode(x), np.float32)
         if sources is None:
             sources = [f"array[{i}]" for i in range(len(z))]
         elif sizes is None:
-            sizes = [crop_side(p) for p in sources]
+            cut = resolve_crop(self.model, crop)
+            sizes = [crop_side(p, cut) for p in sources]
         return z, sources, [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in x], x, sizes
 
     def enroll(self, name: str, images: Any, *, replace: bool = False, force: bool = False,
-               sizes: Any = None) -> int:
+               sizes: Any = None, crop: Any = RECORDED) -> int:
         """Add a person, or more images of an enrolled person.
 
         Args:
@@ -278,6 +282,7 @@ class Gallery:
             replace: drop the person's earlier images instead of adding to them.
             force: enrol images that fail the quality checks too.
             sizes: `n` face sides in source pixels (e.g. detection boxes), for the size check.
+            crop: how image files are cut (`facespace.data.crops`); default: the model's own.
 
         Returns:
             How many images the person has now.
@@ -286,11 +291,11 @@ class Gallery:
             LowQualityError: some images failed `face_quality` (each named with its reasons);
                 nothing was enrolled.
         """
-        return self.enroll_many({name: images}, replace=replace, force=force,
+        return self.enroll_many({name: images}, replace=replace, force=force, crop=crop,
                                 sizes=None if sizes is None else {check_name(name): sizes})[check_name(name)]
 
     def enroll_many(self, people: dict[str, Any], *, replace: bool = False, force: bool = False,
-                    sizes: dict[str, Any] | None = None) -> dict[str, int]:
+                    sizes: dict[str, Any] | None = None, crop: Any = RECORDED) -> dict[str, int]:
         """Enrol several people in one transaction (and one recalibration).
 
         Args:
@@ -298,6 +303,7 @@ class Gallery:
             replace: drop each person's earlier images.
             force: enrol images that fail the quality checks too.
             sizes: `{name: face sides in source pixels}` where known.
+            crop: how image files are cut; default: the model's own.
 
         Returns:
             `{name: how many images the person has now}`.
@@ -305,7 +311,7 @@ class Gallery:
         batches, refused = [], []
         for name, images in people.items():
             name = check_name(name)
-            z, sources, hashes, x, side = self._encode(images, (sizes or {}).get(name))
+            z, sources, hashes, x, side = self._encode(images, (sizes or {}).get(name), crop)
             if not force:
                 q = face_quality(x, model=self.model, sizes=side, codes=z)
                 refused += [(f"{s} ({name})", r) for s, r in zip(sources, q) if not r.ok]
