@@ -57,7 +57,7 @@ def test_decode_index_items(files, run_cli):
     code, out, err = run_cli("generate", "decode", "--model", files / "pca.safetensors", "--index", files / "faces.index", "--id", 3, "--id", 7,
                              "--out", files / "dec.png", "--scale", 1, "--ncols", 2)
     assert code == 0, err
-    assert json.loads(out) == {"out": str(files / "dec.png"), "n": 2, "source": "index", "items": ["id 3", "id 7"]}
+    assert json.loads(out) == {"model": str(files / "pca.safetensors"), "out": str(files / "dec.png"), "n": 2, "source": "index", "items": ["id 3", "id 7"]}
     from facespace.index import Index
 
     model = load_model(files / "pca.safetensors")

@@ -193,7 +193,7 @@ def test_cli_morph_png_and_gif(run_cli, files):
     code, out, err = run_cli("generate", "morph", "--model", files / "pca.safetensors", files / "a.png", files / "b.png", "--steps", "5",
                              "--out", files / "m.png", "--gif", files / "m.gif", "--scale", "2")  # fmt: skip
     assert code == 0, err
-    assert json.loads(out) == {"out": str(files / "m.png"), "steps": 5, "gif": str(files / "m.gif")}
+    assert json.loads(out) == {"model": str(files / "pca.safetensors"), "out": str(files / "m.png"), "steps": 5, "gif": str(files / "m.gif")}
     assert Image.open(files / "m.png").size == (2 + 5 * (32 + 2), 2 + 32 + 2)
     gif = Image.open(files / "m.gif")
     assert gif.n_frames == 8  # forward 5, back 3

@@ -20,11 +20,11 @@ Arg = typer.Argument
 
 def encode_cmd(
     sources: Annotated[list[str], Arg(help="image folders (recursive), image files, or 'embedded'")],
-    model: ModelOpt,
     out: Annotated[Path, Opt("--out", help="codes file: codes.npy (+ codes.npy.json), codes.csv or codes.parquet")],
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
     crop: Annotated[str, Opt(help="crop of image files without --detect: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
+    model: ModelOpt = "faces-ae",
 ) -> None:
     """Encode images with MODEL and write their codes with paths and names (embeddings out).
 

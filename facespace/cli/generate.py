@@ -36,7 +36,6 @@ def _spread_from(net, data: Optional[str]):
 
 
 def morph_cmd(
-    model: ModelOpt,
     image_a: Annotated[Path, typer.Argument(help="first face (image file)")],
     image_b: Annotated[Path, typer.Argument(help="second face (image file)")],
     steps: Annotated[int, Opt(help="images in the strip, both ends included (>= 2)")] = 7,
@@ -45,6 +44,7 @@ def morph_cmd(
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
     frame_ms: Annotated[int, Opt("--frame-ms", help="GIF: milliseconds per frame")] = 150,
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: find each one's surest face first")] = False,
+    model: ModelOpt = "faces-ae",
 ) -> None:
     """Morph between two faces through the model's code space; write a strip (and a GIF)."""
     from facespace.models.registry import resolve_model
@@ -57,7 +57,7 @@ def morph_cmd(
     if gif is not None and frame_ms < 1:
         raise FacespaceError(f"--frame-ms must be >= 1; got {frame_ms}")
     save_png(make_grid(frames, ncols=len(frames), scale=scale), out)
-    result = {"out": str(out), "steps": len(frames)}
+    result = {"model": str(model), "out": str(out), "steps": len(frames)}
     if gif is not None:
         save_gif(frames, gif, scale=scale, frame_ms=frame_ms)
         result["gif"] = str(gif)
@@ -92,7 +92,6 @@ def save_gif(frames, path: Path, *, scale: int = 4, frame_ms: int = 150) -> Path
 
 
 def vary_cmd(
-    model: ModelOpt,
     image: Annotated[Path, typer.Argument(help="the face (image file)")],
     n: Annotated[int, Opt("-n", help="number of variations")] = 16,
     strength: Annotated[float, Opt(help="noise in std's of the training codes, 0 to 3")] = 0.5,
@@ -100,6 +99,7 @@ def vary_cmd(
     data: Annotated[Optional[str], Opt("--data", help="training images to measure the code spread on, when the checkpoint has none")] = None,
     out: Annotated[Path, Opt("--out", help="PNG grid of the variations")] = Path("vary.png"),
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
+    model: ModelOpt = "faces-ae",
 ) -> None:
     """Variations of one face: decode codes near its code."""
     from facespace.models.registry import resolve_model
@@ -110,17 +110,17 @@ def vary_cmd(
     images = vary(net, str(image), n=n, strength=strength, seed=seed, spread=_spread_from(net, data))
     save_png(make_grid(images, scale=scale), out)
     say(f"wrote {out}")
-    _json({"out": str(out), "n": len(images), "strength": strength, "seed": seed})
+    _json({"model": str(model), "out": str(out), "n": len(images), "strength": strength, "seed": seed})
 
 
 def sample_cmd(
-    model: ModelOpt,
     n: Annotated[int, Opt("-n", help="number of faces")] = 16,
     seed: Annotated[int, Opt(help="seed of the draws")] = 0,
     temperature: Annotated[float, Opt(help="scale of the draws (1 = the prior)")] = 1.0,
     data: Annotated[Optional[str], Opt("--data", help="plain autoencoders: training images to fit a Gaussian of codes on")] = None,
     out: Annotated[Path, Opt("--out", help="PNG grid")] = Path("samples.png"),
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
+    model: ModelOpt = "faces-vae",
 ) -> None:
     """New faces decoded from the prior (a VAE's, or a Gaussian of a plain autoencoder's codes)."""
     from facespace.models.registry import resolve_model
@@ -134,7 +134,7 @@ def sample_cmd(
     images = sample(net, n, seed, temperature=temperature, codes=codes)
     save_png(make_grid(images, scale=scale), out)
     say(f"wrote {out}")
-    _json({"out": str(out), "n": len(images), "seed": seed, "temperature": temperature})
+    _json({"model": str(model), "out": str(out), "n": len(images), "seed": seed, "temperature": temperature})
 
 
 def parse_box(text: str, side: int) -> tuple[int, int, int, int]:
@@ -152,12 +152,12 @@ def parse_box(text: str, side: int) -> tuple[int, int, int, int]:
 
 
 def fill_cmd(
-    model: ModelOpt,
     image: Annotated[Path, typer.Argument(help="the face (image file)")],
     box: Annotated[str, Opt("--box", help="x0,y0,x1,y1: pixels of the model's input (e.g. 0..32), or fractions like 0.25,0.6,0.75,0.85")],
     iterations: Annotated[int, Opt(help="reconstruct / restore rounds")] = 50,
     out: Annotated[Path, Opt("--out", help="PNG: original | occluded | filled")] = Path("fill.png"),
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
+    model: ModelOpt = "faces-denoise",
 ) -> None:
     """Hide a box of a face and reconstruct it from the rest; write a before/after strip."""
     import numpy as np
@@ -177,7 +177,7 @@ def fill_cmd(
     save_png(make_grid(np.stack([x, occluded, filled]), ncols=3, scale=scale), out)
     err = float(np.mean((filled - x)[mask] ** 2))
     say(f"wrote {out}")
-    _json({"out": str(out), "box": list(corners), "masked_mse": err})
+    _json({"model": str(model), "out": str(out), "box": list(corners), "masked_mse": err})
 
 
 # --- decode -----------------------------------------------------------------------------------
@@ -236,7 +236,6 @@ def _exported_codes(net: Any, path: Path, rows: list[int]) -> tuple[np.ndarray, 
 
 
 def decode_cmd(
-    model: ModelOpt,
     index: Annotated[Optional[Path], Opt("--index", help="an index built with this model")] = None,
     ids: Annotated[Optional[list[int]], Opt("--id", help="index item to decode (repeatable)")] = None,
     gallery: Annotated[Optional[Path], Opt("--gallery", help="a gallery built with this model")] = None,
@@ -246,6 +245,7 @@ def decode_cmd(
     out_path: Annotated[Path, Opt("--out", help="PNG grid of the decoded faces")] = Path("decoded.png"),
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 3,
     ncols: Annotated[Optional[int], Opt(help="tiles per row (default: about square)")] = None,
+    model: ModelOpt = "faces-ae",
 ) -> None:
     """Turn stored codes (index items, gallery faces, exported codes) back into faces."""
     from facespace.models.registry import resolve_model
@@ -273,7 +273,7 @@ def decode_cmd(
     faces = decode(net, z)
     save_png(make_grid(faces, ncols=ncols, scale=scale), out_path)
     say(f"decoded {len(faces)} code(s) from {given[0][2:]} into {out_path}")
-    _json({"out": str(out_path), "n": len(faces), "source": given[0][2:], "items": labels})
+    _json({"model": str(model), "out": str(out_path), "n": len(faces), "source": given[0][2:], "items": labels})
 
 
 def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:

@@ -79,7 +79,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     @groups.command("add")
     def add(
         photos: list[Path] = typer.Argument(..., help="Image files or folders (face crops, or whole photos with --detect)."),
-        model: str = typer.Option(..., help="Model checkpoint, or pixels[:SIZE] (the gallery keeps only codes)."),
+        model: str = typer.Option("faces-id", "--model", "-m", help="Model checkpoint, built-in name or pixels[:SIZE] "
+                                  "(the gallery keeps only codes)."),
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
         detect: bool = typer.Option(False, help="Find the faces in whole photos; every face found is added."),
         max_faces: Optional[int] = typer.Option(None, help="With --detect: at most this many faces per photo."),

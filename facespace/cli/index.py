@@ -90,6 +90,8 @@ def build_cmd(
     if len(source) > 1:
         raise FacespaceError(f"give one SOURCE (a folder, an archive or 'embedded'); got {len(source)}: {' '.join(source)}")
     source = source[0] if source else None
+    if model is None and codes is None:
+        model = "faces-ae"  # the built-in autoencoder: codes for search, morph and decode
     if codes is not None:
         if model is not None or source is not None:
             raise FacespaceError("give either SOURCE --model M or --codes FILE, not both")

@@ -33,7 +33,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     def enroll(
         name: str = typer.Argument(..., help="The person's name."),
         images: list[Path] = typer.Argument(..., help="Image files or folders of this person."),
-        model: str = typer.Option(..., help="Model checkpoint (the gallery keeps only its codes)."),
+        model: str = typer.Option("faces-id", "--model", "-m", help="The model (the gallery keeps only its codes): "
+                                  "a checkpoint, run folder or built-in name."),
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
         replace: bool = typer.Option(False, help="Replace the person's earlier images instead of adding."),
         target_far: float = typer.Option(0.01, help="False-accept rate for strangers (used when the gallery is created)."),
@@ -72,7 +73,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     @people.command("identify")
     def identify(
         images: Optional[list[Path]] = typer.Argument(None, help="Image files or folders to identify."),
-        model: Optional[str] = typer.Option(None, help="The model the gallery was built with (not needed with --codes)."),
+        model: str = typer.Option("faces-id", "--model", "-m", help="The model the gallery was built with (not used "
+                                  "with --codes)."),
         gallery: Path = typer.Option(..., help="Gallery file."),
         max_distance: Optional[float] = typer.Option(None, help="Override the calibrated stranger threshold."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: name every face in them."),
@@ -93,13 +95,11 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         if codes is not None:
             if images or detect:
                 raise FacespaceError("--codes identifies exported codes; pass either --codes or images, not both")
-            _identify_codes(codes, gallery, model, max_distance, w)
+            _identify_codes(codes, gallery, None, max_distance, w)  # the codes carry their model's record
             out(buf.getvalue().rstrip("\n"))
             return
         if not images:
             raise FacespaceError("pass images (files or folders) to identify, or --codes FILE")
-        if model is None:
-            raise FacespaceError("--model is needed to identify images: the model the gallery was built with")
         files = expand_images(images)
         m = resolve_model(model)
         with Gallery(gallery, m) as g:
@@ -147,7 +147,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     def reject(
         image: Path = typer.Argument(..., help="The face (an image file; a whole photo with --detect)."),
         name: str = typer.Argument(..., help="The enrolled person this face is NOT."),
-        model: str = typer.Option(..., help="The model the gallery was built with."),
+        model: str = typer.Option("faces-id", "--model", "-m", help="The model the gallery was built with."),
         gallery: Path = typer.Option(..., help="Gallery file."),
         detect: bool = typer.Option(False, "--detect", help="IMAGE is a whole photo: find the faces first."),
         face: Optional[int] = typer.Option(None, help="With --detect: which face (the number identify printed)."),
@@ -178,7 +178,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     @people.command("quality")
     def quality(
         images: list[Path] = typer.Argument(..., help="Image files or folders."),
-        model: str = typer.Option(..., help="The model the faces are for."),
+        model: str = typer.Option("faces-ae", "--model", "-m", help="The model the faces are for (its reconstructions "
+                                  "judge how face-like they are)."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: judge every face."),
         save_reference: bool = typer.Option(False, "--save-reference", help="These are good faces (e.g. the "
                                             "training faces): store their quality distribution in the model."),

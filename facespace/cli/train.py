@@ -122,10 +122,10 @@ def train_cmd(
 
 
 def reconstruct_cmd(
-    model: ModelOpt,
     images: Annotated[list[Path], typer.Argument(help="image files")],
     out: Annotated[Path, Opt("--out", help="PNG: originals over reconstructions")] = Path("reconstructions.png"),
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 2,
+    model: ModelOpt = "faces-ae",
 ) -> None:
     """Pass images through a model's code and back; write originals over reconstructions."""
     import numpy as np
@@ -142,16 +142,16 @@ def reconstruct_cmd(
     save_png(make_grid(np.concatenate([x, recon]), ncols=len(x), scale=scale), out)
     mse, psnr = mse_psnr(x, recon)
     say(f"wrote {out}")
-    _json({"out": str(out), "n": len(x), "mse": mse, "psnr": psnr})
+    _json({"model": str(model), "out": str(out), "n": len(x), "mse": mse, "psnr": psnr})
 
 
 def denoise_cmd(
-    model: ModelOpt,
     image: Annotated[Path, typer.Argument(help="an image file")],
     noise: Annotated[str, Opt(help="corruption to add first, e.g. gaussian:0.1; 'none' for an already noisy image")] = "gaussian:0.1",
     out: Annotated[Path, Opt("--out", help="PNG: input | corrupted | denoised")] = Path("denoised.png"),
     seed: Annotated[int, Opt(help="seed of the corruption")] = 0,
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
+    model: ModelOpt = "faces-denoise",
 ) -> None:
     """Corrupt an image, pass it through a model, and write input, corrupted and denoised side by side."""
     import numpy as np
@@ -170,7 +170,7 @@ def denoise_cmd(
     clean = reconstruct(net, noisy)
     tiles = [x, np.clip(noisy, 0, 1), clean] if not corruption.is_identity else [x, clean]
     save_png(make_grid(np.concatenate(tiles), ncols=len(tiles), scale=scale), out)
-    result = {"out": str(out), "noise": corruption.spec(), "denoised_mse": mse_psnr(x, clean)[0]}
+    result = {"model": str(model), "out": str(out), "noise": corruption.spec(), "denoised_mse": mse_psnr(x, clean)[0]}
     if not corruption.is_identity:
         result["noisy_mse"] = mse_psnr(x, noisy)[0]
     say(f"wrote {out}")
@@ -178,12 +178,12 @@ def denoise_cmd(
 
 
 def evaluate_cmd(
-    model: ModelOpt,
     data: Annotated[str, Opt("--data", help="the source the model was trained on")] = "embedded",
     test: Annotated[Optional[float], Opt(help="test fraction (default: the one recorded at training)")] = None,
     split_seed: Annotated[Optional[int], Opt("--split-seed", help="split seed (default: recorded)")] = None,
     noise: Annotated[Optional[str], Opt(help="also score denoising of inputs with this corruption")] = None,
     seed: Annotated[int, Opt(help="seed of the corruption")] = 0,
+    model: ModelOpt = "faces-ae",
 ) -> None:
     """Print test-split MSE and PSNR of a model as one JSON line."""
     from facespace.models.registry import resolve_model

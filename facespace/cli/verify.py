@@ -58,7 +58,6 @@ def _per_fold_pca(spec: str, model: Any):
 
 
 def calibrate_cmd(
-    model: ModelOpt,
     pairs: Annotated[Optional[Path], Opt("--pairs", help="LFW pairs file, or a CSV path_a,path_b,same[,name_a,name_b]")] = None,
     lfw: Annotated[Optional[Path], Opt("--lfw", help="LFW pairs: the image folder (default: beside the pairs file)")] = None,
     folder: Annotated[Optional[Path], Opt("--folder", help="identities from sub-folders: DIR/<Name>/<images>")] = None,
@@ -72,6 +71,7 @@ def calibrate_cmd(
     curves: Annotated[Optional[Path], Opt("--curves", help="PNG of the false-accept / false-reject curves")] = Path("calibration.png"),
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="measure and report, store nothing")] = False,
+    model: ModelOpt = "faces-id",
 ) -> None:
     """Calibrate the same-person threshold on your own labelled pairs; store it with the model or gallery."""
     from facespace.people import calibration as cal
@@ -115,7 +115,7 @@ def calibrate_cmd(
                         + (f", against gallery {gallery.name}" if gallery is not None else ""))
     say(f"threshold {c.threshold:.4f} ({c.metric}): false accepts {c.far:.3%}, false rejects {c.frr:.3%}, "
         f"accuracy {c.accuracy:.3%}" + (f"; stored in {stored}" if stored else "; not stored (--dry-run)" if dry_run else ""))
-    result = {**c.summary(), "stored_in": stored, "curves": str(curves) if curves else None, "no_face": no_face}
+    result = {"model": str(model), **c.summary(), "stored_in": stored, "curves": str(curves) if curves else None, "no_face": no_face}
     if gallery is not None:
         result["per_person"] = per
     _json(result)
@@ -125,13 +125,13 @@ def calibrate_cmd(
 
 
 def explain_cmd(
-    model: ModelOpt,
     image_a: Annotated[Path, typer.Argument(help="first face (image file)")],
     image_b: Annotated[Path, typer.Argument(help="second face (image file)")],
     out_path: Annotated[Path, Opt("--out", help="PNG: A | reconstruction A | heatmap | reconstruction B | B")] = Path("explain.png"),
     metric: Annotated[Optional[str], Opt(help="cosine or l2 (default: the calibrated metric, else cosine)")] = None,
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
+    model: ModelOpt = "faces-ae",
 ) -> None:
     """Explain a match: the two faces, their reconstructions and a difference heatmap, with the verdict."""
     from facespace.models.registry import resolve_model
@@ -144,7 +144,7 @@ def explain_cmd(
     e = explain(net, photo_face(net, image_a, detect), photo_face(net, image_b, detect), metric=metric)
     save_png(explanation_picture(e, scale=scale), out_path)
     say(f"{caption(e)}; wrote {out_path}")
-    _json({"a": str(image_a), "b": str(image_b), "distance": round(e.distance, 6),
+    _json({"model": str(model), "a": str(image_a), "b": str(image_b), "distance": round(e.distance, 6),
            "threshold": None if e.threshold is None else round(e.threshold, 6), "metric": e.metric, "same": e.same,
            "decoder": e.reconstructions is not None, "heat_max": round(float(e.heatmap.max()), 6), "out": str(out_path)})
 
@@ -159,8 +159,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     def verify(
         image_a: Path = typer.Argument(..., help="First face image."),
         image_b: Path = typer.Argument(..., help="Second face image."),
-        model: str = typer.Option(..., "--model", "-m", help="model: a checkpoint (.safetensors), a run folder, "
-                                  "or pixels:SIZE[:grey]"),
+        model: str = typer.Option("faces-id", "--model", "-m", help="model: a checkpoint (.safetensors), a run "
+                                  "folder, a built-in name, or pixels:SIZE[:grey]"),
         max_distance: Optional[float] = typer.Option(None, "--max-distance", help="Largest distance still 'same person' "
                                                      "(default: the model's calibrated threshold)."),
         metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
@@ -191,7 +191,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             d, same = verify_faces(m, a, b, max_distance=max_distance, metric=metric, crop=cut)
             stored = stored_threshold(m) or {}
             t = max_distance if max_distance is not None else float(stored["threshold"])
-            row = {"a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
+            row = {"model": str(model), "a": str(image_a), "b": str(image_b), "distance": round(d, 6), "threshold": round(t, 6),
                    "metric": metric or stored.get("metric", "cosine"), "same": same}
             if i is not None:
                 row.update(face_a=crops.faces[i], box_a=list(crops.boxes[i]), face_b=crops.faces[j],
