@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# make demo DATA=~/Pictures also indexes and searches your own photos
 demo: $(STAMP)
-	$(VENV)/bin/facespace demo --out $(OUT)
+	$(VENV)/bin/facespace demo --out $(OUT) $(if $(DATA),--data $(DATA),)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --dist loadfile

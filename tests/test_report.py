@@ -225,7 +225,7 @@ def test_extras_raise_data_error(fake_run, tmp_path):
 
 def test_demo_ends_with_a_report_and_the_serve_command(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, stdout, stderr = run_cli("demo", "--out", "outputs/demo", "--epochs", "2")
+    code, stdout, stderr = run_cli("demo", "--train", "--out", "outputs/demo", "--epochs", "2")
     assert code == 0, stderr
     demo = tmp_path / "outputs" / "demo"
     serve = stdout.strip().splitlines()[-1]
