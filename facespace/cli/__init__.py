@@ -20,6 +20,8 @@ stdout, progress and messages to stderr. A `FacespaceError` becomes `error: ...`
 
 The spellings of the previous release (`facespace verify MODEL a b`, `facespace search I q`, ...)
 still work for one release: `main` rewrites them to the new command and says where it moved.
+
+May import: every room below it (the top floor, beside `facespace.web`); no room imports it.
 """
 
 from __future__ import annotations

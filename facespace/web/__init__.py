@@ -5,6 +5,8 @@
     >>> # uvicorn.run(app, host="127.0.0.1", port=8000)
 
 FastAPI is imported only when `create_app` is first used, so `import facespace.web` is cheap.
+
+May import: every room below it (the top floor, beside `facespace.cli`); no room imports it.
 """
 
 from __future__ import annotations
