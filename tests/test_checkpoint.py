@@ -99,3 +99,19 @@ def test_wrong_image_shape_and_nan_are_refused(tiny_path):
 
 def test_registry_keeps_test_kind():
     assert _REGISTRY["tiny-test"] is Tiny
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
+    import numpy as np
+
+    from facespace.errors import CheckpointError
+    from facespace.models.pca import PCAAutoencoder
+
+    pca = PCAAutoencoder(code_size=2).fit(np.random.default_rng(0).random((10, 4, 4, 1), dtype=np.float32))
+    save_model(pca, tmp_path / "ok.safetensors")
+    name, tensor = next(iter(pca.state_tensors().items()))
+    tensor.view(-1)[0] = float("nan")
+    save_model(pca, tmp_path / "nan.safetensors")
+    load_model(tmp_path / "ok.safetensors")
+    with pytest.raises(CheckpointError, match=f"its weights '{name}' hold NaN"):
+        load_model(tmp_path / "nan.safetensors")

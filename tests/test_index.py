@@ -269,3 +269,23 @@ def test_lsh_whose_buckets_hold_everything_is_exact(metric, settings, data):
     d_all, ids_all = lsh.search(q[:3], k=600)  # more than the 480 live rows: padded, each row once
     assert ((ids_all >= 0).sum(1) == 480).all() and np.isinf(d_all[:, 480:]).all()
     assert all(len(set(row[row >= 0])) == 480 for row in ids_all)
+
+
+def test_a_header_changed_after_saving_is_refused(tmp_path):
+    """The metric and the count are under the checksum too: editing them is caught, not searched."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from facespace.index.store import read_header
+
+    index = Index(4, metric="cosine")
+    index.add(np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))
+    path = tmp_path / "i.index"
+    index.save(path)
+    header, tensors = read_header(path)
+    for field, value in (("metric", "l2"), ("count", 9)):
+        forged = {**header, field: value}
+        save_file(load_file(str(path)), str(tmp_path / "forged.index"), metadata={"facespace": json.dumps(forged)})
+        with pytest.raises(IndexingError, match="header's metric, count or settings"):
+            Index.load(tmp_path / "forged.index")

@@ -10,7 +10,8 @@ Format (version 1). Tensors:
 The header metadata key "facespace" holds JSON `{format, format_version, facespace_version, dim,
 metric, backend, settings, model, count, rows, checksums}`: `settings` is every backend setting,
 search-time ones included; `model` records the model the vectors came from (or null);
-`checksums` is a CRC-32 per tensor, so a damaged file is refused rather than searched.
+`checksums` is a CRC-32 per tensor and `header_crc` one of the header's own fields (dim, metric,
+backend, settings, model, count, rows), so a damaged file is refused rather than searched.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ FORMAT = "facespace-index"
 FORMAT_VERSION = 1
 
 
+HEADER_FIELDS = ("dim", "metric", "backend", "settings", "model", "count", "rows")
+
+
+def _header_crc(header: dict[str, Any]) -> int:
+    """CRC-32 of the fields that say how to read and search the tensors."""
+    fields = {k: header.get(k) for k in HEADER_FIELDS}
+    return zlib.crc32(json.dumps(fields, sort_keys=True, default=str).encode("utf-8"))
+
+
 def _crc(array: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
@@ -48,7 +58,7 @@ def write_index_file(path: str | os.PathLike, fields: dict[str, Any], tensors: d
 
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "facespace_version": __version__, **fields,
-              "checksums": {k: _crc(v) for k, v in tensors.items()}}
+              "checksums": {k: _crc(v) for k, v in tensors.items()}, "header_crc": _header_crc(fields)}
     blob = save(tensors, metadata={"facespace": json.dumps(header)})
     path = Path(path)
     with atomic_write(path) as f:
@@ -88,6 +98,9 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.n
             f"{path} has index format version {header['format_version']}, newer than this facespace reads "
             f"({FORMAT_VERSION}); upgrade facespace"
         )
+    if "header_crc" in header and header["header_crc"] != _header_crc(header):  # files before it have none
+        raise IndexingError(f"{path} is corrupt (its header's metric, count or settings do not match their checksum); "
+                            "rebuild it with `facespace index build`")
     sums = header.get("checksums", {})
     if set(sums) != set(tensors) or any(_crc(tensors[k]) != sums[k] for k in tensors):
         raise IndexingError(f"{path} is corrupt (its contents do not match their checksums); rebuild it")

@@ -137,6 +137,10 @@ def load_model(path: str | os.PathLike, *, kind: str | None = None) -> Any:
         model.checkpoint_info["builtin"] = spec
         return model
     meta, tensors = read_checkpoint(path)
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise CheckpointError(f"{meta['path']}: its weights {key!r} hold NaN or infinite values (a diverged or "
+                                  "damaged model); use an earlier checkpoint of the run, or retrain")
     _import_model_modules()
     found = meta.get("kind")
     if kind is not None and found != kind:
