@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from facespace.errors import CheckpointError
-from facespace.files import write_bytes_atomic
+from facespace.files import check_output, write_bytes_atomic
 from facespace.version import __version__
 
 FORMAT = "facespace-checkpoint"
@@ -51,6 +51,7 @@ def write_checkpoint(
     """
     from safetensors.torch import save
 
+    check_output(path, "model")
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = {
         "format": FORMAT,

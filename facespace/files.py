@@ -65,3 +65,53 @@ def label_filename(label: str, *, prefix: str = "", suffix: str = "") -> str:
     """
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:64].rstrip("-")
     return f"{prefix}{slug}-{hashlib.sha256(label.encode()).hexdigest()[:8]}{suffix}"
+
+
+# what facespace writes, told apart by their first bytes (`file_kind`)
+_FORMATS = {"facespace-checkpoint": "model", "facespace-index": "index"}
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """What a file facespace could have written is: "model", "index", "gallery" (SQLite), or None
+    for anything else (another file, or one too damaged to tell)."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if head.startswith(b"SQLite format 3\0"):
+                return "gallery"
+            if len(head) < 8:
+                return None
+            (n,) = struct.unpack("<Q", head[:8])
+            if not 2 <= n <= 100_000_000:
+                return None
+            f.seek(8)
+            meta = json.loads(f.read(n)).get("__metadata__", {})
+            return _FORMATS.get(json.loads(meta.get("facespace", "{}")).get("format"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_output(path: str | os.PathLike, kind: str) -> Path:
+    """Refuse to write a `kind` file ("model", "index") where it would destroy something else.
+
+    Writing over a file of the same kind is allowed (a model saved again, an index rewritten).
+
+    Raises:
+        FacespaceError: `path` is a folder, or an existing file of another kind (a model, an index,
+            a gallery, or a file facespace did not write), naming it and saying what to do.
+    """
+    from facespace.errors import FacespaceError
+
+    path = Path(path)
+    if path.is_dir():
+        raise FacespaceError(f"{path} is a folder; give a file name for the {kind}, e.g. {path / ('faces.' + kind)}")
+    if path.exists():
+        found = file_kind(path)
+        if found != kind:
+            what = f"a {found} file" if found else "a file facespace did not write"
+            raise FacespaceError(f"{path} is {what}; writing the {kind} there would destroy it: choose another name "
+                                 "(nothing was written)")
+    return path

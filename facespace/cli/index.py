@@ -82,6 +82,9 @@ def build_cmd(
     from facespace.index import Index
     from facespace.pipelines.indexing import build_index
 
+    from facespace.files import check_output
+
+    check_output(out, "index")  # before any encoding: a model, a gallery or a folder there is refused now
     source = list(source or [])
     if model is None and codes is None and len(source) == 2:  # the previous release's `index build MODEL SOURCE`
         model, source = source[0], source[1:]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from facespace.errors import IndexingError
-from facespace.files import atomic_write
+from facespace.files import atomic_write, check_output
 from facespace.version import __version__
 
 FORMAT = "facespace-index"
@@ -56,6 +56,7 @@ def write_index_file(path: str | os.PathLike, fields: dict[str, Any], tensors: d
     """
     from safetensors.numpy import save
 
+    check_output(path, "index")
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "facespace_version": __version__, **fields,
               "checksums": {k: _crc(v) for k, v in tensors.items()}, "header_crc": _header_crc(fields)}
