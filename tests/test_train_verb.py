@@ -118,3 +118,35 @@ def test_trained_model_carries_a_quality_reference_of_held_out_faces(tmp_path):
     assert "24 held-out test faces" in json.dumps(ref)
     flat = np.full((1, 16, 16, 3), 0.5, np.float32)
     assert not face_quality(flat, model=loaded)[0].ok  # a flat image fails against that reference
+
+
+@pytest.mark.parametrize("option, message", [({"code_size": 0}, "code_size .* at least 1; got 0"),
+                                             ({"epochs": -1}, "epochs .* at least 1; got -1"),
+                                             ({"size": 7}, "size .* at least 8 pixels; got 7")])
+def test_settings_that_cannot_train_are_refused_for_every_kind(option, message):
+    from facespace.errors import FacespaceError
+    from facespace.training.recipes import train
+
+    x = np.random.default_rng(0).random((40, 8, 8, 1), dtype=np.float32)
+    for kind in ("pca", "linear"):
+        with pytest.raises(FacespaceError, match=message):
+            train(kind, x, **{"code_size": 4, "epochs": 1, **option})
+
+
+def test_no_test_part_reports_training_mse_not_a_held_out_one(tmp_path):
+    import json
+
+    from facespace.errors import DataWarning
+    from facespace.training.recipes import train
+
+    x = np.random.default_rng(0).random((40, 8, 8, 1), dtype=np.float32)
+    with pytest.warns(DataWarning, match="no test part"):
+        train("pca", x, code_size=4, test=0, out=tmp_path / "run")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert "heldout_mse" not in info and info["train_mse"] >= 0
+    with pytest.warns(DataWarning, match="3 validation image"):  # 60 images: 54 train, 3 validation
+        train("linear", np.concatenate([x, x[:20]]), code_size=4, epochs=1, progress=False)
+    from facespace.errors import FacespaceError
+
+    with pytest.raises(FacespaceError, match="only 1 training image"):
+        train("pca", x[:1], code_size=1, test=0)

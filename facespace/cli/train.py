@@ -110,14 +110,16 @@ def train_cmd(
     summary = {"kind": kind, "out": str(out) if out else None, "code_size": model.code_size}
     if out is not None and (Path(out) / "run.json").exists():
         info = json.loads((Path(out) / "run.json").read_text())
-        keys = ("heldout_mse", "heldout_psnr", "best_val_loss", "epochs_run", "train_seconds")
+        keys = ("heldout_mse", "heldout_psnr", "train_mse", "best_val_loss", "epochs_run", "train_seconds")
         if kind == "verifier":
             keys = ("crop", "n_images", "people", "trained_people", "best_val_loss", "epochs_run", "train_seconds")
             say(f"trained verifier on {info['trained_images']} images of {info['trained_people']} people "
                 f"(crop {info['crop']}), run folder {out}")
         else:
-            say(f"trained {kind}: held-out MSE {info['heldout_mse']:.5f}, run folder {out}")
-        summary.update({k: info.get(k) for k in keys})
+            mse = (f"held-out MSE {info['heldout_mse']:.5f}" if "heldout_mse" in info
+                   else f"MSE on its training images {info['train_mse']:.5f} (no test part)")
+            say(f"trained {kind}: {mse}, run folder {out}")
+        summary.update({k: info[k] for k in keys if k in info})
     _json(summary)
 
 

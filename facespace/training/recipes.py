@@ -74,7 +74,8 @@ def train(
         from facespace.training.verifier import train_verifier_run
 
         return train_verifier_run(data, out=out, code_size=code_size or 128, epochs=epochs, **options)
-    code_size = code_size or 32
+    code_size = 32 if code_size is None else int(code_size)
+    _check_sizes(code_size, epochs, options.get("size", 32))
     from facespace.training.loop import TrainConfig
 
     loop_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -98,6 +99,7 @@ def train(
     check_images(faces.images, faces.images.shape[1:], what="training images")  # NaN/inf refused here
     test, split_seed, val = float(opt.pop("test", 0.1)), int(opt.pop("split_seed", 42)), float(opt.pop("val", 0.05))
     train_part, test_part = split_faces(faces, test=test, seed=split_seed)
+    _check_counts(kind, len(train_part), len(test_part), val)
     run_info = {
         "kind": kind, "data": getattr(faces, "source", ""), "n_images": len(faces),
         "split": {"test": test, "split_seed": split_seed, "val": val},
@@ -119,8 +121,41 @@ def train(
         model.checkpoint_info.setdefault("extra", {})["quality"] = quality_reference(
             test_part.images, model=model, source=f"{len(test_part)} held-out test faces").to_dict()
     if out is not None:
-        _write_run(model, Path(out), run_info, test_part.images if len(test_part) else train_part.images[:2000], result)
+        _write_run(model, Path(out), run_info, test_part.images if len(test_part) else train_part.images[:2000], result,
+                   held_out=len(test_part) > 0)
     return model
+
+
+def _check_sizes(code_size: int, epochs: int, size: Any) -> None:
+    """Refuse settings that cannot train a useful model, naming the option."""
+    if code_size < 1:
+        raise FacespaceError(f"code_size (--code-size) must be at least 1; got {code_size}")
+    if int(epochs) < 1:
+        raise FacespaceError(f"epochs (--epochs) must be at least 1; got {epochs}")
+    if int(size) < 8:
+        raise FacespaceError(f"size (--size) must be at least 8 pixels; got {size}")
+
+
+# below these, a run still trains, but its numbers mean little: say so
+MIN_TRAIN_IMAGES, MIN_VAL_IMAGES = 2, 10
+
+
+def _check_counts(kind: str, n_train: int, n_test: int, val: float) -> None:
+    import warnings
+
+    from facespace.errors import DataWarning
+
+    if n_train < MIN_TRAIN_IMAGES:
+        raise FacespaceError(f"only {n_train} training image(s) after the test split; give at least "
+                             f"{MIN_TRAIN_IMAGES} images (or a smaller --test)")
+    n_val = min(max(int(round(val * n_train)), 1), n_train - 1) if kind != "pca" else 0
+    if kind != "pca" and n_val < MIN_VAL_IMAGES:
+        warnings.warn(f"training on {n_train} images with {n_val} validation image(s): the best checkpoint and "
+                      f"its loss rest on too few images to mean much; use {MIN_VAL_IMAGES * 20} images or more",
+                      DataWarning, stacklevel=3)
+    if n_test == 0:
+        warnings.warn("no test part (test=0): the run reports its training images' MSE (train_mse), not a "
+                      "held-out one", DataWarning, stacklevel=3)
 
 
 def _train_pca(images: np.ndarray, code_size: int, opt: dict, run_info: dict):
@@ -230,7 +265,7 @@ def _store_code_stats(model, images: np.ndarray) -> None:
     info.setdefault("extra", {}).update(code_mean=z.mean(0).tolist(), code_std=z.std(0).tolist())
 
 
-def _write_run(model, out: Path, run_info: dict, sample: np.ndarray, result) -> None:
+def _write_run(model, out: Path, run_info: dict, sample: np.ndarray, result, *, held_out: bool = True) -> None:
     from facespace.models.registry import save_model
     from facespace.training.metrics import mse_psnr
     from facespace.files import write_text_atomic
@@ -247,7 +282,9 @@ def _write_run(model, out: Path, run_info: dict, sample: np.ndarray, result) -> 
         run_info["epochs_run"] = getattr(result, "epochs_run", None)
         run_info["best_val_loss"] = getattr(result, "best_val_loss", None)
     recon = np.clip(model.decode(model.encode(sample)), 0.0, 1.0)  # every kind trained here decodes
-    run_info["heldout_mse"], run_info["heldout_psnr"] = mse_psnr(sample, recon)
+    # with no test part (test=0) the reconstructions are of training images: say so, never "held-out"
+    prefix = "heldout" if held_out else "train"
+    run_info[f"{prefix}_mse"], run_info[f"{prefix}_psnr"] = mse_psnr(sample, recon)
     show = min(len(sample), 10)
     save_png(make_grid(np.concatenate([sample[:show], recon[:show]]), ncols=show, scale=2), out / "reconstructions.png")
     write_text_atomic(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
