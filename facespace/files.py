@@ -115,3 +115,36 @@ def check_output(path: str | os.PathLike, kind: str) -> Path:
             raise FacespaceError(f"{path} is {what}; writing the {kind} there would destroy it: choose another name "
                                  "(nothing was written)")
     return path
+
+
+@contextmanager
+def locked(path: str | os.PathLike, *, timeout: float = 60.0) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a `.lock` file beside it) while a writer reads, changes and
+    rewrites it, so two writers take turns and neither's change is lost.
+
+    Raises:
+        FacespaceError: another process held the lock for `timeout` seconds (named, with what to do).
+    """
+    import fcntl
+    import time
+
+    from facespace.errors import FacespaceError
+
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise FacespaceError(f"{path} is being changed by another process (it holds {lock.name} for over "
+                                         f"{timeout:.0f} s); try again when it has finished") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

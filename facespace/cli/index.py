@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from facespace.cli._util import encode_progress, say
+from facespace.files import locked
 from facespace.cli._util import out as print_out
 
 Opt = typer.Option
@@ -128,8 +129,10 @@ def add_cmd(
     codes: Annotated[Optional[Path], Opt("--codes", help="add exported codes (.npy/.csv/.parquet) of the index's model")] = None,
     batch_size: Annotated[int, Opt("--batch-size")] = 256,
     crop: Annotated[str, Opt(help="crop of image files: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
+    skip_existing: Annotated[bool, Opt("--skip-existing", help="add only items whose path the index does not hold")] = False,
 ) -> None:
-    """Encode more images with the index's model (or take --codes) and add them (the file is rewritten atomically)."""
+    """Encode more images with the index's model (or take --codes) and add them (the file is rewritten
+    atomically, under a lock: two `index add` at once both land)."""
     import numpy as np
 
     from facespace.data.inputs import as_images
@@ -142,10 +145,10 @@ def add_cmd(
 
     if bool(sources) == (codes is not None):
         raise FacespaceError("give image SOURCES or --codes FILE (one of the two)")
-    index = Index.load(index_path)
+    index = Index.load(index_path)  # read once for its model; read again under the lock to add
     if codes is not None:
         exported = load_codes_for(index, codes)
-        ids = index.add(exported.codes, metadata=exported.metadata())
+        codes_, meta = exported.codes, exported.metadata()
     else:
         net = index_model(index) if model is None else resolve_model(str(model))
         check_model(index, net)
@@ -156,10 +159,32 @@ def add_cmd(
         else:
             codes_ = encode(net, as_images(net, sources, crop=crop), batch_size=batch_size)
             meta = [{"path": str(Path(s).resolve()), "name": Path(s).parent.name} for s in sources]
-        ids = index.add(np.asarray(codes_, np.float32), metadata=meta)
-    index.save(index_path)
+    with locked(index_path):  # a second `index add` waits here, then adds to what the first wrote
+        index = Index.load(index_path)
+        codes_, meta, skipped = _new_items(index, index_path, np.asarray(codes_, np.float32), meta, skip_existing)
+        ids = index.add(codes_, metadata=meta) if len(codes_) else np.zeros(0, np.int64)
+        index.save(index_path)
+    if skipped:
+        say(f"skipped {skipped} item(s) already in the index (same path)")
     say(f"added {len(ids)} items; the index holds {len(index)}")
-    print_out(json.dumps({"added": len(ids), "first_id": int(ids[0]) if len(ids) else None, "count": len(index)}))
+    print_out(json.dumps({"added": len(ids), "first_id": int(ids[0]) if len(ids) else None, "count": len(index),
+                          "skipped": skipped}))
+
+
+def _new_items(index, index_path: Path, codes, meta: list[dict], skip_existing: bool):
+    """The items whose path the index does not hold yet; refuses repeats unless `skip_existing`."""
+    import numpy as np
+
+    from facespace.errors import FacespaceError
+
+    have = {str(m.get("path")) for m in index.get_metadata(index.ids) if m and m.get("path")} if len(index) else set()
+    again = [i for i, m in enumerate(meta) if str(m.get("path")) in have]
+    if again and not skip_existing:
+        raise FacespaceError(f"{len(again)} of the {len(meta)} item(s) are already in {index_path} (e.g. "
+                             f"{meta[again[0]].get('path')}); pass --skip-existing to add only the others (nothing "
+                             "was added)")
+    keep = np.setdiff1d(np.arange(len(meta)), again)
+    return codes[keep], [meta[i] for i in keep], len(again)
 
 
 def remove_cmd(
@@ -167,12 +192,16 @@ def remove_cmd(
     ids: Annotated[Optional[list[int]], Arg(help="ids to remove")] = None,
     path: Annotated[list[str], Opt("--path", help="remove the items stored with this image path (repeat)")] = [],
 ) -> None:
-    """Remove items by id or by image path (the file is rewritten atomically)."""
+    """Remove items by id or by image path (the file is rewritten atomically, under a lock)."""
+    with locked(index_path):
+        _remove(index_path, list(ids or []), path)
+
+
+def _remove(index_path: Path, targets: list[int], path: list[str]) -> None:
     from facespace.errors import FacespaceError
     from facespace.index import Index
 
     index = Index.load(index_path)
-    targets = list(ids or [])
     if path:
         all_ids = index.ids
         by_path: dict[str, list[int]] = {}

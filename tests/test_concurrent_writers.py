@@ -1,0 +1,56 @@
+"""Two writers of one index at once both land (#27.1), and the same images are not added twice (#27.11)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facespace.index import Index
+
+
+def write_faces(folder, n, seed):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(folder / f"f{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def index_and_folders(tmp_path, run_cli):
+    base, a, b = (write_faces(tmp_path / n, k, s) for n, k, s in (("base", 30, 0), ("a", 20, 1), ("b", 20, 2)))
+    index = tmp_path / "faces.index"
+    code, _, err = run_cli("index", "build", base, "--model", "pixels:8", "--crop", "none", "--out", index)
+    assert code == 0, err
+    return index, a, b
+
+
+def test_two_concurrent_index_adds_both_land(index_and_folders):
+    index, a, b = index_and_folders
+    cmd = [sys.executable, "-m", "facespace.cli", "index", "add", str(index), "--model", "pixels:8", "--crop", "none"]
+    procs = [subprocess.Popen([*cmd, *map(str, sorted(folder.glob("*.png")))], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for folder in (a, b)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    firsts = sorted(json.loads(o[0])["first_id"] for o in outs)
+    assert firsts == [30, 50]  # one after the other: no id handed out twice
+    loaded = Index.load(index)
+    assert len(loaded) == 70 and sorted(loaded.ids.tolist()) == list(range(70))
+    paths = [m["path"] for m in loaded.get_metadata(loaded.ids)]
+    assert len(set(paths)) == 70
+
+
+def test_adding_the_same_images_again_is_refused_or_skipped(index_and_folders, run_cli):
+    index, a, _ = index_and_folders
+    files = sorted(a.glob("*.png"))
+    assert run_cli("index", "add", index, *files, "--model", "pixels:8", "--crop", "none")[0] == 0
+    code, _, err = run_cli("index", "add", index, *files[:5], "--model", "pixels:8", "--crop", "none")
+    assert code == 2 and "5 of the 5 item(s) are already in" in err and "--skip-existing" in err
+    assert len(Index.load(index)) == 50  # nothing was added
+    code, out, err = run_cli("index", "add", index, *files, "--model", "pixels:8", "--crop", "none", "--skip-existing")
+    assert code == 0 and json.loads(out) == {"added": 0, "first_id": None, "count": 50, "skipped": 20}
