@@ -85,8 +85,8 @@ def test_enroll_a_folder_of_portraits(run_cli, world, tmp_path):
 def test_people_bad_input(run_cli, world, tmp_path):
     m, g, people = world["model"], tmp_path / "g.db", world["portraits"]
     code, _, err = run_cli("people", "identify", people["P00"][0], "--model", m, "--gallery", g)
-    assert code == 2 and "no gallery" not in err  # a new file is created empty...
-    assert "nobody enrolled" in err  # ...and said to be empty
+    assert code == 2 and "no gallery at" in err  # said so, and no empty file created as a side effect (#27.4)
+    assert not g.exists()
     assert run_cli("people", "enroll", "P00", *people["P00"][:2], "--model", m, "--gallery", g)[0] == 0
     code, _, err = run_cli("people", "enroll", "P00", people["P00"][0], "--model", m, "--gallery", g)
     assert code == 2 and "already enrolled as 'P00'" in err

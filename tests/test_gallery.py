@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+from PIL import Image
 import pytest
 from people_helpers import TinyConfig, TinyEncoder, faces_of, patterns
 
@@ -273,3 +274,23 @@ def test_not_this_person_sticks(gallery, people, tmp_path):
             g.reject(np.zeros(7, np.float32), "p5")
         g.remove("p3")  # forgetting a person forgets their corrections
         assert len(g.rejections()[0]) == 1
+
+
+def test_a_failed_first_enrol_leaves_no_gallery_and_identify_creates_none(tmp_path, run_cli):
+    """#27.4: nothing is created until something is written."""
+    from facespace.models.pixels import PixelEncoder
+    from facespace.people.quality import LowQualityError
+
+    path = tmp_path / "people.db"
+    blank = np.zeros((2, 16, 16, 1), np.float32) + np.linspace(0, 1e-5, 16, dtype=np.float32)[None, :, None, None]
+    with pytest.raises((LowQualityError, GalleryError, DataError)):
+        with Gallery(path, PixelEncoder(size=16, channels=1)) as g:
+            g.enroll("ann", blank)
+    assert not path.exists() and not list(tmp_path.iterdir())
+    with pytest.raises(GalleryError, match="no gallery at"):
+        Gallery(tmp_path / "new.db", PixelEncoder(size=16, channels=1), create=False)
+    assert not (tmp_path / "new.db").exists()
+    face = tmp_path / "face.png"
+    Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)).save(face)
+    code, _, err = run_cli("people", "identify", face, "--model", "pixels:16:grey", "--gallery", tmp_path / "new.db")
+    assert code == 2 and "no gallery at" in err and not (tmp_path / "new.db").exists()

@@ -196,7 +196,7 @@ def _index_codes(net: Any, path: Path, ids: list[int]) -> tuple[np.ndarray, list
 def _gallery_codes(net: Any, path: Path, names: list[str]) -> tuple[np.ndarray, list[str]]:
     from facespace.people.gallery.gallery import Gallery
 
-    with Gallery(path, net) as g:  # refuses a gallery built with another model
+    with Gallery(path, net, create=False) as g:  # refuses a gallery built with another model
         codes, person, people = g.codes()
     if not names:
         return codes, [people[p] for p in person]

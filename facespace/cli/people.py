@@ -102,7 +102,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             raise FacespaceError("pass images (files or folders) to identify, or --codes FILE")
         files = expand_images(images)
         m = resolve_model(model)
-        with Gallery(gallery, m) as g:
+        with Gallery(gallery, m, create=False) as g:
             if detect:
                 crops = model_crops(m, files, detect=True)
                 results = g.identify(crops.images, max_distance=max_distance,
@@ -132,7 +132,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         from facespace.people.gallery.gallery import Gallery
 
         exported = load_codes(path)
-        with Gallery(gallery, resolve_model(model) if model else None) as g:
+        with Gallery(gallery, resolve_model(model) if model else None, create=False) as g:
             made_by = (exported.model or {}).get("weights_hash")
             if made_by and made_by != g.meta.get("model_fingerprint"):
                 raise FacespaceError(f"{path} was encoded with another model ({(exported.model or {}).get('path') or made_by}) "
@@ -170,7 +170,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             if not 0 <= k < len(crops):
                 raise FacespaceError(f"{image} has {len(crops)} face(s); --face must be 0 to {len(crops) - 1}")
             x, source = crops.images[k], f"{image}#{k}"
-        with Gallery(gallery, m) as g:
+        with Gallery(gallery, m, create=False) as g:
             n = g.reject(x, name, source=source, crop=crop)
         say(f"recorded: {source} is not {name} ({n} correction(s) for {name})")
         out(f"{name},{n}")

@@ -93,7 +93,7 @@ def calibrate_cmd(
     if gallery is not None:
         from facespace.people.gallery.gallery import Gallery
 
-        with Gallery(gallery, net) as g:
+        with Gallery(gallery, net, create=False) as g:
             if metric != g.metric:
                 say(f"using the gallery's metric, {g.metric}")
             c, per, no_face = cal.calibrate_gallery(g, labelled, target_far=far, per_person=per_person, detect=detect,

@@ -70,12 +70,14 @@ class Gallery:
         'Ada'
     """
 
-    def __init__(self, path: str | os.PathLike, model: Encoder | None = None, *, metric: str = "cosine", target_far: float = 0.01):
+    def __init__(self, path: str | os.PathLike, model: Encoder | None = None, *, metric: str = "cosine",
+                 target_far: float = 0.01, create: bool = True):
         self.path = str(path)
         self.model = model
         exists = self.path == ":memory:" or Path(self.path).exists()
-        if not exists and model is None:
+        if not exists and (model is None or not create):
             raise GalleryError(f"no gallery at {self.path}; enrol someone first (with a model) to create it")
+        self._new = not exists and self.path != ":memory:"  # removed again if its first enrolment fails
         if exists and self.path != ":memory:" and Path(self.path).is_dir():
             raise GalleryError(f"{self.path} is a folder; pass a gallery file such as people.db")
         self.db, tables = connect(self.path)
@@ -308,6 +310,25 @@ class Gallery:
         Returns:
             `{name: how many images the person has now}`.
         """
+        try:
+            return self._enroll_many(people, replace=replace, force=force, sizes=sizes, crop=crop)
+        except BaseException:
+            self._drop_if_new()
+            raise
+
+    def _drop_if_new(self) -> None:
+        """A gallery this object created and nobody was enrolled in is removed: a failed first
+        enrolment leaves no empty file bound to its model behind."""
+        if not self._new or self.db.execute("SELECT 1 FROM people LIMIT 1").fetchone():
+            return
+        self.db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(self.path + suffix).unlink(missing_ok=True)
+        self._new = False
+        self.db, _ = connect(":memory:")  # closed galleries still answer len() and close()
+
+    def _enroll_many(self, people: dict[str, Any], *, replace: bool, force: bool, sizes: dict[str, Any] | None,
+                     crop: Any) -> dict[str, int]:
         batches, refused = [], []
         for name, images in people.items():
             name = check_name(name)
