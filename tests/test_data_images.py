@@ -164,3 +164,40 @@ def test_load_images_matches_decode_and_checks(tmp_path):
         load_images(paths, size=0)
     with pytest.raises(DataError, match="nope.png"):
         load_images([paths[0], tmp_path / "nope.png"], size=16)
+
+
+def test_folder_scans_find_images_by_content_and_skip_broken_links(tmp_path, run_cli):
+    """#27.8 and #27.6: GIFs and extension-less images are found (the Yale set's subject01.happy);
+    a dangling link and a loop of links are skipped with a warning, and stop a --strict scan."""
+    import json
+    import os
+
+    from PIL import Image
+
+    from facespace.data.folders import scan_folder
+    from facespace.data.inputs import expand_images
+    from facespace.errors import DataError, DataWarning
+
+    rng = np.random.default_rng(0)
+    face = (rng.random((20, 20)) * 255).astype(np.uint8)
+    Image.fromarray(face).save(tmp_path / "subject01.happy", format="PNG")
+    Image.fromarray(face).save(tmp_path / "subject01.sad", format="GIF")
+    Image.fromarray(face).save(tmp_path / "b.gif")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "readme").write_text("not an image either")
+    assert [e.relpath for e in scan_folder(tmp_path)] == ["b.gif", "subject01.happy", "subject01.sad"]
+    os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    skipped = []
+    with pytest.warns(DataWarning, match="skipped 3 broken link"):
+        found = scan_folder(tmp_path, skipped=skipped)
+    assert len(found) == 3 and sorted(skipped) == [("dangling.png", "dangling symlink"), ("loop1", "symlink loop"),
+                                                   ("loop2", "symlink loop")]
+    with pytest.raises(DataError, match="dangling symlink|symlink loop"):
+        scan_folder(tmp_path, strict=True)
+    with pytest.warns(DataWarning):
+        assert len(expand_images([tmp_path])) == 3  # people enroll, groups add: the same set
+    code, out, _ = run_cli("data", "info", tmp_path, "--json", "--no-cache")
+    report = json.loads(out)
+    assert code == 0 and report["images"] == 3 and any("broken link" in s for s in report["skipped"])

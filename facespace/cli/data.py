@@ -21,8 +21,15 @@ def info(
     from facespace.data import cache_entry, load_faces
     from facespace.data.crops import parse_crop
 
+    import warnings
+
+    from facespace.errors import DataWarning
+
     crop_spec = parse_crop(crop)
-    faces = load_faces(source, size=size, crop=crop_spec, grayscale=grayscale, strict=strict, cache=cache)
+    with warnings.catch_warnings(record=True) as caught:  # what the load skipped, and why: listed below
+        warnings.simplefilter("always", DataWarning)
+        faces = load_faces(source, size=size, crop=crop_spec, grayscale=grayscale, strict=strict, cache=cache)
+    skipped = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
     people = faces.people()
     entry = cache_entry(source, size=size, crop=crop_spec, grayscale=grayscale) if cache else None
     h, w, c = faces.image_shape
@@ -34,6 +41,7 @@ def info(
         "image_size": f"{w}x{h}x{c}",
         "original_size": _original_size(faces.paths[0]) if len(faces) else None,
         "cache": str(entry) if entry is not None and entry.is_file() else "not cached",
+        "skipped": skipped,
     }
     for label, values in faces.labels.items():
         if values.dtype == bool:

@@ -13,16 +13,18 @@ folder (`faces/<Name>_NNNN.pgm`), and any folder of the user's own photos or pro
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from facespace.data.images import IMAGE_EXTENSIONS, is_image_name
-from facespace.errors import DataError
+from facespace.data.images import IMAGE_EXTENSIONS, is_image_file
+from facespace.errors import DataError, DataWarning
 
 _LFW_NAME = re.compile(r"^(.+)_(\d{4})$")
 
@@ -35,11 +37,17 @@ class FileEntry(NamedTuple):
     mtime_ns: int
 
 
-def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
+def scan_folder(root: str | os.PathLike, *, strict: bool = False,
+                skipped: list[tuple[str, str]] | None = None) -> list[FileEntry]:
     """All image files under `root`, recursively, sorted by relative path; hidden entries skipped.
 
+    Images are found by extension, or by content for names without a known extension
+    (`images.is_image_file`). A dangling symlink or a symlink loop is skipped with one `DataWarning`
+    (listed in `skipped` as `(relative path, reason)` when a list is given), or stops the scan with
+    `strict`.
+
     Raises:
-        DataError: `root` is missing, not a folder, or holds no images.
+        DataError: `root` is missing, not a folder, or holds no images; with `strict`, a broken link.
     """
     root = Path(root)
     if not root.exists():
@@ -47,6 +55,7 @@ def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     found: list[FileEntry] = []
+    broken: list[tuple[str, str]] = []
     top = os.fspath(root)
     root_stat = os.stat(top)
     stack = [("", top, root_stat.st_dev)]
@@ -61,16 +70,33 @@ def scan_folder(root: str | os.PathLike) -> list[FileEntry]:
             if e.name.startswith("."):
                 continue
             r = f"{rel}/{e.name}" if rel else e.name
-            if e.is_dir(follow_symlinks=True):
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:  # a loop of links: its stat below says so
+                is_dir = False
+            if is_dir:
                 # readdir gives a real folder's inode for free; only a symlink needs a stat
                 st = e.stat(follow_symlinks=True) if e.is_symlink() else None
                 key = (st.st_dev, st.st_ino) if st is not None else (dev, e.inode())
                 if key not in seen:
                     seen.add(key)
                     stack.append((r, e.path, key[0]))
-            elif is_image_name(e.name):
-                st = e.stat(follow_symlinks=True)
-                found.append(FileEntry(r, st.st_size, st.st_mtime_ns))
+            else:
+                try:
+                    st = e.stat(follow_symlinks=True)
+                except OSError as err:  # a dangling link (ENOENT) or a loop of links (ELOOP)
+                    reason = "symlink loop" if getattr(err, "errno", None) == errno.ELOOP else "dangling symlink"
+                    if strict:
+                        raise DataError(f"{e.path}: {reason}; remove or fix it (or drop --strict to skip it)") from None
+                    broken.append((r, reason))
+                    continue
+                if is_image_file(e.path):
+                    found.append(FileEntry(r, st.st_size, st.st_mtime_ns))
+    if broken:
+        warnings.warn(f"{root}: skipped {len(broken)} broken link(s), e.g. {broken[0][0]} ({broken[0][1]})",
+                      DataWarning, stacklevel=2)
+        if skipped is not None:
+            skipped.extend(broken)
     if not found:
         kinds = ", ".join(x.lstrip(".") for x in IMAGE_EXTENSIONS)
         raise DataError(f"{root}: no images found (looked recursively for {kinds}); "

@@ -29,7 +29,10 @@ TIGHT_BOX = (70, 65, 190, 185)
 # "lfw:T,L,B,R": that box of a 250x250 LFW original; an image of any other size is already a face
 # crop and is used whole (how a model's recorded crop is applied to files, `data.crops.resolve_crop`)
 LFW_ONLY = "lfw:"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# files never opened to see whether they are images (what facespace and everyday folders hold beside them)
+NOT_IMAGE_EXTENSIONS = (".txt", ".csv", ".json", ".md", ".html", ".py", ".npy", ".npz", ".parquet", ".safetensors",
+                        ".index", ".db", ".lock", ".log", ".pdf", ".zip", ".tgz", ".gz", ".tar", ".xml", ".yaml")
 
 Source = Union[str, os.PathLike, bytes]
 Crop = Union[None, str, Sequence[float]]
@@ -374,6 +377,20 @@ def check_size(size: int) -> None:
 def is_image_name(path: str | Path) -> bool:
     """True when the file name has one of the image extensions we load."""
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for a file a folder scan takes as an image: a known image extension, or, for a name
+    without one (the Yale set's `subject01.happy`), content Pillow recognises as an image."""
+    if is_image_name(path):
+        return True
+    if str(path).lower().endswith(NOT_IMAGE_EXTENSIONS):
+        return False
+    try:
+        with Image.open(path) as img:  # reads the header only
+            return bool(img.format)
+    except Exception:  # not an image, unreadable, or a format Pillow does not know
+        return False
 
 
 def crop_side(path: str, crop: Crop = "lfw") -> int | None:

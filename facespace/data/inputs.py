@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from facespace.data.crops import RECORDED, crop_name, resolve_crop
-from facespace.data.images import crop_box, is_image_name, load_images
+from facespace.data.folders import scan_folder
+from facespace.data.images import crop_box, load_images
 from facespace.errors import DataError
 from facespace.protocol import Encoder, check_images
 
@@ -132,9 +133,7 @@ def expand_images(items: Sequence[str | os.PathLike]) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith("."))
-            if not found:
-                raise DataError(f"{item} holds no image files (jpg, png, pgm, ...); pass image files or another folder")
+            found = [item / e.relpath for e in scan_folder(item)]  # the one folder scan: content, links
             files += found
         else:
             files.append(item)

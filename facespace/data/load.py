@@ -117,7 +117,7 @@ def _archive_entry(path: Path, params: dict[str, Any]) -> Path:
 
 def _load_folder(root: Path, params: dict[str, Any], strict: bool, cache: bool, workers: int | None,
                  progress: bool) -> FaceSet:
-    entries = scan_folder(root)
+    entries = scan_folder(root, strict=strict)
     base = cache_mod.entry_path({"kind": "folder", "source": str(root), **params}, _content_lines(entries))
     if cache and (hit := cache_mod.read_entry(base)) is not None:
         return _from_cache(hit, root, strict)

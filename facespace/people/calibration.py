@@ -192,14 +192,14 @@ def folder_pairs(folder: str | os.PathLike, *, seed: int = 0, max_same: int | No
 
     Raises DataError for a missing folder, fewer than two identities, or nobody with two images.
     """
-    from facespace.data.images import is_image_name
+    from facespace.data.images import is_image_file
 
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder; pass a folder with one sub-folder of images per person")
     people = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(str(f) for f in sub.rglob("*") if f.is_file() and is_image_name(f) and not f.name.startswith("."))
+        files = sorted(str(f) for f in sub.rglob("*") if f.is_file() and is_image_file(f) and not f.name.startswith("."))
         if files:
             people[sub.name] = files
     if len(people) < 2:
