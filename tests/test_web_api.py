@@ -320,20 +320,43 @@ def test_model_of_another_index_is_refused(site, tmp_path):
 
 
 # --- facespace serve ----------------------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_serve_prints_the_url_and_runs_the_app_on_loopback(run_cli, site, monkeypatch):
     import uvicorn
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+
+    def run(server, sockets):  # the socket is bound and listening before the URL is printed (#27.15)
+        (sock,) = sockets
+        seen.update(app=server.config.app, host=sock.getsockname()[0], port=sock.getsockname()[1])
+        sock.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    port = free_port()
     code, out, err = run_cli("serve", "--index", site["index"], "--model", site["model"], "--gallery",
-                             site["gallery"], "--port", "8765")
+                             site["gallery"], "--port", str(port))
     assert code == 0, err
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8765
-    assert "http://127.0.0.1:8765/" in err and out == ""
+    assert seen["host"] == "127.0.0.1" and seen["port"] == port
+    assert f"http://127.0.0.1:{port}/" in err and out == ""
     assert len(seen["app"].state.facespace.index) == N_FACES
     # without --model, the checkpoint the index records
-    code, _, err = run_cli("serve", "--index", site["index"])
+    code, _, err = run_cli("serve", "--index", site["index"], "--port", str(free_port()))
     assert code == 0 and seen["app"].state.facespace.model.kind == "pca"
+    # a port already taken: said before anything is printed as served
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        code, _, err = run_cli("serve", "--index", site["index"], "--port", str(taken.getsockname()[1]))
+    assert code == 2 and "cannot listen on 127.0.0.1" in err and "--port" in err and "open http" not in err
 
 
 def test_serve_bad_files_exit_2_with_a_message(run_cli, site, tmp_path):

@@ -82,3 +82,14 @@ def test_reject_is_available_or_says_why(client, site):
     assert r.status_code == 200 and r.json()["rejected"]
     answer = client.post("/api/identify", data={"id": "40"}).json()["results"][0]
     assert answer["name"] != "dan"
+
+
+def test_a_low_quality_upload_is_refused_by_its_file_name_with_the_pages_way_round(client, site):
+    """#27.14: the refusal names the upload (not "array[0]") and the page's 'force' box, not --force."""
+    blurry = np.full((32, 32, 3), 128, np.uint8)
+    blurry[10:22, 10:22] += 5  # almost flat: fails sharpness and contrast
+    r = client.post("/api/enroll", data={"name": "flat"}, files=[("files", ("holiday.png", png(blurry), "image/png"))])
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "holiday.png (flat)" in detail and "tick 'force'" in detail
+    assert "array[" not in detail and "--force" not in detail and "force=True" not in detail

@@ -63,9 +63,14 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             if not len(crops):
                 raise FacespaceError(f"no face found in any of the {len(files)} photo(s); nothing was enrolled")
             files, sizes = crops.images, [min(b[2], b[3]) for b in crops.boxes]
-        with Gallery(gallery, m, target_far=target_far) as g:
-            n = g.enroll(name, files, replace=replace, force=force, sizes=sizes, crop=crop)
-            t = g.threshold
+        from facespace.people.quality import LowQualityError
+
+        try:
+            with Gallery(gallery, m, target_far=target_far) as g:
+                n = g.enroll(name, files, replace=replace, force=force, sizes=sizes, crop=crop)
+                t = g.threshold
+        except LowQualityError as e:  # the command line's way to enrol them anyway
+            raise FacespaceError(str(e).replace("(force=True)", "(--force)")) from None
         say(f"{name}: {n} image(s) enrolled in {gallery}; stranger threshold "
             + (f"{t:.4f}" if t is not None else "not yet calibrated (enrol a second person)"))
         out(f"{name},{n}")

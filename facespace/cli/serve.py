@@ -1,4 +1,4 @@
-"""CLI commands of the 'web' area: `facespace serve`."""
+"""`facespace serve`: the web app on this machine (loopback by default)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,27 @@ def serve_app(*, index: Path, model: Path | None, gallery: Path | None, host: st
     shown = f"[{host}]" if ":" in host else host
     say(f"facespace: {len(state.index)} faces, {getattr(state.model, 'kind', '?')} model"
         f"{', gallery ' + str(gallery) if gallery else ''}")
+    sock = bind(host, port)  # the URL is printed only once the port is ours
     if host not in LOOPBACK:
         say(f"note: listening on {host}: other machines on the network can reach this server (no login)")
     say(f"open http://{shown}:{port}/  (API described at http://{shown}:{port}/openapi.json) · Ctrl+C stops it")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def bind(host: str, port: int):
+    """A listening socket on `host:port`, or a FacespaceError saying the port is taken and what to do."""
+    import socket
+
+    from facespace.errors import FacespaceError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise FacespaceError(f"cannot listen on {host}:{port} ({e.strerror}); pass another --port, or stop the "
+                             "program that holds it") from None
+    sock.listen(128)
+    return sock

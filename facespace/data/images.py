@@ -81,15 +81,15 @@ def open_image(source: Source, *, max_pixels: int = MAX_PIXELS, name: str | None
         raise DataError(f"{what}: is a folder, not an image file") from None
     except Image.DecompressionBombError as e:
         raise DataError(f"{what}: refused as a possible decompression bomb ({e}); "
-                        f"pass a larger max_pixels only if you trust the file") from None
+                        f"if you trust the file, shrink it first") from None
     except UnidentifiedImageError:
         raise DataError(f"{what}: not an image file Pillow can read (expected jpg, png, pgm, bmp, webp)") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{what}: cannot read the image ({e})") from None
     w, h = img.size
     if w * h > max_pixels:
-        raise DataError(f"{what}: {w}x{h} = {w * h:,} pixels is more than max_pixels={max_pixels:,}; "
-                        f"it may be a decompression bomb; pass a larger max_pixels only if you trust the file")
+        raise DataError(f"{what}: {w}x{h} = {w * h:,} pixels is more than the limit of {max_pixels:,}; "
+                        f"it may be a decompression bomb; if you trust the file, shrink it first")
     if w == 0 or h == 0:
         raise DataError(f"{what}: the image is empty ({w}x{h})")
     return img

@@ -7,14 +7,13 @@ transaction inside `facespace.people.gallery.gallery.Gallery`, so an enrolment i
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path as FilePath
 from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
-from facespace.errors import FacespaceError
+from facespace.people.quality import LowQualityError
 from facespace.web.api import ERRORS, FACE, MAX_ID, item, state_of
 from facespace.web.state import WebError, WebState
 from facespace.protocol import METRICS
@@ -106,7 +105,7 @@ def enroll(
         raise WebError(422, "choose one or more images of the person to enrol")
     if len(files) > MAX_FILES:
         raise WebError(400, f"{len(files)} images at once is too many; enrol at most {MAX_FILES} at a time")
-    images, no_face = [], []
+    images, names, no_face = [], [], []
     for f in files:
         faces = faces_from_upload(state, f, detect=detect)
         if len(faces.images) == 0:
@@ -116,17 +115,15 @@ def enroll(
                                 "upload a photo of this person alone, or a crop of their face")
         else:
             images.append(faces.images[0])
+            names.append(faces.source)
     if not images:
         raise WebError(400, f"no face found in {', '.join(no_face)}; nothing was enrolled; use photos where the "
                             "face is upright and clear, or untick 'detect faces' to use each image as a face crop")
     with _open(state, create=True) as g, state.lock:
-        options = {"force": force} if "force" in inspect.signature(g.enroll).parameters else {}
         try:
-            count = g.enroll(name, np.stack(images), **options)
-        except FacespaceError as e:
-            if type(e).__name__ == "LowQualityError":
-                raise WebError(422, f"{e} (tick 'force' to enrol it anyway)") from None
-            raise
+            count = g.enroll(name, np.stack(images), force=force, sources=names)
+        except LowQualityError as e:  # the page's way to enrol them anyway is its 'force' box
+            raise WebError(422, str(e).replace("(force=True)", "(tick 'force')")) from None
         threshold = g.threshold
     return EnrollResult(name=name, added=len(images), images=int(count), threshold=threshold, no_face=no_face)
 

@@ -255,7 +255,7 @@ class Gallery:
         return codes, person
 
     # --- changing ------------------------------------------------------------------------------
-    def _encode(self, images: Any, sizes: Any = None, crop: Any = RECORDED
+    def _encode(self, images: Any, sizes: Any = None, crop: Any = RECORDED, names: Any = None
                 ) -> tuple[np.ndarray, list[str], list[str], np.ndarray, Any]:
         """`(codes, sources, image hashes, images, face sizes)`; the hash is of the pixels (codes
         vary in the last bits); a file's face size is the side of its crop in file pixels."""
@@ -268,14 +268,14 @@ class Gallery:
         x = as_images(self.model, images, crop=crop, check_faces=True)
         z = np.asarray(self.model.encode(x), np.float32)
         if sources is None:
-            sources = [f"array[{i}]" for i in range(len(z))]
+            sources = list(names) if names is not None else [f"array[{i}]" for i in range(len(z))]
         elif sizes is None:
             cut = resolve_crop(self.model, crop)
             sizes = [crop_side(p, cut) for p in sources]
         return z, sources, [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in x], x, sizes
 
     def enroll(self, name: str, images: Any, *, replace: bool = False, force: bool = False,
-               sizes: Any = None, crop: Any = RECORDED) -> int:
+               sizes: Any = None, crop: Any = RECORDED, sources: Any = None) -> int:
         """Add a person, or more images of an enrolled person.
 
         Args:
@@ -285,6 +285,8 @@ class Gallery:
             force: enrol images that fail the quality checks too.
             sizes: `n` face sides in source pixels (e.g. detection boxes), for the size check.
             crop: how image files are cut (`facespace.data.crops`); default: the model's own.
+            sources: what to call array images in the gallery and in messages (e.g. uploads' file
+                names); default "array[i]". Image files are called by their paths.
 
         Returns:
             How many images the person has now.
@@ -294,10 +296,12 @@ class Gallery:
                 nothing was enrolled.
         """
         return self.enroll_many({name: images}, replace=replace, force=force, crop=crop,
-                                sizes=None if sizes is None else {check_name(name): sizes})[check_name(name)]
+                                sizes=None if sizes is None else {check_name(name): sizes},
+                                sources=None if sources is None else {check_name(name): sources})[check_name(name)]
 
     def enroll_many(self, people: dict[str, Any], *, replace: bool = False, force: bool = False,
-                    sizes: dict[str, Any] | None = None, crop: Any = RECORDED) -> dict[str, int]:
+                    sizes: dict[str, Any] | None = None, crop: Any = RECORDED,
+                    sources: dict[str, Any] | None = None) -> dict[str, int]:
         """Enrol several people in one transaction (and one recalibration).
 
         Args:
@@ -311,7 +315,7 @@ class Gallery:
             `{name: how many images the person has now}`.
         """
         try:
-            return self._enroll_many(people, replace=replace, force=force, sizes=sizes, crop=crop)
+            return self._enroll_many(people, replace=replace, force=force, sizes=sizes, crop=crop, sources=sources)
         except BaseException:
             self._drop_if_new()
             raise
@@ -328,20 +332,20 @@ class Gallery:
         self.db, _ = connect(":memory:")  # closed galleries still answer len() and close()
 
     def _enroll_many(self, people: dict[str, Any], *, replace: bool, force: bool, sizes: dict[str, Any] | None,
-                     crop: Any) -> dict[str, int]:
+                     crop: Any, sources: dict[str, Any] | None) -> dict[str, int]:
         batches, refused = [], []
         for name, images in people.items():
             name = check_name(name)
-            z, sources, hashes, x, side = self._encode(images, (sizes or {}).get(name), crop)
+            z, sources_, hashes, x, side = self._encode(images, (sizes or {}).get(name), crop, (sources or {}).get(name))
             if not force:
                 q = face_quality(x, model=self.model, sizes=side, codes=z)
-                refused += [(f"{s} ({name})", r) for s, r in zip(sources, q) if not r.ok]
+                refused += [(f"{s} ({name})", r) for s, r in zip(sources_, q) if not r.ok]
             if len(set(hashes)) < len(hashes):
                 raise GalleryError(f"the images given for {name!r} contain the same image twice; pass each once")
-            batches.append((name, z, sources, hashes))
+            batches.append((name, z, sources_, hashes))
         if refused:
             raise LowQualityError(f"{len(refused)} image(s) refused for their quality; nothing was enrolled. "
-                                  "Use better photos, or force them in (force=True, --force):\n"
+                                  "Use better photos, or enrol them anyway (force=True):\n"
                                   + describe_refusals(*zip(*refused)))
         seen: dict[str, str] = {}
         for name, _, sources, hashes in batches:
