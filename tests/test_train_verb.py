@@ -150,3 +150,33 @@ def test_no_test_part_reports_training_mse_not_a_held_out_one(tmp_path):
 
     with pytest.raises(FacespaceError, match="only 1 training image"):
         train("pca", x[:1], code_size=1, test=0)
+
+
+def test_a_run_folder_is_not_trained_over_and_a_resume_keeps_its_data(tmp_path):
+    """#27.2 and #27.3: an existing run is refused unless --resume or --overwrite; a resume on other
+    data is refused, naming what changed."""
+    from facespace.errors import FacespaceError
+    from facespace.training.recipes import train
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((60, 8, 8, 1), dtype=np.float32), rng.random((60, 8, 8, 1), dtype=np.float32)
+    run = tmp_path / "run"
+    train("linear", a, code_size=4, epochs=2, out=run, progress=False)
+    best = (run / "best.safetensors").read_bytes()
+    with pytest.raises(FacespaceError, match="already holds a run .*--resume.*--overwrite"):
+        train("linear", a, code_size=4, epochs=1, out=run, progress=False)
+    assert (run / "best.safetensors").read_bytes() == best  # nothing was changed
+    folder_a, folder_b = tmp_path / "a", tmp_path / "b"
+    from PIL import Image
+
+    for folder, x in ((folder_a, a), (folder_b, b)):
+        folder.mkdir()
+        for i, img in enumerate(x):
+            Image.fromarray((img[..., 0] * 255).astype(np.uint8)).save(folder / f"p{i:02d}.png")
+    run2 = tmp_path / "run2"
+    train("linear", str(folder_a), code_size=4, epochs=1, out=run2, progress=False, size=8, grayscale=True, crop=None)
+    with pytest.raises(FacespaceError, match="cannot resume .* with a different data"):
+        train("linear", str(folder_b), code_size=4, epochs=2, out=run2, progress=False, size=8, grayscale=True,
+              crop=None, resume=True)
+    train("linear", a, code_size=4, epochs=1, out=run, progress=False, overwrite=True)  # asked for: replaced
+    assert (run / "best.safetensors").read_bytes() != best

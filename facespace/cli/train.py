@@ -78,6 +78,7 @@ def train_cmd(
     channels_last: Annotated[bool, Opt("--channels-last", help="channels-last memory format")] = False,
     bf16: Annotated[bool, Opt(help="bfloat16 autocast")] = False,
     resume: Annotated[bool, Opt(help="continue the run in --out")] = False,
+    overwrite: Annotated[bool, Opt("--overwrite", help="replace the run already in --out")] = False,
     svd_solver: Annotated[str, Opt("--svd-solver", help="pca: auto | full | randomized")] = "auto",
 ) -> None:
     """Train a model (pca | linear | conv | denoise | vae | verifier) and write its run folder."""
@@ -87,7 +88,7 @@ def train_cmd(
     given = dict(code_size=code_size, width=width, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  schedule=schedule, weight_decay=weight_decay, grad_clip=grad_clip)
     d = {k: (v if v is not None else KIND_DEFAULTS[k][kind == "verifier"]) for k, v in given.items()}
-    options = dict(size=size, grayscale=grayscale, crop=crop, seed=seed, progress=True)
+    options = dict(size=size, grayscale=grayscale, crop=crop, seed=seed, progress=True, overwrite=overwrite)
     loop = dict(batch_size=d["batch_size"], lr=d["lr"], optimizer=d["optimizer"], schedule=d["schedule"],
                 weight_decay=d["weight_decay"], grad_clip=d["grad_clip"], patience=patience, threads=threads,
                 val_every=val_every, log_every=log_every, channels_last=channels_last, bf16=bf16)

@@ -33,7 +33,8 @@ KINDS = ("pca", "linear", "conv", "denoise", "vae", "verifier")
 # options of the model (conv/linear config fields besides size/channels/code_size)
 MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip", "refine_steps", "refine_lr", "beta")
 # options of the data split and objective
-DATA_OPTIONS = ("size", "grayscale", "crop", "test", "val", "split_seed", "flip", "noise", "svd_solver", "resume", "progress")
+DATA_OPTIONS = ("size", "grayscale", "crop", "test", "val", "split_seed", "flip", "noise", "svd_solver", "resume", "progress",
+                "overwrite")
 
 
 def train(
@@ -70,6 +71,8 @@ def train(
     """
     if kind not in KINDS:
         raise FacespaceError(f"unknown model kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    options = dict(options)
+    _check_run_folder(out, resume=bool(options.get("resume")), overwrite=bool(options.pop("overwrite", False)))
     if kind == "verifier":
         from facespace.training.verifier import train_verifier_run
 
@@ -124,6 +127,42 @@ def train(
         _write_run(model, Path(out), run_info, test_part.images if len(test_part) else train_part.images[:2000], result,
                    held_out=len(test_part) > 0)
     return model
+
+
+# what a finished or interrupted run folder holds
+RUN_FILES = ("run.json", "best.safetensors", "last.safetensors", "resume.pt")
+
+
+def _check_run_folder(out: Any, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to train over an existing run unless asked to continue it or replace it (#27.2)."""
+    if out is None or resume or overwrite:
+        return
+    out = Path(out)
+    if out.is_file():
+        raise FacespaceError(f"{out} is a file; --out names the run's folder: give a new folder name")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held:
+        raise FacespaceError(f"{out} already holds a run ({', '.join(held)}); continue it with --resume, replace it "
+                             "with --overwrite, or give another --out (nothing was changed)")
+
+
+def _check_resume_data(out: Path, extra: dict, model_config: dict) -> None:
+    """Refuse to resume a run on other data or another model (#27.3): the resumed run's checkpoints,
+    best validation loss and run.json would describe a mix of the two."""
+    from facespace.checkpoint import read_checkpoint
+
+    last = out / "last.safetensors"
+    if not last.exists():
+        return
+    before = read_checkpoint(last)[0]
+    was = before.get("extra") or {}
+    changed = [key for key in ("data", "split", "crop", "noise", "objective") if was.get(key) != extra.get(key)]
+    if before.get("config") != json.loads(json.dumps(model_config)):  # as JSON stored it: tuples are lists
+        changed.append("model settings")
+    if changed:
+        detail = "; ".join(f"{k}: {was.get(k)!r} then, {extra.get(k)!r} now" for k in changed if k != "model settings")
+        raise FacespaceError(f"cannot resume {out} with a different {', '.join(changed)} ({detail or 'see config.json'}); "
+                             "resume with the run's own settings, or start a new run with another --out")
 
 
 def _check_sizes(code_size: int, epochs: int, size: Any) -> None:
@@ -240,6 +279,8 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
         extra["noise"] = objective.corruption.spec()
     network.checkpoint_info = {"extra": extra}
     run_info.update(extra, flip=flip, model_config=dataclasses.asdict(network.config))
+    if resume and out is not None:
+        _check_resume_data(Path(out), extra, dataclasses.asdict(network.config))
     result = fit(objective, train_t, val_t, config, out_dir=out, progress=progress, resume=resume,
                  sample_fn=reconstruction_sampler(val_t[:8].numpy().transpose(0, 2, 3, 1)))
     best = getattr(result, "best_path", None)
