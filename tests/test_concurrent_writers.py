@@ -1,4 +1,5 @@
-"""Two writers of one index at once both land (#27.1), and the same images are not added twice (#27.11)."""
+"""Writers at once: two of one index both land (#27.1), processes enrolling into one gallery all land,
+and the same images are not added twice to an index (#27.11)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,34 @@ def test_adding_the_same_images_again_is_refused_or_skipped(index_and_folders, r
     assert len(Index.load(index)) == 50  # nothing was added
     code, out, err = run_cli("index", "add", index, *files, "--model", "pixels:8", "--crop", "none", "--skip-existing")
     assert code == 0 and json.loads(out) == {"added": 0, "first_id": None, "count": 50, "skipped": 20}
+
+
+def test_processes_enrolling_into_one_gallery_at_once_all_land(tmp_path):
+    """N processes enrol different people into one gallery file at once: everyone is there exactly
+    once and SQLite's integrity check passes."""
+    import sqlite3
+
+    from facespace.models.pixels import PixelEncoder
+    from facespace.people.gallery.gallery import Gallery
+
+    script = """
+import sys
+import numpy as np
+from facespace.models.pixels import PixelEncoder
+from facespace.people.gallery.gallery import Gallery
+k = int(sys.argv[2])
+faces = np.random.default_rng(k).random((3, 8, 8, 1), dtype=np.float32)
+with Gallery(sys.argv[1], PixelEncoder(size=8, channels=1)) as g:
+    print(g.enroll(f"person-{k}", faces, force=True))
+"""
+    db = tmp_path / "people.db"
+    with Gallery(db, PixelEncoder(size=8, channels=1)) as g:
+        g.enroll("first", np.random.default_rng(99).random((3, 8, 8, 1), dtype=np.float32), force=True)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(k)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    with Gallery(db) as g:
+        assert dict(g.list()) == {"first": 3, **{f"person-{k}": 3 for k in range(4)}}
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
