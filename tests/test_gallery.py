@@ -294,3 +294,20 @@ def test_a_failed_first_enrol_leaves_no_gallery_and_identify_creates_none(tmp_pa
     Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)).save(face)
     code, _, err = run_cli("people", "identify", face, "--model", "pixels:16:grey", "--gallery", tmp_path / "new.db")
     assert code == 2 and "no gallery at" in err and not (tmp_path / "new.db").exists()
+
+
+def test_a_damaged_gallery_is_refused_on_open_by_every_command(tmp_path, run_cli):
+    """#27.7: PRAGMA quick_check on open; groups list and people list say the file is damaged."""
+    from facespace.models.pixels import PixelEncoder
+
+    path = tmp_path / "people.db"
+    with Gallery(path, PixelEncoder(size=16, channels=1)) as g:
+        for k in range(40):
+            g.enroll(f"p{k:02d}", np.random.default_rng(k).random((2, 16, 16, 1), dtype=np.float32), force=True)
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[3 * page: 3 * page + 512] = b"\xde\xad\xbe\xef" * 128  # scribble over a page of face rows
+    path.write_bytes(bytes(data))
+    for args in (("groups", "list", "--gallery", path), ("people", "list", "--gallery", path)):
+        code, _, err = run_cli(*args)
+        assert code == 2 and "damaged" in err and "Traceback" not in err, (args, err)

@@ -122,8 +122,13 @@ def connect(path: str) -> tuple[sqlite3.Connection, set[str]]:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        damage = [row[0] for row in db.execute("PRAGMA quick_check")] if tables else ["ok"]
     except sqlite3.DatabaseError as e:
-        raise GalleryError(f"{path} is not a facespace gallery ({e}); pass a gallery file or a new name") from None
+        raise GalleryError(f"{path} is not a facespace gallery, or is damaged ({e}); restore it from a backup, "
+                           "or pass another file") from None
+    if damage != ["ok"]:
+        db.close()
+        raise GalleryError(f"{path} is damaged ({damage[0]}); restore it from a backup (nothing was read or written)")
     if tables and "meta" not in tables:
         raise GalleryError(f"{path} is an SQLite file but not a facespace gallery; pass another file name")
     return db, tables
