@@ -366,3 +366,15 @@ def test_serve_bad_files_exit_2_with_a_message(run_cli, site, tmp_path):
     assert code == 2 and "folder" in err
     code, out, _ = run_cli("serve", "--help")
     assert code == 0 and "--gallery" in out
+
+
+def test_a_big_json_body_is_refused_early_and_no_error_echoes_the_input(client):
+    """#27.13: a 5 MB JSON body gets 413 before it is parsed; a malformed body's 422 names what is
+    wrong without sending the input back."""
+    big = '{"code": [' + ",".join(["0.5"] * 1_000_000) + "]}"
+    r = client.post("/api/decode", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "JSON body is at most" in r.json()["detail"] and len(r.content) < 1000
+    junk = '{"code": "' + "x" * 200_000 + '"}'
+    r = client.post("/api/decode", content=junk, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and len(r.content) < 2000 and "xxxx" not in r.text
+    assert r.json()["detail"][0]["loc"][-1] == "code"

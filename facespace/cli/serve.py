@@ -25,20 +25,25 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         host: str = typer.Option("127.0.0.1", help="Address to listen on; the default answers this machine only."),
         port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
         max_upload_mb: float = typer.Option(10.0, min=0.01, max=1024, help="Largest uploaded image, in MB."),
+        max_body_mb: Optional[float] = typer.Option(None, "--max-body-mb", min=0.01, max=8192,
+                                                    help="Largest request, in MB (larger: 413, refused before it "
+                                                    "is read) [default: room for 8 images of --max-upload-mb]."),
     ) -> None:
         """Open the web app: search, verify, morph, identify and browse faces in a browser."""
-        serve_app(index=index, model=model, gallery=gallery, host=host, port=port, max_upload_mb=max_upload_mb)
+        serve_app(index=index, model=model, gallery=gallery, host=host, port=port, max_upload_mb=max_upload_mb,
+                  max_body_mb=max_body_mb)
 
 
 def serve_app(*, index: Path, model: Path | None, gallery: Path | None, host: str, port: int,
-              max_upload_mb: float = 10.0) -> None:
+              max_upload_mb: float = 10.0, max_body_mb: float | None = None) -> None:
     """Load the model and index once, print the URL to stderr, and serve until interrupted."""
     import uvicorn
 
     from facespace.web import create_app
 
     say(f"loading {model or 'the index model'} and {index}…")
-    app = create_app(model=model, index=index, gallery=gallery, max_upload_bytes=int(max_upload_mb * 2**20))
+    app = create_app(model=model, index=index, gallery=gallery, max_upload_bytes=int(max_upload_mb * 2**20),
+                     max_body_bytes=None if max_body_mb is None else int(max_body_mb * 2**20))
     state = app.state.facespace
     shown = f"[{host}]" if ":" in host else host
     say(f"facespace: {len(state.index)} faces, {getattr(state.model, 'kind', '?')} model"

@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from facespace.errors import FacespaceError
-from facespace.web.state import MAX_PIXELS, MAX_UPLOAD_BYTES, STATIC, load_state
+from facespace.web.state import MAX_JSON_BYTES, MAX_PIXELS, MAX_UPLOAD_BYTES, STATIC, load_state
 
 
-def create_app(*, model: Any = None, index: Any, gallery: Any = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> Any:
+def create_app(*, model: Any = None, index: Any, gallery: Any = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_PIXELS, max_body_bytes: int | None = None) -> Any:
     """The FastAPI app of `facespace serve`.
 
     Args:
@@ -30,6 +30,8 @@ def create_app(*, model: Any = None, index: Any, gallery: Any = None,
         gallery: a gallery file (created on the first enrolment), or None.
         max_upload_bytes: the largest uploaded image (larger: 413).
         max_pixels: the largest uploaded image in pixels (larger: 400, a possible decompression bomb).
+        max_body_bytes: the largest request (larger: 413, refused before it is read); default: room
+            for a full enrolment of `max_upload_bytes` images. JSON bodies are held to 1 MB.
 
     Returns:
         A `fastapi.FastAPI`: the page at `/`, the API under `/api/`, its OpenAPI document at
@@ -45,6 +47,7 @@ def create_app(*, model: Any = None, index: Any, gallery: Any = None,
         200
     """
     from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
 
@@ -57,7 +60,14 @@ def create_app(*, model: Any = None, index: Any, gallery: Any = None,
     app = FastAPI(title="facespace", version=__version__, docs_url=None, redoc_url=None,
                   description="Search, verify, morph, identify and browse faces in a learned latent space.")
     app.state.facespace = state
-    app.add_middleware(BodyLimit, limit=state.max_request_bytes, per_file=state.max_upload_bytes)
+    app.add_middleware(BodyLimit, limit=max_body_bytes or state.max_request_bytes, per_file=state.max_upload_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request, exc: RequestValidationError):  # noqa: ANN001
+        # what was wrong, where; never the input itself (a 50 MB body must not come back)
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()[:20]]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(FacespaceError)
     def _facespace_error(request, exc: FacespaceError):  # noqa: ANN001
@@ -82,19 +92,25 @@ def _is_unknown_id(exc: Exception) -> bool:
 class BodyLimit:
     """ASGI middleware: refuse request bodies over `limit` bytes with 413, before reading them all."""
 
-    def __init__(self, app: Any, limit: int, per_file: int = MAX_UPLOAD_BYTES):
+    def __init__(self, app: Any, limit: int, per_file: int = MAX_UPLOAD_BYTES, json_limit: int = MAX_JSON_BYTES):
         self.app = app
         self.limit = int(limit)
         self.per_file = int(per_file)
+        self.json_limit = int(json_limit)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = (f"the request is larger than {self.limit / 2**20:.0f} MB; "
+        headers = dict(scope.get("headers") or [])
+        limit = self.limit
+        message = (f"the request is larger than {limit / 2**20:.0f} MB; "
                    f"upload smaller images (at most {self.per_file / 2**20:.0f} MB each)")
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
+        if headers.get(b"content-type", b"").startswith(b"application/json"):  # codes and settings: small
+            limit = min(limit, self.json_limit)
+            message = f"a JSON body is at most {limit // 1024} KB; send one code of the model's size"
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
             await _send_json(send, 413, message)
             return
         seen = 0
@@ -104,7 +120,7 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     from starlette.exceptions import HTTPException
 
                     raise HTTPException(413, message)  # FastAPI passes it on as the response

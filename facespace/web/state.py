@@ -16,6 +16,7 @@ from facespace.errors import FacespaceError
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one uploaded image
 MAX_FILES = 8  # images in one enrolment
+MAX_JSON_BYTES = 1024 * 1024  # a JSON body (a code to decode): far more than any code needs
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo; more is refused as a possible decompression bomb
 
 
