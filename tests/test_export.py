@@ -275,3 +275,39 @@ def test_encode_embedded_to_csv(data, run_cli, tmp_path):
 
     expected = load_model(data / "pca.safetensors").encode(load_faces("embedded", size=32).images)
     np.testing.assert_allclose(back.codes, expected, atol=1e-4)  # batches of 64 round differently from one of 200
+
+
+def test_file_names_that_are_not_utf8_round_trip(tmp_path, run_cli):
+    """#27.5: a Latin-1 file name (b'caf\\xe9.png') is exported, enrolled and grouped without a crash, and
+    every export reads back the path that opens the file (the .npy and its sidecar appear together)."""
+    import os
+
+    from PIL import Image
+
+    from facespace.pipelines.export.read import load_codes
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in (b"caf\xe9.png", b"ok.png"):
+        Image.fromarray((rng.random((20, 20, 3)) * 255).astype(np.uint8)).save(os.path.join(os.fsencode(folder), name))
+    for suffix in (".csv", ".npy", ".parquet"):
+        out = tmp_path / f"codes{suffix}"
+        code, _, err = run_cli("encode", folder, "--model", "pixels:8", "--crop", "none", "--out", out)
+        assert code == 0, err
+        sources = load_codes(out).sources
+        assert len(sources) == 2 and all(os.path.exists(s) for s in sources), suffix
+        assert any(os.fsencode(s).endswith(b"caf\xe9.png") for s in sources)
+    code, _, err = run_cli("people", "enroll", "ann", folder, "--model", "pixels:8", "--crop", "none",
+                           "--gallery", tmp_path / "g.db", "--force")
+    assert code == 0, err
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "facespace.cli", "groups", "add", str(folder), "--model", "pixels:8",
+                           "--crop", "none", "--gallery", str(tmp_path / "g2.db")], capture_output=True)
+    assert done.returncode == 0 and b"caf\xe9.png" in done.stdout, done.stderr  # the name's own bytes, as ls shows
+    from facespace.people.groups.groups import FaceGroups
+
+    with FaceGroups(tmp_path / "g2.db") as g:
+        assert all(os.path.exists(src) for _, src, _, _ in g.faces())

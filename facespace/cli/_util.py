@@ -14,13 +14,23 @@ console = Console(stderr=True)
 
 
 def say(message: str) -> None:
-    """Print a human message to stderr."""
+    """Print a human message to stderr (a name that is not UTF-8 shows its undecodable bytes as \\xNN)."""
+    message = message.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     console.print(message, highlight=False, markup=False, soft_wrap=True)  # no wrapping, paths kept verbatim
 
 
 def out(line: str) -> None:
-    """Print a machine-readable line to stdout."""
-    sys.stdout.write(line + "\n")
+    """Print a machine-readable line to stdout (a file name that is not UTF-8 goes out as its own bytes)."""
+    try:
+        sys.stdout.write(line + "\n")
+    except UnicodeEncodeError:
+        data = (line + "\n").encode(sys.stdout.encoding or "utf-8", "surrogateescape")
+        if hasattr(sys.stdout, "buffer"):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data.decode("utf-8", "replace"))
 
 
 def encode_progress(label: str):

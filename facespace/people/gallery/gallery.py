@@ -45,7 +45,8 @@ from facespace.data.crops import RECORDED, resolve_crop
 from facespace.data.inputs import as_images
 from facespace.people.gallery.matching import REJECT_FRACTION, Identification, calibrate_strangers, match_codes
 from facespace.people.gallery.store import (
-    SCHEMA, SCHEMA_VERSION, GalleryError, check_name, connect, model_fingerprint, read_codes, statements, transaction,
+    SCHEMA, SCHEMA_VERSION, GalleryError, check_name, connect, db_text, model_fingerprint, read_codes, statements,
+    transaction,
 )
 from facespace.people.quality import LowQualityError, describe_refusals, face_quality
 from facespace.protocol import METRICS, Encoder
@@ -244,8 +245,8 @@ class Gallery:
             row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise GalleryError(f"{name!r} is not enrolled in {self.path}; `facespace people list` shows who is")
-            self.db.execute("INSERT INTO rejections (person_id, code, source, created) VALUES (?, ?, ?, ?)",
-                            (row[0], z[0].astype("<f4").tobytes(), source or src, time.time()))
+            self.db.execute("INSERT INTO rejections (person_id, code, source, created) VALUES (?, ?, CAST(? AS TEXT), ?)",
+                            (row[0], z[0].astype("<f4").tobytes(), db_text(source or src), time.time()))
             return int(self.db.execute("SELECT COUNT(*) FROM rejections WHERE person_id = ?", (row[0],)).fetchone()[0])
 
     def rejections(self) -> tuple[np.ndarray, np.ndarray]:
@@ -373,8 +374,8 @@ class Gallery:
         pid = row[0] if row is not None else \
             self.db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, now)).lastrowid
         self.db.executemany(
-            "INSERT INTO faces (person_id, code, code_hash, source, added) VALUES (?, ?, ?, ?, ?)",
-            [(pid, c.astype("<f4").tobytes(), h, s, now) for c, h, s in zip(z, hashes, sources)])
+            "INSERT INTO faces (person_id, code, code_hash, source, added) VALUES (?, ?, ?, CAST(? AS TEXT), ?)",
+            [(pid, c.astype("<f4").tobytes(), h, db_text(s), now) for c, h, s in zip(z, hashes, sources)])
         return int(self.db.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", (pid,)).fetchone()[0])
 
     def remove(self, name: str) -> int:

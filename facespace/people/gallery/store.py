@@ -118,6 +118,7 @@ def connect(path: str) -> tuple[sqlite3.Connection, set[str]]:
     """
     try:
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")  # file names need not be UTF-8 (`db_text`)
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
@@ -132,6 +133,12 @@ def connect(path: str) -> tuple[sqlite3.Connection, set[str]]:
     if tables and "meta" not in tables:
         raise GalleryError(f"{path} is an SQLite file but not a facespace gallery; pass another file name")
     return db, tables
+
+
+def db_text(text: str | None) -> bytes | None:
+    """A source path as stored: its file-system bytes, inserted with `CAST(? AS TEXT)`, so a name
+    that is not UTF-8 (kept by Python as surrogates) is stored and read back exactly."""
+    return None if text is None else str(text).encode("utf-8", "surrogateescape")
 
 
 def statements(schema: str) -> list[str]:

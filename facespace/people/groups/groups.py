@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from facespace.people.groups.constrained import must_components
-from facespace.people.gallery.store import GalleryError, check_name, migrate, transaction
+from facespace.people.gallery.store import GalleryError, check_name, db_text, migrate, transaction
 from facespace.protocol import Encoder
 from facespace.people.groups.store import (
     JOIN_QUANTILE, Added, Group, State, drop_empty, join_radius, prepare_codes, read_state, settle, star, store_links,
@@ -184,8 +184,9 @@ class FaceGroups:
             for i in fresh:
                 box = None if boxes[i] is None else json.dumps([int(v) for v in boxes[i]])
                 known[hashes[i]] = self.db.execute(
-                    "INSERT INTO group_faces (code, code_hash, source, box, group_id, added) VALUES (?, ?, ?, ?, ?, ?)",
-                    (z[i].astype("<f4").tobytes(), hashes[i], sources[i], box,
+                    "INSERT INTO group_faces (code, code_hash, source, box, group_id, added) "
+                    "VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?)",
+                    (z[i].astype("<f4").tobytes(), hashes[i], db_text(sources[i]), box,
                      None if joined[i] < 0 else int(joined[i]), now)).lastrowid
             ids = np.array([known[h] for h in hashes], np.int64)
             group_of = dict(self.db.execute("SELECT id, group_id FROM group_faces"))

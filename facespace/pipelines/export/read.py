@@ -74,10 +74,8 @@ def load_npy(path: Path) -> ExportedCodes:
 
 
 def load_csv(path: Path) -> ExportedCodes:
-    try:
-        text = path.read_bytes().decode("utf-8")  # no newline translation: paths may hold "\r"
-    except UnicodeDecodeError:
-        raise ExportError(f"{path}: not UTF-8 text; a codes CSV has header path,name,z0,z1,...") from None
+    # no newline translation: paths may hold "\r"; bytes that are not UTF-8 are a file name's own (the writer)
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     z_cols = [j for j, h in enumerate(header or []) if h[:1] == "z" and h[1:].isdigit()]
@@ -131,7 +129,7 @@ def load_parquet(path: Path) -> ExportedCodes:
     d = code.type.list_size
     z = np.asarray(code.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(table), d)
     _check_against(meta, z, path)
-    src, nm = [str(s) for s in table.column("path").to_pylist()], table.column("name").to_pylist()
+    src, nm = [str(s) for s in _texts(table.column("path"))], _texts(table.column("name"))
     faces = table.column("face").to_pylist() if "face" in table.column_names else None
     boxes = table.column("box").to_pylist() if "box" in table.column_names else None
     return ExportedCodes(z, src, nm, meta.get("model"),
@@ -160,3 +158,9 @@ def load_codes(path: str | os.PathLike) -> ExportedCodes:
     if suffix == ".csv":
         return load_csv(path)
     return load_parquet(path)
+
+
+def _texts(column) -> list:
+    """A parquet text column as str: binary columns hold names that are not UTF-8 (see the writer)."""
+    values = column.to_pylist()
+    return [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in values]

@@ -78,14 +78,18 @@ def save_codes(
         side.update(sources=src, names=nm, faces=fc, boxes=[None if b is None else list(b) for b in bx])
     from facespace.files import atomic_write, write_text_atomic
 
+    # both files are made in memory first, so nothing (a file name that is not UTF-8 included) can fail
+    # between them; ASCII JSON escapes such names and reads them back exactly
+    side_text = json.dumps(side, ensure_ascii=True)
+    data = None if suffix == ".npy" else _csv_text(z, src, nm, bx, fc, detected).encode("utf-8", "surrogateescape")
     # data file first, then the sidecar; a crash between the two leaves a pair whose crc32/count
     # disagree, which load_codes refuses instead of pairing the wrong rows and paths
     with atomic_write(path, "wb") as f:
-        if suffix == ".npy":
+        if data is None:
             np.save(f, z, allow_pickle=False)
         else:
-            f.write(_csv_text(z, src, nm, bx, fc, detected).encode("utf-8"))
-    write_text_atomic(sidecar_path(path), json.dumps(side, ensure_ascii=False))
+            f.write(data)
+    write_text_atomic(sidecar_path(path), side_text)
     return path
 
 
@@ -103,12 +107,24 @@ def _csv_text(z: np.ndarray, src: list, nm: list, bx: list, fc: list, detected: 
     return buf.getvalue()
 
 
+def _text_column(pa, values: list):
+    """Strings as UTF-8; a column holding a name that is not UTF-8 (a Latin-1 file name, kept as
+    surrogates by Python) as the bytes the file system uses, which `load_codes` decodes back."""
+    try:
+        for v in values:
+            if v is not None:
+                v.encode("utf-8")
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        return pa.array([None if v is None else v.encode("utf-8", "surrogateescape") for v in values], pa.binary())
+
+
 def _write_parquet(path: Path, z, src, nm, bx, fc, header: dict, detected: bool) -> None:
     pa, pq = pyarrow_modules()
     d = z.shape[1]
     cols = {
-        "path": pa.array(src, pa.string()),
-        "name": pa.array(nm, pa.string()),
+        "path": _text_column(pa, src),
+        "name": _text_column(pa, nm),
         "code": pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1), pa.float32()), d),
     }
     if detected:
