@@ -140,9 +140,10 @@ def locked(path: str | os.PathLike, *, timeout: float = 60.0) -> Iterator[None]:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise FacespaceError(f"{path} is being changed by another process (it holds {lock.name} for over "
-                                         f"{timeout:.0f} s); try again when it has finished") from None
+                if time.monotonic() >= deadline:
+                    waited = f" for over {timeout:.0f} s" if timeout else ""
+                    raise FacespaceError(f"{path} is being changed by another process (it holds {lock.name}{waited}); "
+                                         "try again when it has finished") from None
                 time.sleep(0.05)
         try:
             yield

@@ -86,3 +86,27 @@ with Gallery(sys.argv[1], PixelEncoder(size=8, channels=1)) as g:
         assert dict(g.list()) == {"first": 3, **{f"person-{k}": 3 for k in range(4)}}
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_second_training_into_a_run_folder_in_use_is_refused(tmp_path):
+    """One writer per run folder: a second `train` into a folder a running training holds is refused
+    at once, and the first goes on."""
+    import time
+
+    data = write_faces(tmp_path / "faces", 40, 3)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "facespace.cli", "train", "linear", "--data", str(data), "--size", "16", "--crop",
+           "none", "--code-size", "4", "--out", str(run)]
+    first = subprocess.Popen([*cmd, "--epochs", "400"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "run.lock").exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert first.poll() is None, first.stderr.read()
+        second = subprocess.run([*cmd, "--epochs", "1", "--overwrite"], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "being changed by another process" in second.stderr
+        assert first.poll() is None  # the first training goes on
+    finally:
+        first.kill()
+        first.wait()

@@ -28,6 +28,7 @@ import numpy as np
 from facespace.data.load import load_training_faces
 from facespace.data.splits import split_faces
 from facespace.errors import FacespaceError
+from facespace.files import locked
 
 KINDS = ("pca", "linear", "conv", "denoise", "vae", "verifier")
 # options of the model (conv/linear config fields besides size/channels/code_size)
@@ -72,7 +73,18 @@ def train(
     if kind not in KINDS:
         raise FacespaceError(f"unknown model kind {kind!r}; expected one of: {', '.join(KINDS)}")
     options = dict(options)
-    _check_run_folder(out, resume=bool(options.get("resume")), overwrite=bool(options.pop("overwrite", False)))
+    if out is None:
+        return _train(kind, data, out, code_size, epochs, options)
+    if Path(out).is_file():
+        raise FacespaceError(f"{out} is a file; --out names the run's folder: give a new folder name")
+    # one writer per run folder: a second training into it is refused at once, not interleaved
+    with locked(Path(out) / "run", timeout=0):
+        _check_run_folder(out, resume=bool(options.get("resume")), overwrite=bool(options.pop("overwrite", False)))
+        return _train(kind, data, out, code_size, epochs, options)
+
+
+def _train(kind: str, data: Any, out: Any, code_size: int | None, epochs: int, options: dict):
+    options.pop("overwrite", None)
     if kind == "verifier":
         from facespace.training.verifier import train_verifier_run
 
