@@ -115,8 +115,8 @@ def train_autoencoder(name: str, args) -> tuple[Path, list[str], float]:
     command = [*FACESPACE, "train", *AUTOENCODERS[name], "--data", str(args.data / "lfw-deepfunneled"), "--out", str(out)]
     seconds = 0.0
     if not (out / "run.json").exists():  # written when the run has finished
-        out.mkdir(parents=True, exist_ok=True)
-        seconds = run(command, args.runs / f"{name}.log")
+        resume = ["--resume"] if (out / "resume.pt").exists() else []  # an interrupted build goes on
+        seconds = run(command + resume, args.runs / f"{name}.log")
     return out / "best.safetensors", [shlex.join(command)], seconds
 
 
