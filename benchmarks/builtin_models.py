@@ -190,15 +190,17 @@ def ship(name: str, checkpoint: Path, commands: list[str], seconds: float, args)
     save_model(_Half(model) if check["fp16"] else model, path, step=model.checkpoint_info.get("step", 0),
                best_val_loss=model.checkpoint_info.get("best_val_loss"), extra=extra)
     shipped = load_model(path)
+    old_card = BUILTIN / f"{name}.json"
+    previous = json.loads(old_card.read_text()) if old_card.exists() else {}  # a re-ship keeps the training time
     card = {
         "name": name,
         "kind": shipped.kind,
         "image_shape": list(shipped.image_shape),
         "code_size": int(shipped.code_size),
         "training_data": "LFW deep-funneled (13,233 images of 5,749 people), ../shared/data/lfw",
-        "recipe": commands,
+        "recipe": [_portable(c) for c in commands],
         "rebuild": f"python benchmarks/builtin_models.py --model {name}",
-        "training_seconds": round(seconds, 1) if seconds else None,
+        "training_seconds": round(seconds, 1) if seconds else previous.get("training_seconds"),
         "machine": f"{platform.machine()}, {platform.platform()}",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "weights": "fp16" if check["fp16"] else "fp32",
@@ -225,6 +227,12 @@ def view2_threshold() -> dict:
     return {"threshold": t, "metric": "cosine", "target_far": None,
             "source": f"median of the per-fold View 2 thresholds of the same recipe ({row['model'][:80]}...), "
                       f"mean accuracy {row['mean_accuracy']:.4f}"}
+
+
+def _portable(command: str) -> str:
+    """A recipe command as a reader would type it from the repository root."""
+    return (command.replace(shlex.join(FACESPACE), "facespace").replace(str(ROOT) + "/", "")
+            .replace(str(ROOT.parent / "shared") + "/", "../shared/"))
 
 
 class _Half:
