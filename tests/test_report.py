@@ -253,3 +253,22 @@ def test_demo_ends_with_a_report_and_the_serve_command(run_cli, tmp_path, monkey
     app = create_app(model=args[args.index("--model") + 1], index=args[args.index("--index") + 1])
     info = TestClient(app).get("/api/info").json()
     assert info["index_size"] == 200 and info["model_kind"] == "conv" and info["code_size"] == 16
+
+
+def test_the_demo_runs_the_builtin_models(run_cli, tmp_path, monkeypatch):
+    """`make demo`: neighbours and a morph with faces-ae, two verifications and a gallery with faces-id, one
+    report page, and the serve command on stdout."""
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_cli("demo", "--out", "outputs/demo")
+    assert code == 0, stderr
+    demo = tmp_path / "outputs" / "demo"
+    summary = json.loads((demo / "summary.json").read_text())
+    assert summary["models"] == {"autoencoder": "faces-ae", "identity": "faces-id"}
+    moved, other = summary["verification"]
+    assert moved["same"] is True and other["same"] is False and moved["distance"] < other["distance"]
+    known, stranger = summary["gallery"]["answers"]
+    assert known["name"] == "person-03" and stranger["name"] == "unknown"
+    assert summary["neighbours_that_are_faces"] > 0.5
+    html = (demo / "report.html").read_text()
+    assert "Identity gallery (faces-id)" in html and html.count("<img") >= 2
+    assert stdout.strip().splitlines()[-1].startswith("facespace serve --index")

@@ -40,11 +40,11 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
                 f"{summary['test_mse']['conv']:.5f} ({epochs} epochs on {summary['train_faces']} faces)")
         else:
             summary = run_demo(out, data=data, step=_step)
+            for row in summary["gallery"]["answers"]:
+                say(f"gallery: {row['probe']} -> {row['name']} (distance {row['distance']:.3f})")
             for row in summary["verification"]:
                 say(f"faces-id: {row['pair']}: distance {row['distance']:.3f}, "
                     f"{'same person' if row['same'] else 'different people'}")
-            for row in summary["gallery"]["answers"]:
-                say(f"gallery: {row['probe']} -> {row['name']} (distance {row['distance']:.3f})")
         say(f"outputs in {out}/:")
         for key, path in summary["outputs"].items():
             say(f"  {key:16s} {path}")
