@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from facespace.cli._util import encode_progress, say
+from facespace.cli.duplicates import duplicates_cmd
 from facespace.files import locked
 from facespace.cli._util import out as print_out
 
@@ -306,101 +307,6 @@ def search_cmd(
         say(f"montage written to {montage}")
 
 
-def _code_set(arg: str, net_of: Any, metric: str, batch_size: int, crop: str | None):
-    """An index of NEW or REF: an index file, an export (.npy/.csv/.parquet), or a folder encoded with the model."""
-    from facespace.pipelines.export.formats import is_codes_file
-    from facespace.index import Index
-    from facespace.pipelines.retrieval import as_index
-
-    path = Path(arg)
-    if path.is_file():
-        return as_index(path, metric=metric) if is_codes_file(path) else Index.load(path)
-    from facespace.pipelines.encoding import encode_sources
-
-    net = net_of()
-    bar, update = encode_progress(f"encoding {path.name or arg}")
-    with bar:
-        exported, _, _ = encode_sources(net, [arg], batch_size=batch_size, crop=crop, progress=update)
-    return as_index(exported, metric=metric)
-
-
-def duplicates_cmd(
-    new: Annotated[str, Arg(help="an index file, exported codes, or (with --against) an image folder")],
-    max_distance: Annotated[float, Opt("--max-distance", help="largest distance counted as a duplicate")],
-    against: Annotated[Optional[str], Opt("--against", help="reference set: a folder, an index file or exported codes")] = None,
-    model: Annotated[Optional[str], Opt("--model", "-m", help="model for folders (default: the one an index records)")] = None,
-    metric: Annotated[str, Opt(help="metric when neither set is an index file: cosine | l2 | ip")] = "cosine",
-    report: Annotated[Optional[Path], Opt("--report", help="also write an HTML page with thumbnails and distances")] = None,
-    thumb_size: Annotated[int, Opt("--thumb-size", help="thumbnail side in the --report page, pixels")] = 96,
-    batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
-    crop: Annotated[str, Opt(help="crop of folder images: recorded (the model's own, as index build) | none (whole image: finds resized copies)")] = "recorded",
-) -> None:
-    """Near-duplicates within one index (CSV group,id,path,name), or of NEW against a reference
-    set (CSV new_path,ref_path,distance, nearest first)."""
-    from facespace.errors import FacespaceError
-    from facespace.index import Index
-    from facespace.index.binding import check_model, index_model
-    from facespace.models.registry import resolve_model
-    from facespace.pipelines.retrieval import find_duplicates
-
-    if thumb_size < 8:
-        raise FacespaceError(f"--thumb-size {thumb_size} is too small to see a face; give 8 pixels or more")
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    if against is None:
-        if not Path(new).is_file():
-            raise FacespaceError(f"{new}: not an index file; give an index, or a folder with --against REF")
-        from facespace.pipelines.retrieval import as_index
-
-        index = as_index(new, metric=metric)  # an index file, or exported codes
-        groups = find_duplicates(index, max_distance)
-        writer.writerow(["group", "id", "path", "name"])
-        for g, members in enumerate(groups):
-            for i, meta in zip(members, index.get_metadata(members)):
-                writer.writerow([g, i, meta.get("path", ""), meta.get("name") or ""])
-        say(f"{len(groups)} groups of near-duplicates ({sum(map(len, groups))} images) within {max_distance} ({index.metric})")
-        if report is not None:
-            from facespace.reports.duplicates import write_groups_report
-
-            write_groups_report(report, [index.get_metadata(m) for m in groups], max_distance=max_distance, size=thumb_size)
-            say(f"report written to {report}")
-        return
-    from facespace.pipelines.export.formats import is_codes_file
-
-    given = [Index.load(a) if Path(a).is_file() and not is_codes_file(a) else None for a in (new, against)]
-    metric = next((g.metric for g in given if g is not None), metric)
-    cache: list[Any] = []
-
-    def net_of() -> Any:  # the model, loaded once, only when a folder must be encoded
-        if not cache:
-            recorded = next((g for g in given if g is not None and g.model and g.model.get("path")), None)
-            if model is None and recorded is None:
-                raise FacespaceError("folders are encoded with a model: give --model PATH")
-            net = resolve_model(str(model)) if model is not None else index_model(recorded)
-            for g in given:
-                if g is not None and g.model is not None:
-                    check_model(g, net)
-            cache.append(net)
-        return cache[0]
-
-    new_set = given[0] or _code_set(new, net_of, metric, batch_size, crop)
-    ref_set = given[1] or _code_set(against, net_of, metric, batch_size, crop)
-    pairs = find_duplicates(new_set, max_distance, against=ref_set)
-    new_meta = new_set.get_metadata([p.new for p in pairs])
-    ref_meta = ref_set.get_metadata([p.ref for p in pairs])
-    writer.writerow(["new_path", "ref_path", "distance"])
-    for p, a, b in zip(pairs, new_meta, ref_meta):
-        writer.writerow([a.get("path", p.new), b.get("path", p.ref), f"{p.distance:.6g}"])
-    say(f"{len(pairs)} near-duplicate pair(s) of {len({p.new for p in pairs})} of {len(new_set)} new item(s) "
-        f"within {max_distance} ({new_set.metric}) of {len(ref_set)} reference item(s)")
-    if report is not None:
-        from facespace.reports.duplicates import write_pairs_report
-
-        write_pairs_report(report, [(a, b, p.distance) for p, a, b in zip(pairs, new_meta, ref_meta)],
-                           max_distance=max_distance, metric=new_set.metric, new_label=str(new), ref_label=str(against),
-                           size=thumb_size)
-        say(f"report written to {report}")
-
-
 def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands to the `index` noun."""
     index_app = nouns["index"]
@@ -409,5 +315,5 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     index_app.command("remove")(remove_cmd)
     index_app.command("info")(info_cmd)
     index_app.command("search")(search_cmd)
-    index_app.command("duplicates")(duplicates_cmd)
+    index_app.command("duplicates")(duplicates_cmd)  # facespace/cli/duplicates.py
 

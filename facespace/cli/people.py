@@ -204,7 +204,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             ref = quality_reference(crops.images, model=m, source=f"{len(crops)} reference faces")
             say(f"quality reference of {len(crops)} faces stored in {save_quality_reference(m, ref)}")
             return
-        from facespace.data.images import crop_side
+        from facespace.data.crops import crop_side
 
         from facespace.data.crops import resolve_crop
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from facespace.data.images import TIGHT_BOX  # (top, left, bottom, right) of the face in a 250x250 LFW original
-from facespace.data.images import LFW_ONLY, check_crop, lfw_only_box
+from facespace.data.images import LFW_ONLY, check_crop, crop_box, lfw_only_box, open_image
 from facespace.errors import DataError
 from facespace.protocol import Encoder
 
@@ -129,3 +129,15 @@ def resolve_crop(model: Encoder, crop: Any = RECORDED) -> Any:
             return LFW_ONLY + ",".join(str(int(v)) for v in recorded)
         return recorded
     return parse_crop(crop)
+
+
+def crop_side(path: str, crop: Any = "lfw") -> int | None:
+    """The side, in file pixels, of the face crop `load_images` takes from an image file (None when
+    the file cannot be read: it is refused, by name, when it is loaded)."""
+    try:
+        with open_image(path) as img:
+            w, h = img.size
+        box = crop_box(crop, w, h)
+    except Exception:  # unreadable files are refused (by name) when they are loaded
+        return None
+    return min(w, h) if box is None else min(box[2] - box[0], box[3] - box[1])

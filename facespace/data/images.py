@@ -391,15 +391,3 @@ def is_image_file(path: str | Path) -> bool:
             return bool(img.format)
     except Exception:  # not an image, unreadable, or a format Pillow does not know
         return False
-
-
-def crop_side(path: str, crop: Crop = "lfw") -> int | None:
-    """The side, in file pixels, of the face crop `load_images` takes from an image file (None when
-    the file cannot be read: it is refused, by name, when it is loaded)."""
-    try:
-        with open_image(path) as img:
-            w, h = img.size
-        box = crop_box(crop, w, h)
-    except Exception:  # unreadable files are refused (by name) when they are loaded
-        return None
-    return min(w, h) if box is None else min(box[2] - box[0], box[3] - box[1])

@@ -40,16 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from facespace.data.images import crop_side
-from facespace.data.crops import RECORDED, resolve_crop
+
+from facespace.data.crops import RECORDED, crop_side, resolve_crop
 from facespace.data.inputs import as_images
 from facespace.people.gallery.matching import REJECT_FRACTION, Identification, calibrate_strangers, match_codes
 from facespace.people.gallery.store import (
-    SCHEMA, SCHEMA_VERSION, GalleryError, check_name, connect, db_text, model_fingerprint, read_codes, statements,
-    transaction,
+    SCHEMA_VERSION, GalleryError, check_name, connect, create_gallery, db_text, model_fingerprint, read_codes, transaction,
 )
 from facespace.people.quality import LowQualityError, describe_refusals, face_quality
-from facespace.protocol import METRICS, Encoder
+from facespace.protocol import Encoder
 
 __all__ = ["Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify"]
 
@@ -83,7 +82,7 @@ class Gallery:
             raise GalleryError(f"{self.path} is a folder; pass a gallery file such as people.db")
         self.db, tables = connect(self.path)
         if not tables:
-            self._create(metric, target_far)
+            create_gallery(self.db, self.model, metric=metric, target_far=target_far)
         self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if int(self.meta.get("schema_version", 0)) > SCHEMA_VERSION:
             raise GalleryError(f"{self.path} was written by a newer facespace; upgrade facespace")
@@ -91,33 +90,6 @@ class Gallery:
             self._check_model(model)
 
     # --- setup ---------------------------------------------------------------------------------
-    def _create(self, metric: str, target_far: float) -> None:
-        if metric not in METRICS:
-            raise GalleryError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
-        if not 0.0 <= target_far < 1.0:
-            raise GalleryError(f"target_far must be in [0, 1); got {target_far}")
-        m = self.model
-        from facespace.checkpoint import model_hash
-
-        info = {
-            "schema_version": SCHEMA_VERSION,
-            "model_fingerprint": model_fingerprint(m),
-            "model_hash": model_hash(m) or "",
-            "model_kind": getattr(m, "kind", type(m).__name__),
-            "model_path": (getattr(m, "checkpoint_info", None) or {}).get("path", ""),
-            "code_size": int(m.code_size),
-            "image_shape": json.dumps(list(m.image_shape)),
-            "metric": metric,
-            "target_far": target_far,
-            "threshold": "",
-            "threshold_source": "auto",
-            "created": time.time(),
-        }
-        with self._transaction():
-            for statement in statements(SCHEMA):
-                self.db.execute(statement)
-            self.db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
-
     def _check_model(self, model: Encoder) -> None:
         want = self.meta.get("model_fingerprint")
         got = model_fingerprint(model)

@@ -14,10 +14,12 @@ leaving every version-1 table as it was.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
+from typing import Any
 
 import numpy as np
-from typing import Any
 
 from facespace.checkpoint import weights_hash
 from facespace.errors import FacespaceError
@@ -139,6 +141,39 @@ def db_text(text: str | None) -> bytes | None:
     """A source path as stored: its file-system bytes, inserted with `CAST(? AS TEXT)`, so a name
     that is not UTF-8 (kept by Python as surrogates) is stored and read back exactly."""
     return None if text is None else str(text).encode("utf-8", "surrogateescape")
+
+
+def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_far: float) -> None:
+    """Lay out a new gallery in `db`: the schema, and the meta rows that bind it to `model`.
+
+    Raises:
+        GalleryError: an unknown metric or a false-accept rate outside [0, 1).
+    """
+    from facespace.checkpoint import model_hash
+    from facespace.protocol import METRICS
+
+    if metric not in METRICS:
+        raise GalleryError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+    if not 0.0 <= target_far < 1.0:
+        raise GalleryError(f"target_far must be in [0, 1); got {target_far}")
+    info = {
+        "schema_version": SCHEMA_VERSION,
+        "model_fingerprint": model_fingerprint(model),
+        "model_hash": model_hash(model) or "",
+        "model_kind": getattr(model, "kind", type(model).__name__),
+        "model_path": (getattr(model, "checkpoint_info", None) or {}).get("path", ""),
+        "code_size": int(model.code_size),
+        "image_shape": json.dumps(list(model.image_shape)),
+        "metric": metric,
+        "target_far": target_far,
+        "threshold": "",
+        "threshold_source": "auto",
+        "created": time.time(),
+    }
+    with transaction(db):
+        for statement in statements(SCHEMA):
+            db.execute(statement)
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
 
 
 def statements(schema: str) -> list[str]:
