@@ -15,11 +15,17 @@ def list_cmd() -> None:
     """The built-in models: name, kind, input, code size, weights, what each is for (CSV)."""
     from facespace.models.registry import builtin_card, builtin_names
 
-    out("name,kind,image_shape,code_size,weights,file_bytes,honest_numbers")
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "kind", "image_shape", "code_size", "weights", "file_bytes", "honest_numbers"])
     for name in builtin_names():
         c = builtin_card(name)
-        shape = "x".join(str(v) for v in c["image_shape"])
-        out(f"{name},{c['kind']},{shape},{c['code_size']},{c['weights']},{c['file_bytes']},\"{c['honest_numbers']}\"")
+        w.writerow([name, c["kind"], "x".join(str(v) for v in c["image_shape"]), c["code_size"], c["weights"],
+                    c["file_bytes"], c["honest_numbers"]])
+    out(buf.getvalue().rstrip("\n"))
     if not builtin_names():
         say("this installation ships no built-in model; train one with `facespace train`")
 
