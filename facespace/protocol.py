@@ -61,6 +61,11 @@ class Trainable(Protocol):
         ...
 
 
+def model_kind(model: Any) -> str:
+    """What to call a model in a message: its registry kind, else its class name."""
+    return str(getattr(model, "kind", None) or type(model).__name__)
+
+
 def has_decoder(model: Any) -> bool:
     """True when `model` can turn codes back into images."""
     return callable(getattr(model, "decode", None))

@@ -19,11 +19,8 @@ import numpy as np
 
 from facespace.data.inputs import as_images
 from facespace.errors import FacespaceError
-from facespace.protocol import Autoencoder, Encoder, has_decoder
+from facespace.protocol import Autoencoder, Encoder, has_decoder, model_kind
 
-
-def _kind(model: Any) -> str:
-    return str(getattr(model, "kind", None) or type(model).__name__)
 
 
 def encode(model: Encoder, images: Any, *, batch_size: int = 256) -> np.ndarray:
@@ -65,7 +62,7 @@ def decode(model: Autoencoder, codes: Any, *, batch_size: int = 256) -> np.ndarr
     """
     if not has_decoder(model):
         raise FacespaceError(
-            f"a {_kind(model)!r} model has no decoder, so its codes cannot be turned back into faces; "
+            f"a {model_kind(model)!r} model has no decoder, so its codes cannot be turned back into faces; "
             "use an autoencoder (pca, linear, conv, vae)"
         )
     z = np.asarray(codes, dtype=np.float32)
@@ -76,7 +73,7 @@ def decode(model: Autoencoder, codes: Any, *, batch_size: int = 256) -> np.ndarr
         raise FacespaceError(f"codes must be (n, {d}) or ({d},); got an array of shape {z.shape}")
     if z.shape[1] != d:
         raise FacespaceError(
-            f"codes have {z.shape[1]} values each but this {_kind(model)!r} model decodes codes of size {d}; "
+            f"codes have {z.shape[1]} values each but this {model_kind(model)!r} model decodes codes of size {d}; "
             "decode them with the model that made them"
         )
     if not np.isfinite(z).all():
@@ -101,5 +98,5 @@ def reconstruct(model: Autoencoder, images: Any, *, batch_size: int = 256) -> np
         `(n, H, W, C)` float32, clipped to [0, 1].
     """
     if not has_decoder(model):
-        raise FacespaceError(f"a {_kind(model)!r} model has no decoder; reconstruct needs an autoencoder")
+        raise FacespaceError(f"a {model_kind(model)!r} model has no decoder; reconstruct needs an autoencoder")
     return decode(model, encode(model, images, batch_size=batch_size), batch_size=batch_size)

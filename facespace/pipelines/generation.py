@@ -26,19 +26,16 @@ import numpy as np
 from facespace.data.inputs import as_images
 from facespace.pipelines.codes import encode
 from facespace.errors import FacespaceError
-from facespace.protocol import Autoencoder, Encoder, has_decoder
+from facespace.protocol import Autoencoder, Encoder, has_decoder, model_kind
 
 MAX_STRENGTH = 3.0  # vary: noise of 3 training-code std's already leaves the face far behind
 
-
-def _kind(model: Any) -> str:
-    return str(getattr(model, "kind", type(model).__name__))
 
 
 def _need_decoder(model: Any, what: str) -> None:
     if not has_decoder(model):
         raise FacespaceError(
-            f"{what} needs a model with a decoder, but a {_kind(model)!r} model only encodes; "
+            f"{what} needs a model with a decoder, but a {model_kind(model)!r} model only encodes; "
             "use an autoencoder (pca, linear, conv, denoise or vae)"
         )
 
@@ -146,7 +143,7 @@ def code_spread(model: Encoder, spread: Any = None) -> np.ndarray:
     if callable(getattr(model, "sample", None)):  # a VAE: codes are meant to follow N(0, I)
         return np.ones(d, np.float32)
     raise FacespaceError(
-        f"this {_kind(model)!r} model does not record the spread of its training codes; pass "
+        f"this {model_kind(model)!r} model does not record the spread of its training codes; pass "
         "spread= (training images, a FaceSet or a (d,) array), or --data SOURCE on the command line"
     )
 
@@ -226,7 +223,7 @@ def sample(model: Autoencoder, n: int = 16, seed: int = 0, *, temperature: float
         mean, std = _stored(model, "code_mean"), _stored(model, "code_std")
         if mean is None or std is None:
             raise FacespaceError(
-                f"a {_kind(model)!r} model has no prior to sample from and its checkpoint records no code "
+                f"a {model_kind(model)!r} model has no prior to sample from and its checkpoint records no code "
                 "statistics; train a 'vae', pass codes= (training codes), or --data SOURCE on the command line"
             )
         draws = mean[None] + float(temperature) * std[None] * rng.standard_normal((int(n), d))
