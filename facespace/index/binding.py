@@ -13,6 +13,7 @@ from typing import Any
 from facespace.checkpoint import model_hash, weights_hash
 from facespace.index.index import Index, IndexingError
 from facespace.models.registry import resolve_model
+from facespace.protocol import model_kind
 from facespace.protocol import Encoder
 
 
@@ -22,7 +23,7 @@ def model_record(model: Encoder) -> dict[str, Any]:
     return {
         "hash": model_hash(model),
         "weights_hash": weights_hash(model),
-        "kind": getattr(model, "kind", type(model).__name__),
+        "kind": model_kind(model),
         "path": os.path.abspath(info["path"]) if info.get("path") else None,  # searchable from any folder
         "image_shape": list(model.image_shape),
         "code_size": int(model.code_size),

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from facespace.checkpoint import weights_hash
+from facespace.checkpoint import model_hash, weights_hash
 from facespace.errors import FacespaceError
+from facespace.protocol import METRICS, model_kind
 
 SCHEMA_VERSION = 2
 RESERVED_NAMES = ("unknown",)
@@ -149,9 +150,6 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
     Raises:
         GalleryError: an unknown metric or a false-accept rate outside [0, 1).
     """
-    from facespace.checkpoint import model_hash
-    from facespace.protocol import METRICS
-
     if metric not in METRICS:
         raise GalleryError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
     if not 0.0 <= target_far < 1.0:
@@ -160,7 +158,7 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
         "schema_version": SCHEMA_VERSION,
         "model_fingerprint": model_fingerprint(model),
         "model_hash": model_hash(model) or "",
-        "model_kind": getattr(model, "kind", type(model).__name__),
+        "model_kind": model_kind(model),
         "model_path": (getattr(model, "checkpoint_info", None) or {}).get("path", ""),
         "code_size": int(model.code_size),
         "image_shape": json.dumps(list(model.image_shape)),
