@@ -26,7 +26,7 @@ import numpy as np
 
 from facespace.data.load import load_faces
 from facespace.files import write_bytes_atomic, write_text_atomic
-from facespace.grid import save_grid, save_png
+from facespace.grid import make_grid, save_grid, save_png
 from facespace.models.registry import load_model, save_model
 from facespace.people.gallery.gallery import Gallery
 from facespace.people.verification import verify
@@ -73,18 +73,20 @@ def run_demo(out: str | os.PathLike, *, data: str | os.PathLike | None = None, s
         queries = np.flatnonzero(is_face)[:4]
         hits = search(index, faces.images[queries], k=6, model=ae)
         tiles = [np.stack([faces.images[h["id"]] for h in row]) for row in hits]
-        neighbours = save_png(montage(faces.images[queries], tiles, hits, scale=3), out / "neighbours.png")
+        neighbours_picture = montage(faces.images[queries], tiles, hits, scale=3)
+        neighbours = save_png(neighbours_picture, out / "neighbours.png")
         share = float(np.mean([[is_face[h["id"]] for h in row[1:]] for row in hits]))
     summary["neighbours_that_are_faces"] = round(share, 3)
     summary["outputs"].update(index=str(index_path), neighbours=str(neighbours))
     sections.append(f"<h2>Neighbours (faces-ae, cosine)</h2><p>Each row: a face, then its nearest images of the 200; "
-                    f"{share:.0%} of the neighbours are faces.</p>" + picture(_read(neighbours)))
+                    f"{share:.0%} of the neighbours are faces.</p>" + picture(neighbours_picture))
 
     with step("morphing between two faces through faces-ae's codes"):
         a, b = faces.images[queries[0]], faces.images[queries[1]]
-        strip = save_grid(np.clip(morph(ae, a, b, steps=7), 0, 1), out / "morph.png", ncols=7, scale=4)
+        strip_picture = make_grid(np.clip(morph(ae, a, b, steps=7), 0, 1), ncols=7, scale=4)
+        strip = save_png(strip_picture, out / "morph.png")
     summary["outputs"]["morph"] = str(strip)
-    sections.append("<h2>Morph (faces-ae)</h2>" + picture(_read(strip)))
+    sections.append("<h2>Morph (faces-ae)</h2>" + picture(strip_picture))
 
     with step("enrolling ten faces in a gallery and identifying a known face and a stranger"):
         x = id_faces.images
@@ -127,10 +129,11 @@ def run_demo(out: str | os.PathLike, *, data: str | os.PathLike | None = None, s
             first = theirs.images[: min(4, len(theirs))]
             found = search(their_index, first, k=min(6, len(theirs)), model=ae)
             their_tiles = [np.stack([theirs.images[h["id"]] for h in row]) for row in found]
-            path = save_png(montage(first, their_tiles, found, scale=3), out / "data_neighbours.png")
+            their_picture = montage(first, their_tiles, found, scale=3)
+            path = save_png(their_picture, out / "data_neighbours.png")
         summary["outputs"]["data_neighbours"] = str(path)
         summary["data"] = {"source": str(data), "images": len(theirs)}
-        sections.append(f"<h2>Your photos: {escape(data)}</h2>" + picture(_read(path)))
+        sections.append(f"<h2>Your photos: {escape(data)}</h2>" + picture(their_picture))
 
     report = out / "report.html"
     write_text_atomic(report, page("facespace demo", "<h1>facespace demo: the built-in models</h1>" + "".join(sections)))
@@ -138,13 +141,6 @@ def run_demo(out: str | os.PathLike, *, data: str | os.PathLike | None = None, s
     summary["serve"] = f"facespace serve --index {index_path} --gallery {gallery_path}"
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
-
-
-def _read(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def run_training_demo(out: Path, *, code_size: int = 16, size: int = 32, seed: int = 0, epochs: int = 20) -> dict:
