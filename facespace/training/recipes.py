@@ -191,6 +191,12 @@ def _check_sizes(code_size: int, epochs: int, size: Any) -> None:
 MIN_TRAIN_IMAGES, MIN_VAL_IMAGES = 2, 10
 
 
+def val_count(n_train: int, val: float) -> int:
+    """How many of `n_train` training images a network run holds out for validation (at least one,
+    never all)."""
+    return min(max(int(round(val * n_train)), 1), n_train - 1) if n_train > 1 else 0
+
+
 def _check_counts(kind: str, n_train: int, n_test: int, val: float) -> None:
     import warnings
 
@@ -199,7 +205,7 @@ def _check_counts(kind: str, n_train: int, n_test: int, val: float) -> None:
     if n_train < MIN_TRAIN_IMAGES:
         raise FacespaceError(f"only {n_train} training image(s) after the test split; give at least "
                              f"{MIN_TRAIN_IMAGES} images (or a smaller --test)")
-    n_val = min(max(int(round(val * n_train)), 1), n_train - 1) if kind != "pca" else 0
+    n_val = val_count(n_train, val)
     if kind != "pca" and n_val < MIN_VAL_IMAGES:
         warnings.warn(f"training on {n_train} images with {n_val} validation image(s): the best checkpoint and "
                       f"its loss rest on too few images to mean much; use {MIN_VAL_IMAGES * 20} images or more",
@@ -265,8 +271,7 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
     network = _build_network(kind, tuple(images.shape[1:]), code_size, model_opts)
     # validation: a fixed slice of the training part, chosen by the split seed
     order = np.random.default_rng(run_info["split"]["split_seed"] + 1).permutation(len(images))
-    k = int(round(run_info["split"]["val"] * len(images)))
-    k = min(max(k, 1), len(images) - 1) if len(images) > 1 else 0
+    k = val_count(len(images), run_info["split"]["val"])
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
     train_t, val_t = to_t(images[np.sort(order[k:])]), to_t(images[np.sort(order[:k])])
     if k == 0:
