@@ -94,13 +94,18 @@ def jpeg(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def info_latencies_once(url: str) -> float:
+    start = time.perf_counter()
+    with urllib.request.urlopen(url + "/api/info", timeout=30) as r:
+        r.read()
+    return time.perf_counter() - start
+
+
 def info_latencies(url: str, stop: threading.Event) -> list[float]:
+    """/api/info's latency every 50 ms until `stop` is set."""
     seen = []
     while not stop.is_set():
-        start = time.perf_counter()
-        with urllib.request.urlopen(url + "/api/info", timeout=30) as r:
-            r.read()
-        seen.append(time.perf_counter() - start)
+        seen.append(info_latencies_once(url))
         time.sleep(0.05)
     return seen
 
@@ -170,13 +175,6 @@ def main() -> None:
            f"{r['info_median_ms']} | {r['info_max_ms']} |" for r in rows]
     (RESULTS / "web_load.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
-
-
-def info_latencies_once(url: str) -> float:
-    start = time.perf_counter()
-    with urllib.request.urlopen(url + "/api/info", timeout=30) as r:
-        r.read()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

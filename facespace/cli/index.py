@@ -17,7 +17,7 @@ import typer
 
 from facespace.cli._util import encode_progress, say
 from facespace.cli.duplicates import duplicates_cmd
-from facespace.files import locked
+from facespace.files import check_output, locked
 from facespace.cli._util import out as print_out
 
 Opt = typer.Option
@@ -83,8 +83,6 @@ def build_cmd(
     from facespace.errors import FacespaceError
     from facespace.index import Index
     from facespace.pipelines.indexing import build_index
-
-    from facespace.files import check_output
 
     check_output(out, "index")  # before any encoding: a model, a gallery or a folder there is refused now
     source = list(source or [])
