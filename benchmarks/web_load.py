@@ -111,6 +111,9 @@ def info_latencies(url: str, stop: threading.Event) -> list[float]:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     import uvicorn
 
     import facespace as fs
