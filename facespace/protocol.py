@@ -53,6 +53,25 @@ class Autoencoder(Encoder, Protocol):
 
 
 @runtime_checkable
+class Aligning(Encoder, Protocol):
+    """An encoder that cuts its own input from a photo (dlib's face chip): the data and photo layers
+    call `locate` and `align` instead of their crops for such a model."""
+
+    def locate(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
+        """`(H, W, C)` image -> the `(x, y, width, height)` box of the face it is about, or None."""
+        ...
+
+    def align(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """`(H, W, C)` image and a face box -> the model's input `image_shape` float32 in [0, 1]."""
+        ...
+
+
+def is_aligning(model: Any) -> bool:
+    """True when `model` cuts its own inputs from photos (see `Aligning`)."""
+    return callable(getattr(model, "locate", None)) and callable(getattr(model, "align", None))
+
+
+@runtime_checkable
 class Trainable(Protocol):
     """What the generic training loop needs: a loss on a batch of tensors."""
 

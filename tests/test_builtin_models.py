@@ -12,7 +12,7 @@ import pytest
 
 from facespace.errors import CheckpointError
 from facespace.models import registry
-from facespace.models.registry import BUILTIN_DIR, builtin_card, builtin_names, load_model
+from facespace.models.registry import BUILTIN_DIR, builtin_card, builtin_names, extra_names, load_model
 
 SHIPPED = ("faces-id", "faces-ae", "faces-denoise", "faces-vae")
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
@@ -80,6 +80,6 @@ def test_an_altered_builtin_file_is_refused(tmp_path, monkeypatch):
 def test_models_lists_and_shows_the_cards(run_cli):
     code, out, _ = run_cli("models")
     assert code == 0 and out.splitlines()[0].startswith("name,kind,image_shape")
-    assert len(out.splitlines()) == 1 + len(builtin_names())
+    assert len(out.splitlines()) == 1 + len(builtin_names()) + len(extra_names())
     code, _, err = run_cli("models", "show", "faces-nope")
     assert code == 2 and "built-in models:" in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Optional, Annotated
 
 import typer
 from rich.console import Console
@@ -51,5 +51,15 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model: a checkpoin
                                        "or pixels:SIZE[:grey] for raw pixels")]
 GalleryOpt = Annotated[Path, typer.Option("--gallery", "-g", help="gallery file (SQLite)")]
 DetectOpt = Annotated[bool, typer.Option("--detect", help="the images are whole photos: find the faces first")]
+DetectorOpt = Annotated[Optional[str], typer.Option(
+    "--detector", help="face detector for whole photos (implies --detect): haar | lbp | dlib-hog | dlib-cnn "
+    "(the dlib ones need facespace[dlib]); default: auto (haar where OpenCV has it)")]
+
+
+def detection(detect: bool, detector: Optional[str]) -> tuple[bool, str]:
+    """`(detect, detector)` from the two options: naming a detector means the images are whole photos."""
+    return detect or detector is not None, detector or "auto"
+
+
 CropOpt = Annotated[str, typer.Option("--crop", help="how image files are cut: recorded (the model's own) | lfw | "
                                       "tight | none | T,L,B,R")]

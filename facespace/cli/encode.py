@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from facespace.cli._util import ModelOpt, encode_progress, say
+from facespace.cli._util import DetectorOpt, ModelOpt, detection, encode_progress, say
 from facespace.cli._util import out as print_out
 from facespace.pipelines.encoding import encode_sources
 
@@ -22,6 +22,7 @@ def encode_cmd(
     sources: Annotated[list[str], Arg(help="image folders (recursive), image files, or 'embedded'")],
     out: Annotated[Path, Opt("--out", help="codes file: codes.npy (+ codes.npy.json), codes.csv or codes.parquet")],
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
+    detector: DetectorOpt = None,
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
     crop: Annotated[str, Opt(help="crop of image files without --detect: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
     model: ModelOpt = "faces-ae",
@@ -42,10 +43,11 @@ def encode_cmd(
     if batch_size < 1:
         raise FacespaceError(f"--batch-size must be at least 1; got {batch_size}")
     net = resolve_model(str(model))
+    detect, detector = detection(detect, detector)
     bar, update = encode_progress("encoding")
     with bar:
         exported, no_face, n_photos = encode_sources(
-            net, sources, detect=detect, batch_size=batch_size, crop=crop, progress=update
+            net, sources, detect=detect, detector=detector, batch_size=batch_size, crop=crop, progress=update
         )
     for p in no_face:
         say(f"no face found in {p}")
@@ -55,7 +57,7 @@ def encode_cmd(
                boxes=exported.boxes if detect else None, faces=exported.faces)
     say(f"wrote {len(exported)} codes of size {exported.dim} to {out}")
     summary = {"out": str(out), "format": out.suffix.lower().lstrip("."), "count": len(exported), "dim": exported.dim,
-               "images": n_photos, "no_face": len(no_face), "model": (exported.model or {}).get("path")}
+               "images": n_photos, "no_face": len(no_face), "model": (exported.model or {}).get("path") or (exported.model or {}).get("builtin") or str(model)}
     print_out(json.dumps(summary))
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 
-from facespace.cli._util import ModelOpt, say
+from facespace.cli._util import DetectorOpt, ModelOpt, detection, say
 from facespace.cli._util import out as print_out
 from facespace.errors import FacespaceError
 
@@ -44,6 +44,7 @@ def morph_cmd(
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
     frame_ms: Annotated[int, Opt("--frame-ms", help="GIF: milliseconds per frame")] = 150,
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: find each one's surest face first")] = False,
+    detector: DetectorOpt = None,
     model: ModelOpt = "faces-ae",
 ) -> None:
     """Morph between two faces through the model's code space; write a strip (and a GIF)."""
@@ -52,7 +53,7 @@ def morph_cmd(
     from facespace.grid import make_grid, save_png
 
     net = resolve_model(model)
-    face_a, face_b = photo_face(net, image_a, detect), photo_face(net, image_b, detect)
+    face_a, face_b = photo_face(net, image_a, detect, detector), photo_face(net, image_b, detect, detector)
     frames = morph(net, face_a, face_b, steps=steps)
     if gif is not None and frame_ms < 1:
         raise FacespaceError(f"--frame-ms must be >= 1; got {frame_ms}")
@@ -65,11 +66,13 @@ def morph_cmd(
     _json(result)
 
 
-def photo_face(model, path: Path, detect: bool):
-    """`facespace.photos.faces.face_of_photo`, saying on stderr which face was used of several."""
+def photo_face(model, path: Path, detect: bool, detector: Optional[str] = None):
+    """`facespace.photos.faces.face_of_photo`, saying on stderr which face was used of several;
+    naming a `detector` means the image is a whole photo."""
     from facespace.photos.faces import face_of_photo
 
-    face, note = face_of_photo(model, path, detect=detect)
+    detect, detector = detection(detect, detector)
+    face, note = face_of_photo(model, path, detect=detect, detector=detector)
     if note:
         say(note)
     return face

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from facespace.cli._util import out, say
+from facespace.cli._util import DetectorOpt, detection, out, say
 
 
 def _csv(rows: list[list[Any]]) -> None:
@@ -84,6 +84,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
         detect: bool = typer.Option(False, help="Find the faces in whole photos; every face found is added."),
         max_faces: Optional[int] = typer.Option(None, help="With --detect: at most this many faces per photo."),
+        detector: DetectorOpt = None,
         max_distance: Optional[float] = typer.Option(None, help="Join radius (default: learned at the last recluster)."),
         crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
                                  "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
@@ -97,8 +98,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         from facespace.photos.faces import model_crops
 
         files = expand_images(photos)
+        detect, detector = detection(detect, detector)
         with _open(gallery, model) as g:
-            crops = model_crops(g.model, files, detect=detect, crop=crop, max_faces=max_faces)
+            crops = model_crops(g.model, files, detect=detect, crop=crop, max_faces=max_faces, detector=detector)
             rows: list[list[Any]] = [["face", "source", "box", "group", "status"]]
             if len(crops):
                 added = g.add(crops.images, crops.sources, boxes=crops.boxes, max_distance=max_distance)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from facespace.cli._util import encode_progress, say
+from facespace.cli._util import DetectorOpt, detection, encode_progress, say
 from facespace.cli.duplicates import duplicates_cmd
 from facespace.files import check_output, locked
 from facespace.cli._util import out as print_out
@@ -247,6 +247,7 @@ def search_cmd(
     model: Annotated[Optional[str], Opt("--model", "-m", help="the index's model (default: the one it records)")] = None,
     codes: Annotated[Optional[Path], Opt("--codes", help="query by exported codes (.npy/.csv/.parquet); no model needed")] = None,
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; each face is a query (path#k)")] = False,
+    detector: DetectorOpt = None,
     montage: Annotated[Optional[Path], Opt("--montage", help="PNG: each query beside its results")] = None,
     crop: Annotated[str, Opt(help="crop of the query images without --detect: recorded (the model's own) | lfw | tight | none")] = "recorded",
 ) -> None:
@@ -275,11 +276,11 @@ def search_cmd(
     else:
         net = index_model(index) if model is None else resolve_model(str(model))
         check_model(index, net)
+        detect, detector = detection(detect, detector)
         if detect:
-            from facespace.photos.faces import crops_from_photos
+            from facespace.photos.faces import model_crops
 
-            size, _, channels = net.image_shape
-            crops = crops_from_photos(images, size=size, grayscale=channels == 1, detect=True)
+            crops = model_crops(net, images, detect=True, detector=detector)
             for p in crops.no_face:
                 say(f"no face found in {p}")
             if len(crops) == 0:

@@ -12,19 +12,23 @@ from facespace.cli._util import out, say
 
 
 def list_cmd() -> None:
-    """The built-in models: name, kind, input, code size, weights, what each is for (CSV)."""
-    from facespace.models.registry import builtin_card, builtin_names
+    """The models facespace knows by name: the built-in ones and those an optional extra provides
+    (name, kind, input, code size, weights, what each is for, whether it can be used here; CSV)."""
+    from facespace.models.registry import builtin_card, builtin_names, extra_available, extra_names
 
     import csv
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "kind", "image_shape", "code_size", "weights", "file_bytes", "honest_numbers"])
-    for name in builtin_names():
+    w.writerow(["name", "kind", "image_shape", "code_size", "weights", "file_bytes", "honest_numbers", "available"])
+    for name in builtin_names() + extra_names():
         c = builtin_card(name)
+        available = "yes"
+        if name in extra_names():  # from an optional extra: usable only where it is installed
+            available = "yes" if extra_available(name) else f"no: {c['requires']}"
         w.writerow([name, c["kind"], "x".join(str(v) for v in c["image_shape"]), c["code_size"], c["weights"],
-                    c["file_bytes"], c["honest_numbers"]])
+                    c["file_bytes"], c["honest_numbers"], available])
     out(buf.getvalue().rstrip("\n"))
     if not builtin_names():
         say("this installation ships no built-in model; train one with `facespace train`")

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import typer
 
-from facespace.cli._util import out, say
+from facespace.cli._util import DetectorOpt, detection, out, say
 from facespace.data.inputs import expand_images
 from facespace.errors import FacespaceError
 from facespace.models.registry import resolve_model
@@ -41,6 +41,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         force: bool = typer.Option(False, "--force", help="Enrol images that fail the quality checks too."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos of this person alone: "
                                     "find the face first (a photo with several faces is refused)."),
+        detector: DetectorOpt = None,
         crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
                                  "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
                                  "lfw | tight | none | T,L,B,R."),
@@ -52,8 +53,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         files = expand_images(images)
         m = resolve_model(model)
         sizes = None
+        detect, detector = detection(detect, detector)
         if detect:
-            crops = model_crops(m, files, detect=True)
+            crops = model_crops(m, files, detect=True, detector=detector)
             for p in crops.no_face:
                 say(f"{p}: no face found; not enrolled")
             several = sorted({s for s in crops.sources if crops.sources.count(s) > 1})
@@ -83,6 +85,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         gallery: Path = typer.Option(..., help="Gallery file."),
         max_distance: Optional[float] = typer.Option(None, help="Override the calibrated stranger threshold."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: name every face in them."),
+        detector: DetectorOpt = None,
         codes: Optional[Path] = typer.Option(None, help="Identify codes exported by `facespace encode` "
                                              "(.npy, .csv, .parquet) instead of images."),
         crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
@@ -94,6 +97,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         with --detect also face,box ("x y width height" in photo pixels),status (ok or no_face)."""
         from facespace.people.gallery.gallery import Gallery
 
+        detect, detector = detection(detect, detector)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "name", "distance", "quality"] + (["face", "box", "status"] if detect else []))
@@ -109,7 +113,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         m = resolve_model(model)
         with Gallery(gallery, m, create=False) as g:
             if detect:
-                crops = model_crops(m, files, detect=True)
+                crops = model_crops(m, files, detect=True, detector=detector)
                 results = g.identify(crops.images, max_distance=max_distance,
                                      sizes=[min(b[2], b[3]) for b in crops.boxes]) if len(crops) else []
             else:
@@ -155,6 +159,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         model: str = typer.Option("faces-id", "--model", "-m", help="The model the gallery was built with."),
         gallery: Path = typer.Option(..., help="Gallery file."),
         detect: bool = typer.Option(False, "--detect", help="IMAGE is a whole photo: find the faces first."),
+        detector: DetectorOpt = None,
         face: Optional[int] = typer.Option(None, help="With --detect: which face (the number identify printed)."),
         crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
                                  "(the model's own; a file that is not a 250x250 LFW original is used whole) | "
@@ -165,8 +170,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
         m = resolve_model(model)
         source, x = str(image), image
+        detect, detector = detection(detect, detector)
         if detect:
-            crops = model_crops(m, [image], detect=True)
+            crops = model_crops(m, [image], detect=True, detector=detector)
             if not len(crops):
                 raise FacespaceError(f"{image}: no face found; nothing was recorded")
             if face is None and len(crops) > 1:
@@ -186,6 +192,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         model: str = typer.Option("faces-ae", "--model", "-m", help="The model the faces are for (its reconstructions "
                                   "judge how face-like they are)."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: judge every face."),
+        detector: DetectorOpt = None,
         save_reference: bool = typer.Option(False, "--save-reference", help="These are good faces (e.g. the "
                                             "training faces): store their quality distribution in the model."),
         crop: str = typer.Option("recorded", "--crop", help="How image files are cut (not with --detect): recorded "
@@ -197,7 +204,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         from facespace.people.quality_reference import quality_reference, save_quality_reference
 
         m = resolve_model(model)
-        crops = model_crops(m, expand_images(images), detect=detect, crop=crop)
+        detect, detector = detection(detect, detector)
+        crops = model_crops(m, expand_images(images), detect=detect, crop=crop, detector=detector)
         for p in crops.no_face:
             say(f"{p}: no face found")
         if save_reference:

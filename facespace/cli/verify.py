@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from facespace.cli._util import ModelOpt, out, say
+from facespace.cli._util import DetectorOpt, ModelOpt, detection, out, say
 from facespace.cli.generate import photo_face
 from facespace.errors import FacespaceError
 from facespace.models.registry import resolve_model
@@ -70,6 +70,7 @@ def calibrate_cmd(
     per_person: Annotated[bool, Opt("--per-person", help="--gallery: also a threshold per enrolled person")] = False,
     curves: Annotated[Optional[Path], Opt("--curves", help="PNG of the false-accept / false-reject curves")] = Path("calibration.png"),
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
+    detector: DetectorOpt = None,
     dry_run: Annotated[bool, Opt("--dry-run", help="measure and report, store nothing")] = False,
     model: ModelOpt = "faces-id",
 ) -> None:
@@ -86,6 +87,7 @@ def calibrate_cmd(
         raise FacespaceError(f"--target-far must be in [0, 1); got {far}")
     if lfw is not None and pairs is None:
         raise FacespaceError("--lfw goes with an LFW --pairs file")
+    detect, detector = detection(detect, detector)
     labelled = cal.read_pair_file(pairs, lfw=lfw) if pairs is not None else cal.folder_pairs(folder, seed=seed, max_same=max_same)
     say(f"{len(labelled)} labelled pairs ({int(labelled.same.sum())} same) from {labelled.source}")
     net = resolve_model(model)
@@ -97,10 +99,11 @@ def calibrate_cmd(
             if metric != g.metric:
                 say(f"using the gallery's metric, {g.metric}")
             c, per, no_face = cal.calibrate_gallery(g, labelled, target_far=far, per_person=per_person, detect=detect,
-                                                    store=not dry_run)
+                                                    detector=detector, store=not dry_run)
         stored = None if dry_run else str(gallery)
     else:
-        c, no_face = cal.calibrate_pairs(net, labelled, target_far=far, metric=metric, detect=detect)
+        c, no_face = cal.calibrate_pairs(net, labelled, target_far=far, metric=metric, detect=detect,
+                                         detector=detector)
         stored = None
         if not dry_run:
             from facespace.people.verification import save_threshold
@@ -131,6 +134,7 @@ def explain_cmd(
     metric: Annotated[Optional[str], Opt(help="cosine or l2 (default: the calibrated metric, else cosine)")] = None,
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
+    detector: DetectorOpt = None,
     model: ModelOpt = "faces-ae",
 ) -> None:
     """Explain a match: the two faces, their reconstructions and a difference heatmap, with the verdict."""
@@ -141,7 +145,7 @@ def explain_cmd(
 
     net = resolve_model(model)
     metric = metric or (stored_threshold(net) or {}).get("metric", "cosine")
-    e = explain(net, photo_face(net, image_a, detect), photo_face(net, image_b, detect), metric=metric)
+    e = explain(net, photo_face(net, image_a, detect, detector), photo_face(net, image_b, detect, detector), metric=metric)
     save_png(explanation_picture(e, scale=scale), out_path)
     say(f"{caption(e)}; wrote {out_path}")
     _json({"model": str(model), "a": str(image_a), "b": str(image_b), "distance": round(e.distance, 6),
@@ -166,6 +170,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: find the faces first "
                                     "(several faces: every pair is compared, one JSON line each)."),
+        detector: DetectorOpt = None,
         crop: Optional[str] = typer.Option(None, help="How faces are cut from the files: tight | lfw | none | T,L,B,R "
                                            "(default: the crop the model was trained with)."),
     ) -> None:
@@ -176,10 +181,11 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
         m = resolve_model(model)
         cut = RECORDED if crop is None else parse_crop(crop)
+        detect, detector = detection(detect, detector)
         if not detect:
             pairs = [(image_a, image_b, None, None)]
         else:
-            crops = model_crops(m, [image_a, image_b], detect=True)
+            crops = model_crops(m, [image_a, image_b], detect=True, detector=detector)
             if crops.no_face:
                 out(json.dumps({"a": str(image_a), "b": str(image_b), "status": "no_face",
                                 "no_face": crops.no_face}))

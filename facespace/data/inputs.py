@@ -22,14 +22,16 @@ import numpy as np
 
 from facespace.data.crops import RECORDED, crop_name, resolve_crop
 from facespace.data.folders import scan_folder
-from facespace.data.images import crop_box, load_images
+from facespace.data.images import crop_box, load_images, read_image
 from facespace.errors import DataError
-from facespace.protocol import Encoder, check_images
+from facespace.protocol import Encoder, check_images, is_aligning
 
 # an image whose pixels vary less than this (std over the image) holds no face
 MIN_PIXEL_STD = 1e-3
 # source images smaller than this (pixels per side) are too small to hold a usable face
 MIN_SOURCE_SIDE = 12
+# files read for a model that aligns its own faces are first shrunk to this longer side at most
+ALIGN_MAX_SIDE = 2048
 
 
 def as_images(model: Encoder, images: Any, *, crop: Any = RECORDED, check_faces: bool = False) -> np.ndarray:
@@ -51,6 +53,9 @@ def as_images(model: Encoder, images: Any, *, crop: Any = RECORDED, check_faces:
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, Sequence) and len(images) and isinstance(images[0], (str, os.PathLike)):
+        if is_aligning(model):
+            x = aligned_images(model, images, crop=crop, check_faces=check_faces)
+            return check_face_images(x, names=[str(p) for p in images]) if check_faces else x
         crop = resolve_crop(model, crop)
         if check_faces:
             return load_face_images(images, shape, crop=crop)
@@ -122,6 +127,43 @@ def load_face_images(
     size, _, channels = image_shape
     x = load_images([str(p) for p in paths], size=size, crop=crop, grayscale=channels == 1)
     return check_face_images(x, names=[str(p) for p in paths])
+
+
+def aligned_images(model: Any, paths: Sequence[str | os.PathLike], *, crop: Any = RECORDED,
+                   check_faces: bool = False) -> np.ndarray:
+    """Inputs for a model that cuts its own faces from files (`facespace.protocol.Aligning`, dlib).
+
+    Each file is one face: by default the model locates it (`model.locate`; a file in which no face
+    is found is taken to be a face already cut out and used whole); `crop="none"` uses the whole
+    file as the face box without looking; a box (`"T,L,B,R"`) gives the face box.
+
+    Returns:
+        `(n, H, W, C)` float32 in [0, 1] at `model.image_shape`.
+    """
+    if not len(paths):
+        raise DataError("no images given; pass one or more image files")
+    return align_arrays(model, (read_image(p, max_side=ALIGN_MAX_SIDE) for p in paths), crop=crop,
+                        check_faces=check_faces, names=[str(p) for p in paths])
+
+
+def align_arrays(model: Any, images: Any, *, crop: Any = RECORDED, check_faces: bool = False,
+                 names: Sequence[str] | None = None) -> np.ndarray:
+    """`aligned_images` for images already read: an iterable of `(H, W, C)` arrays in [0, 1]."""
+    chips = []
+    for i, img in enumerate(images):
+        p = names[i] if names is not None else f"image {i}"
+        h, w = img.shape[:2]
+        if check_faces and min(w, h) < MIN_SOURCE_SIDE:
+            raise DataError(f"{p} is {w}x{h} pixels, too small to hold a usable face (at least "
+                            f"{MIN_SOURCE_SIDE}x{MIN_SOURCE_SIDE}); pass a larger photo")
+        if isinstance(crop, str) and crop == RECORDED:
+            box = model.locate(img)
+        else:
+            spec = resolve_crop(model, crop)
+            cut = crop_box(spec, w, h, name=p) if spec is not None else None
+            box = None if cut is None else (cut[1], cut[0], cut[3] - cut[1], cut[2] - cut[0])
+        chips.append(model.align(img, box or (0, 0, w, h)))
+    return np.stack(chips).astype(np.float32)
 
 
 def expand_images(items: Sequence[str | os.PathLike]) -> list[Path]:

@@ -25,6 +25,7 @@ def model_record(model: Encoder) -> dict[str, Any]:
         "weights_hash": weights_hash(model),
         "kind": model_kind(model),
         "path": os.path.abspath(info["path"]) if info.get("path") else None,  # searchable from any folder
+        "builtin": info.get("builtin"),  # a built-in or extra model's name: found again by name
         "image_shape": list(model.image_shape),
         "code_size": int(model.code_size),
     }
@@ -58,6 +59,10 @@ def check_model(index: Index, model: Encoder) -> None:
 def index_model(index: Index) -> Any:
     """Load the model recorded in `index` from its checkpoint path, or say why that is impossible."""
     rec = index.model
+    if rec is not None and not rec.get("path") and rec.get("builtin"):
+        model = resolve_model(rec["builtin"])
+        check_model(index, model)
+        return model
     if rec is None or not rec.get("path"):
         raise IndexingError("this index records no model file; give the model explicitly (--model PATH)")
     if not os.path.exists(rec["path"]):

@@ -33,6 +33,10 @@ from facespace.errors import CheckpointError, FacespaceError
 
 _REGISTRY: dict[str, type] = {}
 BUILTIN_DIR = Path(__file__).parent / "builtin"
+# Models that ship no weights of facespace's: they come with an optional extra (a pip package holds
+# the weights). Each has a card in `extras/<name>.json` naming the loader ("module:function") and
+# the options it is called with.
+EXTRAS_DIR = Path(__file__).parent / "extras"
 
 
 def register_model(cls: type) -> type:
@@ -93,16 +97,42 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.json")) if BUILTIN_DIR.is_dir() else []
 
 
+def extra_names() -> list[str]:
+    """Models that an optional extra provides (`dlib`): usable where the extra is installed."""
+    return sorted(p.stem for p in EXTRAS_DIR.glob("*.json")) if EXTRAS_DIR.is_dir() else []
+
+
 def builtin_card(name: str) -> dict[str, Any]:
-    """A built-in model's card: training data, recipe, measured numbers, fingerprint.
+    """A model's card (built-in or from an extra): training data, recipe, measured numbers.
 
     Raises:
         CheckpointError: an unknown name (the message lists the names that exist).
     """
+    if name in extra_names():
+        return json.loads((EXTRAS_DIR / f"{name}.json").read_text())
     if name not in builtin_names():
-        raise CheckpointError(f"unknown model {name!r}; built-in models: {', '.join(builtin_names()) or 'none'}, "
+        raise CheckpointError(f"unknown model {name!r}; built-in models: {', '.join(builtin_names()) or 'none'}; "
+                              f"with an optional extra: {', '.join(extra_names()) or 'none'}; "
                               "or give a checkpoint file or run folder")
     return json.loads((BUILTIN_DIR / f"{name}.json").read_text())
+
+
+def _function(spec: str) -> Any:
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def extra_available(name: str) -> bool:
+    """True when the optional extra that provides model `name` is installed here."""
+    return bool(_function(builtin_card(name)["check"])())
+
+
+def _load_extra(name: str) -> Any:
+    """Build a model an optional extra provides, by its card's loader and options."""
+    card = builtin_card(name)
+    model = _function(card["loader"])(**card.get("options", {}))
+    model.checkpoint_info["builtin"] = name
+    return model
 
 
 def _is_name(spec: str) -> bool:
@@ -128,6 +158,8 @@ def load_model(path: str | os.PathLike, *, kind: str | None = None) -> Any:
             ones); a built-in file whose weights do not match its card's fingerprint.
     """
     spec = str(path)
+    if not os.path.exists(spec) and spec in extra_names():
+        return _load_extra(spec)
     if not os.path.exists(spec) and _is_name(spec):
         card = builtin_card(spec)
         model = load_model(BUILTIN_DIR / f"{spec}.safetensors", kind=kind)

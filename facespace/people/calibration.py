@@ -234,21 +234,22 @@ def folder_pairs(folder: str | os.PathLike, *, seed: int = 0, max_same: int | No
 # --- encoding ---------------------------------------------------------------------------------
 
 
-def encode_files(model: Encoder, paths: list[str], *, detect: bool = False) -> tuple[np.ndarray, list[str]]:
-    """Codes of image files, each once; with `detect`, of the surest face in each photo.
+def encode_files(model: Encoder, paths: list[str], *, detect: bool = False,
+                 detector: str = "auto") -> tuple[np.ndarray, list[str]]:
+    """Codes of image files, each once (cut as the model cuts files: `facespace.photos.faces.model_crops`);
+    with `detect`, of the surest face in each photo.
 
     Returns:
         `(codes (n, d) float32 with NaN rows for photos without a face, those photos)`; a missing or
         unreadable file raises DataError naming it.
     """
-    from facespace.photos.faces import crops_from_photos
+    from facespace.photos.faces import model_crops
 
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise DataError(f"{len(missing)} image(s) named in the pairs do not exist, e.g. {missing[0]}; "
                         "check the paths (CSV paths are relative to the CSV's folder; LFW needs --lfw)")
-    size, _, channels = model.image_shape
-    crops = crops_from_photos(paths, size=size, grayscale=channels == 1, detect=detect, max_faces=1 if detect else None)
+    crops = model_crops(model, paths, detect=detect, max_faces=1 if detect else None, detector=detector)
     codes = np.full((len(paths), int(model.code_size)), np.nan, np.float32)
     if len(crops):
         row = {p: i for i, p in enumerate(paths)}
@@ -277,7 +278,7 @@ def summarize(scores: Any, genuine: Any, *, target_far: float | None = 0.01, met
 
 
 def calibrate_pairs(model: Encoder, pairs: LabelledPairs, *, target_far: float | None = 0.01, metric: str = "cosine",
-                    detect: bool = False) -> tuple[Calibration, list[str]]:
+                    detect: bool = False, detector: str = "auto") -> tuple[Calibration, list[str]]:
     """Calibrate a model's verification threshold on labelled pairs of image files.
 
     Returns:
@@ -286,7 +287,7 @@ def calibrate_pairs(model: Encoder, pairs: LabelledPairs, *, target_far: float |
     from facespace.people.distances import pair_distances
 
     paths = sorted(set(pairs.paths_a) | set(pairs.paths_b))
-    codes, no_face = encode_files(model, paths, detect=detect)
+    codes, no_face = encode_files(model, paths, detect=detect, detector=detector)
     row = {p: i for i, p in enumerate(paths)}
     ia = np.array([row[p] for p in pairs.paths_a])
     ib = np.array([row[p] for p in pairs.paths_b])
@@ -299,7 +300,7 @@ def calibrate_pairs(model: Encoder, pairs: LabelledPairs, *, target_far: float |
 
 
 def calibrate_gallery(gallery: Any, pairs: LabelledPairs, *, target_far: float | None = 0.01, per_person: bool = False,
-                      detect: bool = False, store: bool = True) -> tuple[Calibration, dict[str, dict[str, Any]], list[str]]:
+                      detect: bool = False, detector: str = "auto", store: bool = True) -> tuple[Calibration, dict[str, dict[str, Any]], list[str]]:
     """Calibrate a gallery's stranger threshold (and per-person ones) as `identify` decides.
 
     Args:
@@ -321,7 +322,7 @@ def calibrate_gallery(gallery: Any, pairs: LabelledPairs, *, target_far: float |
         raise DataError(f"{pairs.source}: calibrating a gallery needs each image's person; use --folder DIR, an LFW "
                         "pairs file, or CSV columns name_a,name_b")
     paths = sorted(labelled)
-    codes, no_face = encode_files(gallery.model, paths, detect=detect)
+    codes, no_face = encode_files(gallery.model, paths, detect=detect, detector=detector)
     ok = np.isfinite(codes).all(1)
     probes, names = codes[ok], [labelled[p] for p, k in zip(paths, ok) if k]
     enrolled, person, people = gallery.codes()

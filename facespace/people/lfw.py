@@ -144,6 +144,24 @@ def evaluate_distances(
                    target_far=target_far)
 
 
+def evaluate_fold_distances(
+    distances_for: Callable[[int], Any],
+    same: Any,
+    folds: Any,
+    *,
+    metric: str = "cosine",
+    protocol_note: str = "per-fold scoring fitted on the other folds' people",
+    target_far: float | None = None,
+) -> LfwReport:
+    """The View 2 protocol where each fold scores its pairs its own way (an adaptation fitted on the
+    other folds' people): `distances_for(k)` gives all `(n,)` pair distances under fold k's scoring;
+    fold k is scored with the threshold chosen on the other folds' pairs under that same scoring."""
+    s = np.asarray(same).astype(bool)
+    f = np.asarray(folds)
+    return _report(lambda k: np.asarray(distances_for(int(k)), np.float64), s, f, metric=metric,
+                   protocol_honoured=True, protocol_note=protocol_note, target_far=target_far)
+
+
 def _report(distances_for: Callable[[Any], np.ndarray], s, f, *, metric, protocol_honoured, protocol_note,
             tested_folds: Any = None, calibration_fold: Callable[[Any], Any] | None = None,
             target_far: float | None = None) -> LfwReport:

@@ -7,6 +7,9 @@ downloaded. Two backends:
   which ships inside scikit-image (``skimage.data.lbp_frontal_face_cascade_filename()``) and runs on
   scikit-image's cascade engine. It gives boxes and scores, no landmarks. It works on any OpenCV
   version, because it does not use OpenCV at all.
+- ``"dlib-hog"`` and ``"dlib-cnn"`` (the optional extra ``facespace[dlib]``): dlib's HOG detector and
+  its MMOD CNN detector (slower; finds small and turned faces), with dlib's 5-point landmarks, whose
+  eye corners give the eye landmarks.
 - ``"haar"``: OpenCV's Haar frontal-face and eye cascades from ``cv2.data.haarcascades``, with eye
   detections as landmarks. OpenCV 5 dropped ``CascadeClassifier`` and its bundled cascade files,
   so this backend needs ``opencv-python-headless<5``; with OpenCV 5 it raises a `FacespaceError`
@@ -28,7 +31,9 @@ import numpy as np
 
 from facespace.errors import FacespaceError
 
-DETECTORS = ("auto", "lbp", "haar")
+DETECTORS = ("auto", "lbp", "haar", "dlib-hog", "dlib-cnn")
+# the detectors that come with the optional extra facespace[dlib] (they give 5 landmarks)
+DLIB_DETECTORS = ("dlib-hog", "dlib-cnn")
 
 # fewest agreeing raw windows for a face, per backend: on LFW (benchmarks/detection.py) lbp at 6 keeps
 # 97% recall with 0.06 extra boxes per image (at 4: 0.15; at 10: 95% recall, 0.03)
@@ -153,6 +158,8 @@ def detect_faces(
         raise FacespaceError(f"scale_factor={scale_factor} must be > 1 (e.g. 1.1)")
     if detector == "auto":
         detector = "haar" if _haar_available() else "lbp"
+    if detector in DLIB_DETECTORS:
+        return _dlib_detect(x, detector, min_size=min_size, max_side=max_side)
     if min_neighbors is None:
         min_neighbors = MIN_NEIGHBORS[detector]
     if min_neighbors < 1:
@@ -281,6 +288,29 @@ def _haar_eyes(gray: np.ndarray, box, cascade) -> np.ndarray | None:
     # the largest eye window on each side of the face's middle
     pair = [centres[side][np.argmax(found[side][:, 2])] for side in (on_left, ~on_left)]
     return np.stack(pair).astype(np.float64) + np.array([x, y])
+
+
+def _dlib_detect(image: np.ndarray, detector: str, *, min_size: int, max_side: int) -> list[Detection]:
+    """dlib's HOG or CNN faces, upsampled once when small (its smallest window is 80 px, 40 after one
+    upsampling), with eye landmarks from the 5-point model; boxes in `image`'s pixels."""
+    from facespace.models.dlib_face import as_uint8_rgb, cnn_boxes, five_points, hog_boxes
+
+    rgb = as_uint8_rgb(image)
+    h, w = rgb.shape[:2]
+    ratio = min(1.0, max_side / max(h, w))
+    work = rgb if ratio == 1.0 else as_uint8_rgb(_resize_area(rgb, (max(1, round(w * ratio)), max(1, round(h * ratio)))))
+    upsample = 1 if max(work.shape[:2]) <= 1000 else 0
+    found = (hog_boxes if detector == "dlib-hog" else cnn_boxes)(work, upsample)
+    out = []
+    for (bx, by, bw, bh), score in found:
+        box = tuple(int(round(v / ratio)) for v in (bx, by, bw, bh))
+        if min(box[2], box[3]) * ratio < min_size:
+            continue
+        points = five_points(rgb, box)  # (5, 2): corners of one eye, of the other, nose base
+        eyes = np.stack([points[0:2].mean(0), points[2:4].mean(0)])
+        eyes = eyes[np.argsort(eyes[:, 0])].astype(np.float32)
+        out.append(Detection(box, score, eyes, 0.0, detector))
+    return out
 
 
 # ---- geometry ----

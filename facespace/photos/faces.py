@@ -17,8 +17,9 @@ import numpy as np
 from facespace.photos.align import align_face, face_roll
 from facespace.photos.detect import Detection, check_image, detect_faces
 from facespace.data.crops import RECORDED, resolve_crop
+from facespace.data.inputs import aligned_images
 from facespace.errors import FacespaceError
-from facespace.protocol import Encoder
+from facespace.protocol import Encoder, is_aligning
 
 Photo = Union[str, os.PathLike, bytes, np.ndarray]
 
@@ -93,6 +94,7 @@ def faces_in_photo(
     detector: str = "auto",
     level: bool = True,
     max_faces: int | None = None,
+    align: Any = None,
     **detect_options,
 ) -> list[Face]:
     """Find, align and crop every face in a photo. The one entry point for whole photos.
@@ -105,6 +107,7 @@ def faces_in_photo(
         crop: without `detect`, how each file is cut (a data-layer spec, `facespace.data.crops`).
         level: rotate each face so that its eyes are level (see `facespace.photos.align.face_roll`).
         max_faces: keep at most this many faces, best score first (None: all).
+        align: a model that cuts its own faces (`facespace.protocol.Aligning`), or None.
         **detect_options: passed to `facespace.photos.detect.detect_faces` (`min_size`, `max_side`,
             `min_neighbors`, `angles`, `scale_factor`).
 
@@ -116,7 +119,7 @@ def faces_in_photo(
     """
     image, scale = read_photo(photo)
     return find_faces(image, scale=scale, size=size, grayscale=grayscale, detector=detector, level=level,
-                      max_faces=max_faces, **detect_options)
+                      max_faces=max_faces, align=align, **detect_options)
 
 
 def find_faces(
@@ -128,9 +131,13 @@ def find_faces(
     detector: str = "auto",
     level: bool = True,
     max_faces: int | None = None,
+    align: Any = None,
     **detect_options,
 ) -> list[Face]:
-    """`faces_in_photo` on an image already read with `read_photo` (which gave `scale`)."""
+    """`faces_in_photo` on an image already read with `read_photo` (which gave `scale`).
+
+    `align`: a model that cuts its own inputs (`facespace.protocol.Aligning`, dlib): each face is
+    then cut by `align.align(image, box)` instead of `align_face` (`size` and `grayscale` unused)."""
     if max_faces is not None and max_faces < 1:
         raise FacespaceError(f"max_faces={max_faces} must be at least 1 (or None for all)")
     if not scale > 0:
@@ -139,7 +146,10 @@ def find_faces(
     found = found[:max_faces] if max_faces is not None else found
     faces = []
     for d in found:
-        crop = align_face(image, d, size=size, grayscale=grayscale, level=level)
+        if align is not None:
+            crop = align.align(image, d.box)
+        else:
+            crop = align_face(image, d, size=size, grayscale=grayscale, level=level)
         box = tuple(int(round(v / scale)) for v in d.box)
         eyes = None if d.landmarks is None else (np.asarray(d.landmarks) / scale).astype(np.float32)
         faces.append(Face(box, d.score, crop, eyes, face_roll(d) if level else 0.0, scale))
@@ -220,6 +230,7 @@ def crops_from_photos(
     max_faces: int | None = None,
     detector: str = "auto",
     crop: Any = "lfw",
+    align: Any = None,
 ) -> PhotoCrops:
     """What every command that takes face images does with its files (`--detect` or not).
 
@@ -235,12 +246,17 @@ def crops_from_photos(
         max_faces: with `detect`, keep at most this many faces per photo (None: all).
         detector: see `facespace.photos.detect.DETECTORS`.
         crop: without `detect`, how each file is cut (a data-layer spec, `facespace.data.crops`).
+        align: a model that cuts its own faces (`facespace.protocol.Aligning`): files and detected
+            faces are cut by it (`crop` then as `facespace.data.inputs.aligned_images` takes it).
 
     Raises:
         DataError: a file that is missing, not an image, truncated or too large (named).
     """
     channels = 1 if grayscale else 3
     paths = [str(p) for p in photos]
+    if not detect and align is not None:
+        images = aligned_images(align, paths, crop=crop) if paths else np.zeros((0, *align.image_shape), np.float32)
+        return PhotoCrops(images, paths, [0] * len(paths), [None] * len(paths), [])
     if not detect:
         from facespace.data import load_images
 
@@ -248,7 +264,7 @@ def crops_from_photos(
         return PhotoCrops(images, paths, [0] * len(paths), [None] * len(paths), [])
     crops, sources, index, boxes, none = [], [], [], [], []
     for p in paths:
-        found = faces_in_photo(p, size=size, grayscale=grayscale, detector=detector, max_faces=max_faces)
+        found = faces_in_photo(p, size=size, grayscale=grayscale, detector=detector, max_faces=max_faces, align=align)
         if not found:
             none.append(p)
         for k, f in enumerate(found):
@@ -261,15 +277,19 @@ def crops_from_photos(
 
 
 def model_crops(model: Encoder, files: list[str | os.PathLike], *, detect: bool, crop: Any = RECORDED,
-                max_faces: int | None = None) -> PhotoCrops:
+                max_faces: int | None = None, detector: str = "auto") -> PhotoCrops:
     """`crops_from_photos` at a model's input shape: what every face-taking command feeds the model.
-    Without `detect` files are cut with `crop` (default: the model's own, `facespace.data.crops`)."""
+    Without `detect` files are cut with `crop` (default: the model's own, `facespace.data.crops`); a
+    model that cuts its own faces (dlib) does so, from files and from detected boxes."""
     size, _, channels = model.image_shape
+    if is_aligning(model):
+        return crops_from_photos(files, detect=detect, max_faces=max_faces, detector=detector, crop=crop, align=model)
     return crops_from_photos(files, size=size, grayscale=channels == 1, detect=detect, max_faces=max_faces,
-                             crop=resolve_crop(model, crop))
+                             detector=detector, crop=resolve_crop(model, crop))
 
 
-def face_of_photo(model: Encoder, path: str | os.PathLike, *, detect: bool) -> tuple[str | np.ndarray, str | None]:
+def face_of_photo(model: Encoder, path: str | os.PathLike, *, detect: bool,
+                  detector: str = "auto") -> tuple[str | np.ndarray, str | None]:
     """One face per file, for commands that take one (morph, explain): the path as it is, or with
     `detect` the surest face found in the photo as an `(H, W, C)` crop at the model's shape.
 
@@ -281,7 +301,7 @@ def face_of_photo(model: Encoder, path: str | os.PathLike, *, detect: bool) -> t
     """
     if not detect:
         return str(path), None
-    crops = model_crops(model, [path], detect=True)
+    crops = model_crops(model, [path], detect=True, detector=detector)
     if crops.no_face:
         raise FacespaceError(f"no face found in {path}; use a photo where the face is upright and clearly visible, "
                              "or pass a cropped face without --detect")

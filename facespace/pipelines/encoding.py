@@ -4,6 +4,7 @@ with its code, path, name and (with `detect`) box. `facespace encode` and `index
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -13,12 +14,13 @@ import numpy as np
 from facespace.data.crops import RECORDED, resolve_crop
 from facespace.data.folders import identities, scan_folder
 from facespace.data.images import load_images
+from facespace.data.inputs import align_arrays, aligned_images
 from facespace.data.load import load_faces
 from facespace.errors import FacespaceError
-from facespace.photos.faces import crops_from_photos
+from facespace.photos.faces import model_crops
 from facespace.pipelines.codes import encode
 from facespace.pipelines.export.formats import ExportedCodes, export_model_record
-from facespace.protocol import Encoder
+from facespace.protocol import Encoder, is_aligning
 
 _LFW_NAME = re.compile(r"^(.+)_\d{4}$")
 CHUNK = 64  # photos searched for faces between two progress updates
@@ -44,6 +46,7 @@ def encode_sources(
     sources: list[str],
     *,
     detect: bool = False,
+    detector: str = "auto",
     batch_size: int = 256,
     crop: Any = RECORDED,
     progress: Callable[[int, int], None] | None = None,
@@ -63,7 +66,8 @@ def encode_sources(
         `(ExportedCodes, no_face, n_photos)`: the rows; the photos in which no face was found; how
         many images or photos were looked at.
     """
-    crop = resolve_crop(net, crop)
+    aligning = is_aligning(net)  # a model that cuts its own faces from whole files (dlib)
+    given_crop, crop = crop, resolve_crop(net, crop)
     size, _, channels = net.image_shape
     grey = channels == 1
     # (kind, payload, names): kind "set" for an already-loaded FaceSet, "files" for paths to read
@@ -71,8 +75,12 @@ def encode_sources(
     loose: list[str] = []
     for src in sources:
         path = Path(src)
-        if src == "embedded" or (path.is_dir() and not detect):
-            faces = load_faces(src, size=size, crop=crop, grayscale=grey, progress=False)
+        if src == "embedded" or (path.is_dir() and not detect and not aligning):
+            if aligning:  # the embedded faces are small crops: read at the model's side, aligned by it
+                faces = load_faces(src, size=size, crop=None, grayscale=False, progress=False)
+                faces = dataclasses.replace(faces, images=align_arrays(net, faces.images, crop=given_crop))
+            else:
+                faces = load_faces(src, size=size, crop=crop, grayscale=grey, progress=False)
             names = list(faces.names) if faces.names is not None else [None] * len(faces)
             jobs.append(("set", faces, names))
         elif path.is_dir():
@@ -103,7 +111,8 @@ def encode_sources(
             boxes += [None] * len(payload)
             faces += [0] * len(payload)
         elif not detect:
-            images = load_images(payload, size=size, crop=crop, grayscale=grey)
+            images = (aligned_images(net, payload, crop=given_crop) if aligning
+                      else load_images(payload, size=size, crop=crop, grayscale=grey))
             codes.append(_encode(net, images, batch_size, tick))
             srcs += [str(Path(p).resolve()) for p in payload]
             names += who
@@ -113,7 +122,7 @@ def encode_sources(
             by_path = dict(zip(payload, who))
             for start in range(0, len(payload), CHUNK):
                 part = payload[start : start + CHUNK]
-                crops = crops_from_photos(part, size=size, grayscale=grey, detect=True)
+                crops = model_crops(net, part, detect=True, detector=detector)
                 tick(len(part))
                 codes.append(_encode(net, crops.images, batch_size, lambda n: None))
                 tick(len(part))

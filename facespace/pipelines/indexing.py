@@ -16,7 +16,8 @@ from facespace.index.binding import model_record
 from facespace.index.index import Index, IndexingError
 from facespace.models.registry import resolve_model
 from facespace.pipelines.codes import encode
-from facespace.protocol import Encoder
+from facespace.pipelines.encoding import encode_sources
+from facespace.protocol import Encoder, is_aligning
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -31,6 +32,9 @@ def encode_faces(
     """
     if hasattr(source, "images") and hasattr(source, "paths"):
         faces = source
+    elif is_aligning(model):  # a model that cuts its own faces from whole files (dlib)
+        rows, _, _ = encode_sources(model, [str(source)], batch_size=batch_size, crop=crop, progress=progress)
+        return rows.codes, [{"path": p, "name": n} for p, n in zip(rows.sources, rows.names)]
     else:
         size, _, channels = model.image_shape
         faces = load_faces(str(source), size=size, crop=resolve_crop(model, crop), grayscale=channels == 1, progress=progress is not None)
