@@ -172,6 +172,84 @@ def score(results: dict) -> dict:
     return results
 
 
+def identification(results: dict, enrol: int = 3, far: float = 0.01, seed: int = 0) -> dict:
+    """Open-set identification as benchmarks/identification.py (same split, same gallery math), on
+    dlib's codes: stock, and adapted with the View 1 choice fitted on the training half only."""
+    from identification import split
+
+    from facespace.data.faceset import FaceSet
+    from facespace.people.gallery.matching import calibrate_strangers, match_codes
+
+    c, names, row = load_codes()
+    faces = FaceSet(np.zeros((len(names), 1, 1, 1), np.float32), names, np.array(list(row)))
+    gallery, known, strangers, training = split(faces, enrol, seed)
+    chosen = results["view1"]["chosen"]["config"]
+    variants = {"stock dlib (cosine)": (codes_for(c, False), None)}
+    z = codes_for(c, chosen["flip"])
+    options = {k: chosen[k] for k in ("n_components", "shrinkage") if k in chosen}
+    if chosen["method"] != "none":
+        adapter = CodeAdapter(method=chosen["method"], **options).fit(z[training], names[training])
+        variants[f"adapted: {label(chosen)}, fitted on the training half"] = (z, adapter)
+    rows = []
+    people = sorted(gallery)
+    for name, (codes, adapter) in variants.items():
+        t = adapter.transform(codes) if adapter is not None else codes / np.linalg.norm(codes, axis=1, keepdims=True)
+        enrolled = np.concatenate([gallery[p] for p in people])
+        person = np.concatenate([np.full(len(gallery[p]), i) for i, p in enumerate(people)])
+        threshold, facts, _ = calibrate_strangers(t[enrolled], person, metric="cosine", target_far=far)
+        res_k = match_codes(t[known], t[enrolled], person, people, threshold=threshold, k=1)
+        res_s = match_codes(t[strangers], t[enrolled], person, people, threshold=threshold, k=1)
+        truth = names[known]
+        top = np.array([r.candidates[0][0] for r in res_k])
+        d_known = np.array([r.distance for r in res_k])
+        d_strange = np.sort([r.distance for r in res_s])
+        rank1 = top == truth
+        oracle = np.nextafter(d_strange[int(np.floor(far * len(d_strange)))], -np.inf)
+        accepted = int(sum(r.name is not None for r in res_s))
+        rows.append({"model": name, "rank1": float(rank1.mean()), "dir_at_far": float((rank1 & (d_known <= oracle)).mean()),
+                     "calibrated_threshold": float(threshold), "strangers_accepted": accepted,
+                     "strangers": len(strangers), "known_named_right": float(np.mean([r.name == n for r, n in zip(res_k, truth)]))})
+        print(rows[-1], file=sys.stderr)
+    results["identification"] = {
+        "protocol": f"benchmarks/identification.py's split (seed {seed}): {len(gallery)} people with >= {enrol + 1} "
+                    f"images enrolled with {enrol} each, {len(known)} known probes, {len(strangers)} stranger probes "
+                    f"(half of the people with < {enrol + 1} images); adaptation fitted on the other half "
+                    f"({len(training)} images); stranger threshold calibrated by the gallery for FAR {far:.0%}; "
+                    "DIR@FAR with the oracle threshold at 1 % of the actual strangers",
+        "rows": rows}
+    return results
+
+
+def clustering(results: dict, min_images: int = 10) -> dict:
+    """benchmarks/clustering.py's set (people with >= 10 images) and methods, on dlib's codes."""
+    from facespace.people.clustering import cluster, cluster_scores, estimate_eps
+
+    c, names, _ = load_codes()
+    counts = {n: k for n, k in zip(*np.unique(names, return_counts=True))}
+    many = np.array([counts[n] >= min_images for n in names])
+    chosen = results["view1"]["chosen"]["config"]
+    z = codes_for(c, chosen["flip"])
+    options = {k: chosen[k] for k in ("n_components", "shrinkage") if k in chosen}
+    variants = {"stock dlib": codes_for(c, False)[many]}
+    if chosen["method"] != "none":
+        adapter = CodeAdapter(method=chosen["method"], **options).fit(z[~many], names[~many])
+        variants[f"adapted: {label(chosen)}, fitted on the other people"] = adapter.transform(z[many])
+    methods = [("dbscan (auto eps: most clusters)", dict(method="dbscan", eps_rule="most-clusters")),
+               ("dbscan (auto eps: knee)", dict(method="dbscan", eps_rule="knee")),
+               ("hdbscan", dict(method="hdbscan", min_cluster_size=5)),
+               ("agglomerative (auto threshold)", dict(method="agglomerative"))]
+    rows = []
+    for vname, codes in variants.items():
+        eps = {rule: estimate_eps(codes, 5, rule=rule) for rule in ("most-clusters", "knee")}
+        for mname, kw in methods:
+            r = {"codes": vname, "method": mname, **cluster_scores(names[many], cluster(codes, **kw)), "auto_eps": eps}
+            rows.append(r)
+            print(r, file=sys.stderr)
+    results["clustering"] = {"set": f"{int(many.sum())} images of the {len({n for n in names[many]})} people with "
+                                    f">= {min_images} images; adaptation fitted on the other people's images", "rows": rows}
+    return results
+
+
 def write(results: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     results["machine"] = machine()
@@ -199,6 +277,21 @@ def write(results: dict) -> None:
         lines += ["", f"Faces found by HOG or the CNN detector in {v['located']} of {v['images']} images; "
                   f"{v['no_face_found']}. Encoding: {v['seconds_per_image']:.3f} s per image on "
                   f"{v['encode_workers']} processes (decode, detect, align, plain and mirrored codes).", ""]
+    if "identification" in results:
+        lines += ["## Open-set identification", "", results["identification"]["protocol"] + ".", "",
+                  "| model | rank-1 | DIR@FAR=1% | gallery threshold | strangers accepted at it | known named right at it |",
+                  "|---|---|---|---|---|---|"]
+        for r in results["identification"]["rows"]:
+            lines.append(f"| {r['model']} | {r['rank1']:.4f} | {r['dir_at_far']:.4f} | {r['calibrated_threshold']:.4f} | "
+                         f"{r['strangers_accepted']} / {r['strangers']} | {r['known_named_right']:.4f} |")
+        lines.append("")
+    if "clustering" in results:
+        lines += ["## Clustering with no radius given", "", results["clustering"]["set"] + ".", "",
+                  "| codes | method | ARI | NMI | pairwise F | noise | clusters |", "|---|---|---|---|---|---|---|"]
+        for r in results["clustering"]["rows"]:
+            lines.append(f"| {r['codes']} | {r['method']} | {r['ari']:.4f} | {r['nmi']:.4f} | {r['pairwise_f']:.4f} | "
+                         f"{r['noise_fraction']:.3f} | {r['clusters']} |")
+        lines.append("")
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines))
 
 
@@ -206,6 +299,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--select", action="store_true", help="View 1: choose the adaptation, write the plan")
     ap.add_argument("--score", action="store_true", help="View 2: score the plan once")
+    ap.add_argument("--identify", action="store_true", help="open-set identification (identification.py's split)")
+    ap.add_argument("--cluster", action="store_true", help="clustering (clustering.py's set)")
     args = ap.parse_args()
     path = RESULTS / f"{NAME}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -216,6 +311,10 @@ def main() -> None:
         results = select(results)
     if args.score:
         results = score(results)
+    if args.identify:
+        results = identification(results)
+    if args.cluster:
+        results = clustering(results)
     write(results)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -71,10 +72,13 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             with Gallery(gallery, m, target_far=target_far) as g:
                 n = g.enroll(name, files, replace=replace, force=force, sizes=sizes, crop=crop)
                 t = g.threshold
+                source = json.loads(g.meta.get("calibration") or "{}").get("source")
         except LowQualityError as e:  # the command line's way to enrol them anyway
             raise FacespaceError(str(e).replace("(force=True)", "(--force)")) from None
+        how = {"model": " (from the model's impostor distances: too few people here to calibrate on)",
+               "gallery": " (calibrated on the enrolled people)"}.get(source or "", "")
         say(f"{name}: {n} image(s) enrolled in {gallery}; stranger threshold "
-            + (f"{t:.4f}" if t is not None else "not yet calibrated (enrol a second person)"))
+            + (f"{t:.4f}{how}" if t is not None else "not yet calibrated (enrol a second person)"))
         out(f"{name},{n}")
 
     @people.command("identify")

@@ -132,6 +132,8 @@ def _load_extra(name: str) -> Any:
     card = builtin_card(name)
     model = _function(card["loader"])(**card.get("options", {}))
     model.checkpoint_info["builtin"] = name
+    # measured facts the card keeps for the model (a verification threshold, impostor distances)
+    model.checkpoint_info.setdefault("extra", {}).update(card.get("extra", {}))
     return model
 
 

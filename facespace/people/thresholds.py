@@ -149,6 +149,33 @@ def stranger_threshold(impostor: Any, target_far: float, *, confidence: float = 
     return float(np.nextafter(d[k], -np.inf)), k
 
 
+def threshold_from_impostors(record: dict[str, Any], n_faces: int, target_far: float) -> float:
+    """A stranger threshold from a model's recorded impostor distances, for a gallery of `n_faces`.
+
+    A stranger is wrongly named when any of the `n_faces` enrolled faces lies within the threshold;
+    with independent pairs that happens with probability `1 - (1 - p)^n_faces` for a per-pair rate
+    p, so p is set to keep that at `target_far`, and the threshold is the recorded distance quantile
+    at p (interpolated on a log scale of p).
+
+    Args:
+        record: `{"p": [...], "distance": [...]}`: increasing per-pair false-accept rates and the
+            impostor distance at each (`impostor_record`).
+        n_faces: enrolled faces the probe is compared with (>= 1).
+        target_far: the share of strangers that may be named, in (0, 1).
+    """
+    p = 1.0 - (1.0 - target_far) ** (1.0 / max(int(n_faces), 1))
+    ps, ds = np.asarray(record["p"], np.float64), np.asarray(record["distance"], np.float64)
+    return float(np.interp(np.log(max(p, ps[0])), np.log(ps), ds))
+
+
+def impostor_record(impostor: Any, *, source: str) -> dict[str, Any]:
+    """What a model keeps about its impostor distances: quantiles at per-pair rates 1e-6 to 0.5."""
+    d = np.sort(np.asarray(impostor, np.float64).ravel())
+    ps = np.unique(np.concatenate([np.logspace(-6, np.log10(0.5), 61), [1.0 / len(d)]]))
+    ps = ps[ps >= 1.0 / len(d)]
+    return {"p": ps.tolist(), "distance": np.quantile(d, ps).tolist(), "pairs": int(len(d)), "source": source}
+
+
 def reject_radius(genuine: np.ndarray) -> float | None:
     """How near a probe must be to a rejected face to count as that face: half the 1st percentile
     of the genuine scores (None without same-person pairs)."""

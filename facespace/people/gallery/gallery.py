@@ -394,7 +394,9 @@ class Gallery:
         rows = list(self.db.execute("SELECT person_id, code FROM faces"))
         person = np.array([r[0] for r in rows], np.int64)
         codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), int(meta["code_size"]))
-        t, facts, radius = calibrate_strangers(codes, person, metric=meta["metric"], target_far=float(meta["target_far"]))
+        record = json.loads(meta.get("model_impostors") or "null")
+        t, facts, radius = calibrate_strangers(codes, person, metric=meta["metric"], target_far=float(meta["target_far"]),
+                                               model_impostors=record)
         self._set_meta(reject_radius="" if radius is None else radius)
         if meta.get("threshold_source") == "manual":
             return

@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from facespace.people.distances import cross_distances, open_set_scores
-from facespace.people.thresholds import CALIBRATION_CONFIDENCE, reject_radius, stranger_threshold
+from facespace.people.thresholds import (CALIBRATION_CONFIDENCE, reject_radius, stranger_threshold,
+                                         threshold_from_impostors)
 
 __all__ = ["Identification", "REJECT_FRACTION", "calibrate_strangers", "match_codes"]
 
@@ -98,24 +99,35 @@ def match_codes(
     return out
 
 
-def calibrate_strangers(codes: np.ndarray, person: np.ndarray, *, metric: str, target_far: float
+def calibrate_strangers(codes: np.ndarray, person: np.ndarray, *, metric: str, target_far: float,
+                        model_impostors: dict[str, Any] | None = None
                         ) -> tuple[float | None, dict[str, Any] | None, float | None]:
-    """The stranger threshold of a gallery, from its enrolled faces alone.
+    """The stranger threshold of a gallery, from its enrolled faces, or from its model when too few.
 
     Every enrolled face's nearest other face of the same person is a genuine score, and its nearest
     face of anyone else an impostor score (as if that person were a stranger); the threshold keeps
     the impostor false-accept rate under `target_far` with 95 % confidence (`stranger_threshold`).
+    That guarantee needs many impostor scores (299 at 1 %); with fewer, a gallery whose model
+    carries its own impostor distances (`model_impostors`, measured on people it never saw) takes
+    the threshold from them for its size (`threshold_from_impostors`), and the facts say so.
 
     Returns:
         `(threshold, calibration facts, reject radius)`; threshold and facts are None with fewer
-        than two people.
+        than two people and no model record.
     """
     genuine, impostor = open_set_scores(codes, person, metric=metric)
     radius = reject_radius(genuine)
+    few = len(np.unique(person)) < 2 or stranger_threshold(impostor, target_far)[1] == 0
+    if few and model_impostors and len(codes):
+        t = threshold_from_impostors(model_impostors, len(codes), target_far)
+        facts = {"target_far": target_far, "source": "model", "enrolled_faces": int(len(codes)),
+                 "model_impostor_pairs": model_impostors.get("pairs"), "measured_on": model_impostors.get("source"),
+                 "genuine_accept_rate": float((genuine <= t).mean()) if len(genuine) else float("nan")}
+        return t, facts, radius
     if len(np.unique(person)) < 2:
         return None, None, radius
     t, k = stranger_threshold(impostor, target_far)
     tar = float((genuine <= t).mean()) if len(genuine) else float("nan")
     facts = {"target_far": target_far, "confidence": CALIBRATION_CONFIDENCE, "impostor_scores": len(impostor),
-             "impostors_accepted": k, "genuine_scores": len(genuine), "genuine_accept_rate": tar}
+             "impostors_accepted": k, "genuine_scores": len(genuine), "genuine_accept_rate": tar, "source": "gallery"}
     return t, facts, radius

@@ -144,6 +144,12 @@ def db_text(text: str | None) -> bytes | None:
     return None if text is None else str(text).encode("utf-8", "surrogateescape")
 
 
+def model_impostors(model: Any, metric: str) -> dict[str, Any] | None:
+    """The impostor-distance record a model carries for `metric` (`extra["impostors"][metric]`), or None."""
+    extra = (getattr(model, "checkpoint_info", None) or {}).get("extra") or {}
+    return (extra.get("impostors") or {}).get(metric)
+
+
 def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_far: float) -> None:
     """Lay out a new gallery in `db`: the schema, and the meta rows that bind it to `model`.
 
@@ -159,7 +165,10 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
         "model_fingerprint": model_fingerprint(model),
         "model_hash": model_hash(model) or "",
         "model_kind": model_kind(model),
-        "model_path": (getattr(model, "checkpoint_info", None) or {}).get("path", ""),
+        "model_path": (getattr(model, "checkpoint_info", None) or {}).get("path") or "",
+        # the model's own impostor distances, measured on people it never saw: the stranger threshold
+        # of a gallery too small to calibrate itself (`facespace.people.gallery.matching`)
+        "model_impostors": json.dumps(model_impostors(model, metric)),
         "code_size": int(model.code_size),
         "image_shape": json.dumps(list(model.image_shape)),
         "metric": metric,
