@@ -67,8 +67,11 @@ class Aligning(Encoder, Protocol):
 
 
 def is_aligning(model: Any) -> bool:
-    """True when `model` cuts its own inputs from photos (see `Aligning`)."""
-    return callable(getattr(model, "locate", None)) and callable(getattr(model, "align", None))
+    """True when `model` cuts its own inputs from photos (see `Aligning`); a wrapper of another model
+    says whether it does through an `aligns` attribute."""
+    if not (callable(getattr(model, "locate", None)) and callable(getattr(model, "align", None))):
+        return False
+    return bool(getattr(model, "aligns", True))
 
 
 @runtime_checkable

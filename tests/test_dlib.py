@@ -153,3 +153,13 @@ def test_models_list_says_whether_dlib_can_be_used(run_cli):
     code, out, _ = run_cli("models", "list")
     row = [line for line in out.splitlines() if line.startswith("dlib,")]
     assert code == 0 and row and row[0].endswith(",yes")
+
+
+def test_two_worker_processes_give_the_same_codes_in_the_same_order(photos):
+    from facespace.pipelines.encoding import encode_sources
+
+    model = load_model("dlib")
+    files = [str(photos / n) for n in ("astro.png", "grey.png", "mirror.png", "grey16.png")] * 20  # 80: two chunks
+    one, _, _ = encode_sources(model, files, workers=1)
+    two, _, _ = encode_sources(model, files, workers=2)
+    assert np.array_equal(one.codes, two.codes) and one.sources == two.sources

@@ -52,3 +52,18 @@ def test_a_bad_size_is_refused():
 
     with pytest.raises(FacespaceError, match="power of two"):
         IdentityAutoencoder(IdentityDecoderConfig(size=48))
+
+
+def test_an_adapted_model_round_trips_and_gives_unit_codes(tmp_path):
+    from facespace.models.adapted import AdaptedConfig, AdaptedEncoder
+    from facespace.protocol import is_aligning
+
+    rng = np.random.default_rng(0)
+    m = AdaptedEncoder(AdaptedConfig(base="pixels:4:grey", code_size=5), rng.normal(size=16) * 0.01,
+                       rng.normal(size=(16, 5)))
+    x = rng.random((3, 4, 4, 1), dtype=np.float32)
+    z = m.encode(x)
+    assert z.shape == (3, 5) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+    assert not is_aligning(m)  # raw pixels cut no faces of their own
+    again = load_model(save_model(m, tmp_path / "a.safetensors"))
+    assert np.allclose(again.encode(x), z, atol=1e-6)

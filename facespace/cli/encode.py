@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,6 +24,8 @@ def encode_cmd(
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
     detector: DetectorOpt = None,
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
+    workers: Annotated[Optional[int], Opt("--workers", help="processes that read, align and encode (default: every "
+                                          "core for dlib, whose encoder runs one thread; 1 for torch models)")] = None,
     crop: Annotated[str, Opt(help="crop of image files without --detect: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
     model: ModelOpt = "faces-ae",
 ) -> None:
@@ -47,7 +49,8 @@ def encode_cmd(
     bar, update = encode_progress("encoding")
     with bar:
         exported, no_face, n_photos = encode_sources(
-            net, sources, detect=detect, detector=detector, batch_size=batch_size, crop=crop, progress=update
+            net, sources, detect=detect, detector=detector, batch_size=batch_size, crop=crop, progress=update,
+            workers=workers
         )
     for p in no_face:
         say(f"no face found in {p}")

@@ -26,6 +26,7 @@ from torch import nn
 from facespace.errors import FacespaceError
 from facespace.models.base import TorchAutoencoder
 from facespace.models.registry import load_model, register_model, resolve_model
+from facespace.protocol import is_aligning
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ class IdentityAutoencoder(TorchAutoencoder):
     def encode(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """`(n, out_size, out_size, 3)` aligned faces -> `(n, code_size)` codes of the frozen encoder."""
         return self.encoder.encode(images, batch_size=batch_size)
+
+    @property
+    def aligns(self) -> bool:
+        """Whether the encoder cuts its own faces from photos (dlib does)."""
+        return is_aligning(self.encoder)
 
     def locate(self, image: np.ndarray):
         """The encoder's face finder (`facespace.protocol.Aligning`)."""

@@ -117,20 +117,21 @@ def builtin_card(name: str) -> dict[str, Any]:
     return json.loads((BUILTIN_DIR / f"{name}.json").read_text())
 
 
-def _function(spec: str) -> Any:
+def function_of(spec: str) -> Any:
+    """The function a card names as "module:function"."""
     module, function = spec.split(":")
     return getattr(importlib.import_module(module), function)
 
 
 def extra_available(name: str) -> bool:
     """True when the optional extra that provides model `name` is installed here."""
-    return bool(_function(builtin_card(name)["check"])())
+    return bool(function_of(builtin_card(name)["check"])())
 
 
 def _load_extra(name: str) -> Any:
     """Build a model an optional extra provides, by its card's loader and options."""
     card = builtin_card(name)
-    model = _function(card["loader"])(**card.get("options", {}))
+    model = function_of(card["loader"])(**card.get("options", {}))
     model.checkpoint_info["builtin"] = name
     # measured facts the card keeps for the model (a verification threshold, impostor distances)
     model.checkpoint_info.setdefault("extra", {}).update(card.get("extra", {}))

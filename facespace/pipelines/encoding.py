@@ -5,6 +5,7 @@ with its code, path, name and (with `detect`) box. `facespace encode` and `index
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from facespace.data.inputs import align_arrays, aligned_images
 from facespace.data.load import load_faces
 from facespace.errors import FacespaceError
 from facespace.photos.faces import model_crops
+from facespace.models.registry import resolve_model
 from facespace.pipelines.codes import encode
 from facespace.pipelines.export.formats import ExportedCodes, export_model_record
 from facespace.protocol import Encoder, is_aligning
@@ -41,6 +43,56 @@ def _encode(net: Encoder, images: np.ndarray, batch_size: int, tick: Callable[[i
     return codes
 
 
+def chunk_codes(net: Encoder, part: list[str], *, detect: bool, detector: str, crop: Any, batch_size: int):
+    """Codes of one chunk of image files: `(codes, sources, faces, boxes, no_face)`, one row per face."""
+    if detect:
+        crops = model_crops(net, part, detect=True, detector=detector)
+        z = _encode(net, crops.images, batch_size, lambda n: None)
+        return z, list(crops.sources), list(crops.faces), list(crops.boxes), list(crops.no_face)
+    z = _encode(net, aligned_images(net, part, crop=crop), batch_size, lambda n: None)
+    return z, list(part), [0] * len(part), [None] * len(part), []
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(spec: str) -> None:
+    _WORKER["net"] = resolve_model(spec)
+
+
+def _worker_chunk(job: tuple) -> tuple:
+    part, options = job
+    return chunk_codes(_WORKER["net"], part, **options)
+
+
+def model_spec(net: Encoder) -> str | None:
+    """What names `net` so another process can load it: its built-in name or checkpoint path (None
+    for a model that lives only in this process)."""
+    info = getattr(net, "checkpoint_info", None) or {}
+    return info.get("builtin") or info.get("path")
+
+
+def default_workers(net: Encoder) -> int:
+    """Processes `encode_sources` uses by default: every core for a model that runs one thread per
+    process (dlib's encoder), one for torch models (torch spreads over the cores itself)."""
+    return max(1, os.cpu_count() or 1) if is_aligning(net) and model_spec(net) else 1
+
+
+def _map_chunks(net: Encoder, chunks: list[list[str]], *, workers: int, **options: Any):
+    """`chunk_codes` of every chunk, in order: here, or in `workers` processes that each load the model once."""
+    spec = model_spec(net)
+    if workers <= 1 or len(chunks) <= 1 or spec is None:
+        for part in chunks:
+            yield chunk_codes(net, part, **options)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp.get_context("spawn"),
+                             initializer=_start_worker, initargs=(spec,)) as pool:
+        yield from pool.map(_worker_chunk, [(part, options) for part in chunks])
+
+
 def encode_sources(
     net: Encoder,
     sources: list[str],
@@ -50,6 +102,7 @@ def encode_sources(
     batch_size: int = 256,
     crop: Any = RECORDED,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ):
     """Codes of every face in `sources`, in order, with their paths, names and (with `detect`) boxes.
 
@@ -61,12 +114,15 @@ def encode_sources(
         batch_size: images encoded at a time.
         crop: crop of image files without `detect` (as `load_faces`); "recorded": the model's own.
         progress: called with (done, total) as images are read and encoded.
+        workers: processes that read, align and encode files in chunks (None: `default_workers`);
+            the codes are the same, in the same order, for any number.
 
     Returns:
         `(ExportedCodes, no_face, n_photos)`: the rows; the photos in which no face was found; how
         many images or photos were looked at.
     """
     aligning = is_aligning(net)  # a model that cuts its own faces from whole files (dlib)
+    workers = default_workers(net) if workers is None else max(1, int(workers))
     given_crop, crop = crop, resolve_crop(net, crop)
     size, _, channels = net.image_shape
     grey = channels == 1
@@ -110,27 +166,27 @@ def encode_sources(
             names += [None if n is None else str(n) for n in who]
             boxes += [None] * len(payload)
             faces += [0] * len(payload)
-        elif not detect:
-            images = (aligned_images(net, payload, crop=given_crop) if aligning
-                      else load_images(payload, size=size, crop=crop, grayscale=grey))
+        elif not detect and not aligning:
+            images = load_images(payload, size=size, crop=crop, grayscale=grey)
             codes.append(_encode(net, images, batch_size, tick))
             srcs += [str(Path(p).resolve()) for p in payload]
             names += who
             boxes += [None] * len(payload)
             faces += [0] * len(payload)
-        else:
+        else:  # whole photos, or a model that aligns its own faces: in chunks, over `workers` processes
             by_path = dict(zip(payload, who))
-            for start in range(0, len(payload), CHUNK):
-                part = payload[start : start + CHUNK]
-                crops = model_crops(net, part, detect=True, detector=detector)
-                tick(len(part))
-                codes.append(_encode(net, crops.images, batch_size, lambda n: None))
-                tick(len(part))
-                srcs += [str(Path(s).resolve()) for s in crops.sources]
-                names += [by_path[s] for s in crops.sources]
-                boxes += crops.boxes
-                faces += crops.faces
-                no_face += crops.no_face
+            chunks = [payload[i : i + CHUNK] for i in range(0, len(payload), CHUNK)]
+            file_crop = given_crop if aligning else crop
+            for part, (z, part_srcs, part_faces, part_boxes, part_none) in zip(
+                    chunks, _map_chunks(net, chunks, detect=detect, detector=detector, crop=file_crop,
+                                        batch_size=batch_size, workers=workers)):
+                tick(len(part) * (2 if detect else 1))
+                codes.append(z)
+                srcs += [str(Path(s).resolve()) for s in part_srcs]
+                names += [by_path[s] for s in part_srcs]
+                boxes += part_boxes
+                faces += part_faces
+                no_face += part_none
     z = np.concatenate(codes) if codes else np.zeros((0, int(net.code_size)), np.float32)
     n_photos = sum(len(p) for _, p, _ in jobs)
     return ExportedCodes(z, srcs, names, export_model_record(net), boxes, faces), no_face, n_photos
