@@ -48,3 +48,40 @@ def test_a_large_gallery_calibrates_itself_even_with_a_model_record():
     record = impostor_record(rng.uniform(0.3, 1.2, 50_000), source="unseen people")
     _, facts, _ = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, model_impostors=record)
     assert facts["source"] == "gallery"
+
+
+def test_centroid_scoring_names_people_by_the_mean_of_their_codes():
+    from facespace.people.distances import centroid_scores, person_centroids
+    from facespace.people.gallery.matching import match_codes
+
+    codes = np.array([[1, 0], [0.8, 0.6], [0, 1], [-0.6, 0.8]], np.float32)
+    person = np.array([0, 0, 1, 1])
+    people, cents = person_centroids(codes, person, metric="cosine")
+    assert people.tolist() == [0, 1] and np.allclose(np.linalg.norm(cents, axis=1), 1)
+    probe = np.array([[0.95, 0.3]], np.float32)
+    r = match_codes(probe, codes, person, ["a", "b"], threshold=0.2, scoring="centroid")[0]
+    mean_a = codes[:2].mean(0) / np.linalg.norm(codes[:2].mean(0))
+    assert r.name == "a" and r.distance == pytest.approx(1 - probe[0] @ mean_a / np.linalg.norm(probe[0]), abs=1e-6)
+    genuine, impostor = centroid_scores(codes, person, metric="cosine")
+    # leave-one-out: face 0's own centroid is face 1 alone
+    assert genuine[0] == pytest.approx(1 - codes[0] @ codes[1], abs=1e-6)
+    assert len(genuine) == 4 and len(impostor) == 4
+
+
+def test_a_centroid_gallery_keeps_its_scoring_and_names_the_enrolled(tmp_path):
+    from facespace.models.pixels import PixelEncoder
+    from facespace.people.gallery.gallery import Gallery
+
+    rng = np.random.default_rng(0)
+    model = PixelEncoder(size=4, channels=1)
+    faces = {f"p{i}": np.clip(rng.random((1, 4, 4, 1)) + 0.05 * rng.normal(size=(3, 4, 4, 1)), 0, 1).astype(np.float32)
+             for i in range(5)}
+    with Gallery(tmp_path / "g.db", model, scoring="centroid") as g:
+        g.enroll_many({n: x for n, x in faces.items()}, force=True)
+        assert g.scoring == "centroid"
+    with Gallery(tmp_path / "g.db", model) as g:  # reopened: the scoring is the file's
+        assert g.scoring == "centroid"
+        found = g.identify(np.concatenate([x[:1] for x in faces.values()]), max_distance=0.05)
+        assert [r.name for r in found] == list(faces)
+    with pytest.raises(Exception, match="unknown scoring"):
+        Gallery(tmp_path / "h.db", model, scoring="median").enroll("x", faces["p0"], force=True)

@@ -39,6 +39,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
         replace: bool = typer.Option(False, help="Replace the person's earlier images instead of adding."),
         target_far: float = typer.Option(0.01, help="False-accept rate for strangers (used when the gallery is created)."),
+        scoring: Optional[str] = typer.Option(None, help="How a person is scored (when the gallery is created): nearest "
+                                              "(their nearest photo) or centroid (the mean of their codes); default: "
+                                              "the model's recommendation."),
         force: bool = typer.Option(False, "--force", help="Enrol images that fail the quality checks too."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos of this person alone: "
                                     "find the face first (a photo with several faces is refused)."),
@@ -69,7 +72,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         from facespace.people.quality import LowQualityError
 
         try:
-            with Gallery(gallery, m, target_far=target_far) as g:
+            with Gallery(gallery, m, target_far=target_far, scoring=scoring) as g:
                 n = g.enroll(name, files, replace=replace, force=force, sizes=sizes, crop=crop)
                 t = g.threshold
                 source = json.loads(g.meta.get("calibration") or "{}").get("source")

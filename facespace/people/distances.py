@@ -52,6 +52,54 @@ def cross_distances(queries: np.ndarray, codes: np.ndarray, *, metric: str = "co
     raise FacespaceError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
 
 
+SCORINGS = ("nearest", "centroid")
+
+
+def person_centroids(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """One code per person: the mean of their codes (of unit-length codes, renormalised, for cosine).
+
+    Returns:
+        `(people (p,) int sorted, centroids (p, d) float32)`.
+    """
+    z = np.asarray(codes, np.float64)
+    if metric == "cosine":
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    people, inverse = np.unique(person, return_inverse=True)
+    sums = np.zeros((len(people), z.shape[1]))
+    np.add.at(sums, inverse, z)
+    c = sums / np.bincount(inverse)[:, None]
+    if metric == "cosine":
+        c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    return people, c.astype(np.float32)
+
+
+def centroid_scores(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """`open_set_scores` for a gallery that scores people by their centroid: for each enrolled face,
+    the distance to its own person's centroid made without it (people with two or more faces) and
+    to the nearest other person's centroid."""
+    z = np.asarray(codes, np.float64)
+    if metric == "cosine":
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    people, cents = person_centroids(z, person, metric="l2")  # plain means of the (unit) codes
+    index = np.searchsorted(people, person)
+    counts = np.bincount(index, minlength=len(people))
+    d = cross_distances(z.astype(np.float32), _finish(cents, metric), metric=metric)  # (n, p)
+    rows = np.arange(len(z))
+    d[rows, index] = np.inf
+    impostor = d.min(1) if len(people) > 1 else np.zeros(0)
+    several = counts[index] >= 2
+    own = (cents[index][several] * counts[index][several, None] - z[several]) / (counts[index][several, None] - 1)
+    genuine = pair_distances(z[several].astype(np.float32), _finish(own, metric), metric=metric)
+    return genuine, impostor[np.isfinite(impostor)]
+
+
+def _finish(means: np.ndarray, metric: str) -> np.ndarray:
+    m = np.asarray(means, np.float64)
+    if metric == "cosine":
+        m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return m.astype(np.float32)
+
+
 def open_set_scores(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine", chunk: int = 1024):
     """Genuine and impostor scores of enrolled faces, as if each person in turn were a probe.
 

@@ -62,6 +62,9 @@ class Gallery:
         metric: "cosine" or "l2" (fixed when the gallery is created).
         target_far: false-accept rate the stranger threshold is calibrated for (fixed at creation;
             change it with `calibrate`).
+        scoring: how a person is scored, fixed at creation: "nearest" (the distance to their nearest
+            enrolled face) or "centroid" (to the mean of their codes); default: the model's
+            recommendation (dlib: centroid), else nearest.
 
     Example:
         >>> g = Gallery("people.db", model)                # doctest: +SKIP
@@ -71,7 +74,7 @@ class Gallery:
     """
 
     def __init__(self, path: str | os.PathLike, model: Encoder | None = None, *, metric: str = "cosine",
-                 target_far: float = 0.01, create: bool = True):
+                 target_far: float = 0.01, create: bool = True, scoring: str | None = None):
         self.path = str(path)
         self.model = model
         exists = self.path == ":memory:" or Path(self.path).exists()
@@ -82,7 +85,7 @@ class Gallery:
             raise GalleryError(f"{self.path} is a folder; pass a gallery file such as people.db")
         self.db, tables = connect(self.path)
         if not tables:
-            create_gallery(self.db, self.model, metric=metric, target_far=target_far)
+            create_gallery(self.db, self.model, metric=metric, target_far=target_far, scoring=scoring)
         self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if int(self.meta.get("schema_version", 0)) > SCHEMA_VERSION:
             raise GalleryError(f"{self.path} was written by a newer facespace; upgrade facespace")
@@ -116,6 +119,11 @@ class Gallery:
     @property
     def metric(self) -> str:
         return self.meta["metric"]
+
+    @property
+    def scoring(self) -> str:
+        """How a person is scored: "nearest" enrolled face, or "centroid" of their codes (fixed at creation)."""
+        return self.meta.get("scoring", "nearest")
 
     @property
     def threshold(self) -> float | None:
@@ -180,7 +188,8 @@ class Gallery:
         stored = dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'reject_radius'")).get("reject_radius")
         radius = max(float(stored) if stored else REJECT_FRACTION * threshold, 1e-6)
         return match_codes(z, codes_, person, names, threshold=threshold, metric=self.metric, k=k, per_person=per_person,
-                           rejected=rej_codes, rejected_person=rej_person, radius=radius, override=max_distance is not None)
+                           rejected=rej_codes, rejected_person=rej_person, radius=radius, override=max_distance is not None,
+                           scoring=self.scoring)
 
     def _check_codes(self, codes: Any) -> np.ndarray:
         z = np.asarray(codes, np.float32)
@@ -396,7 +405,7 @@ class Gallery:
         codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), int(meta["code_size"]))
         record = json.loads(meta.get("model_impostors") or "null")
         t, facts, radius = calibrate_strangers(codes, person, metric=meta["metric"], target_far=float(meta["target_far"]),
-                                               model_impostors=record)
+                                               model_impostors=record, scoring=meta.get("scoring", "nearest"))
         self._set_meta(reject_radius="" if radius is None else radius)
         if meta.get("threshold_source") == "manual":
             return

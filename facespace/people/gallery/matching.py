@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from facespace.people.distances import cross_distances, open_set_scores
+from facespace.people.distances import centroid_scores, cross_distances, open_set_scores, person_centroids
 from facespace.people.thresholds import (CALIBRATION_CONFIDENCE, reject_radius, stranger_threshold,
                                          threshold_from_impostors)
 
@@ -59,6 +59,7 @@ def match_codes(
     rejected_person: np.ndarray | None = None,
     radius: float = 0.0,
     override: bool = False,
+    scoring: str = "nearest",
 ) -> list[Identification]:
     """Name each probe code as its nearest enrolled person, or None for a stranger.
 
@@ -72,6 +73,8 @@ def match_codes(
         rejected, rejected_person: `(r, d)` "not this person" codes and `(r,)` their person index.
         radius: how near a probe must be to a rejected code to count as that face.
         override: `threshold` was given by the caller and applies to everyone.
+        scoring: "nearest" (a person's distance is that of their nearest enrolled face) or
+            "centroid" (the distance to the mean of their codes: steadier with several photos).
 
     Returns:
         One `Identification` per probe (`quality` None).
@@ -80,10 +83,15 @@ def match_codes(
     order_by_person = np.argsort(person, kind="stable")
     present, starts = np.unique(person[order_by_person], return_index=True)
     out = []
+    if scoring == "centroid":
+        present, centroids = person_centroids(codes, person, metric=metric)
     for i in range(0, len(probes), 1024):
-        d = cross_distances(probes[i : i + 1024], codes[order_by_person], metric=metric)  # (q, n)
-        best = np.full((len(d), len(names)), np.inf)
-        best[:, present] = np.minimum.reduceat(d, starts, axis=1)  # nearest face of each person
+        best = np.full((len(probes[i : i + 1024]), len(names)), np.inf)
+        if scoring == "centroid":
+            best[:, present] = cross_distances(probes[i : i + 1024], centroids, metric=metric)
+        else:
+            d = cross_distances(probes[i : i + 1024], codes[order_by_person], metric=metric)  # (q, n)
+            best[:, present] = np.minimum.reduceat(d, starts, axis=1)  # nearest face of each person
         if rejected is not None and len(rejected):  # "not this person": that person is no answer for this face
             near = cross_distances(probes[i : i + 1024], rejected, metric=metric) <= radius  # (q, r)
             rows, cols = np.nonzero(near)
@@ -100,7 +108,7 @@ def match_codes(
 
 
 def calibrate_strangers(codes: np.ndarray, person: np.ndarray, *, metric: str, target_far: float,
-                        model_impostors: dict[str, Any] | None = None
+                        model_impostors: dict[str, Any] | None = None, scoring: str = "nearest"
                         ) -> tuple[float | None, dict[str, Any] | None, float | None]:
     """The stranger threshold of a gallery, from its enrolled faces, or from its model when too few.
 
@@ -116,7 +124,9 @@ def calibrate_strangers(codes: np.ndarray, person: np.ndarray, *, metric: str, t
         than two people and no model record.
     """
     genuine, impostor = open_set_scores(codes, person, metric=metric)
-    radius = reject_radius(genuine)
+    radius = reject_radius(genuine)  # corrections act on faces, whatever the scoring
+    if scoring == "centroid":
+        genuine, impostor = centroid_scores(codes, person, metric=metric)
     few = len(np.unique(person)) < 2 or stranger_threshold(impostor, target_far)[1] == 0
     if few and model_impostors and len(codes):
         t = threshold_from_impostors(model_impostors, len(codes), target_far)

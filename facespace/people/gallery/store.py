@@ -23,6 +23,7 @@ import numpy as np
 
 from facespace.checkpoint import model_hash, weights_hash
 from facespace.errors import FacespaceError
+from facespace.people.distances import SCORINGS
 from facespace.protocol import METRICS, model_kind
 
 SCHEMA_VERSION = 2
@@ -150,7 +151,15 @@ def model_impostors(model: Any, metric: str) -> dict[str, Any] | None:
     return (extra.get("impostors") or {}).get(metric)
 
 
-def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_far: float) -> None:
+def model_scoring(model: Any) -> str:
+    """How a gallery of this model scores a person by default: the model's recommendation
+    (`extra["gallery"]["scoring"]`, chosen on a dev split), else "nearest"."""
+    extra = (getattr(model, "checkpoint_info", None) or {}).get("extra") or {}
+    return (extra.get("gallery") or {}).get("scoring", "nearest")
+
+
+def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_far: float,
+                   scoring: str | None = None) -> None:
     """Lay out a new gallery in `db`: the schema, and the meta rows that bind it to `model`.
 
     Raises:
@@ -160,6 +169,9 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
         raise GalleryError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
     if not 0.0 <= target_far < 1.0:
         raise GalleryError(f"target_far must be in [0, 1); got {target_far}")
+    scoring = scoring or model_scoring(model)
+    if scoring not in SCORINGS:
+        raise GalleryError(f"unknown scoring {scoring!r}; expected one of: {', '.join(SCORINGS)}")
     info = {
         "schema_version": SCHEMA_VERSION,
         "model_fingerprint": model_fingerprint(model),
@@ -172,6 +184,7 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
         "code_size": int(model.code_size),
         "image_shape": json.dumps(list(model.image_shape)),
         "metric": metric,
+        "scoring": scoring,  # a person's distance: to their nearest enrolled face, or to their centroid
         "target_far": target_far,
         "threshold": "",
         "threshold_source": "auto",
