@@ -128,7 +128,7 @@ def test_bad_input_says_what_to_do(image, options, words):
 
 
 def test_detectors_listed():
-    assert DETECTORS == ("auto", "lbp", "haar")
+    assert DETECTORS == ("auto", "lbp", "haar", "dlib-hog", "dlib-cnn")
 
 
 @pytest.mark.skipif(_haar_available(), reason="this OpenCV has Haar cascades (OpenCV 4)")
