@@ -158,7 +158,9 @@ def find_duplicates(
 
     Args:
         index: an `Index`, the path of a saved one, or exported codes (see `as_index`).
-        max_distance: the largest distance that still counts as a duplicate, >= 0.
+        max_distance: the largest distance that still counts as a duplicate, >= 0. No one number
+            fits every set: `facespace.pipelines.duplicate_threshold.learn_max_distance` learns it
+            from the set itself (what `facespace index duplicates` does by default).
         k: neighbours asked for first; doubled for items that still have more within reach.
         against: the reference set: an `Index`, an index file, exported codes (a file or an
             `ExportedCodes`) or `(m, d)` codes. Both sets must hold codes of one model, compared

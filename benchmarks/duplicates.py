@@ -1,0 +1,411 @@
+"""Near-duplicates with a learned threshold (`--max-distance auto`): precision and recall on sets
+with known copies, per model, against fixed thresholds.
+
+Two sets are built from LFW (../shared/data/lfw/lfw-deepfunneled), from the people of one split
+(people whose name's CRC-32 is odd: `--split test`, the reported numbers; even: `--split dev`, on which
+the rule's constants in facespace/pipelines/duplicate_threshold.py were picked):
+
+(a) **LFW + altered copies**: `--lfw-images` photos (colour, 250x250, indexed with `--crop none`),
+    10 % of which get a copy under another name, one of: the same bytes; JPEG re-encoded at quality
+    50-95; resized to 50-95 %; 0-2 % cut off each edge; brightness x0.9-1.1 (uniform draws); a tenth
+    of those get a second copy.
+(b) **grey studio-like portraits**: 15 people with 10 or more photos, up to 11 photos each, turned
+    grey and cut to the tight 120x120 face box (eyes to chin), saved as PNG; 9 of them also under
+    another name, byte-identical. (Distinct photos of one person in few poses, as in a one-sitting
+    studio set, are what a loose threshold merges.)
+
+Photos of one person that LFW itself holds twice (the same picture under two numbers: 32x32 grey
+tight crops within 0.003 cosine) are dropped before the copies are planted, so every pair the truth
+holds is a planted one.
+
+Models: raw pixels (pixels:32), a PCA (32 components, fitted on 2,000 other photos of the split's
+people, whole image at 32x32), the built-in autoencoder faces-ae and the built-in identity model
+faces-id. Per model and set: the pairs reported (every pair within a reported group) against the
+planted pairs (an original and its copies), for `auto` at each level (the default, near, is what a
+user gets with no option) and for fixed cosine thresholds; the time to learn the threshold (mostly
+encoding the altered copies of 48 images: about the same for any set) and to group, and an estimate
+for 10,000 images (learning + grouping scaled as n^2, the exact index's cost); encoding the set is
+reported apart, per 10,000 images.
+
+    .venv/bin/python benchmarks/duplicates.py [--split test|dev] [--models pixels:32 pca faces-ae faces-id]
+        [--lfw-images 1000] [--json-only]
+
+Writes benchmarks/results/duplicates.{json,md} (--split test; each run replaces its models' rows, and
+the dev rows are quoted) or, with --split dev, the --dev-results file (a temp file by default) and
+its .md. Skips, with a message, when ../shared is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import itertools
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACESPACE_SHARED", ROOT.parent / "shared" / "data"))
+LFW = SHARED / "lfw" / "lfw-deepfunneled"
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("pixels:32", "pca", "faces-ae", "faces-id")
+FIXED = (1e-5, 1e-4, 1e-3, 0.0045, 0.01, 0.03)  # cosine thresholds compared (0.01: the README's old advice)
+TIGHT = (70, 65, 190, 185)  # (top, left, bottom, right) of the face in a 250x250 LFW photo
+NATIVE_COPY = 0.003  # 32x32 grey tight crops of one person this close: one picture twice in LFW
+
+
+def machine() -> dict:
+    import PIL
+    import sklearn
+    import torch
+
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "torch": torch.__version__,
+            "pillow": PIL.__version__, "load_average": os.getloadavg()}
+
+
+def split_people(split: str) -> list[Path]:
+    parity = 1 if split == "test" else 0
+    return sorted(p for p in LFW.iterdir() if p.is_dir() and zlib.crc32(p.name.encode()) % 2 == parity)
+
+
+def without_native_copies(files: list[Path]) -> list[Path]:
+    """`files` less the second of any two photos of one person that are one picture (see NATIVE_COPY)."""
+    from facespace.data.images import load_images
+    from facespace.people.distances import cross_distances
+
+    by_person: dict[str, list[Path]] = {}
+    for f in files:
+        by_person.setdefault(f.parent.name, []).append(f)
+    drop: set[Path] = set()
+    for group in by_person.values():
+        if len(group) < 2:
+            continue
+        x = load_images([str(f) for f in group], size=32, crop=TIGHT, grayscale=True).reshape(len(group), -1)
+        d = cross_distances(x, x)
+        for i, j in zip(*np.nonzero(np.triu(d < NATIVE_COPY, 1))):
+            if group[i] not in drop:
+                drop.add(group[j])
+    return [f for f in files if f not in drop]
+
+
+def planted_copy(src: Path, rng: np.random.Generator) -> tuple[bytes, str, str]:
+    """One altered copy of a photo: `(file bytes, extension, what was done)`."""
+    from PIL import Image, ImageEnhance
+
+    kind = ("same bytes", "jpeg", "resize", "crop", "brightness")[int(rng.integers(5))]
+    if kind == "same bytes":
+        return src.read_bytes(), src.suffix, kind
+    img = Image.open(src)
+    img.load()
+    w, h = img.size
+    buf = io.BytesIO()
+    if kind == "jpeg":
+        q = int(rng.integers(50, 96))
+        img.save(buf, format="JPEG", quality=q)
+        return buf.getvalue(), ".jpg", f"jpeg q{q}"
+    if kind == "resize":
+        s = float(rng.uniform(0.5, 0.95))
+        img = img.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
+        what = f"resize {s:.2f}"
+    elif kind == "crop":
+        cut = rng.uniform(0, 0.02, 4)
+        img = img.crop((round(cut[0] * w), round(cut[1] * h), w - round(cut[2] * w), h - round(cut[3] * h)))
+        what = "crop " + ",".join(f"{c:.3f}" for c in cut)
+    else:
+        f = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.1) + 1)
+        img = ImageEnhance.Brightness(img).enhance(f)
+        what = f"brightness x{f:.2f}"
+    img.save(buf, format="PNG")
+    return buf.getvalue(), ".png", what
+
+
+def lfw_set(people: list[Path], n: int, out: Path, seed: int) -> tuple[list[list[str]], list[Path]]:
+    """Set (a) in `out`: returns the planted groups (file names: original first) and the unused photos."""
+    rng = np.random.default_rng(seed)
+    files = sorted(f for p in people for f in p.glob("*.jpg"))
+    order = rng.permutation(len(files))
+    chosen = without_native_copies([files[i] for i in order[: int(n * 1.02) + 8]])[:n]
+    rest = [files[i] for i in order[int(n * 1.02) + 8:]]
+    out.mkdir(parents=True)
+    for f in chosen:
+        shutil.copyfile(f, out / f.name)
+    groups = []
+    for k, i in enumerate(rng.choice(len(chosen), n // 10, replace=False)):
+        group = [chosen[i].name]
+        for c in range(2 if k % 10 == 0 else 1):
+            data, ext, _ = planted_copy(chosen[i], rng)
+            name = f"copy_{k:04d}_{c}{ext}"
+            (out / name).write_bytes(data)
+            group.append(name)
+        groups.append(group)
+    return groups, rest
+
+
+def studio_set(people: list[Path], out: Path, seed: int) -> list[list[str]]:
+    """Set (b) in `out`: returns the planted groups (file names)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    many = [p for p in people if len(list(p.glob("*.jpg"))) >= 10]
+    out.mkdir(parents=True)
+    names = []
+    for p in [many[i] for i in sorted(rng.choice(len(many), 15, replace=False))]:
+        for f in without_native_copies(sorted(p.glob("*.jpg")))[:11]:
+            t, l, b, r = TIGHT
+            Image.open(f).convert("L").crop((l, t, r, b)).save(out / f"{f.stem}.png")
+            names.append(f"{f.stem}.png")
+    groups = []
+    for k, i in enumerate(rng.choice(len(names), 9, replace=False)):
+        shutil.copyfile(out / names[i], out / f"IMG_{9000 + k}.png")
+        groups.append([names[i], f"IMG_{9000 + k}.png"])
+    return groups
+
+
+def pair_scores(groups: list[list[int]], index, truth: list[list[str]]) -> dict:
+    """Precision and recall of the pairs within reported groups against the planted pairs."""
+    def pairs(sets):
+        return {tuple(sorted(p)) for g in sets for p in itertools.combinations(g, 2)}
+
+    name = {int(i): Path(m["path"]).name for i, m in zip(index.ids, index.get_metadata(index.ids))}
+    found = pairs([[name[i] for i in g] for g in groups])
+    true = pairs(truth)
+    hit = len(found & true)
+    return {"reported_pairs": len(found), "true_pairs": len(true), "found": hit,
+            "precision": hit / len(found) if found else 1.0, "recall": hit / len(true) if true else 1.0}
+
+
+def fit_pca(photos: list[Path], path: Path):
+    from facespace.data.images import load_images
+    from facespace.models.pca import PCAAutoencoder
+    from facespace.models.registry import save_model
+
+    x = load_images([str(f) for f in photos], size=32, crop=None)
+    save_model(PCAAutoencoder(code_size=32).fit(x), path)
+    return str(path)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    import torch
+
+    from facespace.pipelines.duplicate_threshold import LEVELS, learn_max_distance
+    from facespace.pipelines.indexing import build_index
+    from facespace.pipelines.retrieval import find_duplicates
+
+    torch.set_num_threads(args.threads)
+    people = split_people(args.split)
+    seed = args.set_seed if args.set_seed is not None else (1 if args.split == "test" else 0)
+    tmp = Path(tempfile.mkdtemp(prefix="dup_bench_"))
+    os.environ["FACESPACE_CACHE"] = str(tmp / "cache")
+    rows = []
+    try:
+        truth_a, rest = lfw_set(people, args.lfw_images, tmp / "a", seed)
+        truth_b = studio_set(people, tmp / "b", seed)
+        sets = {"a: LFW + altered copies": (tmp / "a", truth_a, "none"),
+                "b: grey studio-like": (tmp / "b", truth_b, "recorded")}
+        for spec in args.models:
+            model = fit_pca(rest[:2000], tmp / "pca.safetensors") if spec == "pca" else spec
+            for set_name, (folder, truth, crop) in sets.items():
+                t0 = time.perf_counter()
+                index = build_index(model, str(folder), crop=crop)
+                t_encode = time.perf_counter() - t0
+                n = len(index)
+                row = {"model": spec, "set": set_name, "images": n, "planted_pairs": None, "crop": crop,
+                       "command": " ".join([".venv/bin/python", *sys.argv]),
+                       "encode_s_per_10k": round(t_encode / n * 1e4, 1)}
+                t0 = time.perf_counter()
+                learned = learn_max_distance(index, level="near", model=model, crop=crop, seed=args.seed)
+                t1 = time.perf_counter()
+                groups = find_duplicates(index, learned.max_distance)
+                t_learn, t_group = t1 - t0, time.perf_counter() - t1
+                for level in LEVELS:
+                    t = learned.thresholds[level]
+                    score = pair_scores(groups if level == "near" else find_duplicates(index, t), index, truth)
+                    row["planted_pairs"] = score["true_pairs"]
+                    row[f"auto_{level}"] = {"max_distance": t, "how": learned.how, **score}
+                # learning costs about the same for any set (SAMPLE images altered, <= 2,000 items searched);
+                # grouping with the exact index grows as n^2: the 10k figure extrapolates it so
+                row["auto_near"].update(learn_s=round(t_learn, 2), group_s=round(t_group, 3),
+                                        seconds_per_10k=round(t_learn + t_group * (1e4 / n) ** 2, 1))
+                row["distributions"] = {
+                    "copies_q05_50_95": {a: np.quantile(d, [0.05, 0.5, 0.95]).round(6).tolist()
+                                         for a, d in learned.copies.items()},
+                    "distinct_q01_05_50": np.quantile(learned.distinct[np.isfinite(learned.distinct)],
+                                                      [0.01, 0.05, 0.5]).round(6).tolist(),
+                    "notes": learned.notes}
+                if args.dump:
+                    meta = index.get_metadata(index.ids)
+                    np.savez(Path(args.dump) / f"{spec.replace(':', '')}_{set_name[0]}.npz",
+                             codes=index.reconstruct(index.ids), names=np.array([Path(m["path"]).name for m in meta]),
+                             truth=np.array(json.dumps(truth)), **{f"copy_{a}": d for a, d in learned.copies.items()})
+                for t in FIXED:
+                    row[f"fixed_{t:g}"] = pair_scores(find_duplicates(index, t), index, truth)
+                rows.append(row)
+                near = row["auto_near"]
+                print(f"{spec:10s} {set_name:26s} n={n} auto(near)={near['max_distance']:.4g} "
+                      f"P={near['precision']:.3f} R={near['recall']:.3f} "
+                      f"exact P/R={row['auto_exact']['precision']:.3f}/{row['auto_exact']['recall']:.3f} "
+                      f"similar P/R={row['auto_similar']['precision']:.3f}/{row['auto_similar']['recall']:.3f}",
+                      file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    def pr(s: dict) -> str:
+        return f"{s['precision']:.3f} / {s['recall']:.3f}"
+
+    def per_10k(r: dict) -> str:  # learning costs about the same for any set; exact grouping grows as n^2
+        a = r["auto_near"]
+        return f"{a['learn_s'] + a['group_s'] * (1e4 / r['images']) ** 2:.0f}" if r["images"] >= 1000 else "-"
+
+    head = ("| model | set | images | planted pairs | auto (near, the default): threshold | precision / recall "
+            "| auto exact | auto similar | " + " | ".join(f"fixed {t:g}" for t in FIXED)
+            + " | learn s | group s | auto for 10k images, s (est.) | encode, s per 10k images |")
+    lines = [head, "|" + "---|" * (12 + len(FIXED))]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['set']} | {r['images']} | {r['planted_pairs']} | {r['auto_near']['max_distance']:.3g} "
+            f"| **{pr(r['auto_near'])}** | {pr(r['auto_exact'])} (t {r['auto_exact']['max_distance']:.2g}) "
+            f"| {pr(r['auto_similar'])} (t {r['auto_similar']['max_distance']:.2g}) | "
+            + " | ".join(pr(r[f"fixed_{t:g}"]) for t in FIXED)
+            + f" | {r['auto_near']['learn_s']:.1f} | {r['auto_near']['group_s']:.3f} | {per_10k(r)} "
+              f"| {r['encode_s_per_10k']:.0f} |")
+    return "\n".join(lines)
+
+
+def meets(r: dict) -> bool:
+    return r["auto_near"]["precision"] >= 0.95 and r["auto_near"]["recall"] >= 0.95
+
+
+def best_fixed(r: dict) -> str:
+    """The fixed threshold of the table with the best min(precision, recall)."""
+    t = max(FIXED, key=lambda t: min(r[f"fixed_{t:g}"]["precision"], r[f"fixed_{t:g}"]["recall"]))
+    s = r[f"fixed_{t:g}"]
+    return f"{t:g} ({s['precision']:.3f} / {s['recall']:.3f})"
+
+
+def write(rows: list[dict], args: argparse.Namespace) -> None:
+    """Merge `rows` into the results JSON (replacing those of the same models) and render the .md."""
+    from facespace.files import write_text_atomic
+
+    name = "duplicates" if args.split == "test" else "duplicates_dev"
+    path = RESULTS / f"{name}.json" if args.split == "test" else Path(args.dev_results)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    done = {r["model"] for r in rows}
+    rows = [r for r in old.get("rows", []) if r["model"] not in done] + rows
+    rows.sort(key=lambda r: (MODELS.index(r["model"]) if r["model"] in MODELS else 99, r["set"]))
+    info = {"benchmark": name, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(), "split": args.split, "rows": rows} if done else old
+    dev = Path(args.dev_results)
+    if args.split == "test" and dev.exists():  # where the rule's constants were checked
+        info["dev"] = [{k: r[k] for k in ("model", "set", "images", "planted_pairs", "command", "auto_near",
+                                          "auto_exact", "auto_similar")} for r in json.loads(dev.read_text())["rows"]]
+    write_text_atomic(path, json.dumps(info, indent=2, default=str))
+    write_text_atomic(path.with_suffix(".md"), render(info))
+
+
+# why the test rows that miss the target miss it: examined after the run (the rule was not changed)
+FINDINGS = (
+    "Why the misses: (1) PCA, set b: two pairs of different photos of one person (Edmund Stoiber 3 and 8, "
+    "Saddam Hussein 5 and 11) lie 0.018 apart, nearer than PCA's +-10 % brightness copies reach (up to 0.056), "
+    "and each pair is isolated (the next photo is much farther), so the nearest-distinct estimate takes them for "
+    "copies: by distance alone they are near-copies. `--level exact` (threshold 0.0024) finds the 9 pairs and "
+    "nothing else. (2) faces-ae, set a: on whole 250x250 photos at 32 px, 1 % of the photos have a distinct "
+    "photo within 0.019 (the threshold is capped at 0.7 x that), while its 2 % crops and +-10 % brightness copies "
+    "reach 0.048-0.051 (95th percentiles); no threshold of the table reaches 0.95 / 0.95 for it (0.01: "
+    "1.000 / 0.917; 0.03: 0.059 / 0.983), and auto keeps the precision."
+)
+
+
+def render(info: dict) -> str:
+    rows, split = info["rows"], info["split"]
+    m = info["machine"]
+    missed = [r for r in rows if not meets(r)]
+    notes = (
+        f"`facespace index duplicates` with no option (`--max-distance auto`, level near) on two sets with "
+        f"planted copies, split `{split}` (LFW people whose name's CRC-32 is {'odd' if split == 'test' else 'even'}; "
+        "see the docstring of benchmarks/duplicates.py for how the sets are made). Each cell is precision / recall "
+        "of the pairs reported (every pair within a group) against the planted pairs. The rule's constants "
+        "(facespace/pipelines/duplicate_threshold.py) were picked on `--split dev` (the other half of LFW's "
+        "people, other photos; its numbers are at the end), not on these sets, and were not changed after this "
+        "run. (An earlier nearest-distinct estimate, the largest jump among the neighbours, was run once on this "
+        "split: pixels a recall 0.75, faces-id a 0.82, PCA b precision 0.82. The bug behind the first two, an "
+        "original with a byte-identical and an edited copy counting the edited one as a distinct image, was fixed "
+        "by the reach-aware rule and checked on dev sets drawn with seeds 2-5 before this run.) Set (a) is indexed with `--crop none` (the whole photo, so that resized copies are cut alike), set "
+        "(b) with each model's own crop (its 120x120 files are used whole). Fixed thresholds are cosine distances; "
+        "0.01 is what the README advised before. Times: wall clock on a shared 2-core machine, one torch thread; "
+        "learning encodes 48 images and their 576 altered copies whatever the set's size, grouping with the exact "
+        "index grows as n^2, so the 10k estimate (set a only) is learn + group x (10,000 / n)^2.\n\n"
+        f"**Target** (issue 28: precision and recall >= 0.95 with no option): met for "
+        f"{len(rows) - len(missed)} of {len(rows)} model/set rows"
+        + (". Not met: " + "; ".join(
+            f"{r['model']} on set {r['set'][:1]} (auto {r['auto_near']['precision']:.3f} / "
+            f"{r['auto_near']['recall']:.3f}; the best fixed threshold of the table: {best_fixed(r)})"
+            for r in missed) if missed else "") + "."
+        + (f"\n\n{FINDINGS}" if split == "test" and missed else "")
+    )
+    commands = sorted({r.get("command", "") for r in rows})
+    md = (f"# Near-duplicates: a threshold learned from the set\n\n{notes}\n\n{table(rows)}\n\n"
+          f"- date: {info['date']}\n- commands: " + "; ".join(f"`{c}`" for c in commands) + "\n"
+          f"- machine: {m['cpu_count']} CPUs, {m['platform']}, load average at the end {m['load_average']} "
+          f"(other work ran beside it)\n"
+          f"- versions: python {m['python']}, numpy {m['numpy']}, scikit-learn {m['scikit-learn']}, "
+          f"torch {m['torch']}, Pillow {m['pillow']}\n")
+    if info.get("dev"):
+        dev_commands = sorted({r.get("command", "") for r in info["dev"]})
+        md += ("\n## The development split (where the rule's constants were checked)\n\n"
+               "Other LFW people (even CRC-32), other photos, seed 0: "
+               + "; ".join(f"`{c}`" for c in dev_commands) + ".\n\n"
+               "| model | set | images | planted pairs | auto near: threshold | precision / recall | auto exact "
+               "| auto similar |\n|---|---|---|---|---|---|---|---|\n"
+               + "\n".join(f"| {r['model']} | {r['set']} | {r['images']} | {r['planted_pairs']} "
+                           f"| {r['auto_near']['max_distance']:.3g} | {r['auto_near']['precision']:.3f} / "
+                           f"{r['auto_near']['recall']:.3f} | {r['auto_exact']['precision']:.3f} / "
+                           f"{r['auto_exact']['recall']:.3f} | {r['auto_similar']['precision']:.3f} / "
+                           f"{r['auto_similar']['recall']:.3f} |" for r in info["dev"]) + "\n")
+    return md
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--split", choices=("test", "dev"), default="test")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), help=f"of {', '.join(MODELS)}")
+    ap.add_argument("--lfw-images", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0, help="the sample of images the threshold is learned from")
+    ap.add_argument("--set-seed", type=int, help="the seed the sets are drawn with (default: 1 for test, 0 for dev)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dump", help="a folder to keep each set's codes, truth and copy distances in (npz)")
+    ap.add_argument("--dev-results", default=str(Path(tempfile.gettempdir()) / "facespace_duplicates_dev.json"),
+                    help="--split dev writes its rows here (not under benchmarks/results); --split test quotes them")
+    ap.add_argument("--json-only", action="store_true", help="print the rows, write nothing")
+    ap.add_argument("--render", action="store_true", help="run nothing: render the .md again from the JSON")
+    args = ap.parse_args()
+    if not LFW.is_dir():
+        print(f"skipped: needs the LFW photos at {LFW} (../shared/data)", file=sys.stderr)
+        return
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; expected some of {', '.join(MODELS)}")
+    if args.render:
+        write([], args)
+        return
+    rows = run(args)
+    if args.json_only:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        write(rows, args)
+
+
+if __name__ == "__main__":
+    main()
