@@ -79,7 +79,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=24)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ship", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue the run in runs/dlib_ae (e.g. with more threads)")
+    ap.add_argument("--figure", action="store_true", help="only draw held-out faces with the shipped decoder")
     args = ap.parse_args()
+    if args.figure:
+        return figure()
     import torch
 
     from facespace.models.dlib_face import DlibEncoder
@@ -106,7 +110,8 @@ def main() -> None:
     ae = IdentityAutoencoder(IdentityDecoderConfig(width=args.width), encoder=encoder)
     t0 = time.time()
     result = fit(ae, train, val, TrainConfig(epochs=args.epochs, batch_size=64, lr=2e-3, schedule="onecycle",
-                                              threads=args.threads, channels_last=True), out_dir=RUN)
+                                              threads=args.threads, channels_last=True), out_dir=RUN,
+                 resume=args.resume)
     train_s = time.time() - t0
     best = load_model(result.best_path)
     best._encoder = encoder
@@ -162,6 +167,23 @@ def main() -> None:
              "| faces | share dlib verifies as the same person (distance < 0.6) | median distance |", "|---|---|---|"]
     lines += [f"| {k} | {v['share_verified']:.1%} | {v['median_distance']:.3f} |" for k, v in out["rows"].items()]
     (RESULTS / "identity_decoder.md").write_text("\n".join(lines) + "\n")
+
+
+def figure(n: int = 8) -> None:
+    """benchmarks/results/identity_decoder.png: held-out chips (top) and the shipped decoder's drawings
+    from their 128 numbers (bottom)."""
+    from facespace.grid import make_grid, save_png
+    from facespace.models.registry import load_model
+
+    c, names, row = load_codes()
+    x = chips64(c["boxes"], list(row))
+    people = np.unique(names)
+    held = set(np.random.default_rng(0).permutation(people)[: len(people) // 10].tolist())
+    te = np.flatnonzero([nm in held for nm in names])
+    pick = te[np.random.default_rng(2).permutation(len(te))[:n]]
+    drawn = load_model("dlib-ae").decode(c["codes"][pick].astype(np.float32))
+    top = up150(x[pick].astype(np.float32) / 255.0)
+    save_png(make_grid(np.concatenate([top, drawn]), ncols=n, scale=1), RESULTS / "identity_decoder.png")
 
 
 if __name__ == "__main__":

@@ -163,3 +163,23 @@ def test_two_worker_processes_give_the_same_codes_in_the_same_order(photos):
     one, _, _ = encode_sources(model, files, workers=1)
     two, _, _ = encode_sources(model, files, workers=2)
     assert np.array_equal(one.codes, two.codes) and one.sources == two.sources
+
+
+def test_the_identity_decoder_draws_faces_from_dlib_codes_and_morphs(run_cli, photos, tmp_path):
+    ae = load_model("dlib-ae")
+    assert ae.image_shape == (150, 150, 3)
+    from facespace.data.inputs import as_images
+
+    x = as_images(ae, [str(photos / "astro.png")])
+    drawn = ae.decode(ae.encode(x))
+    assert drawn.shape == (1, 150, 150, 3) and np.isfinite(drawn).all()
+    # the drawing keeps some of who it is: nearer the astronaut than a drawing of the all-zero code is
+    z = ae.encode(x)
+    assert np.linalg.norm(ae.encode(drawn) - z) < np.linalg.norm(ae.encode(ae.decode(np.zeros_like(z))) - z)
+    out = tmp_path / "m.png"
+    code, stdout, _ = run_cli("generate", "morph", photos / "astro.png", photos / "mirror.png", "--model", "dlib-ae",
+                              "--steps", "3", "--out", out)
+    assert code == 0 and out.exists() and json.loads(stdout.splitlines()[-1])["steps"] == 3
+    code, _, err = run_cli("generate", "morph", photos / "astro.png", photos / "mirror.png", "--model", "dlib",
+                           "--out", tmp_path / "n.png")
+    assert code == 2 and "decod" in err and not (tmp_path / "n.png").exists()  # an identity model has no decoder
