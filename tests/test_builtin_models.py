@@ -83,3 +83,16 @@ def test_models_lists_and_shows_the_cards(run_cli):
     assert len(out.splitlines()) == 1 + len(builtin_names()) + len(extra_names())
     code, _, err = run_cli("models", "show", "faces-nope")
     assert code == 2 and "built-in models:" in err
+
+
+def test_the_identity_model_calls_a_face_too_small_by_its_members_resolution_not_its_input_side():
+    from facespace.people.quality import face_quality
+
+    model = load_model("faces-id")
+    side = model.min_face_side
+    assert 48 <= side < model.image_shape[0]  # each member's box at its own input size: below the 160-px input
+    x = np.full((2, *model.image_shape), 0.5, np.float32)
+    x[:, ::4] = 0.9  # some texture
+    q = face_quality(x, model=model, sizes=[92, side - 20])
+    assert not any(r.startswith("too small") for r in q[0].reasons)  # a 92x112 portrait is big enough
+    assert any(r.startswith("too small") for r in q[1].reasons)

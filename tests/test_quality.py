@@ -77,7 +77,7 @@ def test_dark_small_and_score_matches_ok(faces, pca, reference):
     x[0] *= 0.15  # a dark face
     q = face_quality(x, model=pca, reference=reference, sizes=[90, 10, None] + [90] * 7)
     assert any(r.startswith("too dark") for r in q[0].reasons)
-    assert any(r == "too small: face 10 px < 25 px (the model's input side)" for r in q[1].reasons)
+    assert any(r == "too small: face 10 px < 25 px (the smallest face the model reads at full resolution)" for r in q[1].reasons)
     assert q[1].size == 10 and q[2].size is None
     assert all(isinstance(r, FaceQuality) and 0.0 <= r.score <= 1.0 for r in q)
     assert all(r.ok == (r.score >= 0.5) for r in q)

@@ -83,6 +83,11 @@ class AdaptedEncoder:
         return _unit((_unit(z) - self.mean) @ self.components).astype(np.float32)
 
     @property
+    def min_face_side(self) -> int | None:
+        """The base's smallest full-resolution face, where it says (the quality check's "too small")."""
+        return getattr(self.base, "min_face_side", None)
+
+    @property
     def aligns(self) -> bool:
         """Whether the base model cuts its own faces (then so does this one)."""
         return is_aligning(self.base)

@@ -163,6 +163,12 @@ class DlibEncoder:
     def code_size(self) -> int:
         return 128
 
+    @property
+    def min_face_side(self) -> int:
+        """Faces narrower than this (source pixels) are called too small by the quality check: below
+        it dlib's landmarks and codes degrade (its HOG detector finds faces down to 40 px)."""
+        return 50
+
     def encode(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """`(n, 150, 150, 3)` float32 aligned chips in [0, 1] -> `(n, 128)` float32 codes."""
         x = check_images(images, self.image_shape)

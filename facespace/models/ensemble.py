@@ -110,6 +110,13 @@ class VerifierEnsemble(TorchEncoder):
         return sum(m.config.code_size for m in self.members)
 
     @property
+    def min_face_side(self) -> int:
+        """The smallest face (the union box, in source pixels) at which every member still gets its
+        box at its own input resolution: what the quality check calls too small."""
+        return int(np.ceil(max(m.config.size / min(b - t, r - l)
+                               for m, (t, l, b, r) in zip(self.members, self.config.boxes))))
+
+    @property
     def crop(self) -> Any:
         """The union box recorded with the ensemble (`checkpoint_info["extra"]["crop"]`)."""
         from facespace.data.crops import model_crop

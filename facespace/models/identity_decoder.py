@@ -90,6 +90,11 @@ class IdentityAutoencoder(TorchAutoencoder):
         return self.encoder.encode(images, batch_size=batch_size)
 
     @property
+    def min_face_side(self) -> int | None:
+        """The encoder's smallest full-resolution face, where it says (the quality check's "too small")."""
+        return getattr(self.encoder, "min_face_side", None)
+
+    @property
     def aligns(self) -> bool:
         """Whether the encoder cuts its own faces from photos (dlib does)."""
         return is_aligning(self.encoder)

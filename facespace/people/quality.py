@@ -136,7 +136,9 @@ def face_quality(
         codes: the images' codes when already computed.
         reference: the good faces to compare with (default: `reference_for(model)`).
         quantile: a check fails when a face is worse than `1 - quantile` of the reference faces.
-        min_size: smallest acceptable face side in source pixels (default: the image side).
+        min_size: smallest acceptable face side in source pixels (default: the model's
+            `min_face_side` where it has one, the smallest face it reads at full resolution; else
+            the image side).
 
     Returns:
         One `FaceQuality` per image.
@@ -181,14 +183,15 @@ def face_quality(
                 reasons[i].append(f"{label} {_num(m[name][i])} > {_num(t)} ({where_hi})")
     size_arr = None
     if sizes is not None:
-        limit = int(min_size if min_size is not None else x.shape[1])
+        limit = int(min_size if min_size is not None else getattr(model, "min_face_side", None) or x.shape[1])
         size_arr = np.array([np.nan if s is None else float(s) for s in sizes])
         known = np.isfinite(size_arr)
         s_score = np.ones(len(x))
         s_score[known] = _component(size_arr[known], limit, 2.0 * limit, higher_better=True)
         add(s_score)
         for i in np.flatnonzero(known & (np.nan_to_num(size_arr, nan=np.inf) < limit)):
-            reasons[i].append(f"too small: face {int(size_arr[i])} px < {limit} px (the model's input side)")
+            reasons[i].append(f"too small: face {int(size_arr[i])} px < {limit} px (the smallest face the model "
+                              "reads at full resolution)")
     score = scores.min(axis=1)
     return [FaceQuality(
         score=float(score[i]),
