@@ -224,5 +224,7 @@ def _dress_for_screenshot(browser, site) -> None:
     wait(browser, lambda d: len(css(d, "#decode-result figure")) == 2, what="a decoded code")
     by_id(browser, "clusters-go").click()
     wait(browser, lambda d: "groups" in by_id(d, "clusters-result").text, what="clusters")
+    by_id(browser, "duplicates-go").click()
+    wait(browser, lambda d: "groups within" in by_id(d, "duplicates-result").text, what="duplicates")
     browser.execute_script("window.scrollTo(0, 0)")
 

@@ -53,6 +53,7 @@ def create_app(*, model: Any = None, index: Any, gallery: Any = None, max_upload
 
     from facespace.version import __version__
     from facespace.web.api import router as api_router
+    from facespace.web.api_duplicates import router as duplicates_router
     from facespace.web.api_people import router as people_router
 
     state = load_state(model, index, gallery, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels)
@@ -76,6 +77,7 @@ def create_app(*, model: Any = None, index: Any, gallery: Any = None, max_upload
 
     app.include_router(api_router, prefix="/api")
     app.include_router(people_router, prefix="/api")
+    app.include_router(duplicates_router, prefix="/api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -43,6 +43,25 @@ class IndexItem(BaseModel):
     image_url: str = Field(description="GET it for the face as PNG.")
 
 
+class DuplicateGroup(BaseModel):
+    items: list[IndexItem] = Field(description="Faces within the threshold of one another (linked), nearest first.")
+
+
+class Duplicates(BaseModel):
+    level: Literal["exact", "near", "similar"]
+    max_distance: float = Field(description="The threshold used, in the index's distance.")
+    learned: bool = Field(description="True when learned from the set itself (--max-distance auto); false when given.")
+    how: str = Field(description="learned (from the image files), decoded (from the codes), fallback (too few "
+                                 "images: a stated fixed level) or given.")
+    thresholds: dict[str, float] = Field(description="Every level's learned threshold.")
+    copy_quantiles: list[float] = Field(description="The planted copies' distances to their originals at 0, 5, 50, 95 "
+                                                    "and 100 %.")
+    distinct_quantiles: list[float] = Field(description="The distances of items to their nearest distinct item, at "
+                                                        "the same quantiles.")
+    notes: list[str]
+    groups: list[DuplicateGroup]
+
+
 class IndexPage(BaseModel):
     total: int
     offset: int

@@ -47,6 +47,7 @@ class WebState:
     max_pixels: int = MAX_PIXELS
     lock: threading.RLock = field(default_factory=threading.RLock)
     clusters: dict[tuple, Any] = field(default_factory=dict)
+    duplicates: dict[str, Any] = field(default_factory=dict)  # level -> the threshold learned for it
     _embedded: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property

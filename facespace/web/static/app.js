@@ -273,6 +273,23 @@ async function clusters() {
   });
 }
 
+// ---- duplicates: the threshold is learned from the index itself (the first call takes seconds)
+async function duplicates() {
+  const q = new URLSearchParams({ level: $("duplicates-level").value });
+  const body = await call("duplicates-status", `/api/duplicates?${q}`, {}, [$("duplicates-go")]);
+  const out = $("duplicates-result");
+  out.replaceChildren();
+  if (!body) return;
+  const fmt = (v) => Number(v).toPrecision(2);
+  out.append(el("div", { class: "muted", text: `${body.groups.length} groups within ${fmt(body.max_distance)} (${body.how}; ` +
+    `planted copies reach ${fmt(body.copy_quantiles[3] ?? 0)} at 95 %, distinct faces start at ${fmt(body.distinct_quantiles[0] ?? 0)})` }));
+  body.notes.forEach((n) => out.append(el("div", { class: "muted", text: n })));
+  body.groups.forEach((g, k) => {
+    const tiles = el("div", { class: "tiles" }, ...g.items.map((m) => indexTile(m, "")));
+    out.append(el("div", { class: "cluster" }, el("h3", { text: `group ${k} · ${g.items.length} faces` }), tiles));
+  });
+}
+
 // ---- wiring
 function onSubmit(id, fn) { $(id).addEventListener("submit", (ev) => { ev.preventDefault(); fn(); }); }
 onSubmit("search-form", () => search(0));
@@ -280,6 +297,7 @@ onSubmit("identify-form", identify);
 onSubmit("enroll-form", enroll);
 onSubmit("decode-form", decode);
 onSubmit("clusters-form", clusters);
+onSubmit("duplicates-form", duplicates);
 $("verify-go").addEventListener("click", verify);
 $("explain-go").addEventListener("click", explain);
 $("morph-go").addEventListener("click", morph);
