@@ -134,8 +134,14 @@ def export_model_record(model: Any) -> dict[str, Any] | None:
     return rec
 
 
+MANIFEST = "manifest.json"  # the index of a shard folder (`facespace.pipelines.export.shards`)
+
+
 def is_codes_file(path: str | os.PathLike) -> bool:
-    """True for a path whose suffix is one of the export formats (`.npy`, `.csv`, `.parquet`)."""
+    """True for a path whose suffix is one of the export formats (`.npy`, `.csv`, `.parquet`), or a
+    shard folder (it holds a `manifest.json`)."""
+    if (Path(path) / MANIFEST).is_file():
+        return True
     return Path(path).suffix.lower() in SUFFIXES
 
 

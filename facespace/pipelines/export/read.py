@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from facespace.pipelines.export.formats import (
-    BOX_COLUMNS, FORMAT, FORMAT_VERSION, ExportedCodes, ExportError, codes_format, crc, pyarrow_modules, sidecar_path,
+    MANIFEST, BOX_COLUMNS, FORMAT, FORMAT_VERSION, ExportedCodes, ExportError, codes_format, crc, pyarrow_modules, sidecar_path,
 )
 
 
@@ -136,11 +136,52 @@ def load_parquet(path: Path) -> ExportedCodes:
                          [None if b is None else tuple(b) for b in boxes] if boxes else [], faces or [])
 
 
+def is_codes_dir(path: str | os.PathLike) -> bool:
+    """True for a folder that holds a shard manifest."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_codes_dir(path: str | os.PathLike) -> ExportedCodes:
+    """A shard folder read as one set, shards in order.
+
+    Raises:
+        ExportError: no manifest, a shard missing or truncated, shards of different models, or a job
+            not finished (re-run the same encode command to finish it).
+    """
+    folder = Path(path)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{folder}: no {MANIFEST}; it is not a shard folder written by `facespace encode "
+                          "--out FOLDER/`") from None
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{folder / MANIFEST}: damaged ({e}); re-run the encode command into a new folder") from None
+    missing = [f"{k:05d}" for k in range(int(manifest.get("n_shards", 0))) if f"{k:05d}" not in manifest["shards"]]
+    if missing:
+        raise ExportError(f"{folder}: {len(missing)} of {manifest['n_shards']} shards are not done (e.g. shard "
+                          f"{missing[0]}); re-run the same encode command to finish them")
+    parts = []
+    for tag in sorted(manifest["shards"]):
+        entry = manifest["shards"][tag]
+        part = load_npy(folder / entry["file"])
+        if crc(part.codes) != entry["crc"] or len(part) != entry["rows"]:
+            raise ExportError(f"{folder / entry['file']}: does not match the manifest (damaged or replaced); delete it "
+                              "and its entry, or the folder, and re-run the encode command")
+        if (part.model or {}).get("weights_hash") != (manifest.get("model") or {}).get("weights_hash"):
+            raise ExportError(f"{folder / entry['file']}: made by another model than the folder's; codes of two "
+                              "models cannot be one set")
+        parts.append(part)
+    z = np.concatenate([p.codes for p in parts]) if parts else np.zeros((0, 0), np.float32)
+    return ExportedCodes(z, sum((p.sources for p in parts), []), sum((p.names for p in parts), []),
+                         manifest.get("model"), sum((p.boxes for p in parts), []), sum((p.faces for p in parts), []))
+
+
 def load_codes(path: str | os.PathLike) -> ExportedCodes:
     """Read codes written by `save_codes` (or a CSV `path,name,z0,...` from another tool).
 
     Args:
-        path: a `.npy` (with its `.npy.json` sidecar), `.csv` or `.parquet` file.
+        path: a `.npy` (with its `.npy.json` sidecar), `.csv` or `.parquet` file, or a shard folder
+            written by `facespace encode --out FOLDER/` (read as one set).
 
     Returns:
         An `ExportedCodes`: `codes (n, d)` float32, `sources`, `names`, `model`, `boxes`, `faces`.
@@ -150,6 +191,8 @@ def load_codes(path: str | os.PathLike) -> ExportedCodes:
             data, an unknown suffix or a newer format version.
     """
     path = Path(path)
+    if path.is_dir():
+        return load_codes_dir(path)
     suffix = codes_format(path)
     if not path.is_file():
         raise ExportError(f"{path}: no such codes file; write one with `facespace encode ... --out {path.name}`")

@@ -1,0 +1,149 @@
+"""Codes of a large photo set as a folder of shards: one `.npy` (+ sidecar) per shard and a manifest.
+
+`encode_to_shards` splits the files into shards of `shard_size` and writes each shard when it is
+done (atomically), then records it in `manifest.json` (also atomically). Run the same job again
+after a kill and only the shards the manifest does not list as done are encoded; the result is the
+same, bit for bit, as an uninterrupted run. Files that cannot be read are listed in the manifest
+with the reason (never skipped silently); the rest of their shard is encoded.
+`facespace.pipelines.export.read.load_codes_dir` (and so `load_codes(FOLDER)` and every `--codes
+FOLDER`) reads the folder as one set.
+
+Example:
+    >>> encode_to_shards(model, ["photos/"], "codes/", shard_size=1000)     # doctest: +SKIP
+    >>> load_codes("codes/").codes.shape                                    # doctest: +SKIP
+    (13233, 32)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from facespace.checkpoint import weights_hash
+from facespace.data.folders import identities, scan_folder
+from facespace.errors import DataError
+from facespace.files import write_text_atomic
+from facespace.pipelines.encoding import encode_sources
+from facespace.pipelines.export.formats import MANIFEST, ExportedCodes, ExportError, crc, export_model_record
+from facespace.pipelines.export.write import save_codes
+
+SHARD_SIZE = 1000  # files per shard
+
+
+def _files(sources: list[str]) -> tuple[list[str], list[str | None]]:
+    """Image files (folders scanned, sorted) and the identity of each where its folder says it."""
+    files: list[str] = []
+    names: list[str | None] = []
+    for src in sources:
+        path = Path(src)
+        if path.is_dir():
+            rel = [e.relpath for e in scan_folder(path)]
+            who = identities(rel)
+            files += [str((path / r).resolve()) for r in rel]
+            names += list(who) if who is not None else [None] * len(rel)
+        elif path.is_file():
+            files.append(str(path.resolve()))
+            names.append(None)
+        else:
+            raise DataError(f"{src}: no such file or folder; give image folders or image files")
+    return files, names
+
+
+def _job_key(model: Any, files: list[str], settings: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps([weights_hash(model), settings, files]).encode())
+    return h.hexdigest()[:16]
+
+
+def encode_to_shards(
+    model: Any,
+    sources: list[str],
+    out_dir: str | os.PathLike,
+    *,
+    shard_size: int = SHARD_SIZE,
+    detect: bool = False,
+    detector: str = "auto",
+    crop: Any = "recorded",
+    batch_size: int = 256,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Encode image folders/files into a shard folder; resume a killed job where it stopped.
+
+    Args:
+        model: the model.
+        sources: image folders (recursive) or files.
+        out_dir: the shard folder (created; one job per folder).
+        shard_size: files per shard.
+        detect, detector, crop, batch_size, workers: as `facespace.pipelines.encoding.encode_sources`.
+        progress: called with (files done, files in all) after each shard.
+
+    Returns:
+        The manifest: model record, settings, shards (file, rows, crc), failed files with reasons.
+
+    Raises:
+        ExportError: the folder holds another job's shards (another model, files or settings).
+    """
+    if shard_size < 1:
+        raise ExportError(f"shard_size must be at least 1; got {shard_size}")
+    files, names = _files([str(s) for s in sources])
+    if not files:
+        raise DataError(f"no image files in {', '.join(map(str, sources))}")
+    out = Path(out_dir)
+    settings = {"shard_size": shard_size, "detect": detect, "detector": detector, "crop": str(crop)}
+    key = _job_key(model, files, settings)
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("job") != key:
+            raise ExportError(f"{out} holds the shards of another job (another model, other files or settings); "
+                              "give a new folder, or delete this one to start again")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": "facespace-codes-shards", "version": 1, "job": key, "model": export_model_record(model),
+                    "settings": settings, "files": len(files), "shards": {}, "failed": {}}
+    chunks = [(k, files[i : i + shard_size], names[i : i + shard_size]) for k, i in
+              enumerate(range(0, len(files), shard_size))]
+    manifest["n_shards"] = len(chunks)
+    done = sum(len(c[1]) for c in chunks if f"{c[0]:05d}" in manifest["shards"])
+    for k, part, who in chunks:
+        tag = f"{k:05d}"
+        if tag in manifest["shards"] and (out / manifest["shards"][tag]["file"]).is_file():
+            continue
+        rows, failed = _encode_part(model, part, detect=detect, detector=detector, crop=crop, batch_size=batch_size,
+                                    workers=workers)
+        by_path = dict(zip(part, who))
+        name = f"shard-{tag}.npy"
+        save_codes(rows.codes, out / name, sources=rows.sources, names=[by_path.get(s) for s in rows.sources],
+                   model=export_model_record(model), boxes=rows.boxes if detect else None, faces=rows.faces)
+        manifest["shards"][tag] = {"file": name, "rows": len(rows), "crc": crc(rows.codes), "files": len(part)}
+        manifest["failed"].update(failed)
+        write_text_atomic(manifest_path, json.dumps(manifest, indent=1))  # the shard is on disk before it is listed
+        done += len(part)
+        if progress is not None:
+            progress(done, len(files))
+    return manifest
+
+
+def _encode_part(model: Any, part: list[str], **options: Any) -> tuple[ExportedCodes, dict[str, str]]:
+    """One shard's codes; a file that cannot be read is left out and reported with its reason."""
+    try:
+        rows, _, _ = encode_sources(model, part, **options)
+        return rows, {}
+    except DataError:
+        pass
+    good, failed = [], {}
+    for p in part:  # find the unreadable files one by one
+        try:
+            encode_sources(model, [p], **{**options, "workers": 1})
+            good.append(p)
+        except DataError as e:
+            failed[p] = str(e)
+    if not good:
+        return ExportedCodes(np.zeros((0, int(model.code_size)), np.float32), [], [], export_model_record(model)), failed
+    rows, _, _ = encode_sources(model, good, **options)
+    return rows, failed
