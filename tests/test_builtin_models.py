@@ -96,3 +96,21 @@ def test_the_identity_model_calls_a_face_too_small_by_its_members_resolution_not
     q = face_quality(x, model=model, sizes=[92, side - 20])
     assert not any(r.startswith("too small") for r in q[0].reasons)  # a 92x112 portrait is big enough
     assert any(r.startswith("too small") for r in q[1].reasons)
+
+
+def test_builtin_bad_requests_end_to_end(run_cli, tmp_path):
+    """The identity model asked to decode, and a model whose input differs from the index's: exit 2,
+    a message that names the fix, nothing written."""
+    from PIL import Image
+    from skimage.data import lfw_subset
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, img in enumerate(lfw_subset()[:6]):
+        Image.fromarray((img * 255).astype(np.uint8)).resize((100, 100)).save(faces / f"f{i}.png")
+    a, b = faces / "f0.png", faces / "f1.png"
+    code, _, err = run_cli("generate", "morph", a, b, "--model", "faces-id", "--out", tmp_path / "m.png")
+    assert code == 2 and "decoder" in err and not (tmp_path / "m.png").exists()
+    assert run_cli("index", "build", faces, "--model", "faces-ae", "--out", tmp_path / "ae.index")[0] == 0
+    code, out, err = run_cli("index", "search", tmp_path / "ae.index", a, "--model", "faces-id")
+    assert code == 2 and "model" in err and "index" in err and not out
