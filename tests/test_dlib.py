@@ -183,3 +183,27 @@ def test_the_identity_decoder_draws_faces_from_dlib_codes_and_morphs(run_cli, ph
     code, _, err = run_cli("generate", "morph", photos / "astro.png", photos / "mirror.png", "--model", "dlib",
                            "--out", tmp_path / "n.png")
     assert code == 2 and "decod" in err and not (tmp_path / "n.png").exists()  # an identity model has no decoder
+
+
+def test_the_web_app_aligns_uploads_for_dlib(photos, tmp_path):
+    from facespace.pipelines.indexing import build_index
+    from facespace.web.app import create_app
+
+    from web_helpers import api_client
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name in ("astro.png", "mirror.png", "blank.png"):
+        (faces / name).write_bytes((photos / name).read_bytes())
+    model = load_model("dlib")
+    build_index(model, str(faces)).save(tmp_path / "d.index")
+    client = api_client(create_app(model="dlib", index=tmp_path / "d.index"))
+    with open(photos / "grey.png", "rb") as f:
+        r = client.post("/api/search", files={"file": ("grey.png", f, "image/png")}, data={"k": "1"})
+    assert r.status_code == 200, r.text
+    top = r.json()["neighbours"][0]
+    assert top["label"] in ("astro.png", "mirror.png") and top["distance"] < 0.1  # cosine: the same person
+    with open(photos / "astro.png", "rb") as f:
+        r = client.post("/api/search", files={"file": ("astro.png", f, "image/png")}, data={"k": "1", "detect": "true"})
+    assert r.status_code == 200 and r.json()["detection"]["status"] == "ok"
+    assert r.json()["neighbours"][0]["label"] in ("astro.png", "mirror.png")

@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from facespace.data.images import read_image
+from facespace.data.inputs import ALIGN_MAX_SIDE, align_arrays
 from facespace.errors import FacespaceError
+from facespace.protocol import is_aligning
 from facespace.web.state import WebError, WebState
 from facespace.web.schemas import Detection, FaceBox
 
@@ -78,11 +81,15 @@ class Faces:
 
 def faces_from_upload(state: WebState, upload: Any, *, detect: bool) -> Faces:
     """Every face of an uploaded image: the image itself (a crop) or each face detection finds."""
-    from facespace.data.images import decode_face, open_image, read_image
+    from facespace.data.images import decode_face, open_image
 
     data = read_upload(state, upload)
     name = upload_name(upload)
     size, _, channels = state.image_shape
+    aligning = is_aligning(state.model)  # a model that cuts its own faces (dlib) cuts them here too
+    if not detect and aligning:
+        photo = read_image(data, max_pixels=state.max_pixels, max_side=ALIGN_MAX_SIDE, name=name)
+        return Faces(align_arrays(state.model, [photo], names=[name]), [None], None, name)
     if not detect:
         arr, _ = decode_face(data, size, crop="lfw", grayscale=channels == 1, max_pixels=state.max_pixels, name=name)
         return Faces((arr.astype(np.float32) / 255.0)[None], [None], None, name)
@@ -92,7 +99,7 @@ def faces_from_upload(state: WebState, upload: Any, *, detect: bool) -> Faces:
         full = max(img.size)
     photo = read_image(data, max_pixels=state.max_pixels, max_side=READ_MAX_SIDE, name=name)
     scale = max(photo.shape[:2]) / full
-    found = find_faces(photo, scale=scale, size=size, grayscale=channels == 1)
+    found = find_faces(photo, scale=scale, size=size, grayscale=channels == 1, align=state.model if aligning else None)
     boxes = [[int(v) for v in f.box] for f in found]
     detection = Detection(
         source=name,
@@ -126,6 +133,8 @@ def index_face(state: WebState, id_: int, *, size: int | None = None, grayscale:
         images = state.embedded(size)
         if k.isdigit() and int(k) < len(images):
             face = images[int(k)]
+    elif path and os.path.isfile(path) and is_aligning(state.model) and size == h:
+        face = align_arrays(state.model, [read_image(path, max_side=ALIGN_MAX_SIDE)], names=[path])[0]
     elif path and os.path.isfile(path):
         from facespace.data.images import decode_face
 
