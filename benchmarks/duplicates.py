@@ -197,7 +197,8 @@ def fit_pca(photos: list[Path], path: Path):
 def run(args: argparse.Namespace) -> list[dict]:
     import torch
 
-    from facespace.pipelines.duplicate_threshold import LEVELS, learn_max_distance
+    from facespace.pipelines.duplicate_levels import LEVELS
+    from facespace.pipelines.duplicate_threshold import learn_max_distance
     from facespace.pipelines.indexing import build_index
     from facespace.pipelines.retrieval import find_duplicates
 

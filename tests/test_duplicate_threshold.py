@@ -13,9 +13,10 @@ from PIL import Image
 
 from facespace.errors import FacespaceError
 from facespace.index import Index, IndexingError
-from facespace.pipelines import duplicate_threshold as dt
-from facespace.pipelines.duplicate_threshold import (
-    ALTERATIONS, LEVELS, choose_thresholds, distinct_distances, learn_max_distance)
+from facespace.models.registry import resolve_model
+from facespace.pipelines import duplicate_levels as dl
+from facespace.pipelines.duplicate_levels import ALTERATIONS, LEVELS, choose_thresholds, distinct_distances
+from facespace.pipelines.duplicate_threshold import copy_distances, learn_max_distance
 from facespace.data.alterations import alter_image
 from facespace.pipelines.indexing import build_index
 from facespace.pipelines.retrieval import find_duplicates
@@ -93,7 +94,7 @@ def test_copies_of_a_rotated_photo_are_upright_like_its_original(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees to view
     Image.fromarray(astronaut()).resize((200, 120)).save(path, quality=95, exif=exif)
-    d = dt.copy_distances(dt.resolve_model("pixels:16"), [str(path)], alterations=["jpeg95", "darker10"])
+    d = copy_distances(resolve_model("pixels:16"), [str(path)], alterations=["jpeg95", "darker10"])
     assert d["jpeg95"][0] < 1e-3 and d["darker10"][0] < 0.02  # not a quarter turn away
 
 
@@ -104,8 +105,8 @@ def test_thresholds_reach_the_copies_and_stop_short_of_distinct_images():
     assert far["near"] >= 1e-2 and far["exact"] >= 1e-5  # each reaches its level's copies
     distinct = np.linspace(0.005, 0.6, 200)  # distinct images as close as the trims
     close = choose_thresholds(copies, distinct)
-    assert close["near"] == pytest.approx(dt.CAP * np.quantile(distinct, dt.FLOOR_QUANTILE)) and close["near"] < 0.01
-    assert close["exact"] <= close["near"] <= close["similar"] <= np.quantile(distinct, dt.SIMILAR_QUANTILE)
+    assert close["near"] == pytest.approx(dl.CAP * np.quantile(distinct, dl.FLOOR_QUANTILE)) and close["near"] < 0.01
+    assert close["exact"] <= close["near"] <= close["similar"] <= np.quantile(distinct, dl.SIMILAR_QUANTILE)
     with pytest.raises(FacespaceError, match="needs distances"):
         choose_thresholds(copies, np.array([np.nan]))
 
@@ -169,8 +170,8 @@ def test_a_set_too_small_falls_back_to_the_fixed_level(pixel_index):
     small = Index(index.dim, metric="cosine")
     small.add(index.reconstruct(index.ids[:2]), metadata=index.get_metadata(index.ids[:2]))
     learned = learn_max_distance(small, model="pixels:16")
-    assert learned.how == "fallback" and learned.max_distance == dt.FALLBACK_COSINE
-    assert "too few" in learned.describe() and f"at least {dt.MIN_IMAGES}" in learned.describe()
+    assert learned.how == "fallback" and learned.max_distance == dl.FALLBACK_COSINE
+    assert "too few" in learned.describe() and f"at least {dl.MIN_IMAGES}" in learned.describe()
     l2 = Index(index.dim, metric="l2")
     l2.add(index.reconstruct(index.ids[:2]))
     norm = np.median(np.linalg.norm(index.reconstruct(index.ids[:2]), axis=1))
@@ -286,5 +287,5 @@ def test_cli_duplicates_of_a_tiny_set_says_it_falls_back(faces, run_cli, tmp_pat
     assert run_cli("index", "build", tiny, "--model", faces["pca"], "--out", idx)[0] == 0
     code, out, err = run_cli("index", "duplicates", idx)
     assert code == 0, err
-    assert f"auto needs at least {dt.MIN_IMAGES}" in err and f"{dt.FALLBACK_COSINE:.4g}" in err
+    assert f"auto needs at least {dl.MIN_IMAGES}" in err and f"{dl.FALLBACK_COSINE:.4g}" in err
     assert len(rows(out)) == 3  # the header and the one pair of byte-identical files

@@ -36,7 +36,7 @@ def _code_set(arg: str, net_of: Any, metric: str, batch_size: int, crop: str | N
 
 
 def _level_help() -> str:
-    from facespace.pipelines.duplicate_threshold import LEVEL_MEANINGS
+    from facespace.pipelines.duplicate_levels import LEVEL_MEANINGS
 
     return "what counts as a duplicate with --max-distance auto: " + "; ".join(
         f"{level}: {meaning}" for level, meaning in LEVEL_MEANINGS.items())
@@ -75,7 +75,8 @@ def duplicates_cmd(
     from facespace.index import Index
     from facespace.index.binding import check_model, index_model
     from facespace.models.registry import resolve_model
-    from facespace.pipelines.duplicate_threshold import LEVELS, learn_max_distance
+    from facespace.pipelines.duplicate_levels import LEVELS
+    from facespace.pipelines.duplicate_threshold import learn_max_distance
     from facespace.pipelines.retrieval import find_duplicates
 
     if thumb_size < 8:

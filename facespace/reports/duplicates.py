@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from facespace.pipelines.duplicate_threshold import LEVELS, LearnedThreshold
+from facespace.pipelines.duplicate_levels import LEVELS, LearnedThreshold
 from facespace.reports.html import escape, page, picture, table
 
 THUMB = 96  # thumbnail side in pixels: enough to judge a duplicate, small enough for big reports

@@ -13,7 +13,8 @@ from typing import Literal
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from facespace.pipelines.duplicate_threshold import QUANTILES, learn_max_distance
+from facespace.pipelines.duplicate_levels import QUANTILES
+from facespace.pipelines.duplicate_threshold import learn_max_distance
 from facespace.pipelines.retrieval import find_duplicates
 from facespace.web.api import ERRORS, item, state_of
 from facespace.web.schemas import DuplicateGroup, Duplicates
