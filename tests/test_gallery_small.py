@@ -22,12 +22,17 @@ def test_the_threshold_from_impostor_quantiles_keeps_the_target_for_the_gallery_
     assert threshold_from_impostors(record, 300, 0.01) < threshold_from_impostors(record, 3, 0.01)
 
 
+def _two_photos_each(seed: int, n_people: int):
+    """Codes of `n_people` with two photos each, and a model's impostor record."""
+    rng = np.random.default_rng(seed)
+    people = rng.normal(size=(n_people, 8))
+    person = np.repeat(np.arange(n_people), 2)
+    codes = (people[person] + 0.05 * rng.normal(size=(2 * n_people, 8))).astype(np.float32)
+    return codes, person, impostor_record(rng.uniform(0.3, 1.2, 50_000), source="unseen people")
+
+
 def test_a_small_gallery_uses_the_model_record_and_says_so():
-    rng = np.random.default_rng(1)
-    people = rng.normal(size=(15, 8))
-    person = np.repeat(np.arange(15), 2)
-    codes = (people[person] + 0.05 * rng.normal(size=(30, 8))).astype(np.float32)
-    record = impostor_record(rng.uniform(0.3, 1.2, 50_000), source="unseen people")
+    codes, person, record = _two_photos_each(1, 15)
     t_self, facts_self, _ = calibrate_strangers(codes, person, metric="cosine", target_far=0.01)
     t, facts, _ = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, model_impostors=record)
     assert facts_self["source"] == "gallery" and facts["source"] == "model"
@@ -41,11 +46,7 @@ def test_a_small_gallery_uses_the_model_record_and_says_so():
 
 
 def test_a_large_gallery_calibrates_itself_even_with_a_model_record():
-    rng = np.random.default_rng(2)
-    people = rng.normal(size=(400, 8))
-    person = np.repeat(np.arange(400), 2)
-    codes = (people[person] + 0.05 * rng.normal(size=(800, 8))).astype(np.float32)
-    record = impostor_record(rng.uniform(0.3, 1.2, 50_000), source="unseen people")
+    codes, person, record = _two_photos_each(2, 400)
     _, facts, _ = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, model_impostors=record)
     assert facts["source"] == "gallery"
 

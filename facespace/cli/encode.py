@@ -47,28 +47,27 @@ def encode_cmd(
     from facespace.models.registry import resolve_model
 
     sharded = str(out).endswith(("/", os.sep)) or out.is_dir() or not out.suffix
+    if not sharded:
+        codes_format(out)  # an unknown format fails before any work
+    if batch_size < 1:
+        raise FacespaceError(f"--batch-size must be at least 1; got {batch_size}")
+    net = resolve_model(str(model))
+    detect, detector = detection(detect, detector)
     if sharded:  # a folder of shards and a manifest; a killed job resumes where it stopped
         from facespace.pipelines.export.shards import encode_to_shards
 
-        net = resolve_model(str(model))
-        detect, detector = detection(detect, detector)
         bar, update = encode_progress("encoding shards")
         with bar:
             manifest = encode_to_shards(net, sources, out, shard_size=shard_size, detect=detect, detector=detector,
                                         crop=crop, batch_size=batch_size, workers=workers, progress=update)
-        for path, why in manifest["failed"].items():
+        for why in manifest["failed"].values():
             say(f"failed: {why}")
         rows = sum(s["rows"] for s in manifest["shards"].values())
         say(f"wrote {rows} codes in {len(manifest['shards'])} shard(s) to {out}")
         print_out(json.dumps({"out": str(out), "format": "shards", "count": rows, "shards": len(manifest["shards"]),
                               "files": manifest["files"], "failed": len(manifest["failed"]),
-                              "model": (manifest["model"] or {}).get("path") or (manifest["model"] or {}).get("builtin") or str(model)}))
+                              "model": _model_name(manifest["model"], model)}))
         return
-    codes_format(out)  # an unknown format fails before any work
-    if batch_size < 1:
-        raise FacespaceError(f"--batch-size must be at least 1; got {batch_size}")
-    net = resolve_model(str(model))
-    detect, detector = detection(detect, detector)
     bar, update = encode_progress("encoding")
     with bar:
         exported, no_face, n_photos = encode_sources(
@@ -83,7 +82,7 @@ def encode_cmd(
                boxes=exported.boxes if detect else None, faces=exported.faces)
     say(f"wrote {len(exported)} codes of size {exported.dim} to {out}")
     summary = {"out": str(out), "format": out.suffix.lower().lstrip("."), "count": len(exported), "dim": exported.dim,
-               "images": n_photos, "no_face": len(no_face), "model": (exported.model or {}).get("path") or (exported.model or {}).get("builtin") or str(model)}
+               "images": n_photos, "no_face": len(no_face), "model": _model_name(exported.model, model)}
     print_out(json.dumps(summary))
 
 
@@ -91,3 +90,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands: `encode` at the top level."""
     app.command("encode")(encode_cmd)
 
+
+def _model_name(record: dict | None, given: str) -> str:
+    """What a summary calls the model: its file, its built-in name, or what the user gave."""
+    record = record or {}
+    return record.get("path") or record.get("builtin") or str(given)
