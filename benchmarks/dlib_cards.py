@@ -52,6 +52,36 @@ def quality_of_chips(n: int = 400, seed: int = 7) -> dict:
     return quality_reference(chips, source=f"{n} LFW photos as dlib's chips (image checks)").to_dict()
 
 
+def cohort_gallery(z: np.ndarray, names: np.ndarray, top_fraction: float, size: int = 3000, seed: int = 0) -> dict:
+    """S-norm scoring for galleries of this model: a cohort of `size` LFW people with one image each
+    (written beside the card as fp16), and the impostor distances S-normalised against it of 1M
+    random pairs of different people among those with two or more images (never in the cohort)."""
+    from facespace.models.registry import EXTRAS_DIR
+    from facespace.people.cohort_norm import CohortNorm
+    from facespace.people.thresholds import impostor_record
+
+    counts = {n: c for n, c in zip(*np.unique(names, return_counts=True))}
+    single = np.flatnonzero([counts[n] == 1 for n in names])
+    rng = np.random.default_rng(seed)
+    cohort_rows = np.sort(rng.choice(single, size, replace=False))
+    cohort = z[cohort_rows].astype(np.float16)
+    np.save(EXTRAS_DIR / "dlib-cohort.npy", cohort)
+    norm = CohortNorm(top_fraction=top_fraction).fit(cohort.astype(np.float32))
+    others = np.flatnonzero([counts[n] >= 2 for n in names])
+    stats = norm.stats(z[others].astype(np.float32))
+    a, b = rng.integers(0, len(others), 1_000_000), rng.integers(0, len(others), 1_000_000)
+    keep = names[others][a] != names[others][b]
+    a, b = a[keep], b[keep]
+    u = z[others] / np.linalg.norm(z[others], axis=1, keepdims=True)
+    d = norm.normalise_pairs(1.0 - np.sum(u[a] * u[b], 1), (stats[0][a], stats[1][a]), (stats[0][b], stats[1][b]))
+    source = (f"LFW deep-funneled, {len(d)} random pairs of different people with 2+ images (flip-averaged codes), "
+              f"S-normalised against the cohort")
+    return {"scoring": "snorm", "source": "chosen on View 1's people (identity_dlib.md, plan 2)",
+            "cohort": {"file": "dlib-cohort.npy", "top_fraction": float(top_fraction),
+                       "source": f"{size} LFW people with one image each (seed {seed}), flip-averaged dlib codes, fp16"},
+            "impostors": impostor_record(d, source=source)}
+
+
 def cards(results: dict) -> dict:
     """Write what the shipped dlib models keep: their verification thresholds and impostor distances
     (measured on people the adaptation never saw), and the adaptation fitted on all of LFW."""
@@ -96,6 +126,11 @@ def cards(results: dict) -> dict:
             dlib_card["extra"]["verify"] = {"threshold": float(np.median(thresholds)), "metric": "l2",
                                             "source": "median of the ten View 2 per-fold thresholds (each chosen on the "
                                                       "other nine folds)"}
+    if chosen["flip"]:
+        cohort_plan = results.get("identification_plan_2", {}).get("chosen", {})
+        if cohort_plan.get("top_fraction"):
+            dlib_card["extra"]["gallery"] = cohort_gallery(codes_for(c, True), names, cohort_plan["top_fraction"])
+            dlib_card["extra"]["impostors"]["cosine+snorm"] = dlib_card["extra"]["gallery"].pop("impostors")
     # the quality gate's image checks (sharpness, contrast, brightness) against real photos as dlib cuts
     # them; without it they fell back to the embedded 25-px faces enlarged to 150 px and let blur pass
     quality = quality_of_chips()

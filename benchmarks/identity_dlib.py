@@ -38,6 +38,7 @@ from verification import LFW, RESULTS, machine  # noqa: E402
 
 from facespace.data.pairs import read_pairs  # noqa: E402
 from facespace.people.adaptation import CodeAdapter  # noqa: E402
+from facespace.people.cohort_norm import CohortNorm  # noqa: E402
 from facespace.people.lfw import evaluate_fold_distances  # noqa: E402
 from facespace.people.thresholds import calibrate_threshold, pair_accuracy, roc_metrics  # noqa: E402
 
@@ -176,17 +177,18 @@ def score(results: dict) -> dict:
     return results
 
 
-def _open_set(t: np.ndarray, names, gallery, known, strangers, far: float, scoring: str) -> dict:
+def _open_set(t: np.ndarray, names, gallery, known, strangers, far: float, scoring: str, cohort=None) -> dict:
     """The gallery's numbers on unit codes `t`: rank-1, DIR@FAR (oracle threshold at `far` of the
-    strangers), and strangers accepted / known named at the gallery's own calibrated threshold."""
+    strangers), and strangers accepted / known named at the gallery's own calibrated threshold.
+    `cohort`: a fitted CohortNorm for scoring "snorm" (codes of people neither enrolled nor probes)."""
     from facespace.people.gallery.matching import calibrate_strangers, match_codes
 
     people = sorted(gallery)
     enrolled = np.concatenate([gallery[p] for p in people])
     person = np.concatenate([np.full(len(gallery[p]), i) for i, p in enumerate(people)])
-    threshold, _, _ = calibrate_strangers(t[enrolled], person, metric="cosine", target_far=far, scoring=scoring)
-    res_k = match_codes(t[known], t[enrolled], person, people, threshold=threshold, k=1, scoring=scoring)
-    res_s = match_codes(t[strangers], t[enrolled], person, people, threshold=threshold, k=1, scoring=scoring)
+    threshold, _, _ = calibrate_strangers(t[enrolled], person, metric="cosine", target_far=far, scoring=scoring, cohort=cohort)
+    res_k = match_codes(t[known], t[enrolled], person, people, threshold=threshold, k=1, scoring=scoring, cohort=cohort)
+    res_s = match_codes(t[strangers], t[enrolled], person, people, threshold=threshold, k=1, scoring=scoring, cohort=cohort)
     truth = names[known]
     rank1 = np.array([r.candidates[0][0] for r in res_k]) == truth
     d_known = np.array([r.distance for r in res_k])
@@ -225,12 +227,21 @@ def identification(results: dict, enrol: int = 3, far: float = 0.01, seed: int =
             "chosen": {"flip": best["flip"], "scoring": best["scoring"]},
             "written": datetime.datetime.now().isoformat(timespec="seconds")}
         write(results)  # the plan is on file before the test split is scored
+    if "identification_plan_2" not in results:
+        results["identification_plan_2"] = cohort_plan(unit[True], names, row, enrol, far)
+        write(results)  # the second plan is on file before the test split is scored again
     plan = results["identification_plan"]["chosen"]
     faces = FaceSet(np.zeros((len(names), 1, 1, 1), np.float32), names, np.array(list(row)))
     gallery, known, strangers, training = split(faces, enrol, seed)
     rows = [{"model": "stock dlib, nearest enrolled face (the reference)", **_open_set(unit[False], names, gallery, known, strangers, far, "nearest")},
             {"model": f"dlib{' +flip' if plan['flip'] else ''}, {plan['scoring']} scoring (chosen on the dev split)",
              **_open_set(unit[plan["flip"]], names, gallery, known, strangers, far, plan["scoring"])}]
+    top = results["identification_plan_2"]["chosen"]["top_fraction"]
+    if top is not None:
+        cohort = CohortNorm(top_fraction=top).fit(unit[True][training])
+        rows.append({"model": f"dlib +flip, centroid S-normalised against a cohort (top {top:.0%} of the split's "
+                              f"{len(training)} training images; plan 2, chosen on View 1's people)",
+                     **_open_set(unit[True], names, gallery, known, strangers, far, "snorm", cohort)})
     for r in rows:
         print(r, file=sys.stderr)
     results["identification"] = {
@@ -241,6 +252,38 @@ def identification(results: dict, enrol: int = 3, far: float = 0.01, seed: int =
                     f"{len(rows)} configurations scored on this split",
         "rows": rows}
     return results
+
+
+def cohort_plan(unit: np.ndarray, names, row, enrol: int, far: float, seeds=(1, 2, 3, 4, 5),
+                fractions=(0.3, 0.5, 0.6, 0.7, 0.8)) -> dict:
+    """Plan 2: S-norm against a cohort, chosen on View 1's people (DevTrain and DevTest), identification.py's
+    split with five seeds; the cohort is each split's training images (people neither enrolled nor strangers)."""
+    from identification import split
+
+    from facespace.data.faceset import FaceSet
+
+    dev_people = set()
+    for f in ("pairsDevTrain.txt", "pairsDevTest.txt"):
+        dev_people |= set().union(*({p.name_a, p.name_b} for p in read_pairs(LFW / f)))
+    keep = np.flatnonzero(np.isin(names, sorted(dev_people)))
+    sub = FaceSet(np.zeros((len(keep), 1, 1, 1), np.float32), names[keep], np.array(list(row))[keep])
+    t = unit[keep]
+    found: dict = {}
+    for seed in seeds:
+        g, k, s, training = split(sub, enrol, seed)
+        found.setdefault("centroid", []).append(_open_set(t, names[keep], g, k, s, far, "centroid")["dir_at_far"])
+        for frac in fractions:
+            cohort = CohortNorm(top_fraction=frac).fit(t[training])
+            found.setdefault(frac, []).append(_open_set(t, names[keep], g, k, s, far, "snorm", cohort)["dir_at_far"])
+        print("plan 2, seed", seed, {str(k_): v[-1] for k_, v in found.items()}, file=sys.stderr)
+    dev = [{"top_fraction": None if key == "centroid" else key, "dir_at_far_mean": float(np.mean(v)),
+            "dir_at_far_se": float(np.std(v, ddof=1) / np.sqrt(len(v))), "per_seed": [float(x) for x in v]}
+           for key, v in found.items()]
+    best = max(dev, key=lambda r: r["dir_at_far_mean"])
+    return {"dev": dev, "written": datetime.datetime.now().isoformat(timespec="seconds"),
+            "dev_split": f"View 1's {len(dev_people)} people (DevTrain and DevTest), identification.py's split with seeds "
+                         f"{', '.join(map(str, seeds))}; dlib +flip codes; cohort: each split's training images",
+            "chosen": {"top_fraction": best["top_fraction"]}}
 
 
 def clustering(results: dict, min_images: int = 10) -> dict:
@@ -308,6 +351,16 @@ def write(results: dict) -> None:
                   "| flip | scoring | rank-1 | DIR@FAR=1% |", "|---|---|---|---|"]
         lines += [f"| {r['flip']} | {r['scoring']} | {r['rank1']:.4f} | {r['dir_at_far']:.4f} |" for r in plan["dev"]]
         lines += ["", f"Chosen: flip {plan['chosen']['flip']}, {plan['chosen']['scoring']} scoring.", ""]
+    if "identification_plan_2" in results:
+        plan = results["identification_plan_2"]
+        lines += ["## Open-set identification: plan 2, cohort normalisation, chosen on View 1's people", "",
+                  plan["dev_split"] + f" (written {plan['written']}, before the test split was scored again).", "",
+                  "| scoring | DIR@FAR=1% (mean of 5 splits) | SE | per split |", "|---|---|---|---|"]
+        for r in plan["dev"]:
+            what = "centroid" if r["top_fraction"] is None else f"S-norm, top {r['top_fraction']:.0%} of the cohort"
+            lines.append(f"| {what} | {r['dir_at_far_mean']:.4f} | {r['dir_at_far_se']:.4f} | "
+                         f"{', '.join(f'{x:.3f}' for x in r['per_seed'])} |")
+        lines += ["", f"Chosen: top fraction {plan['chosen']['top_fraction']}.", ""]
     if "identification" in results:
         lines += ["## Open-set identification", "", results["identification"]["protocol"] + ".", "",
                   "| model | rank-1 | DIR@FAR=1% | gallery threshold | strangers accepted at it | known named right at it |",

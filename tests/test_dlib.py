@@ -12,6 +12,7 @@ from PIL import Image
 from facespace.errors import FacespaceError
 from facespace.models import dlib_face
 from facespace.models.registry import load_model
+from facespace.people.gallery.gallery import Gallery
 
 
 @pytest.fixture()
@@ -129,9 +130,12 @@ def test_cli_verify_enrol_identify_and_search_with_dlib(run_cli, photos, tmp_pat
     assert code == 0 and all(json.loads(line)["status"] == "ok" for line in out.splitlines())
     g = tmp_path / "g.db"
     assert run_cli("people", "enroll", "eileen", photos / "astro.png", "--model", "dlib", "--gallery", g)[0] == 0
-    code, out, _ = run_cli("people", "identify", photos / "grey.png", "--model", "dlib", "--gallery", g,
-                           "--max-distance", "0.6")
+    code, out, _ = run_cli("people", "identify", photos / "grey.png", "--model", "dlib", "--gallery", g)
     assert code == 0 and out.splitlines()[1].split(",")[1] == "eileen"
+    with Gallery(g) as gallery:  # scored as the card says: S-norm against the cohort shipped beside it
+        facts = json.loads(gallery.meta["calibration"])
+        assert gallery.scoring == "snorm" and len(gallery.cohort().cohort_) == 3000
+        assert facts["source"] == "model" and "S-normalised" in facts["measured_on"]
     code, _, err = run_cli("people", "identify", photos / "grey.png", "--model", "faces-id", "--gallery", g)
     assert code == 2 and "model" in err
     codes = tmp_path / "c.npy"

@@ -40,8 +40,9 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         replace: bool = typer.Option(False, help="Replace the person's earlier images instead of adding."),
         target_far: float = typer.Option(0.01, help="False-accept rate for strangers (used when the gallery is created)."),
         scoring: Optional[str] = typer.Option(None, help="How a person is scored (when the gallery is created): nearest "
-                                              "(their nearest photo) or centroid (the mean of their codes); default: "
-                                              "the model's recommendation."),
+                                              "(their nearest photo), centroid (the mean of their codes) or snorm (the "
+                                              "centroid distance normalised against the model's cohort of outside "
+                                              "faces); default: the model's recommendation."),
         force: bool = typer.Option(False, "--force", help="Enrol images that fail the quality checks too."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos of this person alone: "
                                     "find the face first (a photo with several faces is refused)."),

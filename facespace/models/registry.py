@@ -134,7 +134,11 @@ def _load_extra(name: str) -> Any:
     model = function_of(card["loader"])(**card.get("options", {}))
     model.checkpoint_info["builtin"] = name
     # measured facts the card keeps for the model (a verification threshold, impostor distances)
-    model.checkpoint_info.setdefault("extra", {}).update(card.get("extra", {}))
+    extra = json.loads(json.dumps(card.get("extra", {})))  # a copy: the cached card stays as read
+    cohort = (extra.get("gallery") or {}).get("cohort")
+    if cohort and cohort.get("file"):  # a file beside the card (S-norm's cohort of outside faces)
+        cohort["path"] = str(EXTRAS_DIR / cohort["file"])
+    model.checkpoint_info.setdefault("extra", {}).update(extra)
     return model
 
 

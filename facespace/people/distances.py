@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from facespace.errors import FacespaceError
@@ -52,7 +54,9 @@ def cross_distances(queries: np.ndarray, codes: np.ndarray, *, metric: str = "co
     raise FacespaceError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
 
 
-SCORINGS = ("nearest", "centroid")
+# how a gallery scores a person: their nearest enrolled face, their centroid, or their centroid with
+# the distance S-normalised against a cohort of outside faces (`facespace.people.cohort_norm`)
+SCORINGS = ("nearest", "centroid", "snorm")
 
 
 def person_centroids(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
@@ -73,23 +77,38 @@ def person_centroids(codes: np.ndarray, person: np.ndarray, *, metric: str = "co
     return people, c.astype(np.float32)
 
 
-def centroid_scores(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+def centroid_scores(codes: np.ndarray, person: np.ndarray, *, metric: str = "cosine",
+                    cohort: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """`open_set_scores` for a gallery that scores people by their centroid: for each enrolled face,
     the distance to its own person's centroid made without it (people with two or more faces) and
-    to the nearest other person's centroid."""
+    to the nearest other person's centroid.
+
+    Args:
+        codes: `(n, d)` enrolled codes; `person` `(n,)` int person of each.
+        cohort: a fitted `facespace.people.cohort_norm.CohortNorm`: the distances are S-normalised
+            against it (scoring "snorm"); None for plain distances.
+
+    Returns:
+        `(genuine, impostor)` float64 arrays.
+    """
     z = np.asarray(codes, np.float64)
     if metric == "cosine":
         z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     people, cents = person_centroids(z, person, metric="l2")  # plain means of the (unit) codes
     index = np.searchsorted(people, person)
     counts = np.bincount(index, minlength=len(people))
-    d = cross_distances(z.astype(np.float32), _finish(cents, metric), metric=metric)  # (n, p)
+    finished = _finish(cents, metric)
+    d = cross_distances(z.astype(np.float32), finished, metric=metric)  # (n, p)
+    several = counts[index] >= 2
+    own = _finish((cents[index][several] * counts[index][several, None] - z[several]) / (counts[index][several, None] - 1), metric)
+    genuine = pair_distances(z[several].astype(np.float32), own, metric=metric)
+    if cohort is not None:
+        face_stats = cohort.stats(z.astype(np.float32))
+        d = cohort.normalise(d, None, None, probe_stats=face_stats, target_stats=cohort.stats(finished))
+        genuine = cohort.normalise_pairs(genuine, tuple(s[several] for s in face_stats), cohort.stats(own))
     rows = np.arange(len(z))
     d[rows, index] = np.inf
     impostor = d.min(1) if len(people) > 1 else np.zeros(0)
-    several = counts[index] >= 2
-    own = (cents[index][several] * counts[index][several, None] - z[several]) / (counts[index][several, None] - 1)
-    genuine = pair_distances(z[several].astype(np.float32), _finish(own, metric), metric=metric)
     return genuine, impostor[np.isfinite(impostor)]
 
 

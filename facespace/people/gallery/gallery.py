@@ -43,10 +43,15 @@ import numpy as np
 
 from facespace.data.crops import RECORDED, crop_side, resolve_crop
 from facespace.data.inputs import as_images
+from facespace.people.cohort_norm import CohortNorm
+from facespace.people.gallery.changes import ensure_log, has_log
+from facespace.people.gallery.gallery_index import INDEXED_SCORINGS, GalleryIndex
 from facespace.people.gallery.matching import REJECT_FRACTION, Identification, calibrate_strangers, match_codes
 from facespace.people.gallery.store import (
-    SCHEMA_VERSION, GalleryError, check_name, connect, create_gallery, db_text, model_fingerprint, read_codes, transaction,
+    SCHEMA_VERSION, GalleryError, check_name, connect, create_gallery, db_text, model_fingerprint, read_codes, read_cohort,
+    transaction,
 )
+from facespace.people.gallery.shortlist import identify_indexed
 from facespace.people.quality import LowQualityError, describe_refusals, face_quality
 from facespace.protocol import Encoder
 
@@ -63,8 +68,11 @@ class Gallery:
         target_far: false-accept rate the stranger threshold is calibrated for (fixed at creation;
             change it with `calibrate`).
         scoring: how a person is scored, fixed at creation: "nearest" (the distance to their nearest
-            enrolled face) or "centroid" (to the mean of their codes); default: the model's
-            recommendation (dlib: centroid), else nearest.
+            enrolled face), "centroid" (to the mean of their codes) or "snorm" (the centroid
+            distance S-normalised against a cohort of outside faces, `facespace.people.cohort_norm`);
+            default: the model's recommendation (dlib: snorm), else nearest.
+        cohort: for scoring "snorm", `(m, d)` codes of people outside the gallery and its probes
+            (default: the cohort the model carries); kept in the gallery file at creation.
 
     Example:
         >>> g = Gallery("people.db", model)                # doctest: +SKIP
@@ -74,7 +82,7 @@ class Gallery:
     """
 
     def __init__(self, path: str | os.PathLike, model: Encoder | None = None, *, metric: str = "cosine",
-                 target_far: float = 0.01, create: bool = True, scoring: str | None = None):
+                 target_far: float = 0.01, create: bool = True, scoring: str | None = None, cohort: Any = None):
         self.path = str(path)
         self.model = model
         exists = self.path == ":memory:" or Path(self.path).exists()
@@ -85,12 +93,21 @@ class Gallery:
             raise GalleryError(f"{self.path} is a folder; pass a gallery file such as people.db")
         self.db, tables = connect(self.path)
         if not tables:
-            create_gallery(self.db, self.model, metric=metric, target_far=target_far, scoring=scoring)
+            try:
+                create_gallery(self.db, self.model, metric=metric, target_far=target_far, scoring=scoring, cohort=cohort)
+            except Exception:
+                self.db.close()  # a gallery that could not be laid out leaves no file behind
+                for suffix in ("", "-wal", "-shm"):
+                    if self._new:
+                        Path(self.path + suffix).unlink(missing_ok=True)
+                raise
         self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if int(self.meta.get("schema_version", 0)) > SCHEMA_VERSION:
             raise GalleryError(f"{self.path} was written by a newer facespace; upgrade facespace")
         if model is not None:
             self._check_model(model)
+        ensure_log(self.db)  # the change log the index beside the gallery catches up from
+        self._index: GalleryIndex | None = None
 
     # --- setup ---------------------------------------------------------------------------------
     def _check_model(self, model: Encoder) -> None:
@@ -122,8 +139,16 @@ class Gallery:
 
     @property
     def scoring(self) -> str:
-        """How a person is scored: "nearest" enrolled face, or "centroid" of their codes (fixed at creation)."""
+        """How a person is scored: "nearest" enrolled face, "centroid" of their codes, or "snorm" (fixed at creation)."""
         return self.meta.get("scoring", "nearest")
+
+    def cohort(self) -> CohortNorm | None:
+        """The fitted cohort a "snorm" gallery normalises against (kept in the file), else None."""
+        if self.scoring != "snorm":
+            return None
+        if getattr(self, "_cohort", None) is None:
+            self._cohort = read_cohort(self.meta["cohort"], self.metric)
+        return self._cohort
 
     @property
     def threshold(self) -> float | None:
@@ -182,14 +207,24 @@ class Gallery:
         """
         threshold = self._threshold_for(max_distance)
         z = self._check_codes(codes)
-        codes_, person, names = self.codes()
         per_person = dict(self.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
-        rej_codes, rej_person = self.rejections()
         stored = dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'reject_radius'")).get("reject_radius")
         radius = max(float(stored) if stored else REJECT_FRACTION * threshold, 1e-6)
+        if self.scoring in INDEXED_SCORINGS and has_log(self.db):  # a shortlist from the index, scored exactly
+            return identify_indexed(self.gallery_index(), z, threshold=threshold, k=k, per_person=per_person,
+                                    radius=radius, override=max_distance is not None)
+        codes_, person, names = self.codes()
+        rej_codes, rej_person = self.rejections()
         return match_codes(z, codes_, person, names, threshold=threshold, metric=self.metric, k=k, per_person=per_person,
                            rejected=rej_codes, rejected_person=rej_person, radius=radius, override=max_distance is not None,
-                           scoring=self.scoring)
+                           scoring=self.scoring, cohort=self.cohort())
+
+    def gallery_index(self) -> GalleryIndex:
+        """The search index kept beside this gallery (`<gallery>.index`), caught up on each identification."""
+        if self._index is None:
+            self._index = GalleryIndex(self.db, self.path, metric=self.metric, scoring=self.scoring,
+                                       code_size=int(self.meta["code_size"]))
+        return self._index
 
     def _check_codes(self, codes: Any) -> np.ndarray:
         z = np.asarray(codes, np.float32)
@@ -405,7 +440,8 @@ class Gallery:
         codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), int(meta["code_size"]))
         record = json.loads(meta.get("model_impostors") or "null")
         t, facts, radius = calibrate_strangers(codes, person, metric=meta["metric"], target_far=float(meta["target_far"]),
-                                               model_impostors=record, scoring=meta.get("scoring", "nearest"))
+                                               model_impostors=record, scoring=meta.get("scoring", "nearest"),
+                                               cohort=self.cohort())
         self._set_meta(reject_radius="" if radius is None else radius)
         if meta.get("threshold_source") == "manual":
             return

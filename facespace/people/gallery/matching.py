@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from facespace.errors import FacespaceError
 from facespace.people.distances import centroid_scores, cross_distances, open_set_scores, person_centroids
 from facespace.people.thresholds import (CALIBRATION_CONFIDENCE, reject_radius, stranger_threshold,
                                          threshold_from_impostors)
@@ -60,6 +61,7 @@ def match_codes(
     radius: float = 0.0,
     override: bool = False,
     scoring: str = "nearest",
+    cohort: Any = None,
 ) -> list[Identification]:
     """Name each probe code as its nearest enrolled person, or None for a stranger.
 
@@ -73,8 +75,10 @@ def match_codes(
         rejected, rejected_person: `(r, d)` "not this person" codes and `(r,)` their person index.
         radius: how near a probe must be to a rejected code to count as that face.
         override: `threshold` was given by the caller and applies to everyone.
-        scoring: "nearest" (a person's distance is that of their nearest enrolled face) or
-            "centroid" (the distance to the mean of their codes: steadier with several photos).
+        scoring: "nearest" (a person's distance is that of their nearest enrolled face),
+            "centroid" (the distance to the mean of their codes: steadier with several photos) or
+            "snorm" (the centroid distance S-normalised against `cohort`: a z-score, lower = nearer).
+        cohort: a fitted `facespace.people.cohort_norm.CohortNorm`, needed by scoring "snorm".
 
     Returns:
         One `Identification` per probe (`quality` None).
@@ -83,12 +87,18 @@ def match_codes(
     order_by_person = np.argsort(person, kind="stable")
     present, starts = np.unique(person[order_by_person], return_index=True)
     out = []
-    if scoring == "centroid":
+    if scoring in ("centroid", "snorm"):
         present, centroids = person_centroids(codes, person, metric=metric)
+    if scoring == "snorm":
+        if cohort is None:
+            raise FacespaceError("scoring 'snorm' needs a cohort of outside faces (a fitted CohortNorm); pass cohort=")
+        centroid_stats = cohort.stats(centroids)
     for i in range(0, len(probes), 1024):
         best = np.full((len(probes[i : i + 1024]), len(names)), np.inf)
-        if scoring == "centroid":
+        if scoring in ("centroid", "snorm"):
             best[:, present] = cross_distances(probes[i : i + 1024], centroids, metric=metric)
+            if scoring == "snorm":
+                best[:, present] = cohort.normalise(best[:, present], probes[i : i + 1024], None, target_stats=centroid_stats)
         else:
             d = cross_distances(probes[i : i + 1024], codes[order_by_person], metric=metric)  # (q, n)
             best[:, present] = np.minimum.reduceat(d, starts, axis=1)  # nearest face of each person
@@ -108,8 +118,8 @@ def match_codes(
 
 
 def calibrate_strangers(codes: np.ndarray, person: np.ndarray, *, metric: str, target_far: float,
-                        model_impostors: dict[str, Any] | None = None, scoring: str = "nearest"
-                        ) -> tuple[float | None, dict[str, Any] | None, float | None]:
+                        model_impostors: dict[str, Any] | None = None, scoring: str = "nearest",
+                        cohort: Any = None) -> tuple[float | None, dict[str, Any] | None, float | None]:
     """The stranger threshold of a gallery, from its enrolled faces, or from its model when too few.
 
     Every enrolled face's nearest other face of the same person is a genuine score, and its nearest
@@ -125,8 +135,8 @@ def calibrate_strangers(codes: np.ndarray, person: np.ndarray, *, metric: str, t
     """
     genuine, impostor = open_set_scores(codes, person, metric=metric)
     radius = reject_radius(genuine)  # corrections act on faces, whatever the scoring
-    if scoring == "centroid":
-        genuine, impostor = centroid_scores(codes, person, metric=metric)
+    if scoring in ("centroid", "snorm"):
+        genuine, impostor = centroid_scores(codes, person, metric=metric, cohort=cohort if scoring == "snorm" else None)
     few = len(np.unique(person)) < 2 or stranger_threshold(impostor, target_far)[1] == 0
     if few and model_impostors and len(codes):
         t = threshold_from_impostors(model_impostors, len(codes), target_far)

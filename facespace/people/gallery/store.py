@@ -14,6 +14,7 @@ leaving every version-1 table as it was.
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import time
@@ -23,6 +24,7 @@ import numpy as np
 
 from facespace.checkpoint import model_hash, weights_hash
 from facespace.errors import FacespaceError
+from facespace.people.cohort_norm import CohortNorm
 from facespace.people.distances import SCORINGS
 from facespace.protocol import METRICS, model_kind
 
@@ -151,6 +153,30 @@ def model_impostors(model: Any, metric: str) -> dict[str, Any] | None:
     return (extra.get("impostors") or {}).get(metric)
 
 
+def model_cohort(model: Any) -> dict[str, Any] | None:
+    """The cohort a model carries for S-norm scoring (`extra["gallery"]["cohort"]`: `path` of an
+    `(m, d)` .npy of codes of outside people, `top_fraction`, `source`), or None."""
+    extra = (getattr(model, "checkpoint_info", None) or {}).get("extra") or {}
+    cohort = (extra.get("gallery") or {}).get("cohort")
+    if not cohort or not cohort.get("path"):
+        return None
+    return {**cohort, "codes": np.load(cohort["path"]).astype(np.float32)}
+
+
+def cohort_text(codes: np.ndarray, top_fraction: float, source: str) -> str:
+    """A cohort as the gallery's meta row keeps it: JSON with the codes as base64 float16."""
+    z = np.asarray(codes, np.float32)
+    return json.dumps({"top_fraction": float(top_fraction), "source": source, "shape": list(z.shape),
+                       "codes": base64.b64encode(z.astype("<f2").tobytes()).decode("ascii")})
+
+
+def read_cohort(text: str, metric: str) -> CohortNorm:
+    """The fitted `CohortNorm` of a gallery's "cohort" meta row (`cohort_text`)."""
+    info = json.loads(text)
+    codes = np.frombuffer(base64.b64decode(info["codes"]), "<f2").reshape(info["shape"]).astype(np.float32)
+    return CohortNorm(top_fraction=info["top_fraction"], metric=metric).fit(codes)
+
+
 def model_scoring(model: Any) -> str:
     """How a gallery of this model scores a person by default: the model's recommendation
     (`extra["gallery"]["scoring"]`, chosen on a dev split), else "nearest"."""
@@ -159,11 +185,16 @@ def model_scoring(model: Any) -> str:
 
 
 def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_far: float,
-                   scoring: str | None = None) -> None:
+                   scoring: str | None = None, cohort: Any = None) -> None:
     """Lay out a new gallery in `db`: the schema, and the meta rows that bind it to `model`.
 
+    Args:
+        cohort: for scoring "snorm", `(m, d)` codes of people outside the gallery (default: the
+            cohort the model carries); kept in the gallery, so it scores the same on any machine.
+
     Raises:
-        GalleryError: an unknown metric or a false-accept rate outside [0, 1).
+        GalleryError: an unknown metric or a false-accept rate outside [0, 1); scoring "snorm"
+            with no cohort given or carried by the model.
     """
     if metric not in METRICS:
         raise GalleryError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
@@ -172,6 +203,20 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
     scoring = scoring or model_scoring(model)
     if scoring not in SCORINGS:
         raise GalleryError(f"unknown scoring {scoring!r}; expected one of: {', '.join(SCORINGS)}")
+    cohort_row = ""
+    impostors_key = metric
+    if scoring == "snorm":
+        carried = model_cohort(model) if cohort is None else None
+        if cohort is None and carried is None:
+            raise GalleryError("scoring 'snorm' needs a cohort of codes of people outside the gallery, and this model "
+                               "carries none; pass cohort= (Python) or choose --scoring centroid")
+        if carried is not None:
+            cohort_row = cohort_text(carried["codes"], carried.get("top_fraction", 0.6), carried.get("source", "the model"))
+            impostors_key = f"{metric}+snorm"  # the model's impostors were measured against its own cohort
+        else:
+            given = cohort if isinstance(cohort, CohortNorm) else CohortNorm(metric=metric).fit(cohort)
+            cohort_row = cohort_text(given.cohort_, given.top_fraction, "given")
+            impostors_key = ""  # not the cohort the model's record was measured against
     info = {
         "schema_version": SCHEMA_VERSION,
         "model_fingerprint": model_fingerprint(model),
@@ -180,11 +225,12 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
         "model_path": (getattr(model, "checkpoint_info", None) or {}).get("path") or "",
         # the model's own impostor distances, measured on people it never saw: the stranger threshold
         # of a gallery too small to calibrate itself (`facespace.people.gallery.matching`)
-        "model_impostors": json.dumps(model_impostors(model, metric)),
+        "model_impostors": json.dumps(model_impostors(model, impostors_key) if impostors_key else None),
         "code_size": int(model.code_size),
         "image_shape": json.dumps(list(model.image_shape)),
         "metric": metric,
-        "scoring": scoring,  # a person's distance: to their nearest enrolled face, or to their centroid
+        "scoring": scoring,  # a person's distance: to their nearest enrolled face, their centroid, or S-normed
+        "cohort": cohort_row,  # scoring snorm: the outside faces the distances are normalised against
         "target_far": target_far,
         "threshold": "",
         "threshold_source": "auto",
