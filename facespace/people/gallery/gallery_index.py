@@ -1,0 +1,186 @@
+"""The search index kept beside a gallery, so that naming a probe does not read every enrolled code.
+
+A gallery `people.db` keeps `people.db.index`, an `Index` (`facespace.index`) of what its scoring
+compares a probe with: every enrolled face (scoring "nearest", ids = face ids) or one centroid per
+person (scoring "centroid", ids = person ids; `person_centroids` of their codes). SQLite stays the
+only truth. The file is a snapshot: its header records the gallery's uuid and the generation of
+the change log (`facespace.people.gallery.changes`) it reflects, with that log entry's random
+token. Opening it (`GalleryIndex.sync`, before every identification) then:
+
+- loads the snapshot when it is this gallery's, of this scoring and metric, and not ahead of the log;
+- replays the log entries after its generation (faces removed and added, centroids of the people
+  whose faces changed recomputed from their rows);
+- checks that what it holds matches the rows (count and sum of ids) and otherwise, or when the file
+  is missing, truncated, damaged, another gallery's or from another history, rebuilds it from the
+  rows: a snapshot is never trusted, only caught up.
+
+So enrolling, removing, rejecting or replacing never has to write the index: a crash between the
+SQLite commit and any index write loses nothing, and two writers need no coordination beyond
+SQLite's. The snapshot is rewritten (atomically) after a rebuild and once its log tail grows past
+`SNAPSHOT_TAIL` of its size. Up to `EXACT_MAX_ITEMS` items the index is exact; beyond it, an HNSW
+graph (`benchmarks/gallery_scale.py` measured the size and the recall).
+
+Example:
+    >>> from facespace.models.pixels import PixelEncoder
+    >>> from facespace.people.gallery.gallery import Gallery
+    >>> g = Gallery(":memory:", PixelEncoder(size=2, channels=1))
+    >>> _ = g.enroll("ann", np.random.default_rng(0).random((3, 2, 2, 1), dtype=np.float32))
+    >>> len(GalleryIndex(g.db, ":memory:", metric="cosine", scoring="nearest", code_size=4).sync())
+    3
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from facespace.errors import FacespaceError
+from facespace.index import Index, IndexingError
+from facespace.people.distances import person_centroids
+from facespace.people.gallery.changes import changes_since, gallery_uuid, generation, log_token
+
+__all__ = ["EXACT_MAX_ITEMS", "GalleryIndex", "INDEXED_SCORINGS", "read_rows"]
+
+INDEXED_SCORINGS = ("nearest", "centroid")  # "snorm" normalises per probe: the exact scan names it
+EXACT_MAX_ITEMS = 200_000  # above this many faces (or centroids) the index is an HNSW graph
+HNSW_SETTINGS = {"M": 16, "ef_construction": 100, "ef_search": 64}
+SNAPSHOT_TAIL = 0.02  # rewrite the snapshot once the changes since it exceed this share of its items
+SNAPSHOT_MIN_TAIL = 500  # ... and this many log entries
+
+
+def read_rows(db: sqlite3.Connection, ids: np.ndarray | None, code_size: int, *, column: str = "id"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(face ids (m,) int64, person ids (m,) int64, codes (m, d) float32)` of the faces whose
+    `column` ("id" or "person_id") is in `ids` (all faces for None), in face id order."""
+    sql = "SELECT id, person_id, code FROM faces"
+    args: tuple = ()
+    if ids is not None:
+        sql += f" WHERE {column} IN (SELECT value FROM json_each(?))"
+        args = (json.dumps(np.asarray(ids, np.int64).tolist()),)
+    rows = list(db.execute(sql + " ORDER BY id", args))
+    face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    person_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    codes = np.frombuffer(b"".join(r[2] for r in rows), "<f4").reshape(len(rows), code_size).astype(np.float32)
+    return face_ids, person_ids, codes
+
+
+class GalleryIndex:
+    """The index beside one open gallery, caught up with its rows on every `sync`.
+
+    Args:
+        db: the gallery's open SQLite connection (autocommit).
+        path: the gallery file; the snapshot is `path + ".index"` (none for ":memory:").
+        metric: the gallery's metric; scoring: "nearest" or "centroid"; code_size: d.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: str, *, metric: str, scoring: str, code_size: int):
+        if scoring not in INDEXED_SCORINGS:
+            raise FacespaceError(f"a gallery index serves scoring {' or '.join(INDEXED_SCORINGS)}; not {scoring!r}")
+        self.db, self.metric, self.scoring, self.code_size = db, metric, scoring, int(code_size)
+        self.file = None if path == ":memory:" else Path(str(path) + ".index")
+        self.index: Index | None = None
+        self.generation = -1  # of the log, that `index` reflects
+        self.saved_generation = -1  # of the snapshot file
+        self.rebuilt = 0  # how many times this object rebuilt from the rows (for tests and benchmarks)
+
+    # --- keeping up ---------------------------------------------------------------------------
+    def sync(self) -> Index:
+        """The index, caught up with the gallery's rows (loaded, replayed or rebuilt as needed).
+
+        Returns:
+            The `Index`: ids are face ids ("nearest") or person ids ("centroid").
+        """
+        self.db.execute("BEGIN")  # one read snapshot: the rows and the log agree
+        try:
+            now = generation(self.db)
+            if self.index is not None and self.generation == now:
+                return self.index
+            if self.index is None:
+                self._load(now)
+            if self.index is not None and self.generation < now:
+                self._replay()
+            if self.index is None or not self._matches_rows():
+                self._rebuild(now)
+        finally:
+            self.db.execute("COMMIT")
+        tail = self.generation - self.saved_generation
+        if tail > 0 and tail >= max(SNAPSHOT_MIN_TAIL, SNAPSHOT_TAIL * len(self.index)) or self.saved_generation < 0:
+            self.save()
+        return self.index
+
+    def _record(self) -> dict:
+        return {"gallery_uuid": gallery_uuid(self.db), "generation": self.generation,
+                "token": log_token(self.db, self.generation), "scoring": self.scoring, "metric": self.metric}
+
+    def _load(self, now: int) -> None:
+        """The snapshot file when it is this gallery's and not ahead of it, else nothing."""
+        if self.file is None or not self.file.exists():
+            return
+        try:
+            index = Index.load(self.file)
+        except (IndexingError, OSError) as e:
+            warnings.warn(f"the gallery index {self.file} is unreadable ({e}); rebuilding it from the gallery", stacklevel=3)
+            return
+        rec = (index.model or {}).get("gallery") or {}
+        gen = int(rec.get("generation", -1))
+        if (rec.get("gallery_uuid") != gallery_uuid(self.db) or rec.get("scoring") != self.scoring
+                or rec.get("metric") != self.metric or index.dim != self.code_size or not 0 <= gen <= now
+                or rec.get("token") != log_token(self.db, gen)):
+            return
+        self.index, self.generation, self.saved_generation = index, gen, gen
+
+    def _replay(self) -> None:
+        """Apply the log entries after `self.generation` to the index."""
+        changes = changes_since(self.db, self.generation)
+        index = self.index
+        if self.scoring == "nearest":
+            gone = changes.face_ids[np.isin(changes.face_ids, index.ids)]
+            if len(gone):
+                index.remove(gone)
+            face_ids, _, codes = read_rows(self.db, changes.face_ids, self.code_size)
+            index.add(codes, ids=face_ids)
+        else:
+            gone = changes.person_ids[np.isin(changes.person_ids, index.ids)]
+            if len(gone):
+                index.remove(gone)
+            _, person_ids, codes = read_rows(self.db, changes.person_ids, self.code_size, column="person_id")
+            if len(codes):
+                people, centroids = person_centroids(codes, person_ids, metric=self.metric)
+                index.add(centroids, ids=people)
+        self.generation = changes.generation
+
+    def _matches_rows(self) -> bool:
+        what = "id" if self.scoring == "nearest" else "DISTINCT person_id"
+        count, total = self.db.execute(f"SELECT COUNT({what}), COALESCE(SUM({what}), 0) FROM faces").fetchone()
+        ids = self.index.ids
+        return len(ids) == int(count) and int(ids.sum()) == int(total)
+
+    def _rebuild(self, now: int) -> None:
+        face_ids, person_ids, codes = read_rows(self.db, None, self.code_size)
+        if self.scoring == "centroid" and len(codes):
+            ids, vectors = person_centroids(codes, person_ids, metric=self.metric)
+        else:
+            ids, vectors = face_ids, codes
+        backend = "exact" if len(ids) <= EXACT_MAX_ITEMS else "hnsw"
+        index = Index(self.code_size, metric=self.metric, backend=backend,
+                      **(HNSW_SETTINGS if backend == "hnsw" else {}))
+        index.add(vectors, ids=ids)
+        self.index, self.generation, self.saved_generation = index, now, -1
+        self.rebuilt += 1
+
+    def save(self) -> None:
+        """Write the snapshot atomically; a gallery in a folder this process cannot write to goes on
+        without one (it is rebuilt in memory when opened)."""
+        if self.file is None or self.index is None:
+            return
+        self.index.model = {"gallery": self._record()}
+        try:
+            self.index.save(self.file)
+        except (OSError, IndexingError) as e:
+            warnings.warn(f"could not write the gallery index {self.file} ({e}); it is kept in memory only", stacklevel=3)
+            return
+        self.saved_generation = self.generation
