@@ -8,7 +8,7 @@ import pytest
 from facespace.errors import FacespaceError
 from facespace.index import Index, IndexingError
 
-BACKENDS = ["exact", "lsh", "hnsw"]
+BACKENDS = ["exact", "lsh", "hnsw", "ivfpq"]
 DIM = 16
 
 
@@ -21,6 +21,8 @@ def data():
 def make(backend, metric="cosine", **settings):
     if backend == "hnsw":
         settings.setdefault("threads", 1)
+    if backend == "ivfpq":  # small enough to train on the 600 test vectors (it trains from 256)
+        settings = {"n_lists": 8, "n_bits": 6, "threads": 1, **settings}
     return Index(DIM, metric=metric, backend=backend, **settings)
 
 
@@ -233,6 +235,8 @@ def clustered():
         ("hnsw", "cosine", {"ef_search": 64}, 0.95),
         ("lsh", "cosine", {"n_tables": 16, "n_bits": 10, "n_probes": 8}, 0.8),
         ("lsh", "l2", {"n_tables": 16, "n_probes": 8}, 0.8),
+        ("ivfpq", "l2", {"n_lists": 32, "n_bits": 8, "n_probes": 8, "rerank": 50}, 0.95),
+        ("ivfpq", "cosine", {"n_lists": 32, "n_bits": 8, "n_probes": 8, "rerank": 50}, 0.95),
     ],
 )
 def test_approximate_backends_reach_a_recall_floor(backend, metric, settings, floor, clustered):

@@ -48,7 +48,7 @@ def _parse_settings(pairs: list[str]) -> dict[str, Any]:
 
 
 def _info(index, path: Path) -> dict[str, Any]:
-    from facespace.index.store import FORMAT_VERSION
+    from facespace.index.store import index_bytes
 
     return {
         "path": str(path),
@@ -58,8 +58,8 @@ def _info(index, path: Path) -> dict[str, Any]:
         "backend": index.backend,
         "settings": index.settings,
         "model": index.model,
-        "format_version": FORMAT_VERSION,
-        "bytes": path.stat().st_size if path.exists() else None,
+        "format_version": 2 if index.backend == "ivfpq" else 1,  # 2: a file and its parts folder
+        "bytes": index_bytes(path) if path.exists() else None,
     }
 
 
@@ -68,9 +68,12 @@ def build_cmd(
     source: Annotated[Optional[list[str]], Arg(help="image folder, LFW archive/folder, or 'embedded'", show_default=False)] = None,
     model: Annotated[Optional[str], Opt("--model", "-m", help="model: a checkpoint (.safetensors), a run folder, "
                                         "or pixels:SIZE[:grey] (not with --codes)")] = None,
-    codes: Annotated[Optional[Path], Opt("--codes", help="index exported codes (.npy/.csv/.parquet) instead; no model needed")] = None,
+    codes: Annotated[Optional[Path], Opt("--codes", help="index exported codes (.npy/.csv/.parquet, or a shard folder "
+                                         "from `encode --out FOLDER/`, read shard by shard) instead; no model needed")] = None,
     metric: Annotated[str, Opt(help="cosine | l2 | ip")] = "cosine",
-    backend: Annotated[str, Opt(help="exact | lsh | hnsw")] = "exact",
+    backend: Annotated[str, Opt(help="exact | lsh | hnsw | ivfpq (vectors on disk, for sets larger than memory)")] = "exact",
+    memory: Annotated[Optional[str], Opt("--memory", help="ivfpq: memory budget, e.g. 2GB; picks lists, sub-quantisers "
+                                         "and probes (with --codes)")] = None,
     setting: Annotated[list[str], Opt("--set", help="backend setting NAME=VALUE (repeat), e.g. ef_search=64")] = [],
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
     crop: Annotated[str, Opt(help="crop of image files: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
@@ -78,10 +81,11 @@ def build_cmd(
     """Encode every image of SOURCE with --model and write a search index (or index --codes from `facespace encode`).
 
     An index built from codes records the model record of the export, so later queries by image
-    are still checked against the model that made the codes.
+    are still checked against the model that made the codes. `--backend ivfpq --memory 2GB` picks
+    its settings from the budget and the number of codes and says what it picked; a shard folder
+    is read shard by shard. The index is written once, at the end, atomically.
     """
     from facespace.errors import FacespaceError
-    from facespace.index import Index
     from facespace.pipelines.indexing import build_index
 
     check_output(out, "index")  # before any encoding: a model, a gallery or a folder there is refused now
@@ -95,17 +99,22 @@ def build_cmd(
     source = source[0] if source else None
     if model is None and codes is None:
         model = "faces-ae"  # the built-in autoencoder: codes for search, morph and decode
+    if memory is not None and codes is None:
+        raise FacespaceError("--memory sizes an ivfpq index of --codes; give --codes CODES (and --backend ivfpq)")
     if codes is not None:
         if model is not None or source is not None:
             raise FacespaceError("give either SOURCE --model M or --codes FILE, not both")
-        from facespace.pipelines.export.read import load_codes
+        from facespace.index.sizing import format_bytes
+        from facespace.pipelines.codes_index import build_codes_index
 
-        exported = load_codes(codes)
-        if len(exported) == 0:
-            raise FacespaceError(f"{codes} holds no codes; export some with `facespace encode`")
-        index = Index(exported.dim, metric=metric, backend=backend, **_parse_settings(setting))
-        index.add(exported.codes, metadata=exported.metadata())
-        index.model = exported.model
+        index, plan = build_codes_index(codes, metric=metric, backend=backend, memory=memory,
+                                        **_parse_settings(setting))
+        if plan is not None:
+            s = index.settings
+            say(f"ivfpq for {len(index):,} codes{' within ' + memory if memory else ''}: {s['n_lists']} lists "
+                f"({s['quantizer']} quantizer), {s['m']} sub-quantisers ({s['m'] * s['n_bits'] // 8} bytes per code), "
+                f"{s['n_probes']} probes, {s['rerank']} re-ranked; about {format_bytes(plan['memory'])} in memory, "
+                f"the {format_bytes(plan['raw'])} of raw vectors on disk")
     else:
         if model is None or source is None:
             raise FacespaceError("give SOURCE and --model (e.g. `facespace index build embedded --model runs/pca "

@@ -1,9 +1,11 @@
-"""`Index`: vectors with ids and metadata, searched by one of three backends (faiss shape).
+"""`Index`: vectors with ids and metadata, searched by one of four backends (faiss shape).
 
 The index keeps every vector it was given (prepared for its metric, plus the norms it needs to
 give the raw vectors back), an int64 id and an optional metadata dict per row. Backends see only
 row numbers; the index maps rows to ids, drops removed rows and recomputes the final distances
-exactly, so every backend reports the same distances in the same units.
+exactly, so every backend reports the same distances in the same units. With the ivfpq backend the
+vectors, norms and ids live in memory-mapped files (`facespace.index.mapped`), not in RAM, and the
+index is saved as a file plus a parts folder (`facespace.index.store`).
 
 Distances (smaller is always nearer):
     cosine: 1 - cos(q, x), in [0, 2]. A zero vector is at distance 1 from everything.
@@ -21,11 +23,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from facespace.errors import IndexingError
-from facespace.index.store import read_header, write_index_file
+from facespace.index.mapped import ScratchArrays
+from facespace.index.store import read_header, read_parts, write_index_file, write_index_parts
 from facespace.protocol import METRICS as DISTANCES
 
 METRICS = (*DISTANCES, "ip")  # the index also ranks by inner product (a similarity)
-BACKENDS = ("exact", "lsh", "hnsw")
+BACKENDS = ("exact", "lsh", "hnsw", "ivfpq")
 
 
 def _backend_class(name: str) -> type:
@@ -41,6 +44,10 @@ def _backend_class(name: str) -> type:
         from facespace.index.hnsw import HNSWBackend
 
         return HNSWBackend
+    if name == "ivfpq":
+        from facespace.index.ivfpq import IVFPQBackend
+
+        return IVFPQBackend
     raise IndexingError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
 
 
@@ -74,9 +81,10 @@ class Index:
     Args:
         dim: length of each vector.
         metric: "cosine" (1 - cos), "l2" (Euclidean, not squared) or "ip" (negative inner product).
-        backend: "exact" (chunked matrix products), "lsh" (locality-sensitive hashing) or
-            "hnsw" (a graph, through hnswlib).
-        **settings: backend settings, e.g. `ef_search=64` for hnsw or `n_tables=16` for lsh.
+        backend: "exact" (chunked matrix products), "lsh" (locality-sensitive hashing),
+            "hnsw" (a graph, through hnswlib) or "ivfpq" (faiss IVF-PQ, vectors on disk).
+        **settings: backend settings, e.g. `ef_search=64` for hnsw, `n_tables=16` for lsh or
+            `n_lists=4096, n_probes=32` for ivfpq.
 
     Attributes:
         model: what the vectors were made with: `{"hash", "weights_hash", "kind", "path",
@@ -107,6 +115,7 @@ class Index:
                 f"the {backend} backend has no setting(s) {', '.join(unknown)}; its settings are: {', '.join(known)}"
             )
         self._impl = cls(self.dim, metric, **settings)
+        self._scratch = ScratchArrays() if getattr(cls, "mapped", False) else None  # rows in files, not RAM
         self._data = np.zeros((0, self.dim), np.float32)  # (capacity, dim) prepared vectors
         self._norms = np.zeros(0, np.float32)  # (capacity,) norms of the raw vectors (cosine only)
         self._ids = np.zeros(0, np.int64)  # (capacity,) id of each row
@@ -213,6 +222,9 @@ class Index:
         for name, shape in (("_data", (cap, self.dim)), ("_norms", (cap,)), ("_ids", (cap,)), ("_alive", (cap,))):
             old = getattr(self, name)
             if name == "_norms" and self.metric != "cosine":
+                continue
+            if self._scratch is not None and name != "_alive":
+                setattr(self, name, self._scratch.grow(name[1:], old, self._rows, shape))
                 continue
             new = np.zeros(shape, old.dtype)
             new[: self._rows] = old[: self._rows]
@@ -321,16 +333,17 @@ class Index:
 
     # ---- files
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index to one file, atomically (the format: `facespace.index.store`)."""
-        state = {f"backend.{k}": v for k, v in self._impl.state().items()}
+        """Write the index to one file (ivfpq: a file and a parts folder), atomically (`facespace.index.store`)."""
+        mapped = self._scratch is not None
+        state = {} if mapped else {f"backend.{k}": v for k, v in self._impl.state().items()}
         rows = np.arange(self._rows)
-        if not state:  # nothing refers to row numbers: drop removed rows
+        if not state and not mapped:  # nothing refers to row numbers: drop removed rows
             rows = rows[self._alive[: self._rows]]
-        tensors: dict[str, np.ndarray] = {
-            "data": self._data[rows], "ids": self._ids[rows], "alive": self._alive[rows].astype(np.uint8),
-        }
+        n = self._rows
+        arrays = {"data": self._data[:n], "ids": self._ids[:n]} if mapped else {"data": self._data[rows], "ids": self._ids[rows]}
         if self.metric == "cosine":
-            tensors["norms"] = self._norms[rows]
+            arrays["norms"] = self._norms[:n] if mapped else self._norms[rows]
+        tensors: dict[str, np.ndarray] = {**({} if mapped else arrays), "alive": self._alive[rows].astype(np.uint8)}
         if self._meta is not None:
             try:
                 text = json.dumps([self._meta[r] for r in rows])
@@ -340,7 +353,10 @@ class Index:
         tensors.update(state)
         fields = {"dim": self.dim, "metric": self.metric, "backend": self.backend, "settings": self.settings,
                   "model": self.model, "count": len(self), "rows": len(rows)}
-        write_index_file(path, fields, tensors)
+        if mapped:
+            write_index_parts(path, fields, tensors, arrays, self._impl.parts(self._data[:n], self._alive[:n]))
+        else:
+            write_index_file(path, fields, tensors)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Index":
@@ -348,21 +364,28 @@ class Index:
         header, t = read_header(path)
         try:
             index = cls(int(header["dim"]), header["metric"], header["backend"], **header["settings"])
-            data, ids, alive = t["data"], t["ids"], t["alive"].astype(bool)
+            arrays, files = read_parts(path, header) if header.get("parts") else (t, {})
+            data, ids, alive = arrays["data"], arrays["ids"], t["alive"].astype(bool)
             rows = int(header["rows"])
             if data.shape != (rows, index.dim) or ids.shape != (rows,) or alive.shape != (rows,):
                 raise ValueError("tensor shapes do not match the header")
-            index._data, index._ids, index._alive = data.astype(np.float32, copy=True), ids.copy(), alive.copy()
+            if index._scratch is not None:  # mapped read-only; the first add copies them to scratch
+                index._data, index._ids, index._alive = data, ids, alive.copy()
+            else:
+                index._data, index._ids, index._alive = data.astype(np.float32, copy=True), ids.copy(), alive.copy()
             if index.metric == "cosine":
-                index._norms = t["norms"].astype(np.float32, copy=True)
+                index._norms = arrays["norms"] if index._scratch is not None else arrays["norms"].astype(np.float32, copy=True)
             if "metadata" in t:
                 index._meta = json.loads(t["metadata"].tobytes().decode("utf-8"))
                 if len(index._meta) != rows:
                     raise ValueError("metadata length does not match the rows")
             index._rows, index._count = rows, int(alive.sum())
             index.model = header.get("model")
-            state = {k[len("backend."):]: v for k, v in t.items() if k.startswith("backend.")}
-            index._impl.restore(state, index._data, index._alive)
+            if index._scratch is not None:
+                index._impl.restore_parts(files, index._data, index._alive)
+            else:
+                state = {k[len("backend."):]: v for k, v in t.items() if k.startswith("backend.")}
+                index._impl.restore(state, index._data, index._alive)
         except IndexingError:
             raise
         except Exception as e:

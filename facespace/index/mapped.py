@@ -1,0 +1,89 @@
+"""Per-row arrays that live in memory-mapped files instead of RAM, for indexes larger than memory.
+
+An `Index` whose backend says `mapped = True` (ivfpq) keeps its vectors, norms and ids here:
+one file per array in a private scratch folder under the temp folder (`$TMPDIR`), grown in place
+(the file is extended and mapped again, nothing is copied) as rows are added. The folder is
+deleted when the index is garbage-collected; the saved index lives elsewhere
+(`facespace.index.store.write_index_parts`), so the scratch files are never the saved ones.
+
+An index loaded from a file maps that file's arrays read-only; the first add after loading copies
+them into scratch files here, so adding never changes a saved index behind its back.
+
+Example:
+    >>> scratch = ScratchArrays()
+    >>> a = scratch.grow("data", np.zeros((0, 4), np.float32), 0, (1024, 4))
+    >>> a[:2] = 1.0
+    >>> b = scratch.grow("data", a, 2, (2048, 4))          # the same file, longer
+    >>> b.shape, float(b[1, 0])
+    ((2048, 4), 1.0)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+COPY_ROWS = 1 << 18  # rows copied at a time when an array moves into scratch (bounded memory)
+
+
+class ScratchArrays:
+    """Growable memory-mapped arrays in a temporary folder, one file per array name."""
+
+    def __init__(self) -> None:
+        self._folder: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        """The scratch folder (created on first use; removed with this object)."""
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="facespace-index-"))
+            weakref.finalize(self, shutil.rmtree, str(self._folder), True)
+        return self._folder
+
+    def grow(self, name: str, old: np.ndarray, rows: int, shape: tuple[int, ...]) -> np.memmap:
+        """A writable mapped array of `shape` whose first `rows` rows are those of `old`.
+
+        Args:
+            name: the array's name (one file per name).
+            old: the current array: this object's own mapping of `name` (extended in place), or
+                anything else (a read-only mapping of a saved index, an in-RAM array: copied).
+            rows: rows of `old` in use.
+            shape: the new shape, `(capacity, ...)`, capacity >= 1.
+
+        Returns:
+            `np.memmap` of `shape` and `old`'s dtype.
+        """
+        path = self.folder / f"{name}.bin"
+        nbytes = int(np.prod(shape)) * old.dtype.itemsize
+        ours = isinstance(old, np.memmap) and old.filename is not None and Path(old.filename) == path
+        if ours:
+            old.flush()
+            with open(path, "r+b") as f:
+                f.truncate(nbytes)
+            return np.memmap(path, old.dtype, "r+", shape=shape)
+        with open(path, "wb") as f:
+            f.truncate(nbytes)
+        new = np.memmap(path, old.dtype, "r+", shape=shape)
+        for start in range(0, rows, COPY_ROWS):
+            stop = min(start + COPY_ROWS, rows)
+            new[start:stop] = old[start:stop]
+        return new
+
+
+def disk_bytes(array: np.ndarray) -> int:
+    """Bytes of `array` that live in a file rather than in RAM (0 for an in-RAM array)."""
+    return int(array.nbytes) if isinstance(array, np.memmap) else 0
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a folder's new entries durable (a rename inside it survives a crash)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

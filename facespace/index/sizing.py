@@ -1,0 +1,102 @@
+"""Settings of an ivfpq index picked from a memory budget and the number of vectors.
+
+What the budget pays for is what an ivfpq index keeps in memory while it is built and searched;
+the raw vectors are not in it (they stay in memory-mapped files, read only to re-rank a few
+candidates per query):
+
+    lists       n * (m + 8)              a code of m bytes and an int64 id per vector
+    alive       n                        one flag per vector
+    centroids   n_lists * dim * 4        (+ about 300 bytes per list for an hnsw quantizer)
+    tables      n_lists * m * 256 * 4    faiss's precomputed tables (l2 only)
+    working     64 MiB                   a batch being added, the training sample, queries
+
+The plan takes about sqrt(n) lists (a power of two), the largest `m` (bytes per code, 2 to 8
+dimensions per sub-quantiser) that fits, and probes 1/64 of the lists (at least 16); a budget that
+fits no `m` is refused with the smallest budget that works.
+
+Example:
+    >>> plan = plan_ivfpq(10_000_000, 32, parse_memory("2GB"))
+    >>> plan["settings"]["n_lists"], plan["settings"]["m"], plan["settings"]["n_probes"]
+    (4096, 16, 64)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from facespace.errors import FacespaceError
+
+WORKING = 64 * 2**20  # bytes for a batch being added, the training sample and query buffers
+UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+         "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def parse_memory(text: str | int) -> int:
+    """Bytes of a memory size: `2GB`, `512MB`, `1.5GiB`, or a plain number of bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+    if not found or found.group(2).upper() not in UNITS:
+        raise FacespaceError(f"cannot read the memory size {text!r}; write it like 2GB, 512MB or 1.5GiB")
+    return int(float(found.group(1)) * UNITS[found.group(2).upper()])
+
+
+def format_bytes(n: float) -> str:
+    """`2.1 GB`-style text (powers of 1000, as `parse_memory` reads them back)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{math.ceil(n / size * 10) / 10:g}{unit}"
+    return f"{int(n)}B"
+
+
+def default_lists(n: int) -> int:
+    """About sqrt(n) lists, a power of two, 16 to 65,536."""
+    return int(min(65536, max(16, 2 ** round(math.log2(max(n, 1)) / 2))))
+
+
+def ivfpq_memory(n: int, dim: int, *, n_lists: int, m: int, metric: str = "cosine", quantizer: str = "flat") -> int:
+    """Bytes an ivfpq index of `n` vectors keeps in memory (see the module docstring)."""
+    centroids = n_lists * dim * 4 + (n_lists * 300 if quantizer == "hnsw" else 0)
+    tables = n_lists * m * 256 * 4 if metric == "l2" else 0
+    return n * (m + 8) + n + centroids + tables + WORKING
+
+
+def code_sizes(dim: int) -> list[int]:
+    """Candidate sub-quantiser counts: divisors of `dim` with 2 to 8 dimensions each (or 1 for tiny dims)."""
+    sizes = [m for m in range(1, dim + 1) if dim % m == 0 and 2 <= dim // m <= 8]
+    return sizes or [1]
+
+
+def plan_ivfpq(n: int, dim: int, memory: int, *, metric: str = "cosine") -> dict[str, Any]:
+    """ivfpq settings for `n` vectors of `dim` within `memory` bytes.
+
+    Args:
+        n: vectors to index.
+        dim: their dimension.
+        memory: the budget in bytes (`parse_memory("2GB")`).
+        metric: the index's metric (l2 adds faiss's precomputed tables).
+
+    Returns:
+        `{"settings": {...}, "memory": estimated bytes, "raw": bytes of the raw vectors}`; the
+        settings go straight to `Index(dim, metric, "ivfpq", **settings)`.
+
+    Raises:
+        FacespaceError: the budget is too small for any code size, naming the smallest that works.
+    """
+    if n < 1:
+        raise FacespaceError("there are no vectors to index; give a codes folder with codes in it")
+    n_lists = default_lists(n)
+    quantizer = "hnsw" if n_lists >= 4096 else "flat"
+    sizes = code_sizes(dim)
+    fits = [m for m in sizes if ivfpq_memory(n, dim, n_lists=n_lists, m=m, metric=metric, quantizer=quantizer) <= memory]
+    if not fits:
+        least = ivfpq_memory(n, dim, n_lists=n_lists, m=min(sizes), metric=metric, quantizer=quantizer)
+        raise FacespaceError(f"a memory budget of {format_bytes(memory)} is too small for {n:,} vectors of dimension "
+                             f"{dim}; the smallest that works is --memory {format_bytes(least)}")
+    m = max(fits)
+    settings = {"n_lists": n_lists, "m": m, "n_bits": 8, "n_probes": max(16, n_lists // 64), "rerank": 100,
+                "quantizer": quantizer}
+    used = ivfpq_memory(n, dim, n_lists=n_lists, m=m, metric=metric, quantizer=quantizer)
+    return {"settings": settings, "memory": used, "raw": n * dim * 4}
