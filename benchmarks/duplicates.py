@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import io
 import itertools
 import json
 import os
@@ -48,19 +47,17 @@ import shutil
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from duplicate_sets import LFW, lfw_set, split_people, studio_set  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACESPACE_SHARED", ROOT.parent / "shared" / "data"))
-LFW = SHARED / "lfw" / "lfw-deepfunneled"
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ("pixels:32", "pca", "faces-ae", "faces-id")
 FIXED = (1e-5, 1e-4, 1e-3, 0.0045, 0.01, 0.03)  # cosine thresholds compared (0.01: the README's old advice)
-TIGHT = (70, 65, 190, 185)  # (top, left, bottom, right) of the face in a 250x250 LFW photo
-NATIVE_COPY = 0.003  # 32x32 grey tight crops of one person this close: one picture twice in LFW
 
 
 def machine() -> dict:
@@ -71,104 +68,6 @@ def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "numpy": np.__version__, "scikit-learn": sklearn.__version__, "torch": torch.__version__,
             "pillow": PIL.__version__, "load_average": os.getloadavg()}
-
-
-def split_people(split: str) -> list[Path]:
-    parity = 1 if split == "test" else 0
-    return sorted(p for p in LFW.iterdir() if p.is_dir() and zlib.crc32(p.name.encode()) % 2 == parity)
-
-
-def without_native_copies(files: list[Path]) -> list[Path]:
-    """`files` less the second of any two photos of one person that are one picture (see NATIVE_COPY)."""
-    from facespace.data.images import load_images
-    from facespace.people.distances import cross_distances
-
-    by_person: dict[str, list[Path]] = {}
-    for f in files:
-        by_person.setdefault(f.parent.name, []).append(f)
-    drop: set[Path] = set()
-    for group in by_person.values():
-        if len(group) < 2:
-            continue
-        x = load_images([str(f) for f in group], size=32, crop=TIGHT, grayscale=True).reshape(len(group), -1)
-        d = cross_distances(x, x)
-        for i, j in zip(*np.nonzero(np.triu(d < NATIVE_COPY, 1))):
-            if group[i] not in drop:
-                drop.add(group[j])
-    return [f for f in files if f not in drop]
-
-
-def planted_copy(src: Path, rng: np.random.Generator) -> tuple[bytes, str, str]:
-    """One altered copy of a photo: `(file bytes, extension, what was done)`."""
-    from PIL import Image, ImageEnhance
-
-    kind = ("same bytes", "jpeg", "resize", "crop", "brightness")[int(rng.integers(5))]
-    if kind == "same bytes":
-        return src.read_bytes(), src.suffix, kind
-    img = Image.open(src)
-    img.load()
-    w, h = img.size
-    buf = io.BytesIO()
-    if kind == "jpeg":
-        q = int(rng.integers(50, 96))
-        img.save(buf, format="JPEG", quality=q)
-        return buf.getvalue(), ".jpg", f"jpeg q{q}"
-    if kind == "resize":
-        s = float(rng.uniform(0.5, 0.95))
-        img = img.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
-        what = f"resize {s:.2f}"
-    elif kind == "crop":
-        cut = rng.uniform(0, 0.02, 4)
-        img = img.crop((round(cut[0] * w), round(cut[1] * h), w - round(cut[2] * w), h - round(cut[3] * h)))
-        what = "crop " + ",".join(f"{c:.3f}" for c in cut)
-    else:
-        f = float(rng.choice([-1, 1]) * rng.uniform(0.02, 0.1) + 1)
-        img = ImageEnhance.Brightness(img).enhance(f)
-        what = f"brightness x{f:.2f}"
-    img.save(buf, format="PNG")
-    return buf.getvalue(), ".png", what
-
-
-def lfw_set(people: list[Path], n: int, out: Path, seed: int) -> tuple[list[list[str]], list[Path]]:
-    """Set (a) in `out`: returns the planted groups (file names: original first) and the unused photos."""
-    rng = np.random.default_rng(seed)
-    files = sorted(f for p in people for f in p.glob("*.jpg"))
-    order = rng.permutation(len(files))
-    chosen = without_native_copies([files[i] for i in order[: int(n * 1.02) + 8]])[:n]
-    rest = [files[i] for i in order[int(n * 1.02) + 8:]]
-    out.mkdir(parents=True)
-    for f in chosen:
-        shutil.copyfile(f, out / f.name)
-    groups = []
-    for k, i in enumerate(rng.choice(len(chosen), n // 10, replace=False)):
-        group = [chosen[i].name]
-        for c in range(2 if k % 10 == 0 else 1):
-            data, ext, _ = planted_copy(chosen[i], rng)
-            name = f"copy_{k:04d}_{c}{ext}"
-            (out / name).write_bytes(data)
-            group.append(name)
-        groups.append(group)
-    return groups, rest
-
-
-def studio_set(people: list[Path], out: Path, seed: int) -> list[list[str]]:
-    """Set (b) in `out`: returns the planted groups (file names)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    many = [p for p in people if len(list(p.glob("*.jpg"))) >= 10]
-    out.mkdir(parents=True)
-    names = []
-    for p in [many[i] for i in sorted(rng.choice(len(many), 15, replace=False))]:
-        for f in without_native_copies(sorted(p.glob("*.jpg")))[:11]:
-            t, l, b, r = TIGHT
-            Image.open(f).convert("L").crop((l, t, r, b)).save(out / f"{f.stem}.png")
-            names.append(f"{f.stem}.png")
-    groups = []
-    for k, i in enumerate(rng.choice(len(names), 9, replace=False)):
-        shutil.copyfile(out / names[i], out / f"IMG_{9000 + k}.png")
-        groups.append([names[i], f"IMG_{9000 + k}.png"])
-    return groups
 
 
 def pair_scores(groups: list[list[int]], index, truth: list[list[str]]) -> dict:
@@ -195,8 +94,11 @@ def fit_pca(photos: list[Path], path: Path):
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    import dataclasses
+
     import torch
 
+    from facespace.pipelines.duplicate_confirm import find_confirmed_duplicates
     from facespace.pipelines.duplicate_levels import LEVELS
     from facespace.pipelines.duplicate_threshold import learn_max_distance
     from facespace.pipelines.indexing import build_index
@@ -226,13 +128,20 @@ def run(args: argparse.Namespace) -> list[dict]:
                 t0 = time.perf_counter()
                 learned = learn_max_distance(index, level="near", model=model, crop=crop, seed=args.seed)
                 t1 = time.perf_counter()
-                groups = find_duplicates(index, learned.max_distance)
+                groups, check = find_confirmed_duplicates(index, learned)
                 t_learn, t_group = t1 - t0, time.perf_counter() - t1
                 for level in LEVELS:
-                    t = learned.thresholds[level]
-                    score = pair_scores(groups if level == "near" else find_duplicates(index, t), index, truth)
+                    at = dataclasses.replace(learned, level=level, max_distance=learned.thresholds[level])
+                    found, check_at = (groups, check) if level == "near" else find_confirmed_duplicates(index, at)
+                    score = pair_scores(found, index, truth)
                     row["planted_pairs"] = score["true_pairs"]
-                    row[f"auto_{level}"] = {"max_distance": t, "how": learned.how, **score}
+                    row[f"auto_{level}"] = {"max_distance": at.max_distance, "how": learned.how,
+                                            "confirmed": at.confirmed, "candidate_distance": at.candidate_distance,
+                                            "pixel_max_distance": at.pixel_max_distance,
+                                            "candidates": check_at.candidates if check_at else None, **score}
+                    # the codes alone at the level (the rule before the pixel stage)
+                    row[f"codes_{level}"] = {"max_distance": at.max_distance,
+                                             **pair_scores(find_duplicates(index, at.max_distance), index, truth)}
                 # learning costs about the same for any set (SAMPLE images altered, <= 2,000 items searched);
                 # grouping with the exact index grows as n^2: the 10k figure extrapolates it so
                 row["auto_near"].update(learn_s=round(t_learn, 2), group_s=round(t_group, 3),
@@ -242,18 +151,27 @@ def run(args: argparse.Namespace) -> list[dict]:
                                          for a, d in learned.copies.items()},
                     "distinct_q01_05_50": np.quantile(learned.distinct[np.isfinite(learned.distinct)],
                                                       [0.01, 0.05, 0.5]).round(6).tolist(),
-                    "notes": learned.notes}
+                    "pixel_copies_q05_50_95": {a: np.quantile(d, [0.05, 0.5, 0.95]).round(6).tolist()
+                                               for a, d in learned.pixel_copies.items()},
+                    "pixel_distinct_q01_05_50": (np.quantile(learned.pixel_distinct[np.isfinite(
+                        learned.pixel_distinct)], [0.01, 0.05, 0.5]).round(6).tolist() if learned.confirmed else []),
+                    "pixel_thresholds": learned.pixel_thresholds,
+                    "notes": learned.notes + ([learned.confirm_note] if learned.confirm_note else [])}
                 if args.dump:
                     meta = index.get_metadata(index.ids)
                     np.savez(Path(args.dump) / f"{spec.replace(':', '')}_{set_name[0]}.npz",
                              codes=index.reconstruct(index.ids), names=np.array([Path(m["path"]).name for m in meta]),
-                             truth=np.array(json.dumps(truth)), **{f"copy_{a}": d for a, d in learned.copies.items()})
+                             truth=np.array(json.dumps(truth)), **{f"copy_{a}": d for a, d in learned.copies.items()},
+                             **{f"pixel_copy_{a}": d for a, d in learned.pixel_copies.items()},
+                             pixel_distinct=learned.pixel_distinct, distinct=learned.distinct)
                 for t in FIXED:
                     row[f"fixed_{t:g}"] = pair_scores(find_duplicates(index, t), index, truth)
                 rows.append(row)
-                near = row["auto_near"]
+                near, codes = row["auto_near"], row["codes_near"]
                 print(f"{spec:10s} {set_name:26s} n={n} auto(near)={near['max_distance']:.4g} "
+                      f"cand={near['candidate_distance']:.4g} pixel={near['pixel_max_distance'] or float('nan'):.4g} "
                       f"P={near['precision']:.3f} R={near['recall']:.3f} "
+                      f"(codes alone {codes['precision']:.3f}/{codes['recall']:.3f}) "
                       f"exact P/R={row['auto_exact']['precision']:.3f}/{row['auto_exact']['recall']:.3f} "
                       f"similar P/R={row['auto_similar']['precision']:.3f}/{row['auto_similar']['recall']:.3f}",
                       file=sys.stderr, flush=True)
@@ -387,7 +305,7 @@ def main() -> None:
     ap.add_argument("--set-seed", type=int, help="the seed the sets are drawn with (default: 1 for test, 0 for dev)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dump", help="a folder to keep each set's codes, truth and copy distances in (npz)")
-    ap.add_argument("--dev-results", default=str(Path(tempfile.gettempdir()) / "facespace_duplicates_dev.json"),
+    ap.add_argument("--dev-results", default=str(ROOT / "runs" / "dup" / "duplicates_dev.json"),
                     help="--split dev writes its rows here (not under benchmarks/results); --split test quotes them")
     ap.add_argument("--json-only", action="store_true", help="print the rows, write nothing")
     ap.add_argument("--render", action="store_true", help="run nothing: render the .md again from the JSON")

@@ -238,7 +238,7 @@ def test_cli_duplicates_with_no_option_learns_and_reports(pca_index, run_cli, tm
     assert {tuple(sorted(m)) for m in groups.values()} == truth_pairs()
     assert "max distance" in err and "level near" in err and "near-copies" in err and "distinct images" in err
     html = report.read_text()
-    assert html.count("<svg") == 1 and "near-copies" in html and "distinct images" in html and "exact" in html
+    assert html.count("<svg") == 2 and "near-copies" in html and "distinct images" in html and "exact" in html  # codes, pixels
 
     code, out_exact, err = run_cli("index", "duplicates", pca_index, "--level", "exact")
     assert code == 0 and "level exact" in err and len(rows(out_exact)) <= len(table)

@@ -1,6 +1,8 @@
 """`facespace index duplicates`: near-copies within one index, or of a new set against a reference set
 (folders, index files or exported codes), with an HTML report. The threshold is learned from the
-set itself by default (`--max-distance auto`, `facespace.pipelines.duplicate_threshold`)."""
+set itself by default (`--max-distance auto`, `facespace.pipelines.duplicate_threshold`), and the
+pairs it finds in the codes are confirmed in pixel space when the images can be read
+(`--confirm`, `facespace.pipelines.duplicate_confirm`)."""
 
 from __future__ import annotations
 
@@ -67,14 +69,20 @@ def duplicates_cmd(
     thumb_size: Annotated[int, Opt("--thumb-size", help="thumbnail side in the --report page, pixels")] = 96,
     batch_size: Annotated[int, Opt("--batch-size", help="images encoded at a time")] = 256,
     crop: Annotated[str, Opt(help="crop of folder images: recorded (the model's own, as index build) | none (whole image: finds resized copies); auto reads the set's files the same way (an index built with another crop is recognised)")] = "recorded",
+    confirm: Annotated[Optional[bool], Opt("--confirm/--no-confirm", help="with --max-distance auto (default: on): take "
+                                          "the pairs of the next looser level in the codes and keep those whose two "
+                                          "image files, as 32x32 pixels, lie within a pixel threshold learned the same "
+                                          "way; off where the images are gone", show_default=False)] = None,
 ) -> None:
     """Near-duplicates within one index (CSV group,id,path,name), or of NEW against a reference
     set (CSV new_path,ref_path,distance, nearest first). The threshold is learned from the set
-    (--max-distance auto, --level near) unless a number is given."""
+    (--max-distance auto, --level near) unless a number is given, and the pairs found are
+    confirmed by their pixels when the images can be read (--confirm)."""
     from facespace.errors import FacespaceError
     from facespace.index import Index
     from facespace.index.binding import check_model, index_model
     from facespace.models.registry import resolve_model
+    from facespace.pipelines.duplicate_confirm import find_confirmed_duplicates
     from facespace.pipelines.duplicate_levels import LEVELS
     from facespace.pipelines.duplicate_threshold import learn_max_distance
     from facespace.pipelines.retrieval import find_duplicates
@@ -86,15 +94,35 @@ def duplicates_cmd(
         raise FacespaceError(f"unknown --level {level!r}; expected one of: {', '.join(LEVELS)}")
     if level is not None and fixed is not None:
         raise FacespaceError("--level chooses a learned threshold; give it with --max-distance auto, or drop it")
+    if confirm and fixed is not None:
+        raise FacespaceError("--confirm checks pairs against a pixel threshold learned with --max-distance auto; "
+                             "give --max-distance auto, or drop --confirm")
     learned = None
 
     def learn(index: Any, **options: Any) -> float:  # the threshold, learned from the set(s) and told on stderr
         nonlocal learned
         if fixed is not None:
+            say(f"max distance {fixed:g} as given; pairs are not confirmed in pixel space (--max-distance auto "
+                f"learns a pixel threshold too)")
             return fixed
-        learned = learn_max_distance(index, level=level or "near", crop=crop, batch_size=batch_size, progress=say, **options)
+        learned = learn_max_distance(index, level=level or "near", crop=crop, batch_size=batch_size,
+                                     confirm=confirm is not False, progress=say, **options)
         say(learned.describe())
         return learned.max_distance
+
+    def find(index: Any, threshold: float, **options: Any) -> Any:  # confirmed in pixel space where learned so
+        if learned is None:
+            return find_duplicates(index, threshold, **options)
+        found, check = find_confirmed_duplicates(index, learned, **options)
+        if check is not None:
+            say(check.summary())
+        return found
+
+    def within() -> str:  # the threshold(s) the pairs met, for the summary line
+        if learned is not None and learned.confirmed:
+            return (f"within {learned.candidate_distance:.4g} ({learned.metric}) in the codes and "
+                    f"{learned.pixel_max_distance:.4g} in pixels")
+        return f"within {threshold:.4g} ({learned.metric if learned else metric})"
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     if against is None:
@@ -103,13 +131,14 @@ def duplicates_cmd(
         from facespace.pipelines.retrieval import as_index
 
         index = as_index(new, metric=metric)  # an index file, or exported codes
+        metric = index.metric
         threshold = learn(index, model=model)
-        groups = find_duplicates(index, threshold)
+        groups = find(index, threshold)
         writer.writerow(["group", "id", "path", "name"])
         for g, members in enumerate(groups):
             for i, meta in zip(members, index.get_metadata(members)):
                 writer.writerow([g, i, meta.get("path", ""), meta.get("name") or ""])
-        say(f"{len(groups)} groups of near-duplicates ({sum(map(len, groups))} images) within {threshold:.4g} ({index.metric})")
+        say(f"{len(groups)} groups of near-duplicates ({sum(map(len, groups))} images) {within()}")
         if report is not None:
             from facespace.reports.duplicates import write_groups_report
 
@@ -137,15 +166,16 @@ def duplicates_cmd(
 
     new_set = given[0] or _code_set(new, net_of, metric, batch_size, crop)
     ref_set = given[1] or _code_set(against, net_of, metric, batch_size, crop)
+    metric = new_set.metric
     threshold = learn(new_set, against=ref_set, model=cache[0] if cache else model)
-    pairs = find_duplicates(new_set, threshold, against=ref_set)
+    pairs = find(new_set, threshold, against=ref_set)
     new_meta = new_set.get_metadata([p.new for p in pairs])
     ref_meta = ref_set.get_metadata([p.ref for p in pairs])
     writer.writerow(["new_path", "ref_path", "distance"])
     for p, a, b in zip(pairs, new_meta, ref_meta):
         writer.writerow([a.get("path", p.new), b.get("path", p.ref), f"{p.distance:.6g}"])
     say(f"{len(pairs)} near-duplicate pair(s) of {len({p.new for p in pairs})} of {len(new_set)} new item(s) "
-        f"within {threshold:.4g} ({new_set.metric}) of {len(ref_set)} reference item(s)")
+        f"{within()} of {len(ref_set)} reference item(s)")
     if report is not None:
         from facespace.reports.duplicates import write_pairs_report
 

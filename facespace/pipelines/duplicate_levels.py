@@ -11,7 +11,7 @@ two on a user's set. The constants were picked on a development set (benchmarks/
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -27,6 +27,9 @@ LEVEL_MEANINGS = {
     "similar": ("looser: also near shots of one scene (photos taken seconds apart); the threshold lies "
                 "between the near-copies and the set's distinct images, toward the distinct side"),
 }
+# the level whose code threshold gives the candidate pairs that pixel space confirms at a level: one
+# level looser, so that the codes bring the recall and the pixels the precision ("similar" has none looser)
+LOOSER = {"exact": "near", "near": "similar", "similar": "similar"}
 # alteration -> the lowest level that counts its copies as duplicates ("near" holds the "exact" ones)
 ALTERATIONS = {
     "jpeg95": "exact", "jpeg85": "exact",
@@ -69,6 +72,15 @@ class LearnedThreshold:
         distinct: `(k,)` float64 distances of sampled items to their nearest distinct item.
         n_items: items of the set(s) the threshold is for.
         notes: what the user should know (copies a threshold does not reach, why a fallback).
+        pixel_thresholds: every level's threshold of the pixel stage (cosine distance between small
+            pixel codes of the two files, `facespace.pipelines.duplicate_confirm`); empty when pairs
+            are not confirmed in pixel space.
+        pixel_copies: alteration -> `(m,)` pixel distances of the same planted copies.
+        pixel_distinct: `(k,)` pixel distances of sampled items to their nearest distinct item by the
+            model (the very pairs of `distinct`, where both files could be read).
+        pixels: how the pixel codes are read (a `facespace.pipelines.duplicate_confirm.PixelReader`),
+            or None.
+        confirm_note: why pairs are not confirmed in pixel space (empty when they are).
     """
 
     max_distance: float
@@ -80,17 +92,41 @@ class LearnedThreshold:
     distinct: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_items: int = 0
     notes: list[str] = field(default_factory=list)
+    pixel_thresholds: dict[str, float] = field(default_factory=dict)
+    pixel_copies: dict[str, np.ndarray] = field(default_factory=dict)
+    pixel_distinct: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pixels: Any = None
+    confirm_note: str = ""
+
+    @property
+    def confirmed(self) -> bool:
+        """True when candidate pairs are confirmed in pixel space."""
+        return bool(self.pixel_thresholds) and self.pixels is not None
+
+    @property
+    def candidate_distance(self) -> float:
+        """The code threshold of the candidate pairs: the looser level's when pairs are confirmed in
+        pixel space (`LOOSER`), else `max_distance`."""
+        return self.thresholds[LOOSER[self.level]] if self.confirmed else self.max_distance
+
+    @property
+    def pixel_max_distance(self) -> float | None:
+        """The pixel stage's threshold at this level (None when pairs are not confirmed)."""
+        return self.pixel_thresholds[self.level] if self.confirmed else None
 
     def copy_distances(self, level: str | None = None) -> np.ndarray:
         """`(m,)` distances of the planted copies that `level` (default: this one) counts as duplicates."""
-        keep = LEVELS[: LEVELS.index(level or self.level) + 1]
-        parts = [d for a, d in self.copies.items() if ALTERATIONS.get(a, "near") in keep]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return level_copies(self.copies, level or self.level)
+
+    def pixel_copy_distances(self, level: str | None = None) -> np.ndarray:
+        """`(m,)` pixel distances of the planted copies that `level` (default: this one) counts."""
+        return level_copies(self.pixel_copies, level or self.level)
 
     def describe(self) -> str:
         """Lines for a person: the threshold, how it was found, both distributions as quantiles."""
         if self.how == "fallback":
-            return "\n".join(self.notes + [f"max distance {self.max_distance:.4g} ({self.metric}, fixed)"])
+            return "\n".join(self.notes + [f"max distance {self.max_distance:.4g} ({self.metric}, fixed)"]
+                             + ([self.confirm_note] if self.confirm_note else []))
         source = "decoded codes" if self.how == "decoded" else "image files"
         lines = [
             (f"max distance {self.max_distance:.4g} ({self.metric}, level {self.level}), learned from "
@@ -102,10 +138,28 @@ class LearnedThreshold:
             f"{'distinct images':<22}" + _row(self.distinct),
         ]
         lines += [f"  {a:<20}" + _row(d) for a, d in self.copies.items()]
+        if self.confirmed:
+            lines += [
+                (f"confirmed in pixel space: candidate pairs within {self.candidate_distance:.4g} (the codes' level "
+                 f"{LOOSER[self.level]}) are kept when their {self.pixels.describe()} lie within "
+                 f"{self.pixel_max_distance:.4g} (cosine, level {self.level})"),
+                "pixel levels: " + ", ".join(f"{lv} {t:.4g}" for lv, t in self.pixel_thresholds.items()),
+                f"{'pixel near-copies':<22}" + _row(self.pixel_copy_distances()),
+                f"{'pixel distinct':<22}" + _row(self.pixel_distinct),
+            ]
+        elif self.confirm_note:
+            lines.append(self.confirm_note)
         return "\n".join(lines + self.notes)
 
 
 QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
+
+
+def level_copies(copies: Mapping[str, np.ndarray], level: str) -> np.ndarray:
+    """`(m,)` the distances of `copies` (alteration -> distances) that `level` counts as duplicates."""
+    keep = LEVELS[: LEVELS.index(level) + 1]
+    parts = [np.asarray(d, np.float64) for a, d in copies.items() if ALTERATIONS.get(a, "near") in keep]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def _row(values: np.ndarray) -> str:
@@ -119,7 +173,15 @@ def _row(values: np.ndarray) -> str:
 
 def distinct_distances(index: Index, queries: np.ndarray, *, exclude: np.ndarray | None = None,
                        reach: float = np.inf, neighbours: int = NEIGHBOURS, gap: float = GAP) -> np.ndarray:
-    """Each query's distance to its nearest *distinct* item of `index`.
+    """Each query's distance to its nearest *distinct* item of `index`: `(q,)` float64, the first
+    half of `distinct_neighbours` (NaN for a query with no other item)."""
+    return distinct_neighbours(index, queries, exclude=exclude, reach=reach, neighbours=neighbours, gap=gap)[0]
+
+
+def distinct_neighbours(index: Index, queries: np.ndarray, *, exclude: np.ndarray | None = None,
+                        reach: float = np.inf, neighbours: int = NEIGHBOURS,
+                        gap: float = GAP) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's nearest *distinct* item of `index`, and the distance to it.
 
     The set may hold copies of the query, and they must not count as distinct images. Of the query's
     nearest distances d_1 <= ... <= d_{k+1} (k = `neighbours`, fewer in a small set), a neighbour j
@@ -138,13 +200,14 @@ def distinct_distances(index: Index, queries: np.ndarray, *, exclude: np.ndarray
         gap: the ratio below which the next neighbour is "much farther".
 
     Returns:
-        `(q,)` float64 distances (NaN for a query with no other item).
+        `(q,)` float64 distances (NaN for a query with no other item) and `(q,)` int64 ids of those
+        items in `index` (-1 for none).
     """
     k = min(len(index), neighbours + 1 + (exclude is not None))
+    out, found = np.full(len(queries), np.nan), np.full(len(queries), -1, np.int64)
     if k == 0 or len(queries) == 0:
-        return np.full(len(queries), np.nan)
+        return out, found
     d, ids = index.search(queries, k)
-    out = np.full(len(queries), np.nan)
     for row, (d_row, id_row) in enumerate(zip(d, ids)):
         keep = id_row >= 0
         if exclude is not None:
@@ -153,8 +216,9 @@ def distinct_distances(index: Index, queries: np.ndarray, *, exclude: np.ndarray
         if len(x) == 0:
             continue
         copies = (x[:-1] <= reach) & (x[:-1] < gap * x[1:])
-        out[row] = x[int(np.flatnonzero(copies)[-1]) + 1] if copies.any() else x[0]
-    return out
+        j = int(np.flatnonzero(copies)[-1]) + 1 if copies.any() else 0
+        out[row], found[row] = x[j], id_row[keep][j]
+    return out, found
 
 
 # ---- the threshold
@@ -202,9 +266,9 @@ def choose_thresholds(copies: Mapping[str, np.ndarray], distinct: np.ndarray) ->
 def copy_reach(copies: Mapping[str, np.ndarray], level: str = "near") -> float:
     """How far the copies a level counts reach: the `REACH_QUANTILE` of their distances times `MARGIN`
     (0 without any); "near" counts the "exact" ones too, so its reach is never the shorter."""
-    keep = LEVELS[: LEVELS.index(level) + 1]
-    parts = [np.asarray(d, np.float64) for a, d in copies.items() if ALTERATIONS.get(a, "near") in keep and len(d)]
-    return float(np.quantile(np.concatenate(parts), REACH_QUANTILE)) * MARGIN if parts else 0.0
+    d = level_copies(copies, level)
+    d = d[np.isfinite(d)]
+    return float(np.quantile(d, REACH_QUANTILE)) * MARGIN if len(d) else 0.0
 
 
 def fallback_max_distance(metric: str, codes: np.ndarray | None = None) -> float:

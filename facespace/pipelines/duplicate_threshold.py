@@ -20,15 +20,21 @@ different photos of LFW. So `learn_max_distance` measures both on the user's own
 The constants were picked on a development set (LFW people that the benchmark does not use; see
 benchmarks/duplicates.py --split dev) and are not tuned on the benchmark's own sets.
 
+With the image files at hand, the same copies and the same nearest distinct pairs are measured
+again in pixel space (`facespace.pipelines.duplicate_confirm.PixelReader`), and `choose_thresholds`
+places a pixel threshold too: pairs found in the codes at the next looser level are then confirmed by
+their pixels (`facespace.pipelines.duplicate_confirm.find_confirmed_duplicates`).
+
 Where the images are gone but the model can decode (an autoencoder, raw pixels), the copies are
-made from decoded codes at the model's resolution; without either, `learn_max_distance` says what to
-do. A set under `MIN_IMAGES` items gets the fixed `fallback_max_distance` of its metric.
+made from decoded codes at the model's resolution, and there are no files to confirm pairs with;
+without either, `learn_max_distance` says what to do. A set under `MIN_IMAGES` items gets the fixed
+`fallback_max_distance` of its metric.
 
 Example:
     >>> import facespace as fs                                              # doctest: +SKIP
     >>> learned = learn_max_distance("photos.index", level="near")          # doctest: +SKIP
     >>> print(learned.describe())                                           # doctest: +SKIP
-    >>> groups = fs.find_duplicates("photos.index", learned.max_distance)   # doctest: +SKIP
+    >>> groups, check = find_confirmed_duplicates("photos.index", learned)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -49,9 +55,10 @@ from facespace.index.index import Index, IndexingError
 from facespace.models.registry import resolve_model
 from facespace.people.distances import pair_distances
 from facespace.pipelines.codes import encode
+from facespace.pipelines.duplicate_confirm import PixelReader, pair_pixel_distances
 from facespace.pipelines.duplicate_levels import (
     ALTERATIONS, DISTINCT_SAMPLE, LEVELS, MIN_IMAGES, SAMPLE, LearnedThreshold, choose_thresholds, copy_reach,
-    distinct_distances, fallback_max_distance)
+    distinct_neighbours, fallback_max_distance)
 from facespace.pipelines.retrieval import as_index
 from facespace.protocol import Encoder, has_decoder, is_aligning, model_kind
 
@@ -93,14 +100,42 @@ def copy_distances(
     Returns:
         `{alteration: (m,) float64 distances}`.
     """
+    def read(sources: Sequence[Any]) -> np.ndarray:
+        return encode_files(model, sources, crop=crop, batch_size=batch_size)
+
+    return altered_distances([(read, metric)], images, alterations=alterations, originals=[originals])[0]
+
+
+def altered_distances(
+    readers: Sequence[tuple[Callable[[Sequence[Any]], np.ndarray], str]],
+    images: Sequence[Any],
+    *,
+    alterations: Sequence[str] = tuple(ALTERATIONS),
+    originals: Sequence[np.ndarray | None] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """`copy_distances` for several readers of the same copies (each copy is made once).
+
+    Args:
+        readers: `(read, metric)` pairs: `read(sources) -> (n, d)` codes of files (paths or bytes).
+        images: as `copy_distances` takes them.
+        alterations: names from `ALTERATIONS`.
+        originals: per reader, the originals' codes if already read, or None.
+
+    Returns:
+        Per reader, `{alteration: (m,) float64 distances}`.
+    """
     pictures = [open_upright(p) for p in images]
-    if originals is None:  # a file read whole unless it had to be shrunk; a picture as a PNG
-        sources = [p if not isinstance(p, Image.Image) and pic.size == upright_size(p) else png_bytes(pic)
-                   for p, pic in zip(images, pictures)]
-        originals = encode_files(model, sources, crop=crop, batch_size=batch_size)
-    return {a: pair_distances(originals, encode_files(model, [alter_image(p, a) for p in pictures], crop=crop,
-                                                      batch_size=batch_size), metric=metric)
-            for a in alterations}
+    # a file read whole unless it had to be shrunk; a picture as a PNG
+    sources = [p if not isinstance(p, Image.Image) and pic.size == upright_size(p) else png_bytes(pic)
+               for p, pic in zip(images, pictures)]
+    given = list(originals) if originals is not None else [None] * len(readers)
+    base = [z if z is not None else read(sources) for (read, _), z in zip(readers, given)]
+    out: list[dict[str, np.ndarray]] = [{} for _ in readers]
+    for a in alterations:
+        files = [alter_image(p, a) for p in pictures]
+        for found, (read, metric), z in zip(out, readers, base):
+            found[a] = pair_distances(z, read(files), metric=metric)
+    return out
 
 
 # ---- learning from a set
@@ -116,6 +151,7 @@ def learn_max_distance(
     sample: int = SAMPLE,
     seed: int = 0,
     batch_size: int = 256,
+    confirm: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> LearnedThreshold:
     """The largest distance that counts as a duplicate in this set, learned from the set itself.
@@ -132,10 +168,13 @@ def learn_max_distance(
         sample: images altered.
         seed: the sample's seed.
         batch_size: images encoded at a time.
+        confirm: also learn the pixel stage that confirms candidate pairs (possible when the images
+            can be read; `learned.confirmed` says whether it was, `learned.confirm_note` why not).
         progress: called with a line of text as each stage starts.
 
     Returns:
-        A `LearnedThreshold`; `max_distance` is the threshold of `level`.
+        A `LearnedThreshold`; `max_distance` is the codes' threshold of `level` (used alone when
+        pairs are not confirmed in pixel space).
 
     Raises:
         FacespaceError: an unknown level; IndexingError: an ip index, a set with no model to
@@ -156,41 +195,76 @@ def learn_max_distance(
         t = fallback_max_distance(metric, np.concatenate(codes))
         note = (f"{n_items} item(s) are too few to learn a duplicate threshold from (auto needs at least "
                 f"{MIN_IMAGES}); using the fixed level for {metric} distance instead")
-        return LearnedThreshold(t, level, metric, "fallback", {lv: t for lv in LEVELS}, n_items=n_items, notes=[note])
+        return LearnedThreshold(t, level, metric, "fallback", {lv: t for lv in LEVELS}, n_items=n_items, notes=[note],
+                                confirm_note=f"pairs are not confirmed in pixel space: {note.split(';')[0]}")
     rng = np.random.default_rng(seed)
     net = _model_of(sets, model)
-    say(f"learning the threshold: altering up to {sample} of the images {len(ALTERATIONS)} ways, encoding the copies")
-    copies, how, notes = _copies_of(net, sets, codes, metric=metric, crop=crop, sample=sample, rng=rng,
-                                    batch_size=batch_size)
-    distinct = _distinct_of(index, ref, codes, rng, reach=copy_reach(copies, "near"))
+    say(f"learning the threshold: altering up to {sample} of the images {len(ALTERATIONS)} ways, encoding the copies"
+        + (" (and reading them as pixels)" if confirm else ""))
+    copies, how, notes, reader, pixel_copies = _copies_of(net, sets, codes, metric=metric, crop=crop, sample=sample,
+                                                          rng=rng, batch_size=batch_size, confirm=confirm)
+    distinct, a_paths, b_paths = _distinct_of(index, ref, codes, rng, reach=copy_reach(copies, "near"))
     thresholds = choose_thresholds(copies, distinct)
     t = thresholds[level]
     learned = LearnedThreshold(t, level, metric, how, thresholds, copies, distinct, n_items, notes)
+    if reader is not None:
+        say("learning the pixel threshold: reading the nearest distinct pairs as pixels")
+        _add_pixel_stage(learned, reader, pixel_copies, pair_pixel_distances(reader, a_paths, b_paths))
+    else:
+        learned.confirm_note = ("pairs are not confirmed in pixel space (--no-confirm): the codes alone decide"
+                                if not confirm else "pairs are not confirmed in pixel space: the images are gone, "
+                                "so the codes alone decide")
+    reach = learned.candidate_distance
     missed = [a for a, d in copies.items() if ALTERATIONS[a] in LEVELS[: LEVELS.index(level) + 1]
-              and float(np.median(d)) > t]
+              and (float(np.median(d)) > reach or (learned.confirmed and float(np.median(
+                  learned.pixel_copies[a])) > learned.pixel_max_distance))]
     if missed:
         spec = resolve_crop(net, crop) if how == "learned" else None
         lfw_only = isinstance(spec, str) and spec.startswith("lfw")  # cut from 250x250 originals only
         learned.notes.append(
-            f"most copies made by {', '.join(missed)} lie farther than {t:.4g}: at this level they are not "
-            f"found, as distinct images of this set are as close"
+            f"most copies made by {', '.join(missed)} lie farther than "
+            + ("the thresholds" if learned.confirmed else f"{t:.4g}")
+            + ": at this level they are not found, as distinct images of this set are as close"
             + (f" (crop {crop_name(spec)} cuts 250x250 LFW originals only, so a resized copy is framed "
                f"otherwise; --crop none finds resized copies)" if lfw_only and any(a.startswith("resize") for a in missed)
                else ""))
     return learned
 
 
+def _add_pixel_stage(learned: LearnedThreshold, reader: PixelReader, copies: dict[str, np.ndarray],
+                     distinct: np.ndarray) -> None:
+    """The pixel thresholds, from the copies' and the nearest distinct pairs' pixel distances."""
+    if not np.isfinite(distinct).any():
+        learned.confirm_note = ("pairs are not confirmed in pixel space: none of the nearest distinct pairs "
+                                "could be read as pixels")
+        return
+    learned.pixels, learned.pixel_copies, learned.pixel_distinct = reader, copies, distinct
+    learned.pixel_thresholds = choose_thresholds(copies, distinct)
+
+
 def _distinct_of(index: Index, ref: Index | None, codes: list[np.ndarray], rng: np.random.Generator, *,
-                 reach: float) -> np.ndarray:
-    """Nearest-distinct distances: of the set's items within the set, or to the reference set."""
+                 reach: float) -> tuple[np.ndarray, list[Any], list[Any]]:
+    """Nearest-distinct distances, of the set's items within the set or to the reference set, and
+    the two paths of each such pair (None where unknown)."""
     ids = index.ids
     take = rng.choice(len(ids), min(len(ids), DISTINCT_SAMPLE), replace=False)
     if ref is None:
-        return distinct_distances(index, codes[0][take], exclude=ids[take], reach=reach)
-    found = distinct_distances(ref, codes[0][take], reach=reach)
+        d, nb = distinct_neighbours(index, codes[0][take], exclude=ids[take], reach=reach)
+        return d, _paths(index, ids[take]), _paths(index, nb)
+    d, nb = distinct_neighbours(ref, codes[0][take], reach=reach)
     rids = ref.ids
     within = rng.choice(len(rids), min(len(rids), DISTINCT_SAMPLE), replace=False)
-    return np.concatenate([found, distinct_distances(ref, codes[1][within], exclude=rids[within], reach=reach)])
+    d2, nb2 = distinct_neighbours(ref, codes[1][within], exclude=rids[within], reach=reach)
+    return (np.concatenate([d, d2]), _paths(index, ids[take]) + _paths(ref, rids[within]),
+            _paths(ref, nb) + _paths(ref, nb2))
+
+
+def _paths(index: Index, ids: np.ndarray) -> list[Any]:
+    """The recorded path of each id (None for -1 or an item without one)."""
+    ids = np.asarray(ids)
+    found = index.get_metadata(ids[ids >= 0]) if (ids >= 0).any() else []
+    it = iter(found)
+    return [next(it).get("path") if i >= 0 else None for i in ids]
 
 
 def _model_of(sets: list[Index], model: Encoder | str | None) -> Encoder:
@@ -209,8 +283,9 @@ def _model_of(sets: list[Index], model: Encoder | str | None) -> Encoder:
 
 
 def _copies_of(net: Encoder, sets: list[Index], codes: list[np.ndarray], *, metric: str, crop: Any, sample: int,
-               rng: np.random.Generator, batch_size: int) -> tuple[dict[str, np.ndarray], str, list[str]]:
-    """Copy distances from the sets' image files, else from their decoded codes."""
+               rng: np.random.Generator, batch_size: int, confirm: bool):
+    """Copy distances from the sets' image files, else from their decoded codes: `(copies, how, notes,
+    reader, pixel copies)`, the last two for the pixel stage (None and {} without files or `confirm`)."""
     for s in sets:
         if s.model is not None:
             check_model(s, net)
@@ -234,7 +309,13 @@ def _copies_of(net: Encoder, sets: list[Index], codes: list[np.ndarray], *, metr
             notes.append("the set's codes are not what its files give now with any crop (changed files, or "
                          "another model?); the copies are compared with the files' codes as they are now")
             use = crop
-        return copy_distances(net, paths, crop=use, metric=metric, batch_size=batch_size), "learned", notes
+        if not confirm:
+            return copy_distances(net, paths, crop=use, metric=metric, batch_size=batch_size), "learned", notes, None, {}
+        reader = PixelReader.of(net, use)
+        copies, pixel_copies = altered_distances(
+            [(lambda s: encode_files(net, s, crop=use, batch_size=batch_size), metric), (reader.codes, "cosine")],
+            paths)
+        return copies, "learned", notes, reader, pixel_copies
     decode = _decoder(net)
     if decode is None:
         raise IndexingError(
@@ -245,7 +326,7 @@ def _copies_of(net: Encoder, sets: list[Index], codes: list[np.ndarray], *, metr
     pictures = [as_picture(x) for x in decode(np.stack([codes[k][i] for k, i in picked]))]
     notes.append(f"the images are gone (e.g. {missing!r}): the copies were made from codes decoded by the "
                  f"model, at its {net.image_shape[0]}x{net.image_shape[1]} pixels")
-    return copy_distances(net, pictures, crop=None, metric=metric, batch_size=batch_size), "decoded", notes
+    return copy_distances(net, pictures, crop=None, metric=metric, batch_size=batch_size), "decoded", notes, None, {}
 
 
 def _is_file(path: Any) -> bool:

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -143,8 +143,13 @@ def search(
     return results
 
 
+# a second look at candidate pairs: (ids of the searched set, ids of the other set or the same one,
+# their distances), each (p,), -> (p,) bool, True for the pairs that are duplicates
+PairCheck = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 def find_duplicates(
-    index: Any, max_distance: float, *, k: int = 16, against: Any = None
+    index: Any, max_distance: float, *, k: int = 16, against: Any = None, keep: PairCheck | None = None
 ) -> list[list[int]] | list[DuplicatePair]:
     """Near-duplicates within one set (groups), or of a new set against a reference set (pairs).
 
@@ -165,6 +170,10 @@ def find_duplicates(
         against: the reference set: an `Index`, an index file, exported codes (a file or an
             `ExportedCodes`) or `(m, d)` codes. Both sets must hold codes of one model, compared
             in one metric (the reference index's; codes take the metric of `index`).
+        keep: a second look at the pairs within `max_distance` (e.g. in pixel space,
+            `facespace.pipelines.duplicate_confirm`): called once with the candidate pairs (each
+            within-set pair once, lower id first), it returns which are duplicates; only those
+            link groups or are returned.
 
     Returns:
         Without `against`: lists of ids (each sorted, at least two long), largest groups first.
@@ -186,13 +195,13 @@ def find_duplicates(
         raise IndexingError(f"max_distance must be a finite number >= 0; got {max_distance!r}")
     index = as_index(index)
     if against is not None:
-        return _duplicates_across(index, as_index(against, metric=index.metric), float(max_distance), k)
+        return _duplicates_across(index, as_index(against, metric=index.metric), float(max_distance), k, keep)
     ids = np.sort(index.ids)
     n = len(ids)
     if n < 2:
         return []
     vectors = index.reconstruct(ids)
-    src, dst = [], []
+    src, dst, dist = [], [], []
     todo = np.arange(n)
     kk = min(max(int(k), 2), n)
     while len(todo):
@@ -201,11 +210,16 @@ def find_duplicates(
         rows, cols = np.nonzero(close)
         src.append(todo[rows])
         dst.append(np.searchsorted(ids, nb[rows, cols]))
+        dist.append(d[rows, cols])
         if kk >= n:
             break
         todo = todo[close[:, -1]]  # the k-th neighbour is still close: there may be more
         kk = min(2 * kk, n)
-    src, dst = np.concatenate(src), np.concatenate(dst)
+    src, dst, dist = np.concatenate(src), np.concatenate(dst), np.concatenate(dist)
+    if keep is not None:  # each pair once, lower row first, then the second look
+        src, dst, dist = _each_pair_once(src, dst, dist)
+        ok = np.asarray(keep(ids[src], ids[dst], dist), bool)
+        src, dst = src[ok], dst[ok]
     graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n))
     n_groups, label = connected_components(graph, directed=False)
     sizes = np.bincount(label, minlength=n_groups)
@@ -213,7 +227,17 @@ def find_duplicates(
     return sorted(groups, key=lambda g: (-len(g), g[0]))
 
 
-def _duplicates_across(new: Index, ref: Index, max_distance: float, k: int) -> list[DuplicatePair]:
+def _each_pair_once(src: np.ndarray, dst: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Links `src -> dst` (rows) as unordered pairs, each once, lower row first, without self-links."""
+    a, b = np.minimum(src, dst), np.maximum(src, dst)
+    other = a != b
+    a, b, dist = a[other], b[other], dist[other]
+    _, first = np.unique(np.stack([a, b], axis=1), axis=0, return_index=True)
+    return a[first], b[first], dist[first].astype(np.float64)
+
+
+def _duplicates_across(new: Index, ref: Index, max_distance: float, k: int,
+                       keep: PairCheck | None = None) -> list[DuplicatePair]:
     if ref.metric != new.metric:
         raise IndexingError(
             f"the new set is compared in {new.metric} distance but the reference index in {ref.metric}; "
@@ -246,6 +270,9 @@ def _duplicates_across(new: Index, ref: Index, max_distance: float, k: int) -> l
         todo = todo[close[:, -1]]  # the k-th neighbour is still close: there may be more
         kk = min(2 * kk, len(ref))
     pairs = [p for row in sorted(found) for p in found[row]]
+    if keep is not None and pairs:
+        a, b, d = (np.array(v) for v in zip(*pairs))
+        pairs = [p for p, ok in zip(pairs, np.asarray(keep(a, b, d), bool)) if ok]
     return sorted(pairs, key=lambda p: (p.distance, p.new, p.ref))
 
 

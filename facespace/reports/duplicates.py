@@ -7,7 +7,8 @@ Thumbnails are read from the paths the sets record and inlined as PNG data URIs
 shows "(image not found)" instead. Every path and name is HTML-escaped. A threshold learned from the
 set (`--max-distance auto`, `facespace.pipelines.duplicate_threshold`) is drawn above the list: the
 histograms of the planted near-copies' and the distinct images' distances, with each level's
-threshold, as inline SVG.
+threshold, as inline SVG, and, when the pairs were confirmed in pixel space
+(`facespace.pipelines.duplicate_confirm`), the same two in pixels with the pixel thresholds.
 
 Example:
     >>> from facespace.reports.duplicates import pairs_page
@@ -132,7 +133,7 @@ def threshold_section(learned: LearnedThreshold | None) -> str:
         return ""
     if learned.how == "fallback":
         return (f"<h2>Threshold</h2><p>{escape(learned.max_distance)} ({escape(learned.metric)} distance), a fixed "
-                f"level: {escape(' '.join(learned.notes))}</p>")
+                f"level: {escape(' '.join(learned.notes))}</p>" + _pixel_section(learned, ()))
     copies = learned.copy_distances()
     distinct = learned.distinct[np.isfinite(learned.distinct)]
     quantiles = (0.0, 0.05, 0.5, 0.95, 1.0)
@@ -148,7 +149,30 @@ def threshold_section(learned: LearnedThreshold | None) -> str:
         + ", ".join(f"{escape(lv)}: {t:.4g}" for lv, t in learned.thresholds.items()) + ".</p>"
         + histogram_svg({"near-copies": copies, "distinct images": distinct}, learned.thresholds, chosen=learned.level)
         + table(["distances", "count", *[f"q{q:g}" for q in quantiles]], rows)
+        + _pixel_section(learned, quantiles)
         + "".join(f'<p class="muted">{escape(n)}</p>' for n in learned.notes)
+    )
+
+
+def _pixel_section(learned: LearnedThreshold, quantiles: Sequence[float]) -> str:
+    """HTML of the pixel stage: the candidates' code threshold, the pixel threshold and its two
+    distributions (or why pairs were not confirmed)."""
+    if not learned.confirmed:
+        return f'<p class="muted">{escape(learned.confirm_note)}</p>' if learned.confirm_note else ""
+    copies = learned.pixel_copy_distances()
+    distinct = learned.pixel_distinct[np.isfinite(learned.pixel_distinct)]
+    rows = [[f"near-copies counted at level {learned.level}", len(copies), *np.quantile(copies, quantiles)],
+            ["nearest distinct images (by the model)", len(distinct), *np.quantile(distinct, quantiles)]]
+    return (
+        f"<h2>Confirmed in pixel space: {escape(f'{learned.pixel_max_distance:.4g}')} (cosine, "
+        f"{escape(learned.pixels.describe())})</h2>"
+        f"<p>Candidate pairs within {learned.candidate_distance:.4g} of the codes (their next looser level) are "
+        f"kept when their two image files lie within the pixel threshold, learned from the same altered copies "
+        f"and each sampled item's nearest distinct item by the model. "
+        + ", ".join(f"{escape(lv)}: {t:.4g}" for lv, t in learned.pixel_thresholds.items()) + ".</p>"
+        + histogram_svg({"near-copies": copies, "distinct images": distinct}, learned.pixel_thresholds,
+                        chosen=learned.level)
+        + table(["pixel distances", "count", *[f"q{q:g}" for q in quantiles]], rows)
     )
 
 

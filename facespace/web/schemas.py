@@ -58,6 +58,19 @@ class Duplicates(BaseModel):
                                                     "and 100 %.")
     distinct_quantiles: list[float] = Field(description="The distances of items to their nearest distinct item, at "
                                                         "the same quantiles.")
+    confirmed: bool = Field(description="True when the pairs found in the codes were confirmed in pixel space (the "
+                                        "images' 32x32 pixels); false with a given max_distance, confirm=false, or "
+                                        "images that are gone (see confirm_note).")
+    candidate_distance: float = Field(description="The codes' threshold of the candidate pairs (the next looser "
+                                                  "level's when confirmed, else max_distance).")
+    pixel_max_distance: float | None = Field(description="The pixel threshold a candidate pair had to meet (cosine), "
+                                                         "or null when not confirmed.")
+    pixel_thresholds: dict[str, float] = Field(description="Every level's pixel threshold (empty when not confirmed).")
+    pixel_copy_quantiles: list[float] = Field(description="The planted copies' pixel distances at the quantiles above.")
+    pixel_distinct_quantiles: list[float] = Field(description="The pixel distances of items to their nearest distinct "
+                                                              "item by the model, at the same quantiles.")
+    confirm_note: str = Field(description="Why the pairs were not confirmed in pixel space, or how many candidates "
+                                          "were kept.")
     notes: list[str]
     groups: list[DuplicateGroup]
 
