@@ -46,7 +46,8 @@ from facespace.data.inputs import as_images
 from facespace.people.cohort_norm import CohortNorm
 from facespace.people.gallery.changes import ensure_log, has_log
 from facespace.people.gallery.gallery_index import INDEXED_SCORINGS, GalleryIndex
-from facespace.people.gallery.matching import REJECT_FRACTION, Identification, calibrate_strangers, match_codes
+from facespace.people.gallery.matching import REJECT_FRACTION, Identification, match_codes
+from facespace.people.gallery.sampled import recalibrate
 from facespace.people.gallery.store import (
     SCHEMA_VERSION, GalleryError, check_name, connect, create_gallery, db_text, model_fingerprint, read_codes, read_cohort,
     transaction,
@@ -433,17 +434,11 @@ class Gallery:
         self.meta.update({k: str(v) for k, v in values.items()})
 
     def _recalibrate(self) -> None:
-        """Inside a transaction: recompute the stranger threshold from the enrolled faces."""
-        meta = dict(self.db.execute("SELECT key, value FROM meta"))
-        rows = list(self.db.execute("SELECT person_id, code FROM faces"))
-        person = np.array([r[0] for r in rows], np.int64)
-        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), int(meta["code_size"]))
-        record = json.loads(meta.get("model_impostors") or "null")
-        t, facts, radius = calibrate_strangers(codes, person, metric=meta["metric"], target_far=float(meta["target_far"]),
-                                               model_impostors=record, scoring=meta.get("scoring", "nearest"),
-                                               cohort=self.cohort())
+        """Inside a transaction: recompute the stranger threshold from the enrolled faces (all of them,
+        or in a large gallery a sample kept up to date: `facespace.people.gallery.sampled`)."""
+        t, facts, radius = recalibrate(self.db, cohort=self.cohort())
         self._set_meta(reject_radius="" if radius is None else radius)
-        if meta.get("threshold_source") == "manual":
+        if dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'threshold_source'")).get("threshold_source") == "manual":
             return
         self._set_meta(threshold="" if t is None else t, calibration="" if facts is None else json.dumps(facts))
 

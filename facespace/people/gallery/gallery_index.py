@@ -18,7 +18,9 @@ So enrolling, removing, rejecting or replacing never has to write the index: a c
 SQLite commit and any index write loses nothing, and two writers need no coordination beyond
 SQLite's. The snapshot is rewritten (atomically) after a rebuild and once its log tail grows past
 `SNAPSHOT_TAIL` of its size. Up to `EXACT_MAX_ITEMS` items the index is exact; beyond it, an HNSW
-graph (`benchmarks/gallery_scale.py` measured the size and the recall).
+graph: one probe against 100,000 codes took 74 ms exact on 2 shared cores, and the graph answers a
+million in a few ms (`benchmarks/results/search_scale_gallery.md` has the times and the recall).
+An index that grows (shrinks) past 1.5 times (half) that size by catching up is rebuilt.
 
 Example:
     >>> from facespace.models.pixels import PixelEncoder
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from facespace.errors import FacespaceError
+from facespace.files import file_kind
 from facespace.index import Index, IndexingError
 from facespace.people.distances import person_centroids
 from facespace.people.gallery.changes import changes_since, gallery_uuid, generation, log_token
@@ -46,8 +49,8 @@ from facespace.people.gallery.changes import changes_since, gallery_uuid, genera
 __all__ = ["EXACT_MAX_ITEMS", "GalleryIndex", "INDEXED_SCORINGS", "read_rows"]
 
 INDEXED_SCORINGS = ("nearest", "centroid")  # "snorm" normalises per probe: the exact scan names it
-EXACT_MAX_ITEMS = 200_000  # above this many faces (or centroids) the index is an HNSW graph
-HNSW_SETTINGS = {"M": 16, "ef_construction": 100, "ef_search": 64}
+EXACT_MAX_ITEMS = 50_000  # above this many faces (or centroids) a rebuilt index is an HNSW graph
+HNSW_SETTINGS = {"M": 16, "ef_construction": 100, "ef_search": 1024}  # recall@32 0.99 on random codes
 SNAPSHOT_TAIL = 0.02  # rewrite the snapshot once the changes since it exceed this share of its items
 SNAPSHOT_MIN_TAIL = 500  # ... and this many log entries
 
@@ -103,7 +106,7 @@ class GalleryIndex:
                 self._load(now)
             if self.index is not None and self.generation < now:
                 self._replay()
-            if self.index is None or not self._matches_rows():
+            if self.index is None or not self._matches_rows() or self._outgrown():
                 self._rebuild(now)
         finally:
             self.db.execute("COMMIT")
@@ -159,6 +162,11 @@ class GalleryIndex:
         ids = self.index.ids
         return len(ids) == int(count) and int(ids.sum()) == int(total)
 
+    def _outgrown(self) -> bool:
+        """An exact index grown past 1.5 `EXACT_MAX_ITEMS`, or a graph shrunk under half of it."""
+        n, backend = len(self.index), self.index.backend
+        return (backend == "exact" and n > 1.5 * EXACT_MAX_ITEMS) or (backend == "hnsw" and n < EXACT_MAX_ITEMS // 2)
+
     def _rebuild(self, now: int) -> None:
         face_ids, person_ids, codes = read_rows(self.db, None, self.code_size)
         if self.scoring == "centroid" and len(codes):
@@ -179,6 +187,8 @@ class GalleryIndex:
             return
         self.index.model = {"gallery": self._record()}
         try:
+            if self.file.exists() and file_kind(self.file) != "index":
+                self.file.unlink()  # the gallery's own file name, too damaged to read (`_load` warned)
             self.index.save(self.file)
         except (OSError, IndexingError) as e:
             warnings.warn(f"could not write the gallery index {self.file} ({e}); it is kept in memory only", stacklevel=3)

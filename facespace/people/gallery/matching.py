@@ -24,7 +24,7 @@ from facespace.people.distances import centroid_scores, cross_distances, open_se
 from facespace.people.thresholds import (CALIBRATION_CONFIDENCE, reject_radius, stranger_threshold,
                                          threshold_from_impostors)
 
-__all__ = ["Identification", "REJECT_FRACTION", "calibrate_strangers", "match_codes"]
+__all__ = ["Identification", "REJECT_FRACTION", "calibrate_strangers", "match_codes", "threshold_from_scores"]
 
 REJECT_FRACTION = 0.1  # without same-person pairs: "near-identical" = within this fraction of the threshold
 
@@ -137,17 +137,30 @@ def calibrate_strangers(codes: np.ndarray, person: np.ndarray, *, metric: str, t
     radius = reject_radius(genuine)  # corrections act on faces, whatever the scoring
     if scoring in ("centroid", "snorm"):
         genuine, impostor = centroid_scores(codes, person, metric=metric, cohort=cohort if scoring == "snorm" else None)
-    few = len(np.unique(person)) < 2 or stranger_threshold(impostor, target_far)[1] == 0
-    if few and model_impostors and len(codes):
-        t = threshold_from_impostors(model_impostors, len(codes), target_far)
-        facts = {"target_far": target_far, "source": "model", "enrolled_faces": int(len(codes)),
+    t, facts = threshold_from_scores(genuine, impostor, people=len(np.unique(person)), faces=len(codes),
+                                     target_far=target_far, model_impostors=model_impostors)
+    return t, facts, radius
+
+
+def threshold_from_scores(genuine: np.ndarray, impostor: np.ndarray, *, people: int, faces: int, target_far: float,
+                          model_impostors: dict[str, Any] | None = None) -> tuple[float | None, dict[str, Any] | None]:
+    """`calibrate_strangers` from scores already computed (all faces', or a sample's:
+    `facespace.people.gallery.sampled`) for a gallery of `people` people and `faces` faces.
+
+    Returns:
+        `(threshold, calibration facts)`, both None with fewer than two people and no model record.
+    """
+    few = people < 2 or stranger_threshold(impostor, target_far)[1] == 0
+    if few and model_impostors and faces:
+        t = threshold_from_impostors(model_impostors, faces, target_far)
+        facts = {"target_far": target_far, "source": "model", "enrolled_faces": int(faces),
                  "model_impostor_pairs": model_impostors.get("pairs"), "measured_on": model_impostors.get("source"),
                  "genuine_accept_rate": float((genuine <= t).mean()) if len(genuine) else float("nan")}
-        return t, facts, radius
-    if len(np.unique(person)) < 2:
-        return None, None, radius
+        return t, facts
+    if people < 2:
+        return None, None
     t, k = stranger_threshold(impostor, target_far)
     tar = float((genuine <= t).mean()) if len(genuine) else float("nan")
     facts = {"target_far": target_far, "confidence": CALIBRATION_CONFIDENCE, "impostor_scores": len(impostor),
              "impostors_accepted": k, "genuine_scores": len(genuine), "genuine_accept_rate": tar, "source": "gallery"}
-    return t, facts, radius
+    return t, facts

@@ -1,0 +1,327 @@
+"""The index beside a gallery: the same answers as the full scan through enrol, remove, reject and
+replace; a missing, stale, foreign or damaged index file rebuilt or caught up; a crash between the
+SQLite commit and the index write; two writers; the sampled calibration of large galleries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from facespace.people.distances import centroid_scores, cross_distances, open_set_scores
+from facespace.people.gallery import gallery_index, sampled, shortlist
+from facespace.people.gallery.gallery import Gallery
+from facespace.people.gallery.gallery_index import read_rows
+from facespace.people.gallery.matching import calibrate_strangers, match_codes
+
+
+class CodeEncoder:
+    """An encoder whose "images" are codes shaped `(1, 1, d)`: a gallery of given codes."""
+
+    kind = "codes_test"
+
+    def __init__(self, dim: int = 16):
+        self.config = {"dim": dim}
+        self.checkpoint_info: dict = {}
+
+    @property
+    def image_shape(self):
+        return (1, 1, self.config["dim"])
+
+    @property
+    def code_size(self):
+        return self.config["dim"]
+
+    def encode(self, images, *, batch_size=256):
+        return np.asarray(images, np.float32).reshape(len(images), -1).copy()
+
+
+def people_codes(rng: np.random.Generator, n: int, per: int, dim: int = 16, spread: float = 0.5) -> np.ndarray:
+    """`(n, per, 1, 1, dim)` codes: each person a random centre plus noise."""
+    c = rng.normal(size=(n, 1, dim))
+    f = c + spread * rng.normal(size=(n, per, dim))
+    return (f / np.linalg.norm(f, axis=2, keepdims=True)).astype(np.float32)[:, :, None, None, :]
+
+
+def full_scan(g: Gallery, probes: np.ndarray, k: int = 5, max_distance: float | None = None):
+    """Today's answers: every enrolled code scored by `match_codes`."""
+    codes, person, names = g.codes()
+    rej, rej_person = g.rejections()
+    threshold = max_distance if max_distance is not None else g.threshold
+    stored = dict(g.db.execute("SELECT key, value FROM meta")).get("reject_radius")
+    radius = max(float(stored) if stored else 0.1 * threshold, 1e-6)
+    per_person = dict(g.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
+    return match_codes(probes, codes, person, names, threshold=threshold, metric=g.metric, k=k, per_person=per_person,
+                       rejected=rej, rejected_person=rej_person, radius=radius, override=max_distance is not None,
+                       scoring=g.scoring)
+
+
+def assert_same(found, expected):
+    assert [r.name for r in found] == [r.name for r in expected]
+    for a, b in zip(found, expected):
+        assert [c for c, _ in a.candidates] == [c for c, _ in b.candidates]
+        np.testing.assert_allclose([d for _, d in a.candidates], [d for _, d in b.candidates], rtol=0, atol=1e-9)
+
+
+def probes_for(g: Gallery, rng: np.random.Generator, n: int = 40) -> np.ndarray:
+    """Half near-copies of enrolled faces, half random codes (strangers)."""
+    codes = g.codes()[0]
+    known = codes[rng.choice(len(codes), n // 2)] + 0.05 * rng.normal(size=(n // 2, codes.shape[1]))
+    return np.concatenate([known, rng.normal(size=(n - n // 2, codes.shape[1]))]).astype(np.float32)
+
+
+def enrol(g: Gallery, codes: np.ndarray, first: int = 0, **options) -> None:
+    g.enroll_many({f"p{first + i}": c for i, c in enumerate(codes)}, force=True, **options)
+
+
+@pytest.mark.parametrize("scoring,metric", [("nearest", "cosine"), ("centroid", "cosine"), ("nearest", "l2"),
+                                            ("centroid", "l2")])
+def test_answers_equal_the_full_scan_through_every_change(tmp_path, monkeypatch, scoring, metric):
+    monkeypatch.setattr(shortlist, "FIRST_K", 4)  # shortlists that must grow, and some that never close
+    monkeypatch.setattr(shortlist, "MAX_K", 64)
+    rng = np.random.default_rng(1)
+    g = Gallery(tmp_path / "g.db", CodeEncoder(), scoring=scoring, metric=metric)
+    faces = people_codes(rng, 60, 4)
+    enrol(g, faces[:40])
+    for step in range(6):
+        if step == 1:
+            enrol(g, faces[40:])
+        if step == 2:
+            g.remove("p3")
+            g.remove("p17")
+        if step == 3:  # "not this person" for probes near p5's and p6's faces
+            codes, person, names = g.codes()
+            g.reject(codes[person == names.index("p5")][0], "p5")
+            g.reject(codes[person == names.index("p6")][1], "p7")
+        if step == 4:
+            g.enroll("p8", 0.8 * faces[8][:2] + 0.2 * faces[30][:2], replace=True, force=True)
+            g.set_max_distance("p9", 0.01)
+        probes = probes_for(g, rng)
+        if step == 3:
+            probes[:2] = g.rejections()[0] + 1e-4
+        for k in (1, 5):
+            assert_same(g.identify_codes(probes, k=k), full_scan(g, probes, k=k))
+        assert_same(g.identify_codes(probes, max_distance=0.3), full_scan(g, probes, max_distance=0.3))
+    assert g.gallery_index().rebuilt == 1  # built once, then only caught up
+
+
+def test_a_missing_stale_foreign_or_damaged_index_file_is_never_trusted(tmp_path):
+    rng = np.random.default_rng(2)
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    faces = people_codes(rng, 30, 3)
+    enrol(g, faces[:20])
+    probes = probes_for(g, rng)
+    g.identify_codes(probes)
+    snapshot = tmp_path / "g.db.index"
+    assert snapshot.exists()
+    shutil.copy(snapshot, tmp_path / "old.index")
+    enrol(g, faces[20:], first=20)
+    g.remove("p1")
+
+    def fresh():
+        return Gallery(tmp_path / "g.db", CodeEncoder())
+
+    g2 = fresh()  # a stale snapshot: caught up from the change log, not rebuilt
+    assert_same(g2.identify_codes(probes), full_scan(g2, probes))
+    assert g2.gallery_index().rebuilt == 0 and len(g2.gallery_index().index) == len(g2.codes()[0])
+    snapshot.unlink()  # deleted: rebuilt from the rows
+    g3 = fresh()
+    assert_same(g3.identify_codes(probes), full_scan(g3, probes))
+    assert g3.gallery_index().rebuilt == 1 and snapshot.exists()
+    snapshot.write_bytes(snapshot.read_bytes()[:200])  # truncated: rebuilt, with a warning
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert_same(fresh().identify_codes(probes), full_scan(g3, probes))
+    other = Gallery(tmp_path / "other.db", CodeEncoder())  # another gallery's index: rebuilt
+    enrol(other, faces[:5])
+    other.identify_codes(probes)
+    shutil.copy(tmp_path / "other.db.index", snapshot)
+    g4 = fresh()
+    assert_same(g4.identify_codes(probes), full_scan(g4, probes))
+    assert g4.gallery_index().rebuilt == 1
+    # the rows changed behind the log's back (triggers dropped by hand): the checksum catches it
+    g4.db.execute("DROP TRIGGER face_log_delete")
+    g4.db.execute("DELETE FROM faces WHERE id IN (SELECT id FROM faces LIMIT 3)")
+    g5 = fresh()
+    assert_same(g5.identify_codes(probes), full_scan(g5, probes))
+    assert g5.gallery_index().rebuilt == 1
+
+
+def test_a_restored_backup_with_a_new_history_is_rebuilt(tmp_path):
+    rng = np.random.default_rng(3)
+    faces = people_codes(rng, 20, 3)
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, faces[:10])
+    g.close()
+    shutil.copy(tmp_path / "g.db", tmp_path / "backup.db")
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, faces[10:12], first=10)
+    probes = probes_for(g, rng)
+    g.identify_codes(probes)  # snapshot at generation 36
+    g.close()
+    shutil.copy(tmp_path / "backup.db", tmp_path / "g.db")  # back to generation 30 ...
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, faces[12:14], first=12)  # ... and on to 36 with other faces
+    assert_same(g.identify_codes(probes), full_scan(g, probes))
+    assert g.gallery_index().rebuilt == 1
+
+
+def test_a_crash_between_the_commit_and_the_index_write_loses_nothing(tmp_path):
+    rng = np.random.default_rng(4)
+    faces = people_codes(rng, 30, 3)
+    np.save(tmp_path / "faces.npy", faces)
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, faces[:20])
+    probes = probes_for(g, rng)
+    g.identify_codes(probes)
+    g.close()
+    # another process enrols and removes, then dies as it starts writing the index (the snapshot
+    # is rewritten after every change here), and once more halfway through the write
+    script = textwrap.dedent(f"""
+        import os, sys
+        import numpy as np
+        sys.path.insert(0, {str(tmp_path)!r}); sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+        from test_gallery_index import CodeEncoder, enrol
+        from facespace.people.gallery import gallery_index
+        from facespace.people.gallery.gallery import Gallery
+        from facespace.index import Index
+        gallery_index.SNAPSHOT_MIN_TAIL = 0
+        faces = np.load({str(tmp_path / 'faces.npy')!r})
+        g = Gallery({str(tmp_path / 'g.db')!r}, CodeEncoder())
+        g.identify_codes(faces[0, :1, 0, 0])
+        first = 20 if sys.argv[1] == "before" else 25
+        enrol(g, faces[first : first + 5], first=first)
+        g.remove(f"p{{first - 18}}")
+        if sys.argv[1] == "before":
+            Index.save = lambda self, path: os._exit(9)
+        else:
+            def half(self, path):
+                open(path, "wb").write(b"partial index bytes")
+                os._exit(9)
+            Index.save = half
+        g.identify_codes(faces[0, :1, 0, 0])
+    """)
+    for when in ("before", "halfway"):
+        done = subprocess.run([sys.executable, "-c", script, when], capture_output=True, text=True)
+        assert done.returncode == 9, done.stderr
+        g = Gallery(tmp_path / "g.db", CodeEncoder())
+        first = 20 if when == "before" else 25
+        assert f"p{first + 1}" in dict(g.list()) and f"p{first - 18}" not in dict(g.list())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the half-written file is rebuilt, with a warning
+            assert_same(g.identify_codes(probes), full_scan(g, probes))
+        g.close()
+
+
+def test_two_writers_each_see_the_other(tmp_path):
+    rng = np.random.default_rng(5)
+    faces = people_codes(rng, 40, 3)
+    a = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(a, faces[:10])
+    b = Gallery(tmp_path / "g.db", CodeEncoder())
+    probes = probes_for(a, rng)
+    assert_same(b.identify_codes(probes), full_scan(b, probes))
+    enrol(a, faces[10:20], first=10)
+    b.remove("p4")
+    enrol(b, faces[20:25], first=20)
+    a.reject(faces[7][0, 0, 0], "p7")
+    for g in (a, b):
+        probes = probes_for(g, rng)
+        assert_same(g.identify_codes(probes), full_scan(g, probes))
+    # two processes enrolling at once, then both answers right
+    np.save(tmp_path / "faces.npy", faces)
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+        from test_gallery_index import CodeEncoder
+        from facespace.people.gallery.gallery import Gallery
+        faces = np.load({str(tmp_path / 'faces.npy')!r})
+        g = Gallery({str(tmp_path / 'g.db')!r}, CodeEncoder())
+        first = int(sys.argv[1])
+        for i in range(first, first + 5):
+            g.enroll(f"q{{i}}", faces[i], force=True)
+            g.identify_codes(faces[i][:1, 0, 0])
+    """)
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(first)], stderr=subprocess.PIPE, text=True)
+            for first in (25, 30)]
+    for run in runs:
+        assert run.wait(timeout=120) == 0, run.stderr.read()
+    for g in (a, b):
+        assert {f"q{i}" for i in range(25, 35)} <= set(dict(g.list()))
+        probes = probes_for(g, rng)
+        assert_same(g.identify_codes(probes), full_scan(g, probes))
+
+
+def test_an_hnsw_index_names_nearly_every_probe_as_the_scan(tmp_path, monkeypatch):
+    monkeypatch.setattr(gallery_index, "EXACT_MAX_ITEMS", 10)
+    rng = np.random.default_rng(6)
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, people_codes(rng, 100, 5, spread=0.3))
+    probes = probes_for(g, rng, 100)
+    found, expected = g.identify_codes(probes), full_scan(g, probes)
+    assert g.gallery_index().index.backend == "hnsw"
+    assert np.mean([a.name == b.name for a, b in zip(found, expected)]) >= 0.95
+
+
+def sample_rows(g: Gallery) -> dict[int, tuple]:
+    return {r[0]: r[1:] for r in g.db.execute("SELECT * FROM calibration_sample")}
+
+
+@pytest.mark.parametrize("scoring", ["nearest", "centroid"])
+def test_sampled_calibration_keeps_each_sampled_face_exact(tmp_path, monkeypatch, scoring):
+    monkeypatch.setattr(sampled, "FULL_MAX_FACES", 30)
+    monkeypatch.setattr(sampled, "SAMPLE_FACES", 20)
+    rng = np.random.default_rng(7)
+    faces = people_codes(rng, 60, 3)
+    g = Gallery(tmp_path / "g.db", CodeEncoder(), scoring=scoring)
+    for step in range(20):
+        enrol(g, faces[3 * step : 3 * step + 3], first=3 * step)
+        if step == 8:
+            g.remove("p4")
+        if step == 12:
+            g.enroll("p10", faces[10][:2] * 0.5 + faces[11][:2] * 0.5, replace=True, force=True)
+        face_ids, person, codes = read_rows(g.db, None, 16)
+        if len(codes) <= 30:
+            t, _, radius = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, scoring=scoring)
+            assert g.threshold == t and not sample_rows(g)  # small galleries: exactly as before
+            continue
+        rows = sample_rows(g)
+        assert 0 < len(rows) < 40 and set(rows) <= set(face_ids.tolist())
+        expected = set(face_ids[sampled.in_sample(face_ids, sampled.rate_for(len(codes)))].tolist())
+        assert set(rows) == expected
+        if len(codes) < 40:  # rate 1: every face sampled, the threshold the full computation gives
+            t, _, radius = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, scoring=scoring)
+            assert g.threshold == pytest.approx(t, abs=1e-9)
+        for f, (p, near, genuine, impostor, impostor_of) in rows.items():
+            i = int(np.searchsorted(face_ids, f))
+            d = cross_distances(codes[i : i + 1], codes)[0]
+            d[i] = np.inf
+            mine = person == p
+            assert near == (pytest.approx(d[mine].min(), abs=1e-9) if mine.sum() > 1 else None)
+            if scoring == "nearest":
+                assert impostor == pytest.approx(d[~mine].min(), abs=1e-9)
+                assert impostor_of == person[~mine][d[~mine].argmin()]
+        if scoring == "centroid":  # against centroid_scores over every face, for the sampled ones
+            gen, imp = centroid_scores(codes, person, metric="cosine")
+            got_imp = sorted(r[3] for r in rows.values())
+            assert set(np.round(got_imp, 9)) <= set(np.round(imp, 9))
+        assert json.loads(g.meta.get("calibration") or dict(g.db.execute(
+            "SELECT key, value FROM meta WHERE key = 'calibration'"))["calibration"])["sampled_faces"] == len(rows)
+
+
+def test_open_set_scores_of_the_sample_match_the_full_ones_at_rate_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(sampled, "FULL_MAX_FACES", 10)
+    rng = np.random.default_rng(8)
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, people_codes(rng, 10, 3))
+    _, person, codes = read_rows(g.db, None, 16)
+    genuine, impostor = open_set_scores(codes, person)
+    rows = sample_rows(g)
+    np.testing.assert_allclose(sorted(r[3] for r in rows.values()), np.sort(impostor), atol=1e-9)
+    np.testing.assert_allclose(sorted(r[1] for r in rows.values()), np.sort(genuine), atol=1e-9)
