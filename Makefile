@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,dlib]'
+	$(PY) -m pip install -q -e '.[dev,dlib,cluster]'
 	touch $(STAMP)
 
 # make demo DATA=~/Pictures also indexes and searches your own photos

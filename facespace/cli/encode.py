@@ -30,6 +30,9 @@ def encode_cmd(
     workers: Annotated[Optional[int], Opt("--workers", help="processes that read, align and encode (default: every "
                                           "core for dlib, whose encoder runs one thread; 1 for torch models)")] = None,
     crop: Annotated[str, Opt(help="crop of image files without --detect: recorded (the model's own) | lfw | tight | none | T,L,B,R")] = "recorded",
+    cluster: Annotated[Optional[str], Opt("--cluster", help="with --out FOLDER/: encode the shards on a Dask cluster: "
+                                          "local:N (N local workers) or a scheduler address (tcp://host:8786); "
+                                          "needs pip install 'facespace[cluster]'")] = None,
     model: ModelOpt = "faces-ae",
 ) -> None:
     """Encode images with MODEL and write their codes with paths and names (embeddings out).
@@ -39,6 +42,9 @@ def encode_cmd(
     or .parquet (columns path, name, code[, face, box]). A folder (no suffix) gets one .npy shard per
     --shard-size files and a manifest; running the same command again after a kill encodes only the
     missing shards, and files that cannot be read are listed in the manifest with the reason.
+    With --cluster the shards are encoded by the workers of a Dask cluster (each loads the model once;
+    the photos and the model must be where the workers can read them) and this process writes the folder,
+    the same folder as without --cluster.
     Prints a JSON summary on stdout; photos in which --detect finds no face are named on stderr and counted.
     """
     from facespace.errors import FacespaceError
@@ -47,6 +53,16 @@ def encode_cmd(
     from facespace.models.registry import resolve_model
 
     sharded = str(out).endswith(("/", os.sep)) or out.is_dir() or not out.suffix
+    if cluster is not None:
+        from facespace.pipelines.export.cluster import engine_modules, parse_cluster
+
+        if not sharded:
+            raise FacespaceError(f"--cluster writes a folder of shards; give --out a folder (no suffix), not {out}")
+        if workers is not None:
+            raise FacespaceError("--workers is for one machine; with --cluster each worker of the cluster is one process "
+                                 "(give local:N for N of them)")
+        parse_cluster(cluster)
+        engine_modules()  # without the extra: the pip command, before any work
     if not sharded:
         codes_format(out)  # an unknown format fails before any work
     if batch_size < 1:
@@ -56,10 +72,18 @@ def encode_cmd(
     if sharded:  # a folder of shards and a manifest; a killed job resumes where it stopped
         from facespace.pipelines.export.shards import encode_to_shards
 
-        bar, update = encode_progress("encoding shards")
-        with bar:
-            manifest = encode_to_shards(net, sources, out, shard_size=shard_size, detect=detect, detector=detector,
-                                        crop=crop, batch_size=batch_size, workers=workers, progress=update)
+        if cluster is not None:
+            from facespace.pipelines.export.cluster import encode_on_cluster
+
+            bar, update = _rate_progress("encoding shards on the cluster")
+            with bar:
+                manifest = encode_on_cluster(net, sources, out, cluster=cluster, shard_size=shard_size, detect=detect,
+                                             detector=detector, crop=crop, batch_size=batch_size, progress=update)
+        else:
+            bar, update = encode_progress("encoding shards")
+            with bar:
+                manifest = encode_to_shards(net, sources, out, shard_size=shard_size, detect=detect, detector=detector,
+                                            crop=crop, batch_size=batch_size, workers=workers, progress=update)
         for why in manifest["failed"].values():
             say(f"failed: {why}")
         rows = sum(s["rows"] for s in manifest["shards"].values())
@@ -89,6 +113,33 @@ def encode_cmd(
 def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     """Add this area's commands: `encode` at the top level."""
     app.command("encode")(encode_cmd)
+
+
+def _rate_progress(label: str):
+    """A progress line on stderr for a whole job: images done of all, images/s since the start, ETA."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from facespace.cli._util import console
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                   TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+    task = bar.add_task(label, total=None, rate="")
+    start: list[tuple[float, int]] = []
+
+    def update(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not start:  # the first call, before any shard: shards a killed run left done are not this run's speed
+            start.append((now, done))
+        t0, d0 = start[0]
+        rate = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
+        bar.update(task, completed=done, total=total, rate=f"{rate:.1f} images/s" if rate else "")
+        if not console.is_terminal and done > d0:  # a log file gets one line per shard instead of a bar
+            eta = f"{(total - done) / rate:.0f} s" if rate else "?"
+            say(f"{label}: {done}/{total} images, {rate:.1f} images/s, ETA {eta}")
+
+    return bar, update
 
 
 def _model_name(record: dict | None, given: str) -> str:

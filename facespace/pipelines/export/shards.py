@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,6 +60,101 @@ def _job_key(model: Any, files: list[str], settings: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
+@dataclass
+class ShardJob:
+    """A shard folder's job: its files cut into shards, its manifest, and what is still to do.
+
+    `open_shard_job` makes one; whoever encodes a shard (this process, a worker pool or a cluster,
+    `facespace.pipelines.export.cluster`) hands its rows to `write_shard`, which writes the shard file
+    and then lists it in the manifest, both atomically, so any order of shards gives the same folder.
+
+    Attributes:
+        out: the shard folder.
+        manifest: the manifest as it stands on disk.
+        chunks: every shard as `(k, files, names)`, in order.
+        detect: whether faces were detected (shards then keep their boxes).
+        record: the model record each shard file carries.
+    """
+
+    out: Path
+    manifest: dict[str, Any]
+    chunks: list[tuple[int, list[str], list[str | None]]]
+    detect: bool
+    record: dict[str, Any] | None = None
+    _order: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def files(self) -> int:
+        return int(self.manifest["files"])
+
+    def is_done(self, k: int) -> bool:
+        entry = self.manifest["shards"].get(f"{k:05d}")
+        return entry is not None and (self.out / entry["file"]).is_file()
+
+    def pending(self) -> list[tuple[int, list[str], list[str | None]]]:
+        """The shards not yet written and listed, in order."""
+        return [c for c in self.chunks if not self.is_done(c[0])]
+
+    def files_done(self) -> int:
+        return sum(len(part) for k, part, _ in self.chunks if self.is_done(k))
+
+    def write_shard(self, k: int, rows: ExportedCodes, failed: dict[str, str]) -> None:
+        """Write shard `k`'s rows (and list its unreadable files), then record it in the manifest."""
+        _, part, who = self.chunks[k]
+        tag = f"{k:05d}"
+        by_path = dict(zip(part, who))
+        name = f"shard-{tag}.npy"
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_codes(rows.codes, self.out / name, sources=rows.sources, names=[by_path.get(s) for s in rows.sources],
+                   model=self.record, boxes=rows.boxes if self.detect else None, faces=rows.faces)
+        shards = {**self.manifest["shards"], tag: {"file": name, "rows": len(rows), "crc": crc(rows.codes),
+                                                   "files": len(part)}}
+        self.manifest["shards"] = dict(sorted(shards.items()))  # the same manifest whatever order shards end in
+        fails = {**self.manifest["failed"], **failed}
+        self.manifest["failed"] = dict(sorted(fails.items(), key=lambda kv: self._order.get(kv[0], -1)))
+        write_text_atomic(self.out / MANIFEST, json.dumps(self.manifest, indent=1))  # the shard is on disk first
+
+
+def open_shard_job(model: Any, sources: list[str], out_dir: str | os.PathLike, *, shard_size: int = SHARD_SIZE,
+                   detect: bool = False, detector: str = "auto", crop: Any = "recorded") -> ShardJob:
+    """Cut the files of `sources` into shards and open (or create) the folder's manifest.
+
+    Args:
+        model: the model (its weights and record name the job).
+        sources: image folders (recursive) or files.
+        out_dir: the shard folder (one job per folder; made when the first shard is written).
+        shard_size, detect, detector, crop: as `encode_to_shards`.
+
+    Returns:
+        The job; `job.pending()` lists the shards a re-run still has to encode.
+
+    Raises:
+        ExportError: `shard_size` below 1, or the folder holds another job's shards.
+        DataError: a source that does not exist, or no image files at all.
+    """
+    if shard_size < 1:
+        raise ExportError(f"shard_size must be at least 1; got {shard_size}")
+    files, names = _files([str(s) for s in sources])
+    if not files:
+        raise DataError(f"no image files in {', '.join(map(str, sources))}")
+    out = Path(out_dir)
+    settings = {"shard_size": shard_size, "detect": detect, "detector": detector, "crop": str(crop)}
+    key = _job_key(model, files, settings)
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("job") != key:
+            raise ExportError(f"{out} holds the shards of another job (another model, other files or settings); "
+                              "give a new folder, or delete this one to start again")
+    else:  # the folder is made by the first shard written: a job that fails at once leaves nothing
+        manifest = {"format": "facespace-codes-shards", "version": 1, "job": key, "model": export_model_record(model),
+                    "settings": settings, "files": len(files), "shards": {}, "failed": {}}
+    chunks = [(k, files[i : i + shard_size], names[i : i + shard_size]) for k, i in
+              enumerate(range(0, len(files), shard_size))]
+    manifest["n_shards"] = len(chunks)
+    return ShardJob(out, manifest, chunks, detect, export_model_record(model), {f: i for i, f in enumerate(files)})
+
+
 def encode_to_shards(
     model: Any,
     sources: list[str],
@@ -88,49 +184,21 @@ def encode_to_shards(
     Raises:
         ExportError: the folder holds another job's shards (another model, files or settings).
     """
-    if shard_size < 1:
-        raise ExportError(f"shard_size must be at least 1; got {shard_size}")
-    files, names = _files([str(s) for s in sources])
-    if not files:
-        raise DataError(f"no image files in {', '.join(map(str, sources))}")
-    out = Path(out_dir)
-    settings = {"shard_size": shard_size, "detect": detect, "detector": detector, "crop": str(crop)}
-    key = _job_key(model, files, settings)
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("job") != key:
-            raise ExportError(f"{out} holds the shards of another job (another model, other files or settings); "
-                              "give a new folder, or delete this one to start again")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        manifest = {"format": "facespace-codes-shards", "version": 1, "job": key, "model": export_model_record(model),
-                    "settings": settings, "files": len(files), "shards": {}, "failed": {}}
-    chunks = [(k, files[i : i + shard_size], names[i : i + shard_size]) for k, i in
-              enumerate(range(0, len(files), shard_size))]
-    manifest["n_shards"] = len(chunks)
-    done = sum(len(c[1]) for c in chunks if f"{c[0]:05d}" in manifest["shards"])
-    for k, part, who in chunks:
-        tag = f"{k:05d}"
-        if tag in manifest["shards"] and (out / manifest["shards"][tag]["file"]).is_file():
-            continue
-        rows, failed = _encode_part(model, part, detect=detect, detector=detector, crop=crop, batch_size=batch_size,
-                                    workers=workers)
-        by_path = dict(zip(part, who))
-        name = f"shard-{tag}.npy"
-        save_codes(rows.codes, out / name, sources=rows.sources, names=[by_path.get(s) for s in rows.sources],
-                   model=export_model_record(model), boxes=rows.boxes if detect else None, faces=rows.faces)
-        manifest["shards"][tag] = {"file": name, "rows": len(rows), "crc": crc(rows.codes), "files": len(part)}
-        manifest["failed"].update(failed)
-        write_text_atomic(manifest_path, json.dumps(manifest, indent=1))  # the shard is on disk before it is listed
+    job = open_shard_job(model, sources, out_dir, shard_size=shard_size, detect=detect, detector=detector, crop=crop)
+    done = job.files_done()
+    for k, part, _ in job.pending():
+        rows, failed = encode_part(model, part, detect=detect, detector=detector, crop=crop, batch_size=batch_size,
+                                   workers=workers)
+        job.write_shard(k, rows, failed)
         done += len(part)
         if progress is not None:
-            progress(done, len(files))
-    return manifest
+            progress(done, job.files)
+    return job.manifest
 
 
-def _encode_part(model: Any, part: list[str], **options: Any) -> tuple[ExportedCodes, dict[str, str]]:
-    """One shard's codes; a file that cannot be read is left out and reported with its reason."""
+def encode_part(model: Any, part: list[str], **options: Any) -> tuple[ExportedCodes, dict[str, str]]:
+    """One shard's codes and its unreadable files: `(rows, {path: reason})`; a file that cannot be read
+    is left out of the rows and reported with its reason (options: as `encode_sources`)."""
     try:
         rows, _, _ = encode_sources(model, part, **options)
         return rows, {}
