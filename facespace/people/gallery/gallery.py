@@ -17,7 +17,10 @@ Quality and corrections: `enroll` refuses images that fail `facespace.people.qua
 (blurry, flat, not face-like, too small) with `LowQualityError` unless `force=True`; `identify`
 reports each probe's quality. `reject(face, name)` ("not this person") keeps that face (and
 near-copies of it) from being named as that person again. The SQLite schema is in
-`facespace.people.gallery.store`; the matching and calibration math in `...gallery.matching`.
+`facespace.people.gallery.store`; the matching and calibration math in `...gallery.matching`;
+encoding and checking what is enrolled in `...gallery.intake`. `identify` names probes through the
+index kept beside the gallery (`...gallery.gallery_index`, `...gallery.shortlist`) with the full
+scan's answers; large galleries calibrate on a sample of faces (`...gallery.sampled`).
 
 Example:
     >>> from facespace.models.pixels import PixelEncoder
@@ -31,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -41,11 +43,11 @@ from typing import Any
 import numpy as np
 
 
-from facespace.data.crops import RECORDED, crop_side, resolve_crop
-from facespace.data.inputs import as_images
+from facespace.data.crops import RECORDED
 from facespace.people.cohort_norm import CohortNorm
 from facespace.people.gallery.changes import ensure_log, has_log
 from facespace.people.gallery.gallery_index import INDEXED_SCORINGS, GalleryIndex
+from facespace.people.gallery.intake import encode_faces, prepare_people
 from facespace.people.gallery.matching import REJECT_FRACTION, Identification, match_codes
 from facespace.people.gallery.sampled import recalibrate
 from facespace.people.gallery.store import (
@@ -53,7 +55,7 @@ from facespace.people.gallery.store import (
     transaction,
 )
 from facespace.people.gallery.shortlist import identify_indexed
-from facespace.people.quality import LowQualityError, describe_refusals, face_quality
+from facespace.people.quality import LowQualityError, face_quality
 from facespace.protocol import Encoder
 
 __all__ = ["Gallery", "GalleryError", "Identification", "LowQualityError", "enroll", "identify"]
@@ -275,22 +277,8 @@ class Gallery:
     # --- changing ------------------------------------------------------------------------------
     def _encode(self, images: Any, sizes: Any = None, crop: Any = RECORDED, names: Any = None
                 ) -> tuple[np.ndarray, list[str], list[str], np.ndarray, Any]:
-        """`(codes, sources, image hashes, images, face sizes)`; the hash is of the pixels (codes
-        vary in the last bits); a file's face size is the side of its crop in file pixels."""
-        if self.model is None:
-            raise GalleryError("this gallery was opened without a model; pass the model it was built with")
-        if isinstance(images, (str, os.PathLike)):
-            images = [images]
-        sources = [str(p) for p in images] if isinstance(images, (list, tuple)) and images and \
-            isinstance(images[0], (str, os.PathLike)) else None
-        x = as_images(self.model, images, crop=crop, check_faces=True)
-        z = np.asarray(self.model.encode(x), np.float32)
-        if sources is None:
-            sources = list(names) if names is not None else [f"array[{i}]" for i in range(len(z))]
-        elif sizes is None:
-            cut = resolve_crop(self.model, crop)
-            sizes = [crop_side(p, cut) for p in sources]
-        return z, sources, [hashlib.sha256(np.ascontiguousarray(img, "<f4").tobytes()).hexdigest() for img in x], x, sizes
+        """`(codes, sources, image hashes, images, face sizes)` (`facespace.people.gallery.intake`)."""
+        return encode_faces(self.model, images, sizes, crop, names)
 
     def enroll(self, name: str, images: Any, *, replace: bool = False, force: bool = False,
                sizes: Any = None, crop: Any = RECORDED, sources: Any = None) -> int:
@@ -351,25 +339,7 @@ class Gallery:
 
     def _enroll_many(self, people: dict[str, Any], *, replace: bool, force: bool, sizes: dict[str, Any] | None,
                      crop: Any, sources: dict[str, Any] | None) -> dict[str, int]:
-        batches, refused = [], []
-        for name, images in people.items():
-            name = check_name(name)
-            z, sources_, hashes, x, side = self._encode(images, (sizes or {}).get(name), crop, (sources or {}).get(name))
-            if not force:
-                q = face_quality(x, model=self.model, sizes=side, codes=z)
-                refused += [(f"{s} ({name})", r) for s, r in zip(sources_, q) if not r.ok]
-            if len(set(hashes)) < len(hashes):
-                raise GalleryError(f"the images given for {name!r} contain the same image twice; pass each once")
-            batches.append((name, z, sources_, hashes))
-        if refused:
-            raise LowQualityError(f"{len(refused)} image(s) refused for their quality; nothing was enrolled. "
-                                  "Use better photos, or enrol them anyway (force=True):\n"
-                                  + describe_refusals(*zip(*refused)))
-        seen: dict[str, str] = {}
-        for name, _, sources, hashes in batches:
-            for h, src in zip(hashes, sources):
-                if seen.setdefault(h, name) != name:
-                    raise GalleryError(f"{src} is given for both {seen[h]!r} and {name!r}; give each image to one person")
+        batches = prepare_people(self.model, people, force=force, sizes=sizes, crop=crop, sources=sources)
         now, counts = time.time(), {}
         with self._transaction():
             for name, z, sources, hashes in batches:

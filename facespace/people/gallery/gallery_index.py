@@ -25,9 +25,9 @@ An index that grows (shrinks) past 1.5 times (half) that size by catching up is 
 Example:
     >>> from facespace.models.pixels import PixelEncoder
     >>> from facespace.people.gallery.gallery import Gallery
-    >>> g = Gallery(":memory:", PixelEncoder(size=2, channels=1))
-    >>> _ = g.enroll("ann", np.random.default_rng(0).random((3, 2, 2, 1), dtype=np.float32))
-    >>> len(GalleryIndex(g.db, ":memory:", metric="cosine", scoring="nearest", code_size=4).sync())
+    >>> g = Gallery(":memory:", PixelEncoder(size=4, channels=1))
+    >>> _ = g.enroll("ann", np.random.default_rng(0).random((3, 4, 4, 1), dtype=np.float32), force=True)
+    >>> len(GalleryIndex(g.db, ":memory:", metric="cosine", scoring="nearest", code_size=16).sync())
     3
 """
 

@@ -16,9 +16,10 @@ not reach (the measured recall is in `benchmarks/results/search_scale_gallery.md
 Example:
     >>> from facespace.models.pixels import PixelEncoder
     >>> from facespace.people.gallery.gallery import Gallery
-    >>> g = Gallery(":memory:", PixelEncoder(size=2, channels=1))
+    >>> g = Gallery(":memory:", PixelEncoder(size=4, channels=1))
     >>> rng = np.random.default_rng(0)
-    >>> _ = g.enroll_many({"ann": rng.random((3, 2, 2, 1), np.float32), "bob": rng.random((3, 2, 2, 1), np.float32)})
+    >>> x = rng.random((6, 4, 4, 1), np.float32)
+    >>> _ = g.enroll_many({"ann": x[:3], "bob": x[3:]}, force=True)
     >>> probe = g.codes()[0][:1]
     >>> identify_indexed(g.gallery_index(), probe, threshold=0.5)[0].name
     'ann'
