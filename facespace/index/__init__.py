@@ -1,5 +1,6 @@
-"""Nearest-neighbour search over codes: `Index` (faiss shape) with exact, LSH and HNSW backends,
-its file format, and the record of the model its vectors came from.
+"""Nearest-neighbour search over codes: `Index` (faiss shape) with exact, LSH, HNSW and IVF-PQ
+backends (ivfpq keeps its vectors on disk, memory-mapped; `sizing` picks its settings from a memory
+budget), its file format, and the record of the model its vectors came from.
 
     >>> from facespace.index import Index                       # doctest: +SKIP
     >>> index = Index(32, metric="cosine", backend="hnsw")

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from facespace.errors import IndexingError
-from facespace.index.mapped import ScratchArrays
+from facespace.index.mapped import ScratchArrays, take_rows
 from facespace.index.store import read_header, read_parts, write_index_file, write_index_parts
 from facespace.protocol import METRICS as DISTANCES
 
@@ -310,7 +310,7 @@ class Index:
         kk = min(k, self._count)
         rows = self._impl.search(self._data[: self._rows], self._alive[: self._rows], qp, kk)
         d, rows = self._refine(qp, rows)
-        dist[:, :kk], ids[:, :kk] = d[:, :kk], np.where(rows[:, :kk] >= 0, self._ids[np.maximum(rows[:, :kk], 0)], -1)
+        dist[:, :kk], ids[:, :kk] = d[:, :kk], np.where(rows[:, :kk] >= 0, take_rows(self._ids, np.maximum(rows[:, :kk], 0)), -1)
         return dist, ids
 
     def _refine(self, q: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +318,7 @@ class Index:
         rows = np.asarray(rows, np.int64)
         valid = rows >= 0
         valid[valid] &= self._alive[rows[valid]]
-        cand = self._data[np.where(valid, rows, 0)]  # (n, c, dim)
+        cand = take_rows(self._data, np.where(valid, rows, 0))  # (n, c, dim); pread from a mapped file
         if self.metric == "l2":
             d = np.sqrt(np.maximum(((cand - q[:, None, :]) ** 2).sum(-1), 0.0))
         elif self.metric == "cosine":

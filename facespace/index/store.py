@@ -36,6 +36,7 @@ import numpy as np
 
 from facespace.errors import IndexingError
 from facespace.files import atomic_write, check_output
+from facespace.index.mapped import fsync_folder, map_file
 from facespace.version import __version__
 
 FORMAT = "facespace-index"
@@ -169,8 +170,6 @@ def write_index_parts(
     """
     import secrets
 
-    from facespace.index.mapped import fsync_folder
-
     check_output(path, "index")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +223,7 @@ def read_parts(path: str | os.PathLike, header: dict[str, Any]) -> tuple[dict[st
             elif entry["bytes"] == 0:  # an empty file cannot be mapped
                 arrays[name] = np.zeros(entry["shape"], entry["dtype"])
             else:
-                arrays[name] = np.memmap(part, entry["dtype"], "r", shape=tuple(entry["shape"]))
+                arrays[name] = map_file(part, entry["dtype"], "r", tuple(entry["shape"]))
     return arrays, files
 
 

@@ -1,0 +1,391 @@
+"""How search grows: exact / hnsw / ivfpq side by side at 1M, 10M (and, streamed from disk, 100M) codes.
+
+The codes are real-like: PCA(32) codes of augmented LFW photos, as search_speed.py's lfw-aug set
+(`lfw_augmented_codes`: the same photos, 38x38 load of the 108-pixel box, PCA fitted on the
+centred 32x32 windows of the gallery photos, queries = one view of each of 1,000 held-out
+photos). To reach 10M and 100M views without holding images, a view's code is computed from
+per-window codes: each of the 98 windows of a photo (7x7 offsets x mirror) is projected once per
+colour channel, and a view is `sum_c brightness * gain_c * P[photo, window, c] - mean @ W`
+(brightness 0.8-1.2, a gain per channel 0.9-1.1; not clipped to [0, 1], so it is exactly linear).
+The codes are streamed to a .npy file on disk (`--cache`), chunk by chunk.
+
+Each method runs in its own processes: one builds the index (from the codes file) and saves it,
+a fresh one loads it and answers the queries, so resident memory is that of serving alone. Per
+row: build time (ivfpq: adding, training and encoding; saving apart), peak resident memory while
+building, size on disk, load time, resident memory while serving (after the queries; its
+anonymous and file-mapped parts: pages of memory-mapped files count while they are resident),
+queries/s on 1 thread and on all threads, and recall@10 against the exact index.
+
+    nice -n 10 .venv/bin/python benchmarks/search_scale.py --sizes 1M,10M --part index
+
+Writes benchmarks/results/search_scale.{json,md} (after every row, so a cut-short run leaves its table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+LFW = Path(os.environ.get("FACESPACE_SHARED", ROOT.parent / "shared" / "data")) / "lfw" / "lfw-deepfunneled"
+K = 10
+CHUNK = 500_000  # codes generated, or added, at a time
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 10**3, "M": 10**6, "G": 10**9}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def memory_now() -> dict[str, float]:
+    """Resident memory of this process, MB: total, anonymous, file-mapped."""
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    mb = lambda key: int(fields[key].split()[0]) / 1024  # noqa: E731
+    return {"rss_mb": round(mb("VmRSS")), "anon_mb": round(mb("RssAnon")), "file_mb": round(mb("RssFile")),
+            "peak_mb": round(mb("VmHWM"))}
+
+
+# ---- the codes
+
+
+def window_codes(imgs: np.ndarray, mean: np.ndarray, comps: np.ndarray) -> np.ndarray:
+    """`(p, 98, 3, 32)` float32: each 32x32 window (7x7 offsets, mirrored or not) projected per channel."""
+    per_channel = [comps[c::3] for c in range(3)]  # (1024, 32) each: pixels are flattened y, x, channel
+    out = np.zeros((len(imgs), 98, 3, comps.shape[1]), np.float32)
+    for flip in (0, 1):
+        src = imgs[:, :, ::-1] if flip else imgs
+        win = np.lib.stride_tricks.sliding_window_view(src, (32, 32), axis=(1, 2))  # (p, 7, 7, 3, 32, 32)
+        for c in range(3):
+            w = np.ascontiguousarray(win[:, :, :, c]).reshape(len(imgs), 49, 1024)
+            out[:, flip * 49 : (flip + 1) * 49, c] = w @ per_channel[c]
+    return out
+
+
+def make_codes(n: int, n_queries: int, folder: Path) -> tuple[Path, Path, str]:
+    """The codes file `(n, 32)` and queries `(n_queries, 32)` (.npy), made once and kept in `folder`."""
+    codes_path, query_path = folder / f"lfw_views_{n}.npy", folder / f"lfw_views_queries_{n_queries}.npy"
+    how_path = folder / f"lfw_views_{n}.json"
+    if how_path.is_file() and codes_path.is_file() and query_path.is_file():
+        return codes_path, query_path, json.loads(how_path.read_text())["how"]
+    from sklearn.decomposition import PCA
+
+    from facespace.data import load_faces
+
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    faces = load_faces(LFW, size=38, crop=(71, 71, 179, 179), progress=False)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(faces))
+    qi, gi = order[:n_queries], order[n_queries:]
+    imgs = faces.images  # (N, 38, 38, 3)
+    centre = np.ascontiguousarray(imgs[gi, 3:35, 3:35]).reshape(len(gi), -1)
+    pca = PCA(32, svd_solver="randomized", random_state=0).fit(centre)
+    mean, comps = pca.mean_.astype(np.float32), pca.components_.T.astype(np.float32)  # (3072,), (3072, 32)
+    offset = mean @ comps  # (32,)
+    P = np.concatenate([window_codes(imgs[gi[s : s + 500]], mean, comps) for s in range(0, len(gi), 500)])
+    Q = window_codes(imgs[qi], mean, comps)
+
+    def views(table: np.ndarray, photos: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        gain = rng.uniform(0.8, 1.2, (len(photos), 1)) * rng.uniform(0.9, 1.1, (len(photos), 3))  # (m, 3)
+        return np.einsum("mc,mcd->md", gain.astype(np.float32), table[photos, windows]) - offset
+
+    queries = views(Q, np.arange(len(qi)), rng.integers(0, 98, len(qi))).astype(np.float32)
+    np.save(query_path, queries)
+    out = np.lib.format.open_memmap(codes_path, mode="w+", dtype=np.float32, shape=(n, 32))
+    for start in range(0, n, CHUNK):
+        m = min(CHUNK, n - start)
+        out[start : start + m] = views(P, rng.integers(0, len(gi), m), rng.integers(0, 98, m))
+    out.flush()
+    del out
+    how = (f"real-like: PCA(32) codes of views of {len(gi):,} LFW photos (a random photo, one of its 98 windows, "
+           f"brightness 0.8-1.2 x gain per channel 0.9-1.1; linear, not clipped), {n:,} views; queries: one view of "
+           f"each of {n_queries:,} held-out photos")  # fmt: skip
+    how_path.write_text(json.dumps({"how": how, "seconds": round(time.perf_counter() - t0, 1)}))
+    log(f"made {n:,} codes in {time.perf_counter() - t0:.0f} s: {codes_path}")
+    return codes_path, query_path, how
+
+
+# ---- one method, in its own processes
+
+
+def worker_build(args) -> dict:
+    """Build one index from the codes file and save it; report time, peak memory and size on disk."""
+    from facespace.index import Index
+    from facespace.index.store import index_bytes
+
+    codes = np.load(args.codes, mmap_mode="r")
+    n, dim = codes.shape
+    settings = json.loads(args.settings)
+    t0 = time.perf_counter()
+    if args.method == "ivfpq":
+        index = Index(dim, "l2", "ivfpq", **settings)
+        for start in range(0, n, CHUNK):  # streamed: the vectors go to memory-mapped files
+            index.add(codes[start : start + CHUNK])
+        index.search(np.asarray(codes[:1]), K)  # trains on a sample and encodes every vector
+    else:
+        index = Index(dim, "l2", args.method, **settings)
+        index.add(codes)
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.save(args.index)
+    save_s = time.perf_counter() - t0
+    peak = memory_now()["peak_mb"]  # VmHWM: ru_maxrss would keep the parent's peak across exec
+    return {"build_s": round(build_s, 1), "save_s": round(save_s, 1), "build_peak_mb": round(peak),
+            "disk_mb": round(index_bytes(args.index) / 2**20), "settings": index.settings}
+
+
+def worker_serve(args) -> dict:
+    """Load one index in a fresh process and answer the queries at each search setting and thread count."""
+    import faiss
+
+    from facespace.index import Index
+
+    if args.method == "exact":  # only exact searches with torch: the others' memory is measured without it
+        import torch
+    queries = np.load(args.queries)
+    t0 = time.perf_counter()
+    index = Index.load(args.index)
+    load_s = time.perf_counter() - t0
+    after_load = memory_now()
+    rows = []
+    for search in json.loads(args.sweep):
+        if search:
+            index.configure(**search)
+        row = {"search": search}
+        for threads in (1, os.cpu_count() or 1):
+            if args.method == "exact":
+                torch.set_num_threads(threads)
+            faiss.omp_set_num_threads(threads)
+            if args.method != "exact":
+                index.configure(threads=threads)
+            q = queries if args.method != "exact" or threads > 1 else queries[: args.exact_one_thread]
+            index.search(q[:5], K)  # warm: the first search of ivfpq maps its lists
+            t = time.perf_counter()
+            _, ids = index.search(q, K)
+            row[f"qps_{threads}"] = round(len(q) / (time.perf_counter() - t), 1)
+            if threads > 1:
+                found = Path(args.index).with_suffix(f".found{len(rows)}.npy")
+                np.save(found, ids)
+                row["found"] = str(found)
+        row["memory"] = memory_now()
+        row["load"] = round(os.getloadavg()[0], 2)
+        rows.append(row)
+    return {"load_s": round(load_s, 2), "after_load": after_load, "rows": rows}
+
+
+def run_worker(kind: str, **options) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- the report
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = [len(np.intersect1d(a[a >= 0], b)) for a, b in zip(found, truth)]
+    return float(np.sum(hits) / truth.size)
+
+
+def params_text(method: str, settings: dict, search: dict) -> str:
+    if method == "exact":
+        return ""
+    if method == "hnsw":
+        return f"M {settings['M']}, efC {settings['ef_construction']}, ef {search.get('ef_search', settings['ef_search'])}"
+    s = {**settings, **search}
+    return (f"lists {s['n_lists']} ({s['quantizer']}), m {s['m']}, probes {s['n_probes']}, rerank {s['rerank']}")
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| vectors | method | params | build s | save s | build peak MB | disk MB | load s | serving RSS MB "
+            "(anon + file) | q/s 1 thread | q/s all | x exact (all) | recall@10 |")
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        m = r["memory"]
+        lines.append(f"| {r['n']:,} | {r['method']} | {r['params']} | {r['build_s']} | {r['save_s']} | "
+                     f"{r['build_peak_mb']} | {r['disk_mb']} | {r['load_s']} | {m['rss_mb']} ({m['anon_mb']} + "
+                     f"{m['file_mb']}) | {r['qps_1']} | {r['qps_all']} | {r.get('speedup', '')} | {r['recall@10']} |")
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    out = []
+    for n in sorted({r["n"] for r in rows}):
+        exact = next((r for r in rows if r["n"] == n and r["method"] == "exact"), None)
+        raw_mb = n * 32 * 4 / 2**20
+        for r in rows:
+            if r["n"] != n or r["method"] != "ivfpq" or exact is None:
+                continue
+            ok = (r["recall@10"] >= 0.95, r["qps_all"] >= 50 * exact["qps_all"], r["memory"]["rss_mb"] <= raw_mb / 4)
+            out.append(f"- {n:,}, ivfpq {r['params']}: recall {r['recall@10']} ({'>=' if ok[0] else '<'} 0.95), "
+                       f"{r['qps_all'] / exact['qps_all']:.0f}x exact's q/s ({'>=' if ok[1] else '<'} 50x), serving "
+                       f"RSS {r['memory']['rss_mb']} MB = {r['memory']['rss_mb'] / raw_mb:.2f} of the raw vectors' "
+                       f"{raw_mb:.0f} MB ({'<=' if ok[2] else '>'} 1/4)" + (": meets the target" if all(ok) else ""))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1M,10M", help="comma list of set sizes, e.g. 1M,10M,100M")
+    parser.add_argument("--part", default="index", choices=["index"], help="index (the gallery part is gallery_scale.py)")
+    parser.add_argument("--methods", default="exact,hnsw,ivfpq", help="comma list of: exact, hnsw, ivfpq")
+    parser.add_argument("--hnsw-max", default="10M", help="skip hnsw above this size (its build grows fastest)")
+    parser.add_argument("--hnsw", default="16:100", help="M:EF_CONSTRUCTION of the hnsw build")
+    parser.add_argument("--ef", default="32,64,128", help="hnsw ef_search values")
+    parser.add_argument("--probes", default="0.5,1,2,4", help="ivfpq n_probes as multiples of the planned value")
+    parser.add_argument("--rerank", default="100,200,400", help="ivfpq rerank values")
+    parser.add_argument("--m", default="plan", help="ivfpq builds: comma list of sub-quantiser counts (plan: the planned one)")
+    parser.add_argument("--memory", default="0.25", help="ivfpq budget as a fraction of the raw vectors' bytes")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--exact-one-thread", type=int, default=100, help="queries timed for exact on 1 thread")
+    parser.add_argument("--cache", default=str(ROOT / "runs" / "search_scale"), help="codes and indexes go here")
+    parser.add_argument("--out", default=str(RESULTS / "search_scale"), help="results path without extension")
+    # the worker processes
+    parser.add_argument("--worker", choices=["build", "serve"], help=argparse.SUPPRESS)
+    for name in ("method", "codes", "queries-file", "index", "settings", "sweep"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.queries = args.queries_file
+        result = worker_build(args) if args.worker == "build" else worker_serve(args)
+        print(json.dumps(result, default=str))
+        return
+
+    import faiss
+    import hnswlib
+    import torch
+
+    from facespace.files import write_text_atomic
+    from facespace.errors import FacespaceError
+    from facespace.index.sizing import WORKING, plan_ivfpq
+
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    started, load_before = time.perf_counter(), os.getloadavg()
+    rows: list[dict] = []
+    state = {"sets": {}, "skipped": [], "budgets": {}, "done": False}
+
+    def save() -> None:
+        meta = {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([".venv/bin/python", *sys.argv]), "complete": state["done"],
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+                        "load_average_before": [round(v, 2) for v in load_before],
+                        "load_average_after": [round(v, 2) for v in os.getloadavg()]},
+            "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+                         "faiss": faiss.__version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0")},
+            "queries": args.queries, "k": K, "metric": "l2", "sets": state["sets"], "skipped": state["skipped"],
+            "total_seconds": round(time.perf_counter() - started, 1),
+        }  # fmt: skip
+        out = Path(args.out)
+        write_text_atomic(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
+        md = [
+            "# Search at scale: exact / hnsw / ivfpq" + ("" if state["done"] else " (PARTIAL: still running or cut short)"),
+            "",
+            f"{args.queries} held-out queries, k = {K}, l2. Recall@10 is against the exact index's answers. Each index is "
+            "built in one process and saved; a fresh process loads it and answers the queries, so the serving RSS is "
+            "that process's resident memory after answering (anonymous + file-mapped pages; the raw vectors of "
+            "ivfpq are a memory-mapped file, read only to re-rank the candidates). Build peak = the building "
+            "process's peak RSS. x exact = q/s on all threads over exact's. ivfpq's settings come from "
+            f"`plan_ivfpq` with a budget of {args.memory} of the raw vectors' bytes (--m adds builds with other code sizes); "
+            "probes and rerank are swept. "
+            "Run on 2 shared cores: see the load averages (1-minute load per row in the json).",
+            "",
+            table(rows), "", "Target at 10M: recall@10 >= 0.95 at >= 50x exact's q/s, serving RSS <= 1/4 of the raw vectors:",
+            "", *verdicts(rows), "",
+            *[f"- {k}" for k in state["skipped"]],
+            f"- date: {meta['date']}", f"- command: `{meta['command']}`",
+            f"- machine: {meta['machine']['cpu_count']} CPUs, {meta['machine']['memory_gb']} GB, "
+            f"{meta['machine']['platform']}, load average before {meta['machine']['load_average_before']}, after "
+            f"{meta['machine']['load_average_after']}",
+            f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
+            *[f"- {k:,} vectors: {v}" for k, v in state["sets"].items()],
+            *[f"- {k:,} vectors: ivfpq planned for a budget of {v / 1e6:.0f} MB" + (" (a quarter of the raw vectors is below "
+              "the 64 MiB working allowance: the allowance was added)" if v > float(args.memory) * k * 128 else "")
+              for k, v in state["budgets"].items()], f"- total time: {meta['total_seconds']} s", "",
+        ]  # fmt: skip
+        write_text_atomic(out.with_suffix(".md"), "\n".join(md))
+
+    hnsw_max = parse_size(args.hnsw_max)
+    M, efc = (int(v) for v in args.hnsw.split(":"))
+    for n in sizes:
+        codes, queries, how = make_codes(n, args.queries, cache)
+        state["sets"][n] = how
+        truth = None
+        budget = int(float(args.memory) * n * 32 * 4)
+        jobs = [(m, None) for m in methods if m != "ivfpq"]
+        if "ivfpq" in methods:
+            jobs += [("ivfpq", None if v == "plan" else int(v)) for v in args.m.split(",")]
+        for method, m_override in jobs:
+            if method == "hnsw" and n > hnsw_max:
+                state["skipped"].append(f"{n:,}: hnsw not run (above --hnsw-max {args.hnsw_max}: its build grows "
+                                        "fastest; about 7 min at 1M on these 2 cores)")
+                save()
+                continue
+            if method == "exact":
+                settings, sweep = {}, [{}]
+            elif method == "hnsw":
+                settings = {"M": M, "ef_construction": efc}
+                sweep = [{"ef_search": int(e)} for e in args.ef.split(",")]
+            else:
+                try:
+                    plan = plan_ivfpq(n, 32, budget, metric="l2")
+                except FacespaceError:  # a small set: the fixed working allowance alone is above the fraction
+                    budget += WORKING
+                    plan = plan_ivfpq(n, 32, budget, metric="l2")
+                state["budgets"][n] = budget
+                settings = {**plan["settings"], **({} if m_override is None else {"m": m_override})}
+                base = settings["n_probes"]
+                sweep = [{"n_probes": max(1, int(float(f) * base)), "rerank": int(r)}
+                         for f in args.probes.split(",") for r in args.rerank.split(",")]
+            index_path = cache / f"{method}{'' if method != 'ivfpq' else '_m' + str(settings['m'])}_{n}.index"
+            log(f"{n:,} {method}: building with {settings}")
+            built = run_worker("build", method=method, codes=codes, index=index_path, settings=json.dumps(settings))
+            log(f"{n:,} {method}: built in {built['build_s']} s (+ {built['save_s']} s saving), peak {built['build_peak_mb']} MB, "
+                f"{built['disk_mb']} MB on disk; serving")
+            served = run_worker("serve", method=method, queries_file=queries, index=index_path, sweep=json.dumps(sweep),
+                                exact_one_thread=args.exact_one_thread)
+            for r in served["rows"]:
+                found = np.load(r["found"])
+                if method == "exact":
+                    truth = found
+                row = {"n": n, "method": method, "params": params_text(method, built["settings"], r["search"]),
+                       "build_s": built["build_s"], "save_s": built["save_s"], "build_peak_mb": built["build_peak_mb"],
+                       "disk_mb": built["disk_mb"], "load_s": served["load_s"], "memory": r["memory"],
+                       "qps_1": r["qps_1"], "qps_all": r[f"qps_{os.cpu_count() or 1}"],
+                       "recall@10": round(recall(found, truth), 4) if truth is not None else None,
+                       "settings": built["settings"], "search": r["search"], "load": r["load"]}  # fmt: skip
+                exact = next((x for x in rows if x["n"] == n and x["method"] == "exact"), None)
+                if exact is not None:
+                    row["speedup"] = round(row["qps_all"] / exact["qps_all"], 1)
+                rows.append(row)
+                log(f"  {method} {row['params']}: q/s {row['qps_1']} (1) {row['qps_all']} (all), recall {row['recall@10']}, "
+                    f"RSS {r['memory']}")
+                save()
+    state["done"] = True
+    save()
+    log(f"wrote {Path(args.out).with_suffix('.md')} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
