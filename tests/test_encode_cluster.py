@@ -118,6 +118,18 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_codes_are_the_same(photos, 
 
 
 @needs_dask
+def test_the_cli_joins_a_cluster_by_its_address_and_reports_progress(photos, single, cluster, run_cli, tmp_path):
+    address, _ = cluster
+    code, out, err = run_cli("encode", photos, "--model", MODEL, "--out", tmp_path / "codes", "--cluster", address,
+                             "--shard-size", SHARD)
+    assert code == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["format"] == "shards" and summary["count"] == N and summary["shards"] == 4
+    assert f"{N}/{N} images" in err and "images/s" in err and "ETA" in err  # progress of the whole job
+    same_folder(tmp_path / "codes", single)
+
+
+@needs_dask
 def test_a_killed_driver_leaves_a_job_that_a_rerun_completes(photos, net, one_thread, cluster, tmp_path):
     address, _ = cluster
     out, ref = tmp_path / "codes", tmp_path / "ref"
