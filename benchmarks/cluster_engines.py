@@ -241,16 +241,19 @@ def reason(results: dict) -> str:
     mb = 1 / 2**20
     return (
         f"Throughput is the model's, not the engine's: both spend their time in `encode_shard` "
-        f"({d['images_per_s']:.0f} against {r['images_per_s']:.0f} images/s on the same photos), and at "
-        f"{d['task_overhead_ms']:.1f} / {r['task_overhead_ms']:.1f} ms per task the overhead is nothing beside a "
-        f"shard of 1,000 photos (seconds of work). What differs is the weight of the engine: Dask starts a "
+        f"({d['images_per_s']:.1f} against {r['images_per_s']:.1f} images/s on the same photos, one engine after "
+        f"the other on 2 cores shared with other jobs, load average {results['machine']['load_end'][0]:.0f} at the "
+        "end: a gap of this size between two such runs says little), and Ray's lower overhead per task "
+        f"({r['task_overhead_ms']:.1f} against {d['task_overhead_ms']:.1f} ms) is nothing beside a shard of 1,000 "
+        "photos (over a minute of work here). What differs is the weight of the engine: Dask starts a "
         f"2-worker cluster in {d['start_s']:.1f} s against {r['start_s']:.1f} s, holds "
-        f"{d['idle_uss_bytes'] * mb:.0f} MB of private memory idle against {r['idle_uss_bytes'] * mb:.0f} MB "
+        f"{d['idle_uss_bytes'] * mb:.0f} MB of private memory idle against {r['idle_uss_bytes'] * mb:.0f} MB, and "
+        f"{d['busy_uss_bytes'] * mb:.0f} against {r['busy_uss_bytes'] * mb:.0f} MB with the models loaded "
         f"(Ray runs a GCS server, a raylet and agents beside its workers), installs "
-        f"{results['install_bytes']['dask'] * mb:.0f} MB of mostly pure Python against {results['install_bytes']['ray'] * mb:.0f} MB of "
-        f"binary wheel, and a client gives up on a dead address in "
-        f"{results['bad_address']['dask']['seconds']:.0f} s (its `timeout`) against "
-        f"{results['bad_address']['ray']['seconds']:.0f} s for Ray. Dask's model also fits the job as it is: "
+        f"{results['install_bytes']['dask'] * mb:.0f} MB of mostly pure Python against "
+        f"{results['install_bytes']['ray'] * mb:.0f} MB of binary wheel, and a client gives up on a dead address in "
+        f"{results['bad_address']['dask']['seconds']:.0f} s (its `timeout`) while Ray's was still trying after "
+        f"{results['bad_address']['ray']['seconds']:.0f} s. Dask's model also fits the job as it is: "
         "one function per shard, results back to the driver that alone writes the folder, a nanny that "
         "restarts a dead worker and a scheduler that gives its task to another (3 tries), and a cluster "
         "joined with one address (`dask scheduler` / `dask worker ADDRESS`, or dask-jobqueue, dask-kubernetes "
@@ -264,7 +267,13 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=250)
     ap.add_argument("--model", default="faces-ae")
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)  # the child process of one engine
+    ap.add_argument("--report", action="store_true", help="rewrite the .md from the .json of the last run")
     a = ap.parse_args()
+    if a.report:
+        results = json.loads((OUT / "cluster_engines.json").read_text())
+        results["reason"] = reason(results)
+        write(results)
+        return
     files = photo_list(a.photos)
     if a.engine:
         print(json.dumps(run_engine(a.engine, files, a.shard_size, a.model)))
