@@ -126,8 +126,8 @@ def update_sample(db: sqlite3.Connection, meta: dict[str, str], n: int) -> int:
     for face in kept[~in_sample(kept, j)].tolist():  # a lower rate only drops faces
         sample.pop(face)
     entering = [f for f in candidates[in_sample(candidates, j)].tolist() if f not in sample]
-    full = sorted(set(entering) | {f for f, row in sample.items() if row[5] in touched})  # whose nearest other changed
-    update = [f for f in sample if f not in set(full)]
+    full_set = set(entering) | {f for f, row in sample.items() if row[5] in touched}  # whose nearest other changed
+    full, update = sorted(full_set), [f for f in sample if f not in full_set]
     if full:
         face_ids, person_ids, codes = read_rows(db, None, d)
         rows = np.searchsorted(face_ids, full)
