@@ -130,6 +130,17 @@ def test_the_cli_joins_a_cluster_by_its_address_and_reports_progress(photos, sin
 
 
 @needs_dask
+def test_a_model_without_a_name_is_sent_to_the_workers(photos, cluster, tmp_path):
+    from facespace.models.pixels import PixelEncoder
+
+    address, _ = cluster
+    model = PixelEncoder(size=8, channels=1)  # built here, no name or file a worker could load it from
+    encode_on_cluster(model, [str(photos)], tmp_path / "codes", cluster=address, shard_size=SHARD)
+    encode_to_shards(model, [str(photos)], tmp_path / "ref", shard_size=SHARD)
+    same_folder(tmp_path / "codes", tmp_path / "ref")
+
+
+@needs_dask
 def test_a_killed_driver_leaves_a_job_that_a_rerun_completes(photos, net, one_thread, cluster, tmp_path):
     address, _ = cluster
     out, ref = tmp_path / "codes", tmp_path / "ref"
