@@ -205,9 +205,32 @@ def ship(name: str, checkpoint: Path, commands: list[str], seconds: float, args)
         "file_sha256_16": file_hash(path),
         "fingerprint": weights_hash(shipped),
     }
+    if previous.get("extra"):  # facts measured after shipping (the quality reference) stay with the card
+        card["extra"] = previous["extra"]
     (BUILTIN / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps({k: card[k] for k in ("name", "weights", "file_bytes", "fingerprint")}))
     return path
+
+
+def quality_card(name: str, data: Path, n: int = 400, seed: int = 7) -> None:
+    """Keep in the card an image quality reference: `n` LFW photos (seed 7) as the model's own crops, at
+    their source resolution (faces-id's 160x160 box of a 250x250 photo is cut without resizing), so the
+    gate measures each face's sharpness at its own resolution and flags blur without flagging small sharp
+    portraits."""
+    from facespace.data.inputs import as_images
+    from facespace.models.registry import load_model
+    from facespace.people.quality_reference import quality_reference
+
+    model = load_model(name)
+    files = sorted((data / "lfw-deepfunneled").glob("*/*.jpg"))
+    pick = [str(files[i]) for i in np.random.default_rng(seed).permutation(len(files))[:n]]
+    ref = quality_reference(as_images(model, pick), native=True,
+                            source=f"{n} LFW photos as {name}'s crops (image checks)")
+    path = BUILTIN / f"{name}.json"
+    card = json.loads(path.read_text())
+    card["extra"] = dict(card.get("extra") or {}, quality=ref.to_dict())
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"{name}: quality reference of {n} LFW photos written to {path}")
 
 
 def view2_threshold() -> dict:
@@ -247,9 +270,14 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "builtin")
     ap.add_argument("--lanes", type=int, default=2, help="faces-id: training processes side by side (one thread each)")
     ap.add_argument("--ship-only", action="store_true", help="ship what --runs holds, training nothing")
+    ap.add_argument("--quality-reference", action="store_true",
+                    help="only measure the shipped model's image quality reference into its card")
     args = ap.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
     for name in args.model:
+        if args.quality_reference:
+            quality_card(name, args.data)
+            continue
         if name == "faces-id":
             if args.ship_only:
                 runs = args.runs / "faces-id"

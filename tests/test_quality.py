@@ -121,3 +121,39 @@ def test_bad_input(faces, pca, reference):
         face_quality(np.full((1, 25, 25, 1), np.nan, np.float32))
     with pytest.raises(FacespaceError, match="never saved"):
         save_quality_reference(PCAAutoencoder(code_size=4).fit(faces[:30]), reference)
+
+
+def pink_noise(n: int, side: int, seed: int = 0) -> np.ndarray:
+    """`(n, side, side, 1)` images whose spectrum falls with frequency, as photographs' do: the same
+    scene at half the pixels looks about as sharp at its own resolution."""
+    rng = np.random.default_rng(seed)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(side), np.fft.fftfreq(side), indexing="ij"))
+    f[0, 0] = 1.0
+    out = []
+    for _ in range(n):
+        img = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(side, side))) / f ** 1.5))
+        out.append(0.5 + rng.uniform(0.12, 0.2) * (img - img.mean()) / img.std())
+    return np.clip(np.stack(out), 0, 1).astype(np.float32)[..., None]
+
+
+def test_a_native_reference_measures_a_small_sharp_face_at_its_own_resolution():
+    """Crops cut at their source resolution as the reference: a sharp crop from a smaller camera
+    (half the pixels) enlarged to the model's 80 px passes, as its sharpness is measured at its own
+    40 px; the same crops blurred are flagged; against an ordinary reference the enlarged crops read
+    as blurry."""
+    from PIL import Image
+
+    crops = pink_noise(100, 80)  # at their source resolution
+    native = quality_reference(crops[:60], source="80-px crops", native=True)
+    plain = quality_reference(crops[:60], source="80-px crops")
+    assert native.native_sharpness and QualityReference.from_dict(native.to_dict()).native_sharpness
+
+    def resize(x, side, how):
+        return np.stack([np.asarray(Image.fromarray(im[..., 0]).resize((side, side), how)) for im in x])[..., None]
+
+    enlarged = resize(resize(crops[60:], 40, Image.Resampling.BOX), 80, Image.Resampling.BILINEAR)  # as the loader enlarges
+    blurred = blur(crops[60:], 2.0)
+    ok_native = np.mean([q.ok for q in face_quality(enlarged, reference=native, sizes=[40] * 40, min_size=32)])
+    ok_plain = np.mean([q.ok for q in face_quality(enlarged, reference=plain, sizes=[40] * 40, min_size=32)])
+    flagged = np.mean([not q.ok for q in face_quality(blurred, reference=native, sizes=[80] * 40)])
+    assert ok_native >= 0.75 and ok_plain <= 0.1 and flagged >= 0.9, (ok_native, ok_plain, flagged)

@@ -174,6 +174,8 @@ def load_model(path: str | os.PathLike, *, kind: str | None = None) -> Any:
             raise CheckpointError(f"the built-in model {spec!r} ({BUILTIN_DIR / f'{spec}.safetensors'}) does not match "
                                   "its recorded fingerprint (altered or damaged); reinstall facespace")
         model.checkpoint_info["builtin"] = spec
+        # facts measured after shipping live in the card (a quality reference): the weights file stays as shipped
+        model.checkpoint_info.setdefault("extra", {}).update(json.loads(json.dumps(card.get("extra", {}))))
         return model
     meta, tensors = read_checkpoint(path)
     for key, tensor in tensors.items():

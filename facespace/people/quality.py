@@ -150,7 +150,8 @@ def face_quality(
         raise FacespaceError(f"sizes has {len(sizes)} entries for {len(x)} images; give one (or None) per image")
     ref = reference if reference is not None else reference_for(model, x.shape[1:])
     stats = None if model is None or ref.code_mean is None else (np.asarray(ref.code_mean), np.asarray(ref.code_std))
-    m = measure_faces(x, model=model, codes=codes, code_stats=stats)
+    m = measure_faces(x, model=model, codes=codes, code_stats=stats,
+                      sharpness_sides=sizes if ref.native_sharpness else None)
     where = f"{_ordinal(quantile)} percentile of the {ref.source}"
     where_hi = f"{_ordinal(1 - quantile)} percentile of the {ref.source}"
     scores = np.ones((len(x), 0))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,6 +50,10 @@ class QualityReference:
             when the model could measure them).
         code_mean, code_std: `(d,)` lists, or None without a model.
         source: where the faces came from, for messages.
+        native_sharpness: the faces were at their source resolution, and so a face judged against
+            this reference has its sharpness measured at its own source resolution where known
+            (`face_quality`'s `sizes`): a sharp 92-px portrait enlarged to a 160-px input is as sharp
+            as its pixels allow, not blurred.
     """
 
     image_shape: tuple[int, int, int]
@@ -60,6 +64,7 @@ class QualityReference:
     source: str = "given faces"
     quantile_levels: tuple[float, ...] = field(default=QUANTILES)
     fits: dict[str, list[float]] = field(default_factory=dict)
+    native_sharpness: bool = False
 
     def value(self, measure: str, q: float) -> float:
         """The measure's reference value at quantile `q`.
@@ -80,7 +85,8 @@ class QualityReference:
     def to_dict(self) -> dict[str, Any]:
         return {"image_shape": list(self.image_shape), "count": self.count, "quantiles": self.quantiles,
                 "code_mean": self.code_mean, "code_std": self.code_std, "source": self.source,
-                "quantile_levels": list(self.quantile_levels), "fits": self.fits}
+                "quantile_levels": list(self.quantile_levels), "fits": self.fits,
+                "native_sharpness": self.native_sharpness}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "QualityReference":
@@ -89,7 +95,8 @@ class QualityReference:
                        {k: [float(v) for v in vs] for k, vs in d["quantiles"].items()},
                        d.get("code_mean"), d.get("code_std"), str(d.get("source", "stored reference")),
                        tuple(float(v) for v in d.get("quantile_levels", QUANTILES)),
-                       {k: [float(v) for v in vs] for k, vs in (d.get("fits") or {}).items()})
+                       {k: [float(v) for v in vs] for k, vs in (d.get("fits") or {}).items()},
+                       bool(d.get("native_sharpness", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise FacespaceError(f"the stored quality reference is damaged ({e}); store a new one with "
                                  "`facespace people quality FACES... --model M --save-reference`") from None
@@ -103,6 +110,23 @@ def _grey(x: np.ndarray) -> np.ndarray:
     return x[..., 0] if x.shape[-1] == 1 else x[..., :3] @ _LUMA
 
 
+def at_source_resolution(grey: np.ndarray, sides: Sequence[int | None] | None) -> list[np.ndarray]:
+    """Each `(H, W)` image of `(n, H, W)` `grey` shrunk back to its source side where that is
+    smaller (area averaging); images of unknown or larger source stay as they are."""
+    from PIL import Image
+
+    out = []
+    for i, g in enumerate(grey):
+        side = None if sides is None else sides[i]
+        if side is None or not np.isfinite(side) or int(side) >= min(g.shape) or int(side) < 3:
+            out.append(g)
+            continue
+        f = int(side) / min(g.shape)  # the face side is the crop's shorter side
+        h, w = max(3, int(round(g.shape[0] * f))), max(3, int(round(g.shape[1] * f)))
+        out.append(np.asarray(Image.fromarray(g.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BOX)))
+    return out
+
+
 def laplacian_variance(grey: np.ndarray) -> np.ndarray:
     """Variance of the 4-neighbour Laplacian over interior pixels, 0..255 scale: `(n, H, W)` -> `(n,)`."""
     g = grey.astype(np.float32) * np.float32(255.0)
@@ -114,7 +138,7 @@ def laplacian_variance(grey: np.ndarray) -> np.ndarray:
 
 def measure_faces(images: Any, *, model: Encoder | None = None, codes: np.ndarray | None = None,
                   code_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                  batch_size: int = 512) -> dict[str, np.ndarray]:
+                  batch_size: int = 512, sharpness_sides: Sequence[int | None] | None = None) -> dict[str, np.ndarray]:
     """The raw measures of each image (no thresholds).
 
     Args:
@@ -122,6 +146,8 @@ def measure_faces(images: Any, *, model: Encoder | None = None, codes: np.ndarra
         model: an `Encoder`; recon_error needs a decoder as well.
         codes: `(n, d)` codes of `images` already computed (saves encoding again).
         code_stats: `(mean (d,), std (d,))` of reference codes, for code_distance.
+        sharpness_sides: per image, the source side (pixels) to measure sharpness at when smaller
+            than the image (`at_source_resolution`); None: every image at its own size.
 
     Returns:
         `{measure: (n,) float64}` for sharpness, contrast, brightness, and, with a model,
@@ -129,7 +155,11 @@ def measure_faces(images: Any, *, model: Encoder | None = None, codes: np.ndarra
     """
     x = checked_images(images, model)
     g = _grey(x)
-    out = {"sharpness": laplacian_variance(g), "contrast": g.reshape(len(g), -1).std(1, dtype=np.float64),
+    if sharpness_sides is None:
+        sharp = laplacian_variance(g)
+    else:
+        sharp = np.array([laplacian_variance(im[None])[0] for im in at_source_resolution(g, sharpness_sides)])
+    out = {"sharpness": sharp, "contrast": g.reshape(len(g), -1).std(1, dtype=np.float64),
            "brightness": g.reshape(len(g), -1).mean(1, dtype=np.float64)}
     if model is None:
         return out
@@ -173,7 +203,8 @@ def checked_images(images: Any, model: Encoder) -> np.ndarray:
 # --- references ----------------------------------------------------------------------------------
 
 
-def quality_reference(faces: Any, *, model: Encoder | None = None, source: str = "given faces") -> QualityReference:
+def quality_reference(faces: Any, *, model: Encoder | None = None, source: str = "given faces",
+                      native: bool = False) -> QualityReference:
     """Measure known-good faces as a quality reference.
 
     Use faces the model was NOT fitted on (its validation split): a model reconstructs its own
@@ -185,6 +216,9 @@ def quality_reference(faces: Any, *, model: Encoder | None = None, source: str =
         faces: `(n, H, W, C)` float32 in [0, 1], n >= 20 (the model's input shape with a model).
         model: the model whose recon_error and code_distance are to be judged.
         source: a short description for messages ("training faces of run X").
+        native: the faces are at their source resolution (e.g. crops of photos at least as large
+            as the model's input): faces judged against it are then measured for sharpness at their
+            own source resolution (`QualityReference.native_sharpness`).
     """
     x = checked_images(faces, model)
     if len(x) < 20:
@@ -199,7 +233,7 @@ def quality_reference(faces: Any, *, model: Encoder | None = None, source: str =
             for t in [v if k == "brightness" else np.log(np.maximum(v, 1e-12))]}
     return QualityReference(tuple(int(v) for v in x.shape[1:]), len(x), q,
                             None if stats is None else stats[0].tolist(),
-                            None if stats is None else stats[1].tolist(), source, fits=fits)
+                            None if stats is None else stats[1].tolist(), source, fits=fits, native_sharpness=native)
 
 
 def save_quality_reference(model: Encoder, reference: QualityReference) -> Path:
