@@ -120,10 +120,38 @@ def start_client(cluster: str, *, threads: int | None = None, timeout: float = C
                           silence_logs=logging.ERROR)
         client = Client(lc)
         return client, threads or max(1, (os.cpu_count() or 1) // where)
+    _probe(where, timeout)
     try:
         return Client(where, timeout=timeout), threads
-    except (OSError, TimeoutError, ValueError) as e:
+    except (OSError, TimeoutError) as e:
         raise ClusterError(f"--cluster {where}: no Dask scheduler answered in {timeout:.0f} s ({e}); start one with "
+                           "`dask scheduler` and `dask worker ADDRESS`, or use --cluster local:N") from None
+    except Exception as e:  # a malformed address, a TLS address without its certificates, ...
+        raise ClusterError(f"--cluster {where}: cannot join ({type(e).__name__}: {e}); give local:N or a scheduler "
+                           "address such as tcp://10.0.0.5:8786") from None
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once, before any Dask client exists, where a tcp address is malformed, its host unknown or
+    nothing listens on its port; wait at most `timeout` s where the host does not answer at all."""
+    import socket
+
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp"):
+        return  # tls://, ucx://, ...: the client checks those itself
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--cluster {address}: not a scheduler address; give local:N or tcp://HOST:PORT "
+                           "(e.g. tcp://10.0.0.5:8786)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except socket.gaierror as e:
+        raise ClusterError(f"--cluster {address}: unknown host {host!r} ({e.strerror}); check the scheduler's "
+                           "address") from None
+    except OSError as e:
+        why = "nothing listens on that port" if isinstance(e, ConnectionRefusedError) else \
+            f"no answer in {timeout:.0f} s" if isinstance(e, TimeoutError) else str(e)
+        raise ClusterError(f"--cluster {address}: no Dask scheduler answered ({why}); start one with "
                            "`dask scheduler` and `dask worker ADDRESS`, or use --cluster local:N") from None
 
 
