@@ -188,6 +188,30 @@ def worker_serve(args) -> dict:
     return {"load_s": round(load_s, 2), "after_load": after_load, "rows": rows}
 
 
+def worker_stream(args) -> dict:
+    """Exact search without an index: the codes file read in chunks from disk, faiss.knn on each, merged."""
+    import faiss
+
+    codes = np.load(args.codes, mmap_mode="r")
+    queries = np.load(args.queries)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    best_d = np.full((len(queries), K), np.inf, np.float32)
+    best_i = np.full((len(queries), K), -1, np.int64)
+    t = time.perf_counter()
+    step = 4_000_000
+    for start in range(0, len(codes), step):
+        d, i = faiss.knn(queries, np.ascontiguousarray(codes[start : start + step]), K)
+        d, i = np.concatenate([best_d, d], 1), np.concatenate([best_i, i + start], 1)
+        order = np.argsort(d, axis=1, kind="stable")[:, :K]
+        best_d, best_i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
+    secs = time.perf_counter() - t
+    found = Path(args.index).with_suffix(".found0.npy")
+    np.save(found, best_i)
+    row = {"search": {}, "qps_1": None, f"qps_{os.cpu_count() or 1}": round(len(queries) / secs, 2),
+           "found": str(found), "memory": memory_now(), "load": round(os.getloadavg()[0], 2)}
+    return {"load_s": 0.0, "after_load": {}, "rows": [row]}
+
+
 def run_worker(kind: str, **options) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -206,7 +230,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def params_text(method: str, settings: dict, search: dict) -> str:
     if method == "exact":
-        return ""
+        return "streamed from disk" if settings.get("streamed") else ""
     if method == "hnsw":
         return f"M {settings['M']}, efC {settings['ef_construction']}, ef {search.get('ef_search', settings['ef_search'])}"
     s = {**settings, **search}
@@ -248,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", default="exact,hnsw,ivfpq", help="comma list of: exact, hnsw, ivfpq")
     parser.add_argument("--hnsw-max", default="10M", help="skip hnsw above this size (its build grows fastest)")
     parser.add_argument("--hnsw", default="16:100", help="M:EF_CONSTRUCTION of the hnsw build")
+    parser.add_argument("--exact-max", default="10M", help="above this size exact search streams the codes file "
+                        "from disk (faiss.knn per 4M rows, all threads) instead of building an index in memory")
     parser.add_argument("--ef", default="32,64,128", help="hnsw ef_search values")
     parser.add_argument("--probes", default="0.5,1,2,4", help="ivfpq n_probes as multiples of the planned value")
     parser.add_argument("--rerank", default="100,200,400", help="ivfpq rerank values")
@@ -257,14 +283,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exact-one-thread", type=int, default=100, help="queries timed for exact on 1 thread")
     parser.add_argument("--cache", default=str(ROOT / "runs" / "search_scale"), help="codes and indexes go here")
     parser.add_argument("--out", default=str(RESULTS / "search_scale"), help="results path without extension")
+    parser.add_argument("--keep", action="store_true", help="keep the rows of other sizes from the results file "
+                        "already there (e.g. add 100M to a 1M,10M run)")
     # the worker processes
-    parser.add_argument("--worker", choices=["build", "serve"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["build", "serve", "stream"], help=argparse.SUPPRESS)
     for name in ("method", "codes", "queries-file", "index", "settings", "sweep"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         args.queries = args.queries_file
-        result = worker_build(args) if args.worker == "build" else worker_serve(args)
+        work = {"build": worker_build, "serve": worker_serve, "stream": worker_stream}[args.worker]
+        result = work(args)
         print(json.dumps(result, default=str))
         return
 
@@ -282,7 +311,16 @@ def main(argv: list[str] | None = None) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     started, load_before = time.perf_counter(), os.getloadavg()
     rows: list[dict] = []
-    state = {"sets": {}, "skipped": [], "budgets": {}, "done": False}
+    state = {"sets": {}, "skipped": [], "budgets": {}, "done": False, "earlier": []}
+    if args.keep and Path(args.out).with_suffix(".json").is_file():
+        prior = json.loads(Path(args.out).with_suffix(".json").read_text())
+        rows += [r for r in prior["rows"] if r["n"] not in sizes]
+        pm = prior["meta"]
+        state["sets"].update({int(k): v for k, v in pm["sets"].items() if int(k) not in sizes})
+        state["budgets"].update({int(k): v for k, v in pm.get("budgets", {}).items() if int(k) not in sizes})
+        state["skipped"] += [t for t in pm["skipped"] if not any(t.startswith(f"{n:,}:") for n in sizes)]
+        state["earlier"] = pm.get("earlier", []) + [{k: pm[k] for k in ("date", "command", "complete", "total_seconds")}
+                                                     | {"load_average": pm["machine"]["load_average_after"]}]
 
     def save() -> None:
         meta = {
@@ -295,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
             "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                          "faiss": faiss.__version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0")},
             "queries": args.queries, "k": K, "metric": "l2", "sets": state["sets"], "skipped": state["skipped"],
+            "budgets": state["budgets"], "earlier": state["earlier"],
             "total_seconds": round(time.perf_counter() - started, 1),
         }  # fmt: skip
         out = Path(args.out)
@@ -315,6 +354,8 @@ def main(argv: list[str] | None = None) -> None:
             "", *verdicts(rows), "",
             *[f"- {k}" for k in state["skipped"]],
             f"- date: {meta['date']}", f"- command: `{meta['command']}`",
+            *[f"- earlier rows from: `{e['command']}` ({e['date']}, load average after {e['load_average']})"
+              for e in state["earlier"]],
             f"- machine: {meta['machine']['cpu_count']} CPUs, {meta['machine']['memory_gb']} GB, "
             f"{meta['machine']['platform']}, load average before {meta['machine']['load_average_before']}, after "
             f"{meta['machine']['load_average_after']}",
@@ -359,12 +400,20 @@ def main(argv: list[str] | None = None) -> None:
                 sweep = [{"n_probes": max(1, int(float(f) * base)), "rerank": int(r)}
                          for f in args.probes.split(",") for r in args.rerank.split(",")]
             index_path = cache / f"{method}{'' if method != 'ivfpq' else '_m' + str(settings['m'])}_{n}.index"
-            log(f"{n:,} {method}: building with {settings}")
-            built = run_worker("build", method=method, codes=codes, index=index_path, settings=json.dumps(settings))
-            log(f"{n:,} {method}: built in {built['build_s']} s (+ {built['save_s']} s saving), peak {built['build_peak_mb']} MB, "
-                f"{built['disk_mb']} MB on disk; serving")
-            served = run_worker("serve", method=method, queries_file=queries, index=index_path, sweep=json.dumps(sweep),
-                                exact_one_thread=args.exact_one_thread)
+            if method == "exact" and n > parse_size(args.exact_max):
+                log(f"{n:,} exact: streamed from disk")
+                built = {"build_s": 0.0, "save_s": 0.0, "build_peak_mb": None, "disk_mb": round(Path(codes).stat().st_size / 2**20),
+                         "settings": {"streamed": True}}
+                served = run_worker("stream", codes=codes, queries_file=queries, index=index_path)
+                state["skipped"].append(f"{n:,}: exact is faiss.knn over the codes file read from disk in 4M-row chunks "
+                                        "(an in-memory exact index would not fit beside the other jobs); no 1-thread figure")
+            else:
+                log(f"{n:,} {method}: building with {settings}")
+                built = run_worker("build", method=method, codes=codes, index=index_path, settings=json.dumps(settings))
+                log(f"{n:,} {method}: built in {built['build_s']} s (+ {built['save_s']} s saving), peak "
+                    f"{built['build_peak_mb']} MB, {built['disk_mb']} MB on disk; serving")
+                served = run_worker("serve", method=method, queries_file=queries, index=index_path, sweep=json.dumps(sweep),
+                                    exact_one_thread=args.exact_one_thread)
             for r in served["rows"]:
                 found = np.load(r["found"])
                 if method == "exact":

@@ -94,7 +94,8 @@ def test_removing_after_loading_masks_rows_without_rewriting_the_lists(data, tmp
     _, ids = again.search(data[:100], k=10)
     assert not np.isin(ids, gone).any() and (ids >= 0).all()
     assert again._impl._lists_file is not None  # still mapped: nothing was rewritten
-    again.save(tmp_path / "r.index")
+    again.save(tmp_path / "r.index")  # its own parts folder is replaced and deleted...
+    assert (again.search(data[1:100:2], k=1)[1][:, 0] == np.arange(1, 100, 2)).all()  # ...yet it still reads it
     third = Index.load(tmp_path / "r.index")
     assert len(third) == 750 and not np.isin(third.search(data[:100], k=10)[1], gone).any()
 
@@ -242,3 +243,14 @@ def test_cli_refuses_a_small_budget_two_models_and_writes_nothing(data, tmp_path
     code, _, err = run_cli("index", "build", "--codes", folder, "--backend", "hnsw", "--memory", "1GB", "--out", out)
     assert code != 0 and "use --backend ivfpq" in err
     assert not out.exists() and parts_folders(out) == []
+
+
+def test_take_rows_reads_mapped_rows_as_indexing_would(tmp_path):
+    from facespace.index.mapped import ScratchArrays, take_rows
+
+    scratch = ScratchArrays()
+    x = scratch.grow("data", np.zeros((0, 3), np.float32), 0, (1000, 3))
+    x[:] = np.arange(3000, dtype=np.float32).reshape(1000, 3)
+    rows = np.array([[5, 999, 5], [0, 17, 400]])
+    assert np.array_equal(take_rows(x, rows), x[rows]) and take_rows(x, rows).shape == (2, 3, 3)
+    assert np.array_equal(take_rows(np.asarray(x), rows), x[rows])  # in RAM: plain indexing
