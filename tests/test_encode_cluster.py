@@ -88,6 +88,7 @@ def same_folder(a, b) -> None:
 
 
 @needs_dask
+@pytest.mark.slow  # worker processes import torch and load the model: seconds on an idle machine
 def test_a_2_worker_local_cluster_writes_the_single_process_folder(photos, net, single, tmp_path):
     seen = []
     out = tmp_path / "codes"
@@ -100,6 +101,7 @@ def test_a_2_worker_local_cluster_writes_the_single_process_folder(photos, net, 
 
 
 @needs_dask
+@pytest.mark.slow  # worker processes import torch and load the model: seconds on an idle machine
 def test_a_worker_killed_mid_job_is_replaced_and_the_codes_are_the_same(photos, net, single, cluster, tmp_path):
     address, client = cluster
     pids = client.run(os.getpid)  # worker address -> the worker's process (its nanny restarts it)
@@ -115,6 +117,35 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_codes_are_the_same(photos, 
     encode_on_cluster(net, [str(photos)], out, cluster=address, shard_size=SHARD, threads=1, progress=kill_one)
     assert killed and killed[0] not in client.run(os.getpid).values()  # that worker is gone, a new one took over
     same_folder(out, single)
+
+
+@needs_dask
+@pytest.mark.slow  # worker processes import torch and load the model: seconds on an idle machine
+def test_a_worker_dying_past_the_retries_fails_the_job_clearly_and_a_rerun_completes(photos, net, one_thread, cluster,
+                                                                                    tmp_path):
+    address, client = cluster
+    out, ref = tmp_path / "codes", tmp_path / "ref"
+    encode_to_shards(net, [str(photos)], ref, shard_size=4)
+
+    def retries(n):
+        def set_on(dask_scheduler):
+            dask_scheduler.allowed_failures = n
+        client.run_on_scheduler(set_on)
+
+    def kill_one(done: int, total: int) -> None:
+        if 0 < done < total and not killed:  # 12 shards on 2 workers: both hold one now
+            killed.append(os.kill(sorted(client.run(os.getpid).values())[0], signal.SIGKILL))
+
+    killed: list = []
+    retries(0)  # as if the worker had died on its every try
+    try:
+        with pytest.raises(ClusterError, match="run the same command again"):
+            encode_on_cluster(net, [str(photos)], out, cluster=address, shard_size=4, threads=1, progress=kill_one)
+    finally:
+        retries(3)
+    assert 0 < len(json.loads((out / "manifest.json").read_text())["shards"]) < 12
+    encode_on_cluster(net, [str(photos)], out, cluster=address, shard_size=4, threads=1)
+    same_folder(out, ref)
 
 
 @needs_dask
@@ -141,6 +172,7 @@ def test_a_model_without_a_name_is_sent_to_the_workers(photos, cluster, tmp_path
 
 
 @needs_dask
+@pytest.mark.slow  # worker processes import torch and load the model: seconds on an idle machine
 def test_a_killed_driver_leaves_a_job_that_a_rerun_completes(photos, net, one_thread, cluster, tmp_path):
     address, _ = cluster
     out, ref = tmp_path / "codes", tmp_path / "ref"
