@@ -283,6 +283,8 @@ async function duplicates() {
   const fmt = (v) => Number(v).toPrecision(2);
   out.append(el("div", { class: "muted", text: `${body.groups.length} groups within ${fmt(body.max_distance)} (${body.how}; ` +
     `planted copies reach ${fmt(body.copy_quantiles[3] ?? 0)} at 95 %, distinct faces start at ${fmt(body.distinct_quantiles[0] ?? 0)})` }));
+  if (body.confirm_note) out.append(el("div", { class: "muted", text: body.confirmed
+    ? `${body.confirm_note}; kept within ${fmt(body.pixel_max_distance)} in 32x32 pixels` : body.confirm_note }));
   body.notes.forEach((n) => out.append(el("div", { class: "muted", text: n })));
   body.groups.forEach((g, k) => {
     const tiles = el("div", { class: "tiles" }, ...g.items.map((m) => indexTile(m, "")));
