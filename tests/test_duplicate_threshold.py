@@ -288,4 +288,5 @@ def test_cli_duplicates_of_a_tiny_set_says_it_falls_back(faces, run_cli, tmp_pat
     code, out, err = run_cli("index", "duplicates", idx)
     assert code == 0, err
     assert f"auto needs at least {dl.MIN_IMAGES}" in err and f"{dl.FALLBACK_COSINE:.4g}" in err
+    assert "pairs are not confirmed in pixel space: 2 item(s) are too few" in err
     assert len(rows(out)) == 3  # the header and the one pair of byte-identical files
