@@ -213,19 +213,32 @@ def ship(name: str, checkpoint: Path, commands: list[str], seconds: float, args)
 
 
 def quality_card(name: str, data: Path, n: int = 400, seed: int = 7) -> None:
-    """Keep in the card an image quality reference: `n` LFW photos (seed 7) as the model's own crops, at
-    their source resolution (faces-id's 160x160 box of a 250x250 photo is cut without resizing), so the
-    gate measures each face's sharpness at its own resolution and flags blur without flagging small sharp
-    portraits."""
+    """Keep in the card an image quality reference of good faces in the framings facespace accepts:
+    `n` LFW photos (seed 7), half as the model's own crop, half cut tighter (a square of 90-150 px
+    around the face, the framing of a portrait that is already a face crop), of those half in grey;
+    each face at its source resolution, so the gate measures sharpness at each face's own resolution
+    and flags blur without flagging small, tight or grey portraits."""
+    from facespace.data.images import load_images
     from facespace.data.inputs import as_images
     from facespace.models.registry import load_model
     from facespace.people.quality_reference import quality_reference
 
     model = load_model(name)
+    rng = np.random.default_rng(seed)
     files = sorted((data / "lfw-deepfunneled").glob("*/*.jpg"))
-    pick = [str(files[i]) for i in np.random.default_rng(seed).permutation(len(files))[:n]]
-    ref = quality_reference(as_images(model, pick), native=True,
-                            source=f"{n} LFW photos as {name}'s crops (image checks)")
+    pick = [str(files[i]) for i in rng.permutation(len(files))[:n]]
+    side = model.image_shape[0]
+    own = as_images(model, pick[: n // 2])
+    tight, sizes = [], []
+    for i, path in enumerate(pick[n // 2:]):
+        s = int(rng.integers(90, 151))
+        top, left = 128 - s // 2 + int(rng.integers(-5, 6)), 125 - s // 2 + int(rng.integers(-5, 6))
+        x = load_images([path], size=side, crop=(top, left, top + s, left + s), grayscale=i % 2 == 0)
+        tight.append(np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x)
+        sizes.append(s)
+    faces = np.concatenate([own, *tight])
+    ref = quality_reference(faces, native=True, sizes=[None] * len(own) + sizes,
+                            source=f"{n} LFW photos as {name}'s crops and tighter, colour and grey (image checks)")
     path = BUILTIN / f"{name}.json"
     card = json.loads(path.read_text())
     card["extra"] = dict(card.get("extra") or {}, quality=ref.to_dict())

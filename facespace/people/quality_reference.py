@@ -204,7 +204,7 @@ def checked_images(images: Any, model: Encoder) -> np.ndarray:
 
 
 def quality_reference(faces: Any, *, model: Encoder | None = None, source: str = "given faces",
-                      native: bool = False) -> QualityReference:
+                      native: bool = False, sizes: Sequence[int | None] | None = None) -> QualityReference:
     """Measure known-good faces as a quality reference.
 
     Use faces the model was NOT fitted on (its validation split): a model reconstructs its own
@@ -219,6 +219,8 @@ def quality_reference(faces: Any, *, model: Encoder | None = None, source: str =
         native: the faces are at their source resolution (e.g. crops of photos at least as large
             as the model's input): faces judged against it are then measured for sharpness at their
             own source resolution (`QualityReference.native_sharpness`).
+        sizes: with `native`, each face's side in source pixels where smaller than its image (a
+            tight crop enlarged to the model's input), to measure its sharpness at.
     """
     x = checked_images(faces, model)
     if len(x) < 20:
@@ -227,7 +229,7 @@ def quality_reference(faces: Any, *, model: Encoder | None = None, source: str =
     if model is not None:
         z = np.concatenate([np.asarray(model.encode(x[i:i + 512]), np.float32) for i in range(0, len(x), 512)])
         stats = (z.mean(0, dtype=np.float64), z.std(0, dtype=np.float64))
-    m = measure_faces(x, model=model, codes=z, code_stats=stats)
+    m = measure_faces(x, model=model, codes=z, code_stats=stats, sharpness_sides=sizes if native else None)
     q = {k: np.quantile(v, QUANTILES).tolist() for k, v in m.items()}
     fits = {k: [float(t.mean()), float(t.std(ddof=1))] for k, v in m.items()
             for t in [v if k == "brightness" else np.log(np.maximum(v, 1e-12))]}
