@@ -221,6 +221,8 @@ def _run(client, model, job, pending, options, threads, progress) -> None:
     from distributed import as_completed
 
     spec = model_spec(model)
+    if spec is not None and os.path.exists(spec):  # a checkpoint: the same file wherever the worker runs
+        spec = os.path.abspath(spec)
     if spec is None:  # a model that lives only here (pixels:SIZE, one built in code): sent once to each worker
         spec = client.scatter(model, broadcast=True, hash=False)
     futures = {client.submit(encode_shard, spec, part, options, threads, key=f"facespace-shard-{k:05d}-{time.time_ns()}",
