@@ -15,6 +15,7 @@ from PIL import Image, ImageFilter
 from facespace.data.alterations import alter_image
 from facespace.index import Index
 from facespace.models.registry import resolve_model
+from facespace.people.distances import pair_distances
 from facespace.pipelines.duplicate_confirm import PixelReader, find_confirmed_duplicates, pair_pixel_distances
 from facespace.pipelines.duplicate_threshold import encode_files, learn_max_distance
 from facespace.pipelines.indexing import build_index
@@ -94,6 +95,33 @@ def test_pixel_codes_are_read_as_the_index_reads_its_files(faces):
     assert reader.describe() == "32x32 grey pixels" and reader.codes(paths[:1]).shape == (1, 32 * 32)
     d = pair_pixel_distances(reader, [paths[0], paths[0], "/gone/x.png", None], [paths[0], paths[1], paths[1], paths[1]])
     assert d[0] == pytest.approx(0, abs=1e-6) and d[1] > 0.005 and np.isnan(d[2:]).all()
+
+
+def test_a_model_that_cuts_its_own_faces_gives_its_chips_shrunk(faces):
+    class CentreChips:  # an aligning model: its "face" is the centre half of the photo, as a 64x64 chip
+        kind = "centre"
+        image_shape = (64, 64, 3)
+        code_size = 8
+        checkpoint_info = None
+
+        def locate(self, image):
+            h, w = image.shape[:2]
+            return (w // 4, h // 4, w // 2, h // 2)
+
+        def align(self, image, box):
+            x, y, w, h = box
+            chip = Image.fromarray((image[y:y + h, x:x + w] * 255 + 0.5).astype(np.uint8).squeeze())
+            return np.asarray(chip.convert("RGB").resize((64, 64), Image.Resampling.BOX), np.float32) / 255
+
+        def encode(self, images, *, batch_size=256):
+            return np.asarray(images, np.float32).reshape(len(images), 8, -1).mean(2)
+
+    paths = [str(faces["folder"] / f"face_{i:02d}.png") for i in range(3)]
+    reader = PixelReader.of(CentreChips())
+    assert reader.aligner is not None and reader.codes(paths).shape == (3, 32 * 32 * 3)
+    centre = PixelReader.of(resolve_model("pixels:16"), "25,25,75,75").codes(paths)  # the same centre, read directly
+    assert pair_distances(reader.codes(paths), centre, metric="cosine").max() < 2e-3
+    assert pair_distances(reader.codes(paths[:1]), centre[1:2], metric="cosine")[0] > 5e-3  # another face is not
 
 
 def test_a_pair_check_decides_which_links_group_and_which_pairs_are_returned():
