@@ -169,6 +169,43 @@ def measure_size(path: Path, model: CodeEncoder, size: int, probes: np.ndarray, 
     return out
 
 
+def ef_sweep(path: Path, model: CodeEncoder, efs: list[int], args) -> dict:
+    """Recall of an HNSW-backed gallery against the full scan at several `ef_search` (one probe at a time)."""
+    from facespace.people.gallery.gallery import Gallery
+
+    g = Gallery(path, model)
+    index = g.gallery_index().sync()
+    rng = np.random.default_rng(args.seed + 1)
+    codes, _, _ = g.codes()
+    n = args.scan_probes // 2
+    known = unit(codes[rng.choice(len(codes), n, replace=False)] + 0.4 * rng.normal(size=(n, args.dim)) / np.sqrt(args.dim))
+    probes = np.concatenate([known, unit(rng.normal(size=(n, args.dim)))])
+    del codes
+    from facespace.people.gallery.matching import match_codes
+
+    all_codes, person, names = g.codes()
+    radius = max(float(dict(g.db.execute("SELECT key, value FROM meta")).get("reject_radius") or 0.0), 1e-6)
+    exact = match_codes(probes, all_codes, person, names, threshold=g.threshold, metric=g.metric, k=5, radius=radius,
+                        scoring=g.scoring)
+    del all_codes
+    rows = []
+    for ef in efs:
+        index.configure(ef_search=ef)
+        found, times = [], []
+        for p in probes:
+            answer, t = timed(lambda: g.identify_codes(p[None], k=5))
+            found += answer
+            times.append(t)
+        agree = np.array([same(a, b) for a, b in zip(found, exact)])
+        top1 = np.array([a.name == b.name for a, b in zip(found, exact)])
+        rows.append({"ef_search": ef, "single_ms_median": round(1e3 * float(np.median(times)), 2),
+                     "same_answer": {"known": float(agree[:n].mean()), "strangers": float(agree[n:].mean())},
+                     "same_name": {"known": float(top1[:n].mean()), "strangers": float(top1[n:].mean())}})
+        log("ef", ef, rows[-1])
+    g.close()
+    return {"gallery": path.name, "items": len(index), "probes": {"known": n, "strangers": n}, "rows": rows}
+
+
 def run_scoring(scoring: str, args) -> dict:
     from facespace.people.gallery.gallery import Gallery
 
@@ -217,8 +254,9 @@ def write(results: dict, out: Path) -> None:
              f"- data: random people, {results['args']['per_person']} unit codes of dimension {results['args']['dim']} each; "
              f"{results['args']['probes']} probes per size, half faces of enrolled people, half strangers", "",
              "| scoring | faces | enrol 1 person (s) | index | catch-up / reload (s) | identify batch (ms/probe) | "
-             "identify 1 probe (ms, median / p90) | today's scan (ms/probe, incl. reading) | same answers as the scan (known / strangers) | exact index 1 probe / batch (ms) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "identify 1 probe (ms, median / p90) | today's scan (ms/probe, incl. reading) | same name as the scan (known / strangers) | "
+             "same answer: name, 5 candidates, distances | exact index 1 probe / batch (ms) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for block in results["runs"]:
         for r in block["sizes"]:
             same_ = r["same_answer_as_scan"]
@@ -227,7 +265,8 @@ def write(results: dict, out: Path) -> None:
             lines.append(f"| {block['scoring']} | {r['faces']:,} | {r['enrol_one_person_s']} | {r['index_backend']} "
                          f"({r['index_items']:,}) | {r['open_catch_up_s']:.2f} / {r['open_from_snapshot_s']:.2f} | "
                          f"{r['identify_batch_ms_per_probe']} | {r['identify_single_ms_median']} / {r['identify_single_ms_p90']} | "
-                         f"{r['scan_ms_per_probe_with_read']} | {same_['known']:.3f} / {same_['strangers']:.3f} "
+                         f"{r['scan_ms_per_probe_with_read']} | {r['same_name_as_scan']['known']:.3f} / "
+                         f"{r['same_name_as_scan']['strangers']:.3f} | {same_['known']:.3f} / {same_['strangers']:.3f} "
                          f"(of {r['compared_probes']['known']} / {r['compared_probes']['strangers']}) | {exact} |")
     lines += ["", "Bulk enrolment (enroll_many, 10,000 people a transaction, recalibration included):", ""]
     for block in results["runs"]:
@@ -239,6 +278,16 @@ def write(results: dict, out: Path) -> None:
             c = r["calibration"] or {}
             lines.append(f"- {block['scoring']} {r['faces']:,}: {c.get('sampled_faces', 'all')} faces scored, "
                          f"{c.get('impostor_scores')} impostor scores, genuine accept rate {c.get('genuine_accept_rate')}")
+    if "ef_sweep" in results:
+        sweep = results["ef_sweep"]
+        lines += ["", f"HNSW search width on the {sweep['items']:,}-face gallery, {sweep['probes']['known']} known and "
+                  f"{sweep['probes']['strangers']} stranger probes one at a time (`{sweep['command']}`, load "
+                  f"{sweep['load'][0]:.1f}):", "",
+                  "| ef_search | ms per probe (median) | same name as the scan (known / strangers) | same answer: name, 5 candidates, distances |",
+                  "|---|---|---|---|"]
+        for r in sweep["rows"]:
+            lines.append(f"| {r['ef_search']} | {r['single_ms_median']} | {r['same_name']['known']:.3f} / "
+                         f"{r['same_name']['strangers']:.3f} | {r['same_answer']['known']:.3f} / {r['same_answer']['strangers']:.3f} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -255,6 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=str(ROOT / "runs" / "gallery_scale"))
     parser.add_argument("--out", default=str(RESULTS / "search_scale_gallery"))
+    parser.add_argument("--ef-sweep", type=int, nargs="*", default=None,
+                        help="only: recall and time at these ef_search on the largest gallery --work holds "
+                             "(nearest.db), added to the results")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import faiss
@@ -262,6 +314,14 @@ def main(argv: list[str] | None = None) -> None:
 
     import facespace
 
+    if args.ef_sweep:
+        out = Path(args.out).with_suffix(".json")
+        results = json.loads(out.read_text())
+        results["ef_sweep"] = ef_sweep(Path(args.work) / "nearest.db", CodeEncoder(args.dim), args.ef_sweep, args)
+        results["ef_sweep"]["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+        results["ef_sweep"]["load"] = os.getloadavg()
+        write(results, Path(args.out))
+        return
     Path(args.work).mkdir(parents=True, exist_ok=True)
     results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "args": vars(args),
                "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "load_start": os.getloadavg()},
