@@ -96,10 +96,14 @@ class GalleryIndex:
     def sync(self) -> Index:
         """The index, caught up with the gallery's rows (loaded, replayed or rebuilt as needed).
 
+        Called inside a read transaction, the index matches the rows that transaction reads.
+
         Returns:
             The `Index`: ids are face ids ("nearest") or person ids ("centroid").
         """
-        self.db.execute("BEGIN")  # one read snapshot: the rows and the log agree
+        own = not self.db.in_transaction  # a caller's read transaction keeps its snapshot for what it reads next
+        if own:
+            self.db.execute("BEGIN")  # one read snapshot: the rows and the log agree
         try:
             now = generation(self.db)
             if self.index is not None and self.generation == now:
@@ -111,7 +115,8 @@ class GalleryIndex:
             if self.index is None or not self._matches_rows() or self._outgrown():
                 self._rebuild(now)
         finally:
-            self.db.execute("COMMIT")
+            if own:
+                self.db.execute("COMMIT")
         tail = self.generation - self.saved_generation
         if tail > 0 and tail >= max(SNAPSHOT_MIN_TAIL, SNAPSHOT_TAIL * len(self.index)) or self.saved_generation < 0:
             self.save()

@@ -59,8 +59,18 @@ def identify_indexed(gindex: GalleryIndex, probes: np.ndarray, *, threshold: flo
     Returns:
         One `Identification` per probe (`quality` None), equal to the full scan's.
     """
+    db = gindex.db
+    db.execute("BEGIN")  # the index and every row read below from one snapshot, whatever other writers do
+    try:
+        return _identify(gindex, gindex.sync(), probes, threshold=threshold, k=k, per_person=per_person,
+                         radius=radius, override=override)
+    finally:
+        db.execute("COMMIT")
+
+
+def _identify(gindex: GalleryIndex, index: Index, probes: np.ndarray, *, threshold: float, k: int,
+              per_person: dict[str, float] | None, radius: float, override: bool) -> list[Identification]:
     db, metric, scoring, d = gindex.db, gindex.metric, gindex.scoring, gindex.code_size
-    index = gindex.sync()
     z = np.asarray(probes, np.float32).reshape(-1, d)
     rejected = list(db.execute("SELECT person_id, code FROM rejections ORDER BY id"))
     rej_person = np.array([r[0] for r in rejected], np.int64)
