@@ -10,6 +10,10 @@ bits, about 4e-6 on `faces-ae`), and a re-run after a kill of the driver encodes
 shards. A worker that dies is replaced and its shard given to another worker (Dask retries a task 3
 times); past that the job fails with a message and the shards done are kept.
 
+A cluster to join: `dask scheduler` on one machine, `dask worker tcp://HOST:8786 --nworkers N --nthreads 1`
+on each machine with facespace installed (one single-threaded process per core: the model's own
+threads then do not fight over the cores).
+
 Why Dask and not Ray: `benchmarks/results/cluster_engines.md`. The engine is the optional extra
 `facespace[cluster]` and is imported only inside these functions; without it `--cluster` says which
 pip command adds it.
