@@ -259,13 +259,17 @@ def test_two_writers_each_see_the_other(tmp_path):
 
 
 def test_an_hnsw_index_names_nearly_every_probe_as_the_scan(tmp_path, monkeypatch):
-    monkeypatch.setattr(gallery_index, "EXACT_MAX_ITEMS", 10)
+    monkeypatch.setattr(gallery_index, "EXACT_MAX_ITEMS", 200)
     rng = np.random.default_rng(6)
     g = Gallery(tmp_path / "g.db", CodeEncoder())
-    enrol(g, people_codes(rng, 100, 5, spread=0.3))
+    faces = people_codes(rng, 100, 5, spread=0.3)
+    enrol(g, faces[:30])
+    g.identify_codes(probes_for(g, rng))
+    assert g.gallery_index().index.backend == "exact"
+    enrol(g, faces[30:], first=30)  # caught up past 1.5 x the exact index's size: rebuilt as a graph
     probes = probes_for(g, rng, 100)
     found, expected = g.identify_codes(probes), full_scan(g, probes)
-    assert g.gallery_index().index.backend == "hnsw"
+    assert g.gallery_index().index.backend == "hnsw" and g.gallery_index().rebuilt == 2
     assert np.mean([a.name == b.name for a, b in zip(found, expected)]) >= 0.95
 
 
