@@ -179,7 +179,7 @@ def test_recall_floor_with_planned_settings():
 
 def test_the_plan_follows_the_budget_and_names_the_smallest_that_works():
     big = plan_ivfpq(10_000_000, 32, parse_memory("2GB"))
-    assert big["settings"] == {"n_lists": 4096, "m": 16, "n_bits": 8, "n_probes": 64, "rerank": 100,
+    assert big["settings"] == {"n_lists": 4096, "m": 16, "n_bits": 8, "n_probes": 32, "rerank": 200,
                                "quantizer": "hnsw"}
     assert big["memory"] <= 2e9 and big["raw"] == 1_280_000_000
     tight = plan_ivfpq(10_000_000, 32, parse_memory("250MB"))
