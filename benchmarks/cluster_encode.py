@@ -189,7 +189,9 @@ def write_results(res: dict) -> None:
             cmp = "—" if same is None else ("bit-identical" if same["bit_identical"] else
                                              f"max difference {same['max_abs_diff']:.1e}")
             job = f"{r['job_images_per_s']:.1f}" if "job_images_per_s" in r else "—"
-            lines.append(f"| `{r['command'].split(' --out ')[0].replace(str(ROOT.parent), '..')} ...{' --cluster ' + name if name != 'single' else ''}` "
+            shown = (f"facespace encode PHOTOS --model {enc['model']} --out CODES/ --shard-size "
+                     f"{enc.get('shard_size', SHARD)}" + (f" --cluster {name}" if name != "single" else ""))
+            lines.append(f"| `{shown}` "
                          f"| {r['wall_s']:.1f} | {r['images_per_s']:.1f} | {job} | {r['cpu_s']:.0f} "
                          f"| {r['images_per_cpu_s']:.1f} | {cmp} |")
         lines.append("")
@@ -197,7 +199,11 @@ def write_results(res: dict) -> None:
     lines += [
         "`local:1` is one worker with both cores' torch threads (the same threads as one process, so the same "
         "bits); `local:2` is two single-threaded workers (torch splits its sums by thread count, so codes differ "
-        "from a 2-thread process in the last bits).",
+        "from a 2-thread process in the last bits; dlib's encoder runs one thread, so its codes are the same at "
+        "any count). One process with dlib already runs 2 processes (`--workers`, every core by default), as "
+        "many as `local:2`. `local:1` spent more CPU than one process with the same "
+        "threads on the same work; on cores shared with other jobs, threads that wait on each other burn CPU "
+        "time, and a run on a quiet machine would tell how much of that gap is the load.",
         "",
         f"## Projection: {p['photos']:,} photos on {p['workers']} workers",
         "",
@@ -214,8 +220,13 @@ def write_results(res: dict) -> None:
         f"the driver would be the limit only past about {p['compute_s'] / p['serial_overhead_s'] * p['workers']:.0f} "
         "such workers. Assumed, not measured: the photos are read from shared storage as fast as from a local "
         "disk, and the workers' cores are like these.",
-        "",
     ]
+    for enc in res["encode"][1:]:  # the other models, the same way
+        rate = enc["runs"]["local:2"]["images_per_cpu_s"]
+        lines.append(f"- `--model {enc['model']}` ({rate:.1f} images per CPU second in `local:2`, whole photos read, "
+                     f"located, aligned and encoded): about {TARGET_PHOTOS / (TARGET_WORKERS * rate) / 3600:.1f} h on "
+                     f"{TARGET_WORKERS} workers")
+    lines.append("")
     (OUT / "cluster_encode.md").write_text("\n".join(lines))
     (OUT / "cluster_encode.json").write_text(json.dumps(res, indent=1))
 
