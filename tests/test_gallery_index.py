@@ -124,7 +124,8 @@ def test_a_missing_stale_foreign_or_damaged_index_file_is_never_trusted(tmp_path
     enrol(g, faces[20:], first=20)
     g.remove("p1")
 
-    def fresh():
+    def fresh():  # as another process opens it: nothing held in memory
+        gallery_index.forget_held()
         return Gallery(tmp_path / "g.db", CodeEncoder())
 
     g2 = fresh()  # a stale snapshot: caught up from the change log, not rebuilt
@@ -171,6 +172,25 @@ def test_a_restored_backup_with_a_new_history_is_rebuilt(tmp_path):
     assert g.gallery_index().rebuilt == 1
 
 
+def test_one_process_loads_a_gallery_index_once_and_never_for_another_file(tmp_path):
+    rng = np.random.default_rng(9)
+    faces = people_codes(rng, 20, 3)
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, faces[:10])
+    probes = probes_for(g, rng)
+    g.identify_codes(probes)
+    with Gallery(tmp_path / "g.db", CodeEncoder()) as again:  # a server opening the gallery per request
+        assert_same(again.identify_codes(probes), full_scan(again, probes))
+        assert again.gallery_index().index is g.gallery_index().index and again.gallery_index().rebuilt == 0
+    g.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"g.db{suffix}").unlink(missing_ok=True)
+    other = Gallery(tmp_path / "g.db", CodeEncoder())  # another gallery at the same path
+    enrol(other, faces[10:], first=10)
+    assert_same(other.identify_codes(probes), full_scan(other, probes))
+    assert other.gallery_index().rebuilt == 1
+
+
 def test_a_crash_between_the_commit_and_the_index_write_loses_nothing(tmp_path):
     rng = np.random.default_rng(4)
     faces = people_codes(rng, 30, 3)
@@ -209,6 +229,7 @@ def test_a_crash_between_the_commit_and_the_index_write_loses_nothing(tmp_path):
     for when in ("before", "halfway"):
         done = subprocess.run([sys.executable, "-c", script, when], capture_output=True, text=True)
         assert done.returncode == 9, done.stderr
+        gallery_index.forget_held()
         g = Gallery(tmp_path / "g.db", CodeEncoder())
         first = 20 if when == "before" else 25
         assert f"p{first + 1}" in dict(g.list()) and f"p{first - 18}" not in dict(g.list())

@@ -14,6 +14,9 @@ token. Opening it (`GalleryIndex.sync`, before every identification) then:
   is missing, truncated, damaged, another gallery's or from another history, rebuilds it from the
   rows: a snapshot is never trusted, only caught up.
 
+Within a process, every open `Gallery` of one file shares the index in memory (a web server that
+opens the gallery per request loads the snapshot once), checked against the log the same way.
+
 So enrolling, removing, rejecting or replacing never has to write the index: a crash between the
 SQLite commit and any index write loses nothing, and two writers need no coordination beyond
 SQLite's. The snapshot is rewritten (atomically) after a rebuild and once its log tail grows past
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import warnings
 from pathlib import Path
 
@@ -46,7 +50,7 @@ from facespace.index import Index, IndexingError
 from facespace.people.distances import person_centroids
 from facespace.people.gallery.changes import changes_since, gallery_uuid, generation, log_token
 
-__all__ = ["EXACT_MAX_ITEMS", "GalleryIndex", "INDEXED_SCORINGS", "read_rows"]
+__all__ = ["EXACT_MAX_ITEMS", "GalleryIndex", "INDEXED_SCORINGS", "forget_held", "read_rows"]
 
 INDEXED_SCORINGS = ("nearest", "centroid")  # "snorm" normalises per probe: the exact scan names it
 EXACT_MAX_ITEMS = 50_000  # above this many faces (or centroids) a rebuilt index is an HNSW graph
@@ -73,6 +77,28 @@ def read_rows(db: sqlite3.Connection, ids: np.ndarray | None, code_size: int, *,
     return face_ids, person_ids, codes
 
 
+class _Held:
+    """An index in memory, the generation it reflects and the log entry there (gallery uuid and
+    token); shared by every `GalleryIndex` of one gallery file in a process, so a server that opens
+    the gallery per request loads the snapshot once."""
+
+    def __init__(self) -> None:
+        self.index: Index | None = None
+        self.generation = -1  # of the log, that `index` reflects
+        self.saved_generation = -1  # of the snapshot file
+        self.mark = ("", 0)  # (gallery uuid, token of the log entry at `generation`)
+        self.lock = threading.RLock()
+
+
+_HELD: dict[tuple[str, str, str], _Held] = {}
+
+
+def forget_held() -> None:
+    """Drop the indexes this process holds in memory (the next `sync` reads the snapshot file, as a
+    new process would)."""
+    _HELD.clear()
+
+
 class GalleryIndex:
     """The index beside one open gallery, caught up with its rows on every `sync`.
 
@@ -87,10 +113,15 @@ class GalleryIndex:
             raise FacespaceError(f"a gallery index serves scoring {' or '.join(INDEXED_SCORINGS)}; not {scoring!r}")
         self.db, self.metric, self.scoring, self.code_size = db, metric, scoring, int(code_size)
         self.file = None if path == ":memory:" else Path(str(path) + ".index")
-        self.index: Index | None = None
-        self.generation = -1  # of the log, that `index` reflects
-        self.saved_generation = -1  # of the snapshot file
+        self.held = _Held() if self.file is None else \
+            _HELD.setdefault((str(self.file.resolve()), scoring, metric), _Held())
         self.rebuilt = 0  # how many times this object rebuilt from the rows (for tests and benchmarks)
+
+    # the state lives in `self.held`, shared with the gallery's other open objects in this process
+    index = property(lambda self: self.held.index, lambda self, v: setattr(self.held, "index", v))
+    generation = property(lambda self: self.held.generation, lambda self, v: setattr(self.held, "generation", v))
+    saved_generation = property(lambda self: self.held.saved_generation,
+                                lambda self, v: setattr(self.held, "saved_generation", v))
 
     # --- keeping up ---------------------------------------------------------------------------
     def sync(self) -> Index:
@@ -101,11 +132,17 @@ class GalleryIndex:
         Returns:
             The `Index`: ids are face ids ("nearest") or person ids ("centroid").
         """
+        with self.held.lock:
+            return self._sync()
+
+    def _sync(self) -> Index:
         own = not self.db.in_transaction  # a caller's read transaction keeps its snapshot for what it reads next
         if own:
             self.db.execute("BEGIN")  # one read snapshot: the rows and the log agree
         try:
             now = generation(self.db)
+            if self.index is not None and (self.generation > now or self.held.mark != self._mark(self.generation)):
+                self.index = None  # held for another file at this path, or another history of it
             if self.index is not None and self.generation == now:
                 return self.index
             if self.index is None:
@@ -114,6 +151,7 @@ class GalleryIndex:
                 self._replay()
             if self.index is None or not self._matches_rows() or self._outgrown():
                 self._rebuild(now)
+            self.held.mark = self._mark(self.generation)
         finally:
             if own:
                 self.db.execute("COMMIT")
@@ -121,6 +159,9 @@ class GalleryIndex:
         if tail > 0 and tail >= max(SNAPSHOT_MIN_TAIL, SNAPSHOT_TAIL * len(self.index)) or self.saved_generation < 0:
             self.save()
         return self.index
+
+    def _mark(self, gen: int) -> tuple[str, int]:
+        return gallery_uuid(self.db), log_token(self.db, gen)
 
     def _record(self) -> dict:
         return {"gallery_uuid": gallery_uuid(self.db), "generation": self.generation,
