@@ -350,3 +350,41 @@ def test_open_set_scores_of_the_sample_match_the_full_ones_at_rate_one(tmp_path,
     rows = sample_rows(g)
     np.testing.assert_allclose(sorted(r[3] for r in rows.values()), np.sort(impostor), atol=1e-9)
     np.testing.assert_allclose(sorted(r[1] for r in rows.values()), np.sort(genuine), atol=1e-9)
+
+
+def test_threads_of_one_process_share_the_index_safely(tmp_path):
+    import threading
+
+    rng = np.random.default_rng(10)
+    faces = people_codes(rng, 40, 3)
+    probes = rng.normal(size=(20, 16)).astype(np.float32)
+    with Gallery(tmp_path / "g.db", CodeEncoder()) as g:
+        enrol(g, faces[:10])
+    errors = []
+
+    def writer():
+        try:
+            with Gallery(tmp_path / "g.db", CodeEncoder()) as g:
+                for i in range(10, 40):
+                    g.enroll(f"p{i}", faces[i], force=True)
+                    if i % 5 == 0:
+                        g.remove(f"p{i - 8}")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def reader():
+        try:
+            with Gallery(tmp_path / "g.db", CodeEncoder()) as g:
+                for _ in range(30):
+                    g.identify_codes(probes)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    with Gallery(tmp_path / "g.db", CodeEncoder()) as g:
+        assert_same(g.identify_codes(probes), full_scan(g, probes))

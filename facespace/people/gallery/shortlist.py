@@ -60,12 +60,15 @@ def identify_indexed(gindex: GalleryIndex, probes: np.ndarray, *, threshold: flo
         One `Identification` per probe (`quality` None), equal to the full scan's.
     """
     db = gindex.db
-    db.execute("BEGIN")  # the index and every row read below from one snapshot, whatever other writers do
-    try:
-        return _identify(gindex, gindex.sync(), probes, threshold=threshold, k=k, per_person=per_person,
-                         radius=radius, override=override)
-    finally:
-        db.execute("COMMIT")
+    # the index and every row read below from one snapshot, whatever other writers do; and no other
+    # thread of this process catches the shared index up while it is searched
+    with gindex.held.lock:
+        db.execute("BEGIN")
+        try:
+            return _identify(gindex, gindex.sync(), probes, threshold=threshold, k=k, per_person=per_person,
+                             radius=radius, override=override)
+        finally:
+            db.execute("COMMIT")
 
 
 def _identify(gindex: GalleryIndex, index: Index, probes: np.ndarray, *, threshold: float, k: int,
