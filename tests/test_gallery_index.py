@@ -388,3 +388,19 @@ def test_threads_of_one_process_share_the_index_safely(tmp_path):
     assert not errors
     with Gallery(tmp_path / "g.db", CodeEncoder()) as g:
         assert_same(g.identify_codes(probes), full_scan(g, probes))
+
+
+def test_an_index_of_the_users_at_the_snapshots_path_is_never_written_over(tmp_path):
+    from facespace.index import Index
+
+    rng = np.random.default_rng(11)
+    mine = Index(16)
+    mine.add(rng.normal(size=(5, 16)))
+    mine.save(tmp_path / "g.db.index")
+    before = (tmp_path / "g.db.index").read_bytes()
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, people_codes(rng, 10, 3))
+    probes = probes_for(g, rng)
+    with pytest.warns(UserWarning, match="not this gallery's"):
+        assert_same(g.identify_codes(probes), full_scan(g, probes))
+    assert (tmp_path / "g.db.index").read_bytes() == before

@@ -88,6 +88,7 @@ class _Held:
         self.generation = -1  # of the log, that `index` reflects
         self.saved_generation = -1  # of the snapshot file
         self.mark = ("", 0)  # (gallery uuid, token of the log entry at `generation`)
+        self.foreign = False  # the snapshot's path holds an index that is not a gallery's: never written over
         self.lock = threading.RLock()
 
 
@@ -177,7 +178,13 @@ class GalleryIndex:
         except (IndexingError, OSError) as e:
             warnings.warn(f"the gallery index {self.file} is unreadable ({e}); rebuilding it from the gallery", stacklevel=3)
             return
-        rec = (index.model or {}).get("gallery") or {}
+        if not isinstance(index.model, dict) or "gallery" not in index.model:
+            self.held.foreign = True
+            warnings.warn(f"{self.file} is an index that is not this gallery's (`index build` made it?); it is left "
+                          "as it is and the gallery's index is kept in memory only: move that file elsewhere",
+                          stacklevel=3)
+            return
+        rec = index.model["gallery"] or {}
         gen = int(rec.get("generation", -1))
         if (rec.get("gallery_uuid") != gallery_uuid(self.db) or rec.get("scoring") != self.scoring
                 or rec.get("metric") != self.metric or index.dim != self.code_size or not 0 <= gen <= now
@@ -234,7 +241,7 @@ class GalleryIndex:
     def save(self) -> None:
         """Write the snapshot atomically; a gallery in a folder this process cannot write to goes on
         without one (it is rebuilt in memory when opened)."""
-        if self.file is None or self.index is None:
+        if self.file is None or self.index is None or self.held.foreign:
             return
         self.index.model = {"gallery": self._record()}
         try:
