@@ -55,8 +55,9 @@ __all__ = ["EXACT_MAX_ITEMS", "GalleryIndex", "INDEXED_SCORINGS", "forget_held",
 
 INDEXED_SCORINGS = ("nearest", "centroid")  # "snorm" normalises per probe: the exact scan names it
 EXACT_MAX_ITEMS = 50_000  # above this many faces (or centroids) a rebuilt index is an HNSW graph
-# ef_search 4096: at 1M random faces one probe in 17 ms, the full scan's names for all 50 probes and
-# its whole answer (5 candidates and distances) for 0.96 / 0.84 of known / stranger probes (1024: 10 ms, 0.40)
+# ef_search 4096: at 1M random faces one probe in 12.5 ms, the full scan's names for all 50 probes and its
+# whole answer (5 candidates and distances) for 0.92 / 1.00 of known / stranger probes (1024: 6.4 ms and
+# 0.60 / 0.32; 16384: 35.5 ms and 1.00 / 1.00); search_scale_gallery.md
 HNSW_SETTINGS = {"M": 16, "ef_construction": 100, "ef_search": 4096}
 SNAPSHOT_TAIL = 0.02  # rewrite the snapshot once the changes since it exceed this share of its items
 SNAPSHOT_MIN_TAIL = 500  # ... and this many log entries
