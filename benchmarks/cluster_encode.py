@@ -157,6 +157,25 @@ def projection(enc: dict, overhead: dict, write: dict) -> dict:
             "images_per_s": TARGET_PHOTOS / max(compute, serial)}
 
 
+def full_set(err: Path) -> dict:
+    """The whole of LFW through `--cluster local:2`, from `/usr/bin/time -v`'s report and the command's summary."""
+    text = err.read_text()
+
+    def field(name: str) -> str:
+        return re.search(rf"{re.escape(name)}: (.+)", text).group(1).strip()
+
+    clock = [float(x) for x in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")]
+    wall = sum(x * 60 ** i for i, x in enumerate(reversed(clock)))
+    summary = json.loads(err.with_suffix(".out").read_text().strip().splitlines()[-1])
+    rates = RATE.findall(text)
+    return {"command": field("Command being timed").strip('"').replace(str(ROOT) + "/", ""), "wall_s": wall,
+            "images": summary["files"], "codes": summary["count"], "failed": summary["failed"],
+            "shards": summary["shards"], "images_per_s": summary["files"] / wall,
+            "job_images_per_s": float(rates[-1][2]) if rates else None,
+            "cpu_s": float(field("User time (seconds)")) + float(field("System time (seconds)")),
+            "max_rss_mb": int(field("Maximum resident set size (kbytes)")) / 1024}
+
+
 def write_results(res: dict) -> None:
     m = res["machine"]
     lines = [
@@ -175,6 +194,13 @@ def write_results(res: dict) -> None:
                   "jobs held the 2 cores (load average about 10), so one command over all 13,233 would have taken "
                   f"about {13233 / wall / 60:.0f} min here. Images per CPU second does not depend on that load, and "
                   "the projection is made from it.", ""]
+    if "full_set" in res:
+        f = res["full_set"]
+        lines += [f"All {f['images']:,} photos through 2 workers, once: `{f['command']}` took {f['wall_s'] / 60:.1f} min "
+                  f"({f['images_per_s']:.1f} images/s; the job {f['job_images_per_s']:.1f}), {f['codes']:,} codes in "
+                  f"{f['shards']} shards, {f['failed']} failed, {f['cpu_s']:.0f} CPU s ({f['images'] / f['cpu_s']:.1f} "
+                  f"images per CPU second), the largest process {f['max_rss_mb']:.0f} MB resident"
+                  f"{'; ' + f['note'] if f.get('note') else ''}.", ""]
     for enc in res["encode"]:
         lines += [f"## {enc['photos']:,} LFW photos, `--model {enc['model']}`, shards of {enc.get('shard_size', SHARD)}",
                   "",
@@ -235,6 +261,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=13233, help="LFW photos for faces-ae (13,233: all)")
     ap.add_argument("--dlib", type=int, default=0, help="also --model dlib on this many photos (0: skip)")
+    ap.add_argument("--full-log", type=Path, help="with --report: the stderr of `/usr/bin/time -v facespace encode "
+                    "LFW ... --cluster local:2` over every photo, its stdout beside it as .out")
     ap.add_argument("--report", type=Path, help="write the results from a (partial) JSON of an earlier run, "
                     "measuring only the overheads")
     a = ap.parse_args()
@@ -250,6 +278,9 @@ def main() -> None:
                 res["task_overhead"] = task_overhead()
             if "driver_write" not in res:
                 res["driver_write"] = driver_write_cost(Path(tmp))
+        if a.full_log:
+            res["full_set"] = {**full_set(a.full_log),
+                               "note": f"load average about {os.getloadavg()[1]:.0f} at its end"}
         res["projection"] = projection(res["encode"][0], res["task_overhead"], res["driver_write"])
         if a.dlib or "load_end" not in res["machine"]:
             res["machine"]["load_end"] = os.getloadavg()
