@@ -335,7 +335,6 @@ def main(argv: list[str] | None = None) -> None:
         state["sets"].update({int(k): v for k, v in pm["sets"].items() if int(k) not in sizes})
         state["budgets"].update({int(k): v for k, v in pm.get("budgets", {}).items() if int(k) not in sizes})
         state["skipped"] += [t for t in pm["skipped"] if not any(t.startswith(f"{n:,}:") for n in sizes)]
-        state["skipped"] = [t for t in state["skipped"] if t not in args.note]
         state["earlier"] = pm.get("earlier", []) + [{k: pm[k] for k in ("date", "command", "complete", "total_seconds")}
                                                      | {"load_average": pm["machine"]["load_average_after"]}]
 
@@ -349,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
                         "load_average_after": [round(v, 2) for v in os.getloadavg()]},
             "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                          "faiss": faiss.__version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0")},
-            "queries": args.queries, "k": K, "metric": "l2", "sets": state["sets"], "skipped": state["skipped"],
+            "queries": args.queries, "k": K, "metric": "l2", "sets": state["sets"],
+            "skipped": state["skipped"] + [t for t in args.note if t not in state["skipped"]],  # notes kept by --keep
             "budgets": state["budgets"], "earlier": state["earlier"],
             "total_seconds": round(time.perf_counter() - started, 1),
         }  # fmt: skip
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
             table(rows), "", "Target at 10M: recall@10 >= 0.95 at >= 50x exact's q/s, serving RSS <= 1/4 of the raw vectors:",
             "", *verdicts(rows), "",
-            *[f"- {k}" for k in state["skipped"] + args.note],
+            *[f"- {k}" for k in state["skipped"] + [t for t in args.note if t not in state["skipped"]]],
             f"- date: {meta['date']}", f"- command: `{meta['command']}`",
             *[f"- earlier rows from: `{e['command']}` ({e['date']}, load average after {e['load_average']})"
               for e in state["earlier"]],
