@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from facespace.data.alterations import alter_image
 from facespace.index import Index
 from facespace.models.registry import resolve_model
 from facespace.people.distances import pair_distances
@@ -21,15 +20,10 @@ from facespace.pipelines.duplicate_threshold import encode_files, learn_max_dist
 from facespace.pipelines.indexing import build_index
 from facespace.pipelines.retrieval import find_duplicates
 
-N_FACES = 40
-PLANTED = (("copy_same.png", 0, "same bytes"), ("copy_q60.jpg", 1, "jpeg60"), ("copy_small.png", 2, "resize80"),
-           ("copy_bright.png", 3, "brighter6"), ("copy_trim.png", 4, "trim1"))
+from duplicate_helpers import N_FACES, PLANTED, face, found_pairs, planted_set, truth_pairs  # noqa: E402
+
 LOOKALIKE = ("face_05.png", "lookalike.png")  # two distinct photos, one made to share the other's coarse layout
 CODES = "pixels:4"  # a model whose codes are coarse: 4x4 pixels
-
-
-def face(pictures: np.ndarray, i: int) -> Image.Image:
-    return Image.fromarray((pictures[i] * 255).astype(np.uint8)).resize((100, 100), Image.Resampling.BICUBIC)
 
 
 def blur(x: np.ndarray) -> np.ndarray:
@@ -41,38 +35,11 @@ def faces(tmp_path_factory):
     """40 grey faces (scikit-image's LFW subset, 100x100 PNGs), 5 planted copies, and a look-alike of
     face 5: another face's details over face 5's blurred layout, so that its 4x4 code lies as close to
     face 5's as a copy's (cosine ~0.001) while its 32x32 pixels are another face's (~0.03)."""
-    from skimage.data import lfw_subset
-
-    from facespace.models.pca import PCAAutoencoder
-    from facespace.models.registry import save_model
-
-    root = tmp_path_factory.mktemp("confirm")
-    folder = root / "photos"
-    folder.mkdir()
-    pictures = lfw_subset()[:100]
-    for i in range(N_FACES):
-        face(pictures, i).save(folder / f"face_{i:02d}.png")
-    for name, i, how in PLANTED:
-        src = folder / f"face_{i:02d}.png"
-        if how == "same bytes":
-            shutil.copyfile(src, folder / name)
-        else:
-            (folder / name).write_bytes(alter_image(Image.open(src), how))
+    made, pictures = planted_set(tmp_path_factory.mktemp("confirm"))
+    folder = made["folder"]
     a, c = (np.asarray(face(pictures, i), np.float32) for i in (5, 60))
     Image.fromarray(np.clip(c - blur(c) + blur(a), 0, 255).astype(np.uint8)).save(folder / LOOKALIKE[1])
-    other = np.stack([np.asarray(Image.fromarray((p * 255).astype(np.uint8)).resize((16, 16), Image.Resampling.BOX),
-                                 np.float32)[..., None] / 255 for p in pictures[N_FACES:]])
-    save_model(PCAAutoencoder(code_size=12).fit(np.repeat(other, 3, axis=3)), root / "pca.safetensors")
-    return {"root": root, "folder": folder, "pca": root / "pca.safetensors"}
-
-
-def truth_pairs() -> set[tuple[str, str]]:
-    return {tuple(sorted((f"face_{i:02d}.png", name))) for name, i, _ in PLANTED}
-
-
-def found_pairs(index: Index, groups: list[list[int]]) -> set[tuple[str, str]]:
-    names = {int(i): m["path"].rsplit("/", 1)[1] for i, m in zip(index.ids, index.get_metadata(index.ids))}
-    return {tuple(sorted((names[a], names[b]))) for g in groups for a in g for b in g if a < b}
+    return made
 
 
 @pytest.fixture(scope="module")
