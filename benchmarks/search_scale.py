@@ -35,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lfw_windows import CHUNK, make_codes  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-LFW = Path(os.environ.get("FACESPACE_SHARED", ROOT.parent / "shared" / "data")) / "lfw" / "lfw-deepfunneled"
 K = 10
-CHUNK = 500_000  # codes generated, or added, at a time
 
 
 def log(msg: str) -> None:
@@ -61,63 +62,6 @@ def memory_now() -> dict[str, float]:
 
 
 # ---- the codes
-
-
-def window_codes(imgs: np.ndarray, mean: np.ndarray, comps: np.ndarray) -> np.ndarray:
-    """`(p, 98, 3, 32)` float32: each 32x32 window (7x7 offsets, mirrored or not) projected per channel."""
-    per_channel = [comps[c::3] for c in range(3)]  # (1024, 32) each: pixels are flattened y, x, channel
-    out = np.zeros((len(imgs), 98, 3, comps.shape[1]), np.float32)
-    for flip in (0, 1):
-        src = imgs[:, :, ::-1] if flip else imgs
-        win = np.lib.stride_tricks.sliding_window_view(src, (32, 32), axis=(1, 2))  # (p, 7, 7, 3, 32, 32)
-        for c in range(3):
-            w = np.ascontiguousarray(win[:, :, :, c]).reshape(len(imgs), 49, 1024)
-            out[:, flip * 49 : (flip + 1) * 49, c] = w @ per_channel[c]
-    return out
-
-
-def make_codes(n: int, n_queries: int, folder: Path) -> tuple[Path, Path, str]:
-    """The codes file `(n, 32)` and queries `(n_queries, 32)` (.npy), made once and kept in `folder`."""
-    codes_path, query_path = folder / f"lfw_views_{n}.npy", folder / f"lfw_views_queries_{n_queries}.npy"
-    how_path = folder / f"lfw_views_{n}.json"
-    if how_path.is_file() and codes_path.is_file() and query_path.is_file():
-        return codes_path, query_path, json.loads(how_path.read_text())["how"]
-    from sklearn.decomposition import PCA
-
-    from facespace.data import load_faces
-
-    folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    faces = load_faces(LFW, size=38, crop=(71, 71, 179, 179), progress=False)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(faces))
-    qi, gi = order[:n_queries], order[n_queries:]
-    imgs = faces.images  # (N, 38, 38, 3)
-    centre = np.ascontiguousarray(imgs[gi, 3:35, 3:35]).reshape(len(gi), -1)
-    pca = PCA(32, svd_solver="randomized", random_state=0).fit(centre)
-    mean, comps = pca.mean_.astype(np.float32), pca.components_.T.astype(np.float32)  # (3072,), (3072, 32)
-    offset = mean @ comps  # (32,)
-    P = np.concatenate([window_codes(imgs[gi[s : s + 500]], mean, comps) for s in range(0, len(gi), 500)])
-    Q = window_codes(imgs[qi], mean, comps)
-
-    def views(table: np.ndarray, photos: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        gain = rng.uniform(0.8, 1.2, (len(photos), 1)) * rng.uniform(0.9, 1.1, (len(photos), 3))  # (m, 3)
-        return np.einsum("mc,mcd->md", gain.astype(np.float32), table[photos, windows]) - offset
-
-    queries = views(Q, np.arange(len(qi)), rng.integers(0, 98, len(qi))).astype(np.float32)
-    np.save(query_path, queries)
-    out = np.lib.format.open_memmap(codes_path, mode="w+", dtype=np.float32, shape=(n, 32))
-    for start in range(0, n, CHUNK):
-        m = min(CHUNK, n - start)
-        out[start : start + m] = views(P, rng.integers(0, len(gi), m), rng.integers(0, 98, m))
-    out.flush()
-    del out
-    how = (f"real-like: PCA(32) codes of views of {len(gi):,} LFW photos (a random photo, one of its 98 windows, "
-           f"brightness 0.8-1.2 x gain per channel 0.9-1.1; linear, not clipped), {n:,} views; queries: one view of "
-           f"each of {n_queries:,} held-out photos")  # fmt: skip
-    how_path.write_text(json.dumps({"how": how, "seconds": round(time.perf_counter() - t0, 1)}))
-    log(f"made {n:,} codes in {time.perf_counter() - t0:.0f} s: {codes_path}")
-    return codes_path, query_path, how
 
 
 # ---- one method, in its own processes
@@ -387,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     hnsw_max = parse_size(args.hnsw_max)
     M, efc = (int(v) for v in args.hnsw.split(":"))
     for n in sizes:
-        codes, queries, how = make_codes(n, args.queries, cache)
+        codes, queries, how = make_codes(n, args.queries, cache, log)
         state["sets"][n] = how
         truth = None
         budget = int(float(args.memory) * n * 32 * 4)

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lfw_windows import LFW, lfw_augmented_codes  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-LFW = Path(os.environ.get("FACESPACE_SHARED", ROOT.parent / "shared" / "data")) / "lfw" / "lfw-deepfunneled"
 K = 10
 
 
@@ -193,53 +195,6 @@ def lfw_codes(model_path: str | None, n_queries: int, log) -> tuple[np.ndarray, 
         codes, how = pca.transform(flat).astype(np.float32), "scikit-learn PCA(32) of 32x32 RGB pixels, fitted on the gallery"
     log(f"LFW: {len(faces)} faces, {how}")
     return np.ascontiguousarray(codes[gi]), np.ascontiguousarray(codes[qi]), how
-
-
-def lfw_augmented_codes(n: int, n_queries: int, log) -> tuple[np.ndarray, np.ndarray, str]:
-    """A real-like set of `n` codes: PCA(32) codes of augmented LFW photos, and held-out queries.
-
-    Each LFW photo is loaded at 38x38 from a 108-pixel box (the usual 90-pixel crop plus 9 pixels
-    each side); an augmentation is a 32x32 window at one of 7x7 offsets, mirrored or not, times a
-    brightness factor in [0.8, 1.2]. The `n_queries` query photos (chosen with seed 0) are left out
-    of the set entirely; each query is one random augmentation of its photo. PCA is fitted on the
-    centred, unmirrored windows of the set's photos. So the set is 12,233 photos x ~82 views: it has
-    the near-duplicate structure of a real photo library (many views per photo), which makes it
-    easier for graphs than random vectors; say so when quoting it.
-    """
-    from sklearn.decomposition import PCA
-
-    from facespace.data import load_faces
-
-    faces = load_faces(LFW, size=38, crop=(71, 71, 179, 179), progress=False)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(faces))
-    qi, gi = order[:n_queries], order[n_queries:]
-    imgs = faces.images  # (N, 38, 38, 3)
-    centre = np.ascontiguousarray(imgs[gi, 3:35, 3:35]).reshape(len(gi), -1)
-    pca = PCA(32, svd_solver="randomized", random_state=0).fit(centre)
-    mean, comps = pca.mean_.astype(np.float32), pca.components_.T.astype(np.float32)  # (3072,), (3072, 32)
-
-    def views(photos: np.ndarray, per: int) -> np.ndarray:
-        """Codes `(len(photos) * per, 32)` of `per` distinct random augmentations of each photo."""
-        combos = np.stack([rng.permutation(98)[:per] for _ in photos])  # (p, per) of 7*7*2
-        p = np.repeat(photos, per)
-        dy, dx, flip = (combos.ravel() // 14), (combos.ravel() // 2) % 7, combos.ravel() % 2
-        win = np.lib.stride_tricks.sliding_window_view(imgs[photos], (32, 32), axis=(1, 2))  # (p, 7, 7, 3, 32, 32)
-        w = win[np.repeat(np.arange(len(photos)), per), dy, dx]  # (m, 3, 32, 32)
-        w = np.where(flip[:, None, None, None] == 1, w[..., ::-1], w).transpose(0, 2, 3, 1)  # (m, 32, 32, 3)
-        w = np.clip(w * rng.uniform(0.8, 1.2, len(w)).astype(np.float32)[:, None, None, None], 0, 1)
-        assert len(p) == len(w)
-        return (w.reshape(len(w), -1) - mean) @ comps
-
-    per = -(-n // len(gi))
-    chunks = [views(gi[s : s + 200], per) for s in range(0, len(gi), 200)]
-    codes = np.concatenate(chunks)[rng.permutation(len(gi) * per)[:n]]
-    queries = views(qi, 1)
-    how = (f"real-like: PCA(32) codes of {len(gi):,} LFW photos x up to {per} augmentations each (32x32 window at 7x7 "
-           f"offsets of a 38x38 load of the 108-px box, mirror, brightness 0.8-1.2), {n:,} kept; queries: "
-           f"one augmentation of each of {n_queries} held-out photos")  # fmt: skip
-    log(how)
-    return np.ascontiguousarray(codes, np.float32), np.ascontiguousarray(queries, np.float32), how
 
 
 def table(rows: list[dict]) -> str:
