@@ -48,6 +48,24 @@ def planted_set(root: Path) -> tuple[dict, np.ndarray]:
     return {"root": root, "folder": folder, "pca": root / "pca.safetensors"}, pictures
 
 
+def split_for_against(folder: Path, root: Path, extra: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """`(new, ref)` folders under `root` for `--against`: the originals in ref, the planted copies
+    (and `extra` files of `folder`) in new."""
+    new, ref = root / "new", root / "ref"
+    new.mkdir()
+    ref.mkdir()
+    for i in range(N_FACES):
+        shutil.copyfile(folder / f"face_{i:02d}.png", ref / f"face_{i:02d}.png")
+    for name in [p[0] for p in PLANTED] + list(extra):
+        shutil.copyfile(folder / name, new / name)
+    return new, ref
+
+
+def pairs_across(csv_rows: list[list[str]]) -> set[tuple[str, str]]:
+    """The (new, ref) file-name pairs of `index duplicates --against`'s CSV rows (header first)."""
+    return {tuple(sorted((r[0].rsplit("/", 1)[1], r[1].rsplit("/", 1)[1]))) for r in csv_rows[1:]}
+
+
 def truth_pairs() -> set[tuple[str, str]]:
     return {tuple(sorted((f"face_{i:02d}.png", name))) for name, i, _ in PLANTED}
 

@@ -20,7 +20,8 @@ from facespace.pipelines.duplicate_threshold import encode_files, learn_max_dist
 from facespace.pipelines.indexing import build_index
 from facespace.pipelines.retrieval import find_duplicates
 
-from duplicate_helpers import N_FACES, PLANTED, face, found_pairs, planted_set, truth_pairs  # noqa: E402
+from duplicate_helpers import (face, found_pairs, pairs_across, planted_set,  # noqa: E402
+                               split_for_against, truth_pairs)
 
 LOOKALIKE = ("face_05.png", "lookalike.png")  # two distinct photos, one made to share the other's coarse layout
 CODES = "pixels:4"  # a model whose codes are coarse: 4x4 pixels
@@ -195,18 +196,12 @@ def test_cli_confirms_by_default_and_says_so(coarse_file, run_cli, tmp_path):
 
 
 def test_cli_against_a_reference_folder_confirms_too(faces, run_cli, tmp_path):
-    new, ref = tmp_path / "new", tmp_path / "ref"
-    new.mkdir()
-    ref.mkdir()
-    for i in range(N_FACES):
-        shutil.copyfile(faces["folder"] / f"face_{i:02d}.png", ref / f"face_{i:02d}.png")
-    for name in [p[0] for p in PLANTED] + [LOOKALIKE[1]]:
-        shutil.copyfile(faces["folder"] / name, new / name)
+    new, ref = split_for_against(faces["folder"], tmp_path, extra=(LOOKALIKE[1],))
     found = {}
     for option in ("--confirm", "--no-confirm"):
         code, out, err = run_cli("index", "duplicates", new, "--against", ref, "--model", CODES, option)
         assert code == 0, err
-        found[option] = {tuple(sorted((r[0].rsplit("/", 1)[1], r[1].rsplit("/", 1)[1]))) for r in rows(out)[1:]}
+        found[option] = pairs_across(rows(out))
     assert found["--confirm"] == truth_pairs() and tuple(sorted(LOOKALIKE)) in found["--no-confirm"]
 
 

@@ -21,7 +21,8 @@ from facespace.data.alterations import alter_image
 from facespace.pipelines.indexing import build_index
 from facespace.pipelines.retrieval import find_duplicates
 
-from duplicate_helpers import N_FACES, PLANTED, found_pairs, planted_set, truth_pairs  # noqa: E402
+from duplicate_helpers import (N_FACES, PLANTED, found_pairs, pairs_across, planted_set,  # noqa: E402
+                               split_for_against, truth_pairs)
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
@@ -211,16 +212,10 @@ def test_cli_duplicates_with_no_option_learns_and_reports(pca_index, run_cli, tm
 
 
 def test_cli_duplicates_against_a_reference_folder_learns_too(faces, run_cli, tmp_path):
-    new, ref = tmp_path / "new", tmp_path / "ref"
-    new.mkdir()
-    ref.mkdir()
-    for i in range(N_FACES):
-        shutil.copyfile(faces["folder"] / f"face_{i:02d}.png", ref / f"face_{i:02d}.png")
-    for name, _, _ in PLANTED:
-        shutil.copyfile(faces["folder"] / name, new / name)
+    new, ref = split_for_against(faces["folder"], tmp_path)
     code, out, err = run_cli("index", "duplicates", new, "--against", ref, "--model", faces["pca"])
     assert code == 0, err
-    found = {tuple(sorted((r[0].rsplit("/", 1)[1], r[1].rsplit("/", 1)[1]))) for r in rows(out)[1:]}
+    found = pairs_across(rows(out))
     assert found == truth_pairs() and "max distance" in err
 
 
