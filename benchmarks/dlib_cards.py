@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from identity_dlib import NAME, codes_for, label, load_codes  # noqa: E402
+from dlib_codes import codes_for, load_codes  # noqa: E402
+from identity_dlib import NAME, label  # noqa: E402
 from verification import RESULTS  # noqa: E402
 
 from facespace.people.adaptation import CodeAdapter  # noqa: E402

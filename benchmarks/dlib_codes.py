@@ -49,6 +49,21 @@ def _encode(paths: list[str]) -> tuple:
     return z, zf, np.array(boxes), np.array(located)
 
 
+def load_codes(path: Path = OUT):
+    """`(the cache, names (n,) of each image's person, path -> row)` of the codes this script wrote."""
+    c = np.load(path)
+    paths = [str(p) for p in c["paths"]]
+    names = np.array([p.split("/")[0] for p in paths])
+    row = {p: i for i, p in enumerate(paths)}
+    return c, names, row
+
+
+def codes_for(c, flip: bool) -> np.ndarray:
+    """`(n, 128)` float64 codes of the cache: stock, or averaged with the mirrored chip's."""
+    z = c["codes"].astype(np.float64)
+    return 0.5 * (z + c["codes_flip"]) if flip else z
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)

@@ -11,7 +11,8 @@ import sys
 if sys.argv[1:] == ["encode"]:
     import time, numpy as np
     sys.path.insert(0, "benchmarks")
-    from identity_dlib import load_codes, pair_index
+    from dlib_codes import load_codes
+    from identity_dlib import pair_index
     from dlib_codes import LFW as IM
     from verification import LFW
     from facespace.data.pairs import read_pairs
@@ -42,7 +43,8 @@ if sys.argv[1:] == ["encode"]:
 else:
     import numpy as np
     sys.path.insert(0, "benchmarks")
-    from identity_dlib import load_codes, pair_index
+    from dlib_codes import load_codes
+    from identity_dlib import pair_index
     from verification import LFW
     from facespace.data.pairs import read_pairs
     from facespace.people.thresholds import calibrate_threshold, pair_accuracy, roc_metrics

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dlib_codes import LFW as LFW_IMAGES  # noqa: E402
-from identity_dlib import load_codes  # noqa: E402
+from dlib_codes import load_codes  # noqa: E402
 from verification import RESULTS, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
