@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,12 +46,12 @@ from facespace.data.crops import RECORDED
 from facespace.people.cohort_norm import CohortNorm
 from facespace.people.gallery.changes import ensure_log, has_log
 from facespace.people.gallery.gallery_index import INDEXED_SCORINGS, GalleryIndex
-from facespace.people.gallery.intake import encode_faces, prepare_people
+from facespace.people.gallery.intake import check_codes, encode_faces, prepare_people
 from facespace.people.gallery.matching import REJECT_FRACTION, Identification, match_codes
 from facespace.people.gallery.sampled import recalibrate
 from facespace.people.gallery.store import (
-    SCHEMA_VERSION, GalleryError, check_name, connect, create_gallery, db_text, model_fingerprint, read_codes, read_cohort,
-    transaction,
+    GalleryError, check_name, connect, db_text, model_fingerprint, open_gallery, read_codes, read_cohort,
+    remove_gallery_files, transaction,
 )
 from facespace.people.gallery.shortlist import identify_indexed
 from facespace.people.quality import LowQualityError, face_quality
@@ -88,25 +87,9 @@ class Gallery:
                  target_far: float = 0.01, create: bool = True, scoring: str | None = None, cohort: Any = None):
         self.path = str(path)
         self.model = model
-        exists = self.path == ":memory:" or Path(self.path).exists()
-        if not exists and (model is None or not create):
-            raise GalleryError(f"no gallery at {self.path}; enrol someone first (with a model) to create it")
-        self._new = not exists and self.path != ":memory:"  # removed again if its first enrolment fails
-        if exists and self.path != ":memory:" and Path(self.path).is_dir():
-            raise GalleryError(f"{self.path} is a folder; pass a gallery file such as people.db")
-        self.db, tables = connect(self.path)
-        if not tables:
-            try:
-                create_gallery(self.db, self.model, metric=metric, target_far=target_far, scoring=scoring, cohort=cohort)
-            except Exception:
-                self.db.close()  # a gallery that could not be laid out leaves no file behind
-                for suffix in ("", "-wal", "-shm"):
-                    if self._new:
-                        Path(self.path + suffix).unlink(missing_ok=True)
-                raise
-        self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
-        if int(self.meta.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise GalleryError(f"{self.path} was written by a newer facespace; upgrade facespace")
+        # `_new`: this object created the file, which is removed again if its first enrolment fails
+        self.db, self.meta, self._new = open_gallery(self.path, model, create=create, metric=metric,
+                                                     target_far=target_far, scoring=scoring, cohort=cohort)
         if model is not None:
             self._check_model(model)
         ensure_log(self.db)  # the change log the index beside the gallery catches up from
@@ -209,7 +192,7 @@ class Gallery:
             codes: `(n, d)` float32 (or one `(d,)` code).
         """
         threshold = self._threshold_for(max_distance)
-        z = self._check_codes(codes)
+        z = check_codes(codes, self.meta)
         per_person = dict(self.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
         stored = dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'reject_radius'")).get("reject_radius")
         radius = max(float(stored) if stored else REJECT_FRACTION * threshold, 1e-6)
@@ -229,17 +212,6 @@ class Gallery:
                                        code_size=int(self.meta["code_size"]))
         return self._index
 
-    def _check_codes(self, codes: Any) -> np.ndarray:
-        z = np.asarray(codes, np.float32)
-        z = z[None] if z.ndim == 1 else z
-        d = int(self.meta["code_size"])
-        if z.ndim != 2 or z.shape[1] != d:
-            raise GalleryError(f"codes have shape {z.shape} but this gallery holds codes of size {d}; "
-                               f"use codes made with its model ({self.meta.get('model_kind')} {self.meta.get('model_path')})")
-        if not np.isfinite(z).all():
-            raise GalleryError("codes contain NaN or infinite values")
-        return z
-
     # --- corrections ---------------------------------------------------------------------------
     def reject(self, image_or_code: Any, name: str, *, source: str | None = None, crop: Any = RECORDED) -> int:
         """"Not this person": never name this face (or near-identical ones) as `name` again.
@@ -254,7 +226,7 @@ class Gallery:
         """
         x = image_or_code
         if isinstance(x, np.ndarray) and x.ndim in (1, 2):  # images are (H, W, C) or (1, H, W, C)
-            z, src = self._check_codes(x), "code"
+            z, src = check_codes(x, self.meta), "code"
         else:
             z, srcs, _, _, _ = self._encode(x if not isinstance(x, np.ndarray) or x.ndim == 4 else x[None], crop=crop)
             src = srcs[0]
@@ -332,8 +304,7 @@ class Gallery:
         if not self._new or self.db.execute("SELECT 1 FROM people LIMIT 1").fetchone():
             return
         self.db.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(self.path + suffix).unlink(missing_ok=True)
+        remove_gallery_files(self.path)
         self._new = False
         self.db, _ = connect(":memory:")  # closed galleries still answer len() and close()
 

@@ -1,6 +1,6 @@
 """What enrolment does before it writes: images turned into codes with their sources, pixel hashes
 and face sizes, and the checks of a batch of people (quality refusals, an image given twice or to
-two people), all before the gallery's transaction opens.
+two people), all before the gallery's transaction opens; and the check of codes given ready-made.
 
 Example:
     >>> from facespace.models.pixels import PixelEncoder
@@ -24,7 +24,7 @@ from facespace.people.gallery.store import GalleryError, check_name
 from facespace.people.quality import LowQualityError, describe_refusals, face_quality
 from facespace.protocol import Encoder
 
-__all__ = ["encode_faces", "prepare_people"]
+__all__ = ["check_codes", "encode_faces", "prepare_people"]
 
 
 def encode_faces(model: Encoder | None, images: Any, sizes: Any = None, crop: Any = RECORDED, names: Any = None
@@ -90,3 +90,17 @@ def prepare_people(model: Encoder | None, people: dict[str, Any], *, force: bool
             if seen.setdefault(h, name) != name:
                 raise GalleryError(f"{src} is given for both {seen[h]!r} and {name!r}; give each image to one person")
     return batches
+
+
+def check_codes(codes: Any, meta: dict[str, str]) -> np.ndarray:
+    """Codes given ready-made as `(n, d)` float32 (one `(d,)` code too), refused unless they have the
+    gallery's code size (`meta["code_size"]`) and are finite."""
+    z = np.asarray(codes, np.float32)
+    z = z[None] if z.ndim == 1 else z
+    d = int(meta["code_size"])
+    if z.ndim != 2 or z.shape[1] != d:
+        raise GalleryError(f"codes have shape {z.shape} but this gallery holds codes of size {d}; "
+                           f"use codes made with its model ({meta.get('model_kind')} {meta.get('model_path')})")
+    if not np.isfinite(z).all():
+        raise GalleryError("codes contain NaN or infinite values")
+    return z

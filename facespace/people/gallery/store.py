@@ -18,6 +18,7 @@ import base64
 import json
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,6 +140,45 @@ def connect(path: str) -> tuple[sqlite3.Connection, set[str]]:
     if tables and "meta" not in tables:
         raise GalleryError(f"{path} is an SQLite file but not a facespace gallery; pass another file name")
     return db, tables
+
+
+def open_gallery(path: str, model: Any, *, create: bool, metric: str, target_far: float, scoring: str | None,
+                 cohort: Any) -> tuple[sqlite3.Connection, dict[str, str], bool]:
+    """Open the gallery file at `path`, laying it out for `model` when it is new.
+
+    Returns:
+        `(connection, meta rows, new)`: `new` when this call created the file (":memory:" never is).
+
+    Raises:
+        GalleryError: no file and no model (or `create` False), a folder, a file of a newer
+            facespace, anything `connect` or `create_gallery` refuses (a file that could not be
+            laid out is removed again).
+    """
+    exists = path == ":memory:" or Path(path).exists()
+    if not exists and (model is None or not create):
+        raise GalleryError(f"no gallery at {path}; enrol someone first (with a model) to create it")
+    if exists and path != ":memory:" and Path(path).is_dir():
+        raise GalleryError(f"{path} is a folder; pass a gallery file such as people.db")
+    new = not exists and path != ":memory:"
+    db, tables = connect(path)
+    if not tables:
+        try:
+            create_gallery(db, model, metric=metric, target_far=target_far, scoring=scoring, cohort=cohort)
+        except Exception:
+            db.close()  # a gallery that could not be laid out leaves no file behind
+            if new:
+                remove_gallery_files(path)
+            raise
+    meta = dict(db.execute("SELECT key, value FROM meta"))
+    if int(meta.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise GalleryError(f"{path} was written by a newer facespace; upgrade facespace")
+    return db, meta, new
+
+
+def remove_gallery_files(path: str) -> None:
+    """Delete a gallery file and its write-ahead journal files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
 
 
 def db_text(text: str | None) -> bytes | None:
