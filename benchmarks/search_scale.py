@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lfw_windows import CHUNK, make_codes  # noqa: E402
+from search_speed import recall  # noqa: E402  (recall@k against exact, as search_speed.py counts it)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -59,9 +60,6 @@ def memory_now() -> dict[str, float]:
     mb = lambda key: int(fields[key].split()[0]) / 1024  # noqa: E731
     return {"rss_mb": round(mb("VmRSS")), "anon_mb": round(mb("RssAnon")), "file_mb": round(mb("RssFile")),
             "peak_mb": round(mb("VmHWM"))}
-
-
-# ---- the codes
 
 
 # ---- one method, in its own processes
@@ -166,11 +164,6 @@ def run_worker(kind: str, **options) -> dict:
 
 
 # ---- the report
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = [len(np.intersect1d(a[a >= 0], b)) for a, b in zip(found, truth)]
-    return float(np.sum(hits) / truth.size)
 
 
 def params_text(method: str, settings: dict, search: dict) -> str:
