@@ -9,7 +9,8 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, write_people
 
 from facespace.errors import DataError, FacespaceError
-from facespace.people.lfw import _report, evaluate_distances, evaluate_lfw, fold_training_faces, save_roc
+from facespace.people.lfw import _report, evaluate_distances, evaluate_lfw, save_roc
+from facespace.people.lfw_folds import fold_training_faces
 from facespace.people.thresholds import roc_metrics
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from facespace.data.load import load_faces
 from facespace.data.pairs import read_pair_files
 from facespace.errors import FacespaceError
-from facespace.people.lfw import fold_training_faces, tested_folds
+from facespace.people.lfw_folds import fold_training_faces, tested_folds
 from facespace.protocol import Encoder
 
 
