@@ -1,10 +1,9 @@
 """The index beside a gallery: the same answers as the full scan through enrol, remove, reject and
 replace; a missing, stale, foreign or damaged index file rebuilt or caught up; a crash between the
-SQLite commit and the index write; two writers; the sampled calibration of large galleries."""
+SQLite commit and the index write; two writers (the sampled calibration: test_gallery_sampled.py)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -14,70 +13,10 @@ import warnings
 import numpy as np
 import pytest
 
-from facespace.people.distances import centroid_scores, cross_distances, open_set_scores
-from facespace.people.gallery import gallery_index, sampled, shortlist
+from facespace.people.gallery import gallery_index, shortlist
 from facespace.people.gallery.gallery import Gallery
-from facespace.people.gallery.gallery_index import read_rows
-from facespace.people.gallery.matching import calibrate_strangers, match_codes
 
-
-class CodeEncoder:
-    """An encoder whose "images" are codes shaped `(1, 1, d)`: a gallery of given codes."""
-
-    kind = "codes_test"
-
-    def __init__(self, dim: int = 16):
-        self.config = {"dim": dim}
-        self.checkpoint_info: dict = {}
-
-    @property
-    def image_shape(self):
-        return (1, 1, self.config["dim"])
-
-    @property
-    def code_size(self):
-        return self.config["dim"]
-
-    def encode(self, images, *, batch_size=256):
-        return np.asarray(images, np.float32).reshape(len(images), -1).copy()
-
-
-def people_codes(rng: np.random.Generator, n: int, per: int, dim: int = 16, spread: float = 0.5) -> np.ndarray:
-    """`(n, per, 1, 1, dim)` codes: each person a random centre plus noise."""
-    c = rng.normal(size=(n, 1, dim))
-    f = c + spread * rng.normal(size=(n, per, dim))
-    return (f / np.linalg.norm(f, axis=2, keepdims=True)).astype(np.float32)[:, :, None, None, :]
-
-
-def full_scan(g: Gallery, probes: np.ndarray, k: int = 5, max_distance: float | None = None):
-    """Today's answers: every enrolled code scored by `match_codes`."""
-    codes, person, names = g.codes()
-    rej, rej_person = g.rejections()
-    threshold = max_distance if max_distance is not None else g.threshold
-    stored = dict(g.db.execute("SELECT key, value FROM meta")).get("reject_radius")
-    radius = max(float(stored) if stored else 0.1 * threshold, 1e-6)
-    per_person = dict(g.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
-    return match_codes(probes, codes, person, names, threshold=threshold, metric=g.metric, k=k, per_person=per_person,
-                       rejected=rej, rejected_person=rej_person, radius=radius, override=max_distance is not None,
-                       scoring=g.scoring)
-
-
-def assert_same(found, expected):
-    assert [r.name for r in found] == [r.name for r in expected]
-    for a, b in zip(found, expected):
-        assert [c for c, _ in a.candidates] == [c for c, _ in b.candidates]
-        np.testing.assert_allclose([d for _, d in a.candidates], [d for _, d in b.candidates], rtol=0, atol=1e-9)
-
-
-def probes_for(g: Gallery, rng: np.random.Generator, n: int = 40) -> np.ndarray:
-    """Half near-copies of enrolled faces, half random codes (strangers)."""
-    codes = g.codes()[0]
-    known = codes[rng.choice(len(codes), n // 2)] + 0.05 * rng.normal(size=(n // 2, codes.shape[1]))
-    return np.concatenate([known, rng.normal(size=(n - n // 2, codes.shape[1]))]).astype(np.float32)
-
-
-def enrol(g: Gallery, codes: np.ndarray, first: int = 0, **options) -> None:
-    g.enroll_many({f"p{first + i}": c for i, c in enumerate(codes)}, force=True, **options)
+from gallery_helpers import CodeEncoder, assert_same, enrol, full_scan, people_codes, probes_for  # noqa: E402
 
 
 @pytest.mark.parametrize("scoring,metric", [("nearest", "cosine"), ("centroid", "cosine"), ("nearest", "l2"),
@@ -292,64 +231,6 @@ def test_an_hnsw_index_names_nearly_every_probe_as_the_scan(tmp_path, monkeypatc
     found, expected = g.identify_codes(probes), full_scan(g, probes)
     assert g.gallery_index().index.backend == "hnsw" and g.gallery_index().rebuilt == 2
     assert np.mean([a.name == b.name for a, b in zip(found, expected)]) >= 0.95
-
-
-def sample_rows(g: Gallery) -> dict[int, tuple]:
-    return {r[0]: r[1:] for r in g.db.execute("SELECT * FROM calibration_sample")}
-
-
-@pytest.mark.parametrize("scoring", ["nearest", "centroid"])
-def test_sampled_calibration_keeps_each_sampled_face_exact(tmp_path, monkeypatch, scoring):
-    monkeypatch.setattr(sampled, "FULL_MAX_FACES", 30)
-    monkeypatch.setattr(sampled, "SAMPLE_FACES", 20)
-    rng = np.random.default_rng(7)
-    faces = people_codes(rng, 60, 3)
-    g = Gallery(tmp_path / "g.db", CodeEncoder(), scoring=scoring)
-    for step in range(20):
-        enrol(g, faces[3 * step : 3 * step + 3], first=3 * step)
-        if step == 8:
-            g.remove("p4")
-        if step == 12:
-            g.enroll("p10", faces[10][:2] * 0.5 + faces[11][:2] * 0.5, replace=True, force=True)
-        face_ids, person, codes = read_rows(g.db, None, 16)
-        if len(codes) <= 30:
-            t, _, radius = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, scoring=scoring)
-            assert g.threshold == t and not sample_rows(g)  # small galleries: exactly as before
-            continue
-        rows = sample_rows(g)
-        assert 0 < len(rows) < 40 and set(rows) <= set(face_ids.tolist())
-        expected = set(face_ids[sampled.in_sample(face_ids, sampled.rate_for(len(codes)))].tolist())
-        assert set(rows) == expected
-        if len(codes) < 40:  # rate 1: every face sampled, the threshold the full computation gives
-            t, _, radius = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, scoring=scoring)
-            assert g.threshold == pytest.approx(t, abs=1e-9)
-        for f, (p, near, genuine, impostor, impostor_of) in rows.items():
-            i = int(np.searchsorted(face_ids, f))
-            d = cross_distances(codes[i : i + 1], codes)[0]
-            d[i] = np.inf
-            mine = person == p
-            assert near == (pytest.approx(d[mine].min(), abs=1e-9) if mine.sum() > 1 else None)
-            if scoring == "nearest":
-                assert impostor == pytest.approx(d[~mine].min(), abs=1e-9)
-                assert impostor_of == person[~mine][d[~mine].argmin()]
-        if scoring == "centroid":  # against centroid_scores over every face, for the sampled ones
-            gen, imp = centroid_scores(codes, person, metric="cosine")
-            got_imp = sorted(r[3] for r in rows.values())
-            assert set(np.round(got_imp, 9)) <= set(np.round(imp, 9))
-        assert json.loads(g.meta.get("calibration") or dict(g.db.execute(
-            "SELECT key, value FROM meta WHERE key = 'calibration'"))["calibration"])["sampled_faces"] == len(rows)
-
-
-def test_open_set_scores_of_the_sample_match_the_full_ones_at_rate_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(sampled, "FULL_MAX_FACES", 10)
-    rng = np.random.default_rng(8)
-    g = Gallery(tmp_path / "g.db", CodeEncoder())
-    enrol(g, people_codes(rng, 10, 3))
-    _, person, codes = read_rows(g.db, None, 16)
-    genuine, impostor = open_set_scores(codes, person)
-    rows = sample_rows(g)
-    np.testing.assert_allclose(sorted(r[3] for r in rows.values()), np.sort(impostor), atol=1e-9)
-    np.testing.assert_allclose(sorted(r[1] for r in rows.values()), np.sort(genuine), atol=1e-9)
 
 
 def test_threads_of_one_process_share_the_index_safely(tmp_path):

@@ -1,0 +1,68 @@
+"""Galleries of given codes for the gallery index and calibration tests: an encoder whose "images"
+are codes, people as noisy centres, and today's full-scan answers to compare the index's with."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facespace.people.gallery.gallery import Gallery
+from facespace.people.gallery.matching import match_codes
+
+
+class CodeEncoder:
+    """An encoder whose "images" are codes shaped `(1, 1, d)`: a gallery of given codes."""
+
+    kind = "codes_test"
+
+    def __init__(self, dim: int = 16):
+        self.config = {"dim": dim}
+        self.checkpoint_info: dict = {}
+
+    @property
+    def image_shape(self):
+        return (1, 1, self.config["dim"])
+
+    @property
+    def code_size(self):
+        return self.config["dim"]
+
+    def encode(self, images, *, batch_size=256):
+        return np.asarray(images, np.float32).reshape(len(images), -1).copy()
+
+
+def people_codes(rng: np.random.Generator, n: int, per: int, dim: int = 16, spread: float = 0.5) -> np.ndarray:
+    """`(n, per, 1, 1, dim)` codes: each person a random centre plus noise."""
+    c = rng.normal(size=(n, 1, dim))
+    f = c + spread * rng.normal(size=(n, per, dim))
+    return (f / np.linalg.norm(f, axis=2, keepdims=True)).astype(np.float32)[:, :, None, None, :]
+
+
+def full_scan(g: Gallery, probes: np.ndarray, k: int = 5, max_distance: float | None = None):
+    """Today's answers: every enrolled code scored by `match_codes`."""
+    codes, person, names = g.codes()
+    rej, rej_person = g.rejections()
+    threshold = max_distance if max_distance is not None else g.threshold
+    stored = dict(g.db.execute("SELECT key, value FROM meta")).get("reject_radius")
+    radius = max(float(stored) if stored else 0.1 * threshold, 1e-6)
+    per_person = dict(g.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
+    return match_codes(probes, codes, person, names, threshold=threshold, metric=g.metric, k=k, per_person=per_person,
+                       rejected=rej, rejected_person=rej_person, radius=radius, override=max_distance is not None,
+                       scoring=g.scoring)
+
+
+def assert_same(found, expected):
+    assert [r.name for r in found] == [r.name for r in expected]
+    for a, b in zip(found, expected):
+        assert [c for c, _ in a.candidates] == [c for c, _ in b.candidates]
+        np.testing.assert_allclose([d for _, d in a.candidates], [d for _, d in b.candidates], rtol=0, atol=1e-9)
+
+
+def probes_for(g: Gallery, rng: np.random.Generator, n: int = 40) -> np.ndarray:
+    """Half near-copies of enrolled faces, half random codes (strangers)."""
+    codes = g.codes()[0]
+    known = codes[rng.choice(len(codes), n // 2)] + 0.05 * rng.normal(size=(n // 2, codes.shape[1]))
+    return np.concatenate([known, rng.normal(size=(n - n // 2, codes.shape[1]))]).astype(np.float32)
+
+
+def enrol(g: Gallery, codes: np.ndarray, first: int = 0, **options) -> None:
+    g.enroll_many({f"p{first + i}": c for i, c in enumerate(codes)}, force=True, **options)
