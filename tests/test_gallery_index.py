@@ -145,7 +145,7 @@ def test_a_crash_between_the_commit_and_the_index_write_loses_nothing(tmp_path):
         import os, sys
         import numpy as np
         sys.path.insert(0, {str(tmp_path)!r}); sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
-        from test_gallery_index import CodeEncoder, enrol
+        from gallery_helpers import CodeEncoder, enrol
         from facespace.people.gallery import gallery_index
         from facespace.people.gallery.gallery import Gallery
         from facespace.index import Index
@@ -199,7 +199,7 @@ def test_two_writers_each_see_the_other(tmp_path):
         import sys
         import numpy as np
         sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
-        from test_gallery_index import CodeEncoder
+        from gallery_helpers import CodeEncoder
         from facespace.people.gallery.gallery import Gallery
         faces = np.load({str(tmp_path / 'faces.npy')!r})
         g = Gallery({str(tmp_path / 'g.db')!r}, CodeEncoder())
