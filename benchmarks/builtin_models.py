@@ -224,9 +224,9 @@ def quality_card(name: str, data: Path, n: int = 400, seed: int = 7) -> None:
     from facespace.models.registry import load_model
     from facespace.people.quality_reference import quality_reference
 
-    model = load_model(name)
     if name != "faces-id":
         return quality_card_autoencoder(name, data)
+    model = load_model(name)
     rng = np.random.default_rng(seed)
     files = sorted((data / "lfw-deepfunneled").glob("*/*.jpg"))
     pick = [str(files[i]) for i in rng.permutation(len(files))[:n]]
