@@ -47,7 +47,7 @@ def full_scan(g: Gallery, probes: np.ndarray, k: int = 5, max_distance: float | 
     per_person = dict(g.db.execute("SELECT name, max_distance FROM people WHERE max_distance IS NOT NULL"))
     return match_codes(probes, codes, person, names, threshold=threshold, metric=g.metric, k=k, per_person=per_person,
                        rejected=rej, rejected_person=rej_person, radius=radius, override=max_distance is not None,
-                       scoring=g.scoring)
+                       scoring=g.scoring, cohort=g.cohort())
 
 
 def assert_same(found, expected):

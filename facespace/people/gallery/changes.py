@@ -12,6 +12,13 @@ The log is installed on a gallery's first open by this version (`ensure_log`, on
 that also gives the gallery a random `gallery_uuid`); faces enrolled before then are in the rows
 but not the log, which is why a snapshot is always built from the rows, never from the log.
 
+The log is pruned (`prune_log`) once a snapshot file is saved caught up to generation N: entries
+before N are deleted, entry N itself stays (its token names the snapshot), and the meta row
+`log_start` records N. The readers the gallery file holds itself (the sampled calibration, the
+person statistics of S-norm: their generations in the meta rows `LOG_READERS`) bound the pruning;
+anything else derived from the log, older than `log_start` (another process's index in memory, an
+older copy of the snapshot), can no longer be caught up and is rebuilt from the rows.
+
 Example:
     >>> import sqlite3
     >>> from facespace.people.gallery.store import create_gallery
@@ -24,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from typing import NamedTuple
@@ -32,7 +40,11 @@ import numpy as np
 
 from facespace.people.gallery.store import transaction
 
-__all__ = ["Changes", "ensure_log", "has_log", "gallery_uuid", "generation", "changes_since", "log_token"]
+__all__ = ["Changes", "LOG_READERS", "ensure_log", "has_log", "gallery_uuid", "generation", "changes_since",
+           "log_start", "log_token", "prune_log"]
+
+# meta rows in which what the gallery file keeps derived from the log records the generation it reflects
+LOG_READERS = ("sample_generation", "person_stats_generation")
 
 LOG_STATEMENTS = (
     # token: a random number per entry, so a snapshot can tell this history from another one that
@@ -101,7 +113,7 @@ def generation(db: sqlite3.Connection) -> int:
 
 def changes_since(db: sqlite3.Connection, since: int) -> Changes:
     """The faces and people changed after generation `since` (call inside a read transaction to
-    pair it with the rows of the same snapshot)."""
+    pair it with the rows of the same snapshot; `since` at least `log_start`, or entries are missing)."""
     rows = np.array(list(db.execute("SELECT seq, face_id, person_id, added FROM face_log WHERE seq > ? ORDER BY seq",
                                     (int(since),))), np.int64).reshape(-1, 4)
     last = int(rows[-1, 0]) if len(rows) else int(since)
@@ -114,3 +126,27 @@ def log_token(db: sqlite3.Connection, seq: int) -> int:
     """The random token of log entry `seq` (0 for generation 0 or an entry that is not there)."""
     row = db.execute("SELECT token FROM face_log WHERE seq = ?", (int(seq),)).fetchone()
     return int(row[0]) if row else 0
+
+
+def log_start(db: sqlite3.Connection) -> int:
+    """The oldest generation the log can still be replayed from: every entry after it is kept (0
+    until the log was first pruned)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'log_start'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def prune_log(db: sqlite3.Connection, upto: int) -> int:
+    """Inside a write transaction: delete the log entries before generation `upto`, or before the
+    oldest generation a reader in `LOG_READERS` reflects if that is older; entry `upto` stays.
+
+    Returns:
+        The log's start after pruning (`log_start`).
+    """
+    readers = [int(v) for (v,) in db.execute(
+        "SELECT value FROM meta WHERE value != '' AND key IN (SELECT value FROM json_each(?))", (json.dumps(LOG_READERS),))]
+    start, upto = log_start(db), min([int(upto), generation(db), *readers])
+    if upto <= start:
+        return start
+    db.execute("DELETE FROM face_log WHERE seq < ?", (upto,))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('log_start', ?)", (str(upto),))
+    return upto

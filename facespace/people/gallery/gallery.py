@@ -197,8 +197,10 @@ class Gallery:
         stored = dict(self.db.execute("SELECT key, value FROM meta WHERE key = 'reject_radius'")).get("reject_radius")
         radius = max(float(stored) if stored else REJECT_FRACTION * threshold, 1e-6)
         if self.scoring in INDEXED_SCORINGS and has_log(self.db):  # a shortlist from the index, scored exactly
-            return identify_indexed(self.gallery_index(), z, threshold=threshold, k=k, per_person=per_person,
-                                    radius=radius, override=max_distance is not None)
+            found = identify_indexed(self.gallery_index(), z, threshold=threshold, k=k, per_person=per_person,
+                                     radius=radius, override=max_distance is not None, cohort=self.cohort())
+            if found is not None:  # None: an S-norm gallery last changed by an older facespace
+                return found
         codes_, person, names = self.codes()
         rej_codes, rej_person = self.rejections()
         return match_codes(z, codes_, person, names, threshold=threshold, metric=self.metric, k=k, per_person=per_person,

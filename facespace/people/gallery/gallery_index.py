@@ -2,7 +2,9 @@
 
 A gallery `people.db` keeps `people.db.index`, an `Index` (`facespace.index`) of what its scoring
 compares a probe with: every enrolled face (scoring "nearest", ids = face ids) or one centroid per
-person (scoring "centroid", ids = person ids; `person_centroids` of their codes). SQLite stays the
+person (scoring "centroid" and "snorm", ids = person ids; `person_centroids` of their codes; for
+"snorm" also every person's cohort statistics, `facespace.people.gallery.person_stats`, in memory
+only: they are read from the gallery, which keeps them). SQLite stays the
 only truth. The file is a snapshot: its header records the gallery's uuid and the generation of
 the change log (`facespace.people.gallery.changes`) it reflects, with that log entry's random
 token. Opening it (`GalleryIndex.sync`, before every identification) then:
@@ -20,10 +22,15 @@ opens the gallery per request loads the snapshot once), checked against the log 
 So enrolling, removing, rejecting or replacing never has to write the index: a crash between the
 SQLite commit and any index write loses nothing, and two writers need no coordination beyond
 SQLite's. The snapshot is rewritten (atomically) after a rebuild and once its log tail grows past
-`SNAPSHOT_TAIL` of its size. Up to `EXACT_MAX_ITEMS` items the index is exact; beyond it, an HNSW
-graph: one probe against 10,000 codes took 12 ms exact on 2 shared cores, against 100,000 68 ms
-and against 1,000,000 940 ms, while through the graph a whole identification took 8 ms at 100,000
-faces and 25 ms at a million (`benchmarks/results/search_scale_gallery.md`, with the recall).
+`SNAPSHOT_TAIL` of its size; once it is saved caught up to generation N, the change log before N
+is pruned (`changes.prune_log`, a write transaction that never waits for the lock: a busy gallery
+is pruned at a later identification). An index older than the log's start (another process's, held
+in memory or copied) is rebuilt: a crash between the save and the pruning leaves a longer log.
+
+Up to `EXACT_MAX_ITEMS` items the index is exact; beyond it, an HNSW graph: one probe against
+10,000 codes took 12 ms exact on 2 shared cores, against 100,000 68 ms and against 1,000,000
+940 ms, while through the graph a whole identification took 8 ms at 100,000 faces and 25 ms at a
+million (`benchmarks/results/search_scale_gallery.md`, with the recall).
 An index that grows (shrinks) past 1.5 times (half) that size by catching up is rebuilt.
 
 Example:
@@ -37,7 +44,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import warnings
@@ -49,11 +55,13 @@ from facespace.errors import FacespaceError
 from facespace.files import file_kind
 from facespace.index import Index, IndexingError
 from facespace.people.distances import person_centroids
-from facespace.people.gallery.changes import changes_since, gallery_uuid, generation, log_token
+from facespace.people.gallery.changes import changes_since, gallery_uuid, generation, log_start, log_token, prune_log
+from facespace.people.gallery.person_stats import PersonStats, read_person_stats, stats_current
+from facespace.people.gallery.store import read_rows, transaction
 
 __all__ = ["EXACT_MAX_ITEMS", "GalleryIndex", "INDEXED_SCORINGS", "forget_held", "read_rows"]
 
-INDEXED_SCORINGS = ("nearest", "centroid")  # "snorm" normalises per probe: the exact scan names it
+INDEXED_SCORINGS = ("nearest", "centroid", "snorm")
 EXACT_MAX_ITEMS = 50_000  # above this many faces (or centroids) a rebuilt index is an HNSW graph
 # ef_search 4096: at 1M random faces one probe in 12.5 ms, the full scan's names for all 50 probes and its
 # whole answer (5 candidates and distances) for 0.92 / 1.00 of known / stranger probes (1024: 6.4 ms and
@@ -61,22 +69,6 @@ EXACT_MAX_ITEMS = 50_000  # above this many faces (or centroids) a rebuilt index
 HNSW_SETTINGS = {"M": 16, "ef_construction": 100, "ef_search": 4096}
 SNAPSHOT_TAIL = 0.02  # rewrite the snapshot once the changes since it exceed this share of its items
 SNAPSHOT_MIN_TAIL = 500  # ... and this many log entries
-
-
-def read_rows(db: sqlite3.Connection, ids: np.ndarray | None, code_size: int, *, column: str = "id"
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`(face ids (m,) int64, person ids (m,) int64, codes (m, d) float32)` of the faces whose
-    `column` ("id" or "person_id") is in `ids` (all faces for None), in face id order."""
-    sql = "SELECT id, person_id, code FROM faces"
-    args: tuple = ()
-    if ids is not None:
-        sql += f" WHERE {column} IN (SELECT value FROM json_each(?))"
-        args = (json.dumps(np.asarray(ids, np.int64).tolist()),)
-    rows = list(db.execute(sql + " ORDER BY id", args))
-    face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    person_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-    codes = np.frombuffer(b"".join(r[2] for r in rows), "<f4").reshape(len(rows), code_size).astype(np.float32)
-    return face_ids, person_ids, codes
 
 
 class _Held:
@@ -90,6 +82,8 @@ class _Held:
         self.saved_generation = -1  # of the snapshot file
         self.mark = ("", 0)  # (gallery uuid, token of the log entry at `generation`)
         self.foreign = False  # the snapshot's path holds an index that is not a gallery's: never written over
+        self.stats: PersonStats | None = None  # "snorm": every indexed person's cohort statistics
+        self.prune_due = 0  # the generation of the last snapshot saved, up to which the log may be pruned
         self.lock = threading.RLock()
 
 
@@ -108,7 +102,7 @@ class GalleryIndex:
     Args:
         db: the gallery's open SQLite connection (autocommit).
         path: the gallery file; the snapshot is `path + ".index"` (none for ":memory:").
-        metric: the gallery's metric; scoring: "nearest" or "centroid"; code_size: d.
+        metric: the gallery's metric; scoring: one of `INDEXED_SCORINGS`; code_size: d.
     """
 
     def __init__(self, db: sqlite3.Connection, path: str, *, metric: str, scoring: str, code_size: int):
@@ -133,7 +127,7 @@ class GalleryIndex:
         Called inside a read transaction, the index matches the rows that transaction reads.
 
         Returns:
-            The `Index`: ids are face ids ("nearest") or person ids ("centroid").
+            The `Index`: ids are face ids ("nearest") or person ids ("centroid", "snorm").
         """
         with self.held.lock:
             return self._sync()
@@ -144,24 +138,63 @@ class GalleryIndex:
             self.db.execute("BEGIN")  # one read snapshot: the rows and the log agree
         try:
             now = generation(self.db)
-            if self.index is not None and (self.generation > now or self.held.mark != self._mark(self.generation)):
-                self.index = None  # held for another file at this path, or another history of it
-            if self.index is not None and self.generation == now:
-                return self.index
-            if self.index is None:
-                self._load(now)
-            if self.index is not None and self.generation < now:
-                self._replay()
-            if self.index is None or not self._matches_rows() or self._outgrown():
-                self._rebuild(now)
-            self.held.mark = self._mark(self.generation)
+            if self.index is not None and (self.generation > now or self.generation < log_start(self.db)
+                                           or self.held.mark != self._mark(self.generation)):
+                self.index = None  # another file at this path, another history of it, or older than the log
+            caught_up = self.index is not None and self.generation == now
+            if not caught_up:
+                self._catch_up(now)
+            if self.scoring == "snorm":
+                self._catch_up_stats(now)
         finally:
             if own:
                 self.db.execute("COMMIT")
+        if caught_up:
+            return self.index
         tail = self.generation - self.saved_generation
         if tail > 0 and tail >= max(SNAPSHOT_MIN_TAIL, SNAPSHOT_TAIL * len(self.index)) or self.saved_generation < 0:
             self.save()
+        if own:
+            self.prune()
         return self.index
+
+    def _catch_up(self, now: int) -> None:
+        """Inside the read transaction: the index loaded, replayed or rebuilt up to generation `now`."""
+        if self.index is None:
+            self._load(now)
+        if self.index is not None and self.generation < now:
+            self._replay()
+        if self.index is None or not self._matches_rows() or self._outgrown():
+            self._rebuild(now)
+        self.held.mark = self._mark(self.generation)
+
+    def _catch_up_stats(self, now: int) -> None:
+        """"snorm": every indexed person's cohort statistics, read from the gallery (None while the
+        gallery keeps none for generation `now`: it is scanned in full)."""
+        if not stats_current(self.db, now):
+            self.held.stats = None
+        elif self.held.stats is None:
+            stats = read_person_stats(self.db)
+            self.held.stats = stats if np.array_equal(stats.ids, np.sort(self.index.ids)) else None
+
+    def prune(self) -> None:
+        """Delete the change log entries before the last snapshot saved (`changes.prune_log`), unless
+        another connection holds the write lock: a later sync tries again. Call outside any transaction."""
+        due = self.held.prune_due
+        if due <= 0 or self.db.in_transaction:
+            return
+        wait = int(self.db.execute("PRAGMA busy_timeout").fetchone()[0])
+        self.db.execute("PRAGMA busy_timeout = 0")  # housekeeping never keeps an identification waiting
+        try:
+            with transaction(self.db):
+                prune_log(self.db, due)
+        except sqlite3.OperationalError as e:
+            if not any(word in str(e) for word in ("locked", "busy", "readonly")):
+                raise
+            return
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {wait}")
+        self.held.prune_due = 0
 
     def _mark(self, gen: int) -> tuple[str, int]:
         return gallery_uuid(self.db), log_token(self.db, gen)
@@ -189,11 +222,12 @@ class GalleryIndex:
         gen = int(rec.get("generation", -1))
         if (rec.get("gallery_uuid") != gallery_uuid(self.db) or rec.get("scoring") != self.scoring
                 or rec.get("metric") != self.metric or index.dim != self.code_size or not 0 <= gen <= now
-                or rec.get("token") != log_token(self.db, gen)):
-            return
+                or gen < log_start(self.db) or rec.get("token") != log_token(self.db, gen)):
+            return  # another gallery's, another history's, or older than the log reaches back: rebuilt
         if index.backend == "hnsw":  # this version's search width, whatever the file was saved with
             index.configure(ef_search=HNSW_SETTINGS["ef_search"])
         self.index, self.generation, self.saved_generation = index, gen, gen
+        self.held.stats = None  # read for the generation caught up to
 
     def _replay(self) -> None:
         """Apply the log entries after `self.generation` to the index."""
@@ -213,10 +247,12 @@ class GalleryIndex:
             if len(codes):
                 people, centroids = person_centroids(codes, person_ids, metric=self.metric)
                 index.add(centroids, ids=people)
+            if self.held.stats is not None:  # "snorm": the changed people's statistics, read again
+                self.held.stats = self.held.stats.replace(changes.person_ids, read_person_stats(self.db, changes.person_ids))
         self.generation = changes.generation
 
     def _matches_rows(self) -> bool:
-        what = "id" if self.scoring == "nearest" else "DISTINCT person_id"
+        what = "id" if self.scoring == "nearest" else "DISTINCT person_id"  # centroid, snorm: people
         count, total = self.db.execute(f"SELECT COUNT({what}), COALESCE(SUM({what}), 0) FROM faces").fetchone()
         ids = self.index.ids
         return len(ids) == int(count) and int(ids.sum()) == int(total)
@@ -228,7 +264,7 @@ class GalleryIndex:
 
     def _rebuild(self, now: int) -> None:
         face_ids, person_ids, codes = read_rows(self.db, None, self.code_size)
-        if self.scoring == "centroid" and len(codes):
+        if self.scoring != "nearest" and len(codes):
             ids, vectors = person_centroids(codes, person_ids, metric=self.metric)
         else:
             ids, vectors = face_ids, codes
@@ -237,12 +273,17 @@ class GalleryIndex:
                       **(HNSW_SETTINGS if backend == "hnsw" else {}))
         index.add(vectors, ids=ids)
         self.index, self.generation, self.saved_generation = index, now, -1
+        self.held.stats = None
         self.rebuilt += 1
 
     def save(self) -> None:
         """Write the snapshot atomically; a gallery in a folder this process cannot write to goes on
-        without one (it is rebuilt in memory when opened)."""
-        if self.file is None or self.index is None or self.held.foreign:
+        without one (it is rebuilt in memory when opened). The log before a snapshot saved is pruned
+        (`prune`); an in-memory gallery has no file, and no other reader of its log."""
+        if self.index is None or self.held.foreign or self.generation < log_start(self.db):
+            return  # nothing to save, not ours to write, or older than the log: nobody could catch it up
+        if self.file is None:
+            self.saved_generation = self.held.prune_due = self.generation
             return
         self.index.model = {"gallery": self._record()}
         try:
@@ -252,4 +293,4 @@ class GalleryIndex:
         except (OSError, IndexingError) as e:
             warnings.warn(f"could not write the gallery index {self.file} ({e}); it is kept in memory only", stacklevel=3)
             return
-        self.saved_generation = self.generation
+        self.saved_generation = self.held.prune_due = self.generation

@@ -62,6 +62,8 @@ def match_codes(
     override: bool = False,
     scoring: str = "nearest",
     cohort: Any = None,
+    probe_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    person_stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Identification]:
     """Name each probe code as its nearest enrolled person, or None for a stranger.
 
@@ -79,6 +81,10 @@ def match_codes(
             "centroid" (the distance to the mean of their codes: steadier with several photos) or
             "snorm" (the centroid distance S-normalised against `cohort`: a z-score, lower = nearer).
         cohort: a fitted `facespace.people.cohort_norm.CohortNorm`, needed by scoring "snorm".
+        probe_stats: "snorm": the probes' cohort statistics `(mean (q,), spread (q,))` where
+            already computed (`CohortNorm.stats`).
+        person_stats: "snorm": each person's, `(mean, spread)` each `(len(names),)` indexed like
+            `names`, where already computed (of their centroid; only the people with codes are read).
 
     Returns:
         One `Identification` per probe (`quality` None).
@@ -92,13 +98,15 @@ def match_codes(
     if scoring == "snorm":
         if cohort is None:
             raise FacespaceError("scoring 'snorm' needs a cohort of outside faces (a fitted CohortNorm); pass cohort=")
-        centroid_stats = cohort.stats(centroids)
+        centroid_stats = cohort.stats(centroids) if person_stats is None else tuple(s[present] for s in person_stats)
     for i in range(0, len(probes), 1024):
         best = np.full((len(probes[i : i + 1024]), len(names)), np.inf)
         if scoring in ("centroid", "snorm"):
             best[:, present] = cross_distances(probes[i : i + 1024], centroids, metric=metric)
             if scoring == "snorm":
-                best[:, present] = cohort.normalise(best[:, present], probes[i : i + 1024], None, target_stats=centroid_stats)
+                mine = None if probe_stats is None else tuple(s[i : i + 1024] for s in probe_stats)
+                best[:, present] = cohort.normalise(best[:, present], probes[i : i + 1024], None, probe_stats=mine,
+                                                    target_stats=centroid_stats)
         else:
             d = cross_distances(probes[i : i + 1024], codes[order_by_person], metric=metric)  # (q, n)
             best[:, present] = np.minimum.reduceat(d, starts, axis=1)  # nearest face of each person

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from facespace.people.distances import cross_distances, pair_distances, person_centroids
-from facespace.people.gallery.changes import changes_since, generation, has_log
-from facespace.people.gallery.gallery_index import read_rows
+from facespace.people.gallery.changes import changes_since, generation, has_log, log_start
 from facespace.people.gallery.matching import calibrate_strangers, threshold_from_scores
+from facespace.people.gallery.person_stats import update_person_stats
+from facespace.people.gallery.store import read_rows
 from facespace.people.thresholds import reject_radius
 
 __all__ = ["FULL_MAX_FACES", "SAMPLE_FACES", "in_sample", "recalibrate"]
@@ -84,6 +85,8 @@ def recalibrate(db: sqlite3.Connection, *, cohort: Any = None) -> tuple[float | 
     n = int(db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
     scoring, metric, d = meta.get("scoring", "nearest"), meta["metric"], int(meta["code_size"])
     impostors = json.loads(meta.get("model_impostors") or "null")
+    if scoring == "snorm" and cohort is not None and has_log(db):  # what the index of an S-norm gallery reads
+        update_person_stats(db, cohort, metric=metric, code_size=d)
     if n <= FULL_MAX_FACES or scoring not in SAMPLED_SCORINGS or not has_log(db):
         db.execute(SAMPLE_TABLE)
         db.execute("DELETE FROM calibration_sample")  # out of date from now on: refilled when needed
@@ -109,6 +112,8 @@ def update_sample(db: sqlite3.Connection, meta: dict[str, str], n: int) -> int:
     scoring, metric, d = meta.get("scoring", "nearest"), meta["metric"], int(meta["code_size"])
     j, now = rate_for(n), generation(db)
     since, old_j = meta.get("sample_generation", ""), meta.get("sample_rate_log2", "")
+    if since != "" and int(since) < log_start(db):  # older than the log reaches back: filled afresh
+        since = ""
     sample: dict[int, list] = {}
     touched: set[int] = set()
     new_faces = np.zeros(0, np.int64)

@@ -2,10 +2,14 @@
 the same exact scoring as the full scan (`match_codes`) on the shortlisted rows only.
 
 For each probe the index (`facespace.people.gallery.gallery_index`) returns its K nearest items,
-faces for scoring "nearest" or person centroids for "centroid". The shortlist is complete when,
-leaving out the people this probe is a rejected face of (`Gallery.reject`), it holds `k` people
-whose distances are all below the K-th item's by a margin: anyone not on it is then farther than
-all `k` (every face or centroid not returned lies beyond the K-th). Otherwise K grows fourfold,
+faces for scoring "nearest" or person centroids for "centroid" and "snorm". The shortlist is
+complete when, leaving out the people this probe is a rejected face of (`Gallery.reject`), it holds
+`k` people whose scores are all below any score a person not on it can have, by a margin: every
+face or centroid not returned lies beyond the K-th item's distance D, so for "nearest" and
+"centroid" that bound is D itself; for "snorm", whose score `((d - mu_p) / sd_p + (d - mu_t) /
+sd_t) / 2` grows with the distance d, it is that score at d = D with the person statistics (mu_t,
+sd_t) that make it lowest among everyone enrolled (the index holds them all; the probe's own are
+computed once per probe). Otherwise K grows fourfold,
 and past `MAX_K` the probe is scored against every row as before. The shortlisted rows (every
 returned face, or every face of each returned person) are read from SQLite and scored by
 `match_codes` with the gallery's threshold, per-person thresholds and rejections, so the answer
@@ -35,8 +39,10 @@ import numpy as np
 
 from facespace.index import Index
 from facespace.people.distances import cross_distances
-from facespace.people.gallery.gallery_index import GalleryIndex, read_rows
+from facespace.people.gallery.gallery_index import GalleryIndex
 from facespace.people.gallery.matching import Identification, match_codes
+from facespace.people.gallery.person_stats import PersonStats
+from facespace.people.gallery.store import read_rows
 
 __all__ = ["FIRST_K", "MAX_K", "identify_indexed"]
 
@@ -48,16 +54,17 @@ GROUP = 64  # probes scored together (their shortlists are scored as one set)
 
 def identify_indexed(gindex: GalleryIndex, probes: np.ndarray, *, threshold: float, k: int = 5,
                      per_person: dict[str, float] | None = None, radius: float = 0.0,
-                     override: bool = False) -> list[Identification]:
+                     override: bool = False, cohort: Any = None) -> list[Identification] | None:
     """`match_codes` over the whole gallery, answered from the index's shortlists.
 
     Args:
         gindex: the gallery's `GalleryIndex` (synced here).
         probes: `(q, d)` float32 probe codes.
-        threshold, k, per_person, radius, override: as `match_codes`.
+        threshold, k, per_person, radius, override, cohort: as `match_codes`.
 
     Returns:
-        One `Identification` per probe (`quality` None), equal to the full scan's.
+        One `Identification` per probe (`quality` None), equal to the full scan's; None for a
+        "snorm" gallery that keeps no person statistics for its current rows (scan it in full).
     """
     db = gindex.db
     # the index and every row read below from one snapshot, whatever other writers do; and no other
@@ -65,21 +72,27 @@ def identify_indexed(gindex: GalleryIndex, probes: np.ndarray, *, threshold: flo
     with gindex.held.lock:
         db.execute("BEGIN")
         try:
-            return _identify(gindex, gindex.sync(), probes, threshold=threshold, k=k, per_person=per_person,
-                             radius=radius, override=override)
+            index = gindex.sync()
+            stats = gindex.held.stats
+            if gindex.scoring == "snorm" and stats is None:
+                return None
+            return _identify(gindex, index, probes, threshold=threshold, k=k, per_person=per_person,
+                             radius=radius, override=override, cohort=cohort, stats=stats)
         finally:
             db.execute("COMMIT")
+            gindex.prune()  # the log a snapshot saved while the transaction was open has passed
 
 
 def _identify(gindex: GalleryIndex, index: Index, probes: np.ndarray, *, threshold: float, k: int,
-              per_person: dict[str, float] | None, radius: float, override: bool) -> list[Identification]:
+              per_person: dict[str, float] | None, radius: float, override: bool, cohort: Any,
+              stats: PersonStats | None) -> list[Identification]:
     db, metric, scoring, d = gindex.db, gindex.metric, gindex.scoring, gindex.code_size
     z = np.asarray(probes, np.float32).reshape(-1, d)
     rejected = list(db.execute("SELECT person_id, code FROM rejections ORDER BY id"))
     rej_person = np.array([r[0] for r in rejected], np.int64)
     rej_codes = np.frombuffer(b"".join(r[1] for r in rejected), "<f4").reshape(len(rejected), d).astype(np.float32)
     options = dict(threshold=threshold, metric=metric, k=k, per_person=per_person, radius=radius,
-                   override=override, scoring=scoring)
+                   override=override, scoring=scoring, cohort=cohort)
     out: list[Identification | None] = [None] * len(z)
     for start in range(0, len(z), GROUP):
         group = z[start : start + GROUP]
@@ -87,25 +100,29 @@ def _identify(gindex: GalleryIndex, index: Index, probes: np.ndarray, *, thresho
         if len(rej_codes):  # the same test as match_codes: a probe within `radius` of a rejected face
             near = cross_distances(group, rej_codes, metric=metric) <= radius
             excluded = [set(rej_person[row].tolist()) for row in near]
-        lists = _shortlists(index, db, group, k, excluded, scoring)
+        probe_stats = cohort.stats(group) if scoring == "snorm" else None  # once per probe
+        lists = _shortlists(index, db, group, k, excluded, scoring, probe_stats, stats)
         short = [i for i, ids in enumerate(lists) if ids is not None]
         rest = [i for i, ids in enumerate(lists) if ids is None]  # never closed: scored against every row
         for rows, ids in ((short, np.concatenate([lists[i] for i in short]) if short else None), (rest, None)):
-            for i, answer in zip(rows, _score(db, group[rows], ids, d, rej_person, rej_codes, options)):
+            mine = None if probe_stats is None else tuple(s[rows] for s in probe_stats)
+            for i, answer in zip(rows, _score(db, group[rows], ids, d, rej_person, rej_codes, options, mine, stats)):
                 out[start + i] = answer
     return out  # type: ignore[return-value]
 
 
 def _person_of(db: sqlite3.Connection, ids: np.ndarray, scoring: str) -> dict[int, int]:
-    if scoring == "centroid":
+    if scoring != "nearest":  # centroids: the index's ids are people
         return {int(i): int(i) for i in ids}
     return dict(db.execute("SELECT id, person_id FROM faces WHERE id IN (SELECT value FROM json_each(?))",
                            (json.dumps(ids.tolist()),)))
 
 
 def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, excluded: list[set[int]],
-                scoring: str) -> list[np.ndarray | None]:
-    """Per probe, the index ids (faces or people) of a complete shortlist, or None past `MAX_K`."""
+                scoring: str, probe_stats: tuple[np.ndarray, np.ndarray] | None = None,
+                stats: PersonStats | None = None) -> list[np.ndarray | None]:
+    """Per probe of `(q, d)` `z`, the index ids (faces or people) of a complete shortlist, or None
+    past `MAX_K`; "snorm" with the probes' `(q,)` statistics and every person's."""
     n = len(index)
     out: list[np.ndarray | None] = [None] * len(z)
     todo = list(range(len(z)))
@@ -121,7 +138,12 @@ def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, exc
             _, first = np.unique(owners, return_index=True)
             first = np.sort(first)  # each person's nearest returned item, nearest first
             kept = [j for j in first if int(owners[j]) not in excluded[p]]
-            if K >= n or (len(kept) >= k and d[kept[k - 1]] < d[-1] - MARGIN):
+            if scoring == "snorm":
+                closed = len(kept) >= k and _snorm_closed(d[kept], owners[kept], d[-1], k,
+                                                          (probe_stats[0][p], probe_stats[1][p]), stats)
+            else:
+                closed = len(kept) >= k and d[kept[k - 1]] < d[-1] - MARGIN
+            if K >= n or closed:
                 out[p] = item
             else:
                 left.append(p)
@@ -131,18 +153,34 @@ def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, exc
     return out
 
 
+def _snorm_closed(dist: np.ndarray, people: np.ndarray, last: float, k: int, probe: tuple[float, float],
+                  stats: PersonStats) -> bool:
+    """Whether `k` of the `(s,)` shortlisted `people` at index distances `dist` surely S-norm below
+    anyone not returned (every one of them at `last` or farther)."""
+    mp, sp = probe
+    mt, st = stats.lookup(people)
+    near = dist.astype(np.float64) + MARGIN  # at most their exact distances
+    highest = 0.5 * ((near - mp) / sp + (near - mt) / st)  # (s,) at most their scores
+    far = float(last) - MARGIN  # at least the distance of anyone not returned
+    lowest = 0.5 * ((far - mp) / sp + float(np.min((far - stats.mean) / stats.spread)))
+    return bool(np.partition(highest, k - 1)[k - 1] < lowest)
+
+
 def _score(db: sqlite3.Connection, z: np.ndarray, ids: np.ndarray | None, d: int, rej_person: np.ndarray,
-           rej_codes: np.ndarray, options: dict[str, Any]) -> list[Identification]:
-    """`match_codes` of probes `z` against the rows of `ids` (faces, or people for "centroid"; all for None)."""
+           rej_codes: np.ndarray, options: dict[str, Any], probe_stats: tuple[np.ndarray, np.ndarray] | None = None,
+           stats: PersonStats | None = None) -> list[Identification]:
+    """`match_codes` of probes `z` against the rows of `ids` (faces, or people for "centroid" and
+    "snorm"; all for None); "snorm" with the probes' and the people's statistics already computed."""
     if not len(z):
         return []
     if ids is not None:
         ids = np.unique(np.asarray(ids, np.int64))
-    column = "person_id" if options["scoring"] == "centroid" else "id"
+    column = "id" if options["scoring"] == "nearest" else "person_id"
     _, person_ids, codes = read_rows(db, ids, d, column=column)
     people = np.unique(person_ids)
     names = dict(db.execute("SELECT id, name FROM people WHERE id IN (SELECT value FROM json_each(?))",
                             (json.dumps(people.tolist()),)))
     keep = np.isin(rej_person, people)
     return match_codes(z, codes, np.searchsorted(people, person_ids), [names[int(p)] for p in people],
-                       rejected=rej_codes[keep], rejected_person=np.searchsorted(people, rej_person[keep]), **options)
+                       rejected=rej_codes[keep], rejected_person=np.searchsorted(people, rej_person[keep]),
+                       probe_stats=probe_stats, person_stats=None if stats is None else stats.lookup(people), **options)

@@ -340,3 +340,19 @@ def read_codes(db: sqlite3.Connection, code_size: int, table: str = "faces") -> 
     index = {pid: i for i, (pid, _) in enumerate(people)}
     codes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), code_size).copy()
     return codes, np.array([index[r[0]] for r in rows], np.int64), [n for _, n in people]
+
+
+def read_rows(db: sqlite3.Connection, ids: np.ndarray | None, code_size: int, *, column: str = "id"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(face ids (m,) int64, person ids (m,) int64, codes (m, d) float32)` of the faces whose
+    `column` ("id" or "person_id") is in `ids` (all faces for None), in face id order."""
+    sql = "SELECT id, person_id, code FROM faces"
+    args: tuple = ()
+    if ids is not None:
+        sql += f" WHERE {column} IN (SELECT value FROM json_each(?))"
+        args = (json.dumps(np.asarray(ids, np.int64).tolist()),)
+    rows = list(db.execute(sql + " ORDER BY id", args))
+    face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    person_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    codes = np.frombuffer(b"".join(r[2] for r in rows), "<f4").reshape(len(rows), code_size).astype(np.float32)
+    return face_ids, person_ids, codes

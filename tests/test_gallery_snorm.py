@@ -1,0 +1,112 @@
+"""S-norm galleries through the index (`facespace.people.gallery.shortlist`): the same answers as
+the full S-norm scan through enrol, remove, reject, replace and reopening, with shortlists that
+must grow; nearly the same through an HNSW graph; a gallery whose kept person statistics are
+behind (changed by an older facespace) scanned in full until its next change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facespace.people.gallery import gallery_index, shortlist
+from facespace.people.gallery.gallery import Gallery
+from facespace.people.gallery.person_stats import read_person_stats
+from facespace.people.gallery.store import read_rows
+from facespace.people.distances import person_centroids
+
+from gallery_helpers import CodeEncoder, assert_same, enrol, full_scan, people_codes, probes_for  # noqa: E402
+
+
+def cohort_codes(seed: int = 0, m: int = 200, dim: int = 16) -> np.ndarray:
+    """`(m, dim)` unit codes, half of them crowded on one side: people's statistics differ."""
+    c = np.random.default_rng(seed).normal(size=(m, dim))
+    c[: m // 2, :4] += 1.0
+    return (c / np.linalg.norm(c, axis=1, keepdims=True)).astype(np.float32)
+
+
+def snorm_gallery(path, metric: str = "cosine") -> Gallery:
+    return Gallery(path, CodeEncoder(), scoring="snorm", metric=metric, cohort=cohort_codes())
+
+
+def reopened(path) -> Gallery:
+    gallery_index.forget_held()
+    return Gallery(path, CodeEncoder())
+
+
+@pytest.mark.parametrize("metric,max_k", [("cosine", 64), ("l2", 64), ("cosine", 4)])
+def test_an_snorm_gallery_names_probes_as_the_full_scan_through_every_change(tmp_path, monkeypatch, metric, max_k):
+    monkeypatch.setattr(shortlist, "FIRST_K", 4)  # shortlists that must grow (64), or that never close (4)
+    monkeypatch.setattr(shortlist, "MAX_K", max_k)
+    rng = np.random.default_rng(30)
+    path = tmp_path / "g.db"
+    g = snorm_gallery(path, metric)
+    faces = people_codes(rng, 80, 4, spread=1.0)
+    enrol(g, faces[:50])
+    for step in range(6):
+        if step == 1:
+            enrol(g, faces[50:], first=50)
+        if step == 2:
+            g.remove("p3")
+            g.remove("p17")
+        if step == 3:  # "not this person" for probes near p5's and p6's faces
+            codes, person, names = g.codes()
+            g.reject(codes[person == names.index("p5")][0], "p5")
+            g.reject(codes[person == names.index("p6")][1], "p7")
+        if step == 4:
+            g.enroll("p8", 0.8 * faces[8][:2] + 0.2 * faces[30][:2], replace=True, force=True)
+            g.set_max_distance("p9", -3.0)
+        if step == 5:
+            g.close()
+            g = reopened(path)  # the snapshot and the kept statistics, as another process reads them
+        probes = probes_for(g, rng)
+        if step == 3:
+            probes[:2] = g.rejections()[0] + 1e-4
+        for k in (1, 5):
+            assert_same(g.identify_codes(probes, k=k), full_scan(g, probes, k=k))
+        assert_same(g.identify_codes(probes, max_distance=-2.0), full_scan(g, probes, max_distance=-2.0))
+        assert g.gallery_index().held.stats is not None  # answered through the index, not the scan
+    assert g.gallery_index().rebuilt == 0  # reopened: the snapshot loaded
+
+
+def test_the_kept_statistics_are_those_the_full_scan_computes(tmp_path):
+    rng = np.random.default_rng(31)
+    g = snorm_gallery(tmp_path / "g.db")
+    faces = people_codes(rng, 20, 3)
+    enrol(g, faces[:12])
+    g.remove("p4")
+    enrol(g, faces[12:], first=12)
+    g.enroll("p5", faces[5][:1], replace=True, force=True)
+    _, person, codes = read_rows(g.db, None, 16)
+    people, centroids = person_centroids(codes, person, metric="cosine")
+    kept = read_person_stats(g.db)
+    mean, spread = g.cohort().stats(centroids)
+    assert kept.ids.tolist() == people.tolist()
+    np.testing.assert_allclose(kept.mean, mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(kept.spread, spread, rtol=0, atol=1e-12)
+
+
+def test_an_snorm_gallery_through_an_hnsw_index_names_nearly_every_probe_as_the_scan(tmp_path, monkeypatch):
+    monkeypatch.setattr(gallery_index, "EXACT_MAX_ITEMS", 40)
+    rng = np.random.default_rng(32)
+    g = snorm_gallery(tmp_path / "g.db")
+    enrol(g, people_codes(rng, 150, 3, spread=0.3))
+    probes = probes_for(g, rng, 100)
+    found, expected = g.identify_codes(probes), full_scan(g, probes)
+    assert g.gallery_index().index.backend == "hnsw"
+    assert np.mean([a.name == b.name for a, b in zip(found, expected)]) >= 0.95
+
+
+def test_an_snorm_gallery_whose_statistics_are_behind_is_scanned_until_its_next_change(tmp_path):
+    rng = np.random.default_rng(33)
+    path = tmp_path / "g.db"
+    g = snorm_gallery(path)
+    faces = people_codes(rng, 30, 3)
+    enrol(g, faces[:20])
+    g.db.execute("UPDATE meta SET value = '1' WHERE key = 'person_stats_generation'")  # as an older writer leaves it
+    g = reopened(path)
+    probes = probes_for(g, rng)
+    assert_same(g.identify_codes(probes), full_scan(g, probes))
+    assert g.gallery_index().held.stats is None  # the full scan answered
+    enrol(g, faces[20:], first=20)
+    assert_same(g.identify_codes(probes), full_scan(g, probes))
+    assert g.gallery_index().held.stats is not None
