@@ -20,7 +20,9 @@ Opt = typer.Option
 Arg = typer.Argument
 
 def encode_cmd(
-    sources: Annotated[list[str], Arg(help="image folders (recursive), image files, or 'embedded'")],
+    sources: Annotated[list[str], Arg(help="image folders (recursive), image files, .txt lists of image paths or "
+                                      "URLs (one a line), URLs (s3://, gs://, https://, file://; through fsspec), "
+                                      "or 'embedded'")],
     out: Annotated[Path, Opt("--out", help="codes file: codes.npy (+ codes.npy.json), codes.csv or codes.parquet; "
                              "or a folder (no suffix): shards + manifest.json, resumable after a kill")],
     detect: Annotated[bool, Opt("--detect", help="find the faces in whole photos; one row per face, with its box")] = False,
@@ -45,6 +47,8 @@ def encode_cmd(
     With --cluster the shards are encoded by the workers of a Dask cluster (each loads the model once;
     the photos and the model must be where the workers can read them) and this process writes the folder,
     the same folder as without --cluster.
+    Images given as URLs (or listed in a .txt file) are read through fsspec (pip install fsspec, and the
+    store's package: s3fs, gcsfs, ...) and keep their URLs as their paths.
     Prints a JSON summary on stdout; photos in which --detect finds no face are named on stderr and counted.
     """
     from facespace.errors import FacespaceError

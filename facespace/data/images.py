@@ -1,7 +1,7 @@
 """Read one image robustly, and turn it into a face array: crop, area-averaging resize, float32.
 
 Every loader (folders, archives, CLI arguments) goes through `decode_face`, so an image gives the
-same pixels whichever way it arrived.
+same pixels whichever way it arrived; `open_image` reads a URL through fsspec (`facespace.data.urls`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facespace.data.urls import is_url, read_url
 from facespace.errors import DataError
 
 # Pillow refuses more than 2x its own limit (~179 megapixels); we check our own, clearer limit first.
@@ -65,10 +66,15 @@ def _pillow_limit(max_pixels: int) -> Iterator[None]:
 def open_image(source: Source, *, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
     """Open an image lazily (header only) and check its pixel count.
 
+    `source` is a path, the encoded bytes, or a URL (`scheme://...`), whose bytes are read through
+    fsspec (`facespace.data.urls`): every loader opens files here, so all of them take URLs.
+
     Raises:
-        DataError: missing file, not an image, or more than `max_pixels` pixels.
+        DataError: missing file, not an image, more than `max_pixels` pixels, or a URL without fsspec.
     """
     what = describe(source, name)
+    if is_url(source):
+        source = read_url(source)
     try:
         with _pillow_limit(max_pixels):
             if isinstance(source, (bytes, bytearray)):

@@ -1,8 +1,9 @@
 """Images as a model takes them: the one `as_images` every verb uses.
 
 A verb accepts an `(n, H, W, C)` float32 array at the model's shape (taken as it is), a `FaceSet`,
-one path, or a list of paths. Files are read at the model's size and channels and cut with the crop
-the model was trained with (`facespace.data.crops.model_crop`). Verbs about people pass
+one path, or a list of paths (URLs too, read through fsspec: `facespace.data.urls`). Files are read
+at the model's size and channels and cut with the crop the model was trained with
+(`facespace.data.crops.model_crop`). Verbs about people pass
 `check_faces=True`: then a missing file, a non-image, one too small for a face or for the crop, and
 blank or non-finite images are refused by name.
 
@@ -22,7 +23,8 @@ import numpy as np
 
 from facespace.data.crops import RECORDED, crop_name, resolve_crop
 from facespace.data.folders import scan_folder
-from facespace.data.images import crop_box, load_images, read_image
+from facespace.data.images import crop_box, load_images, open_image, read_image
+from facespace.data.urls import is_url
 from facespace.errors import DataError
 from facespace.protocol import Encoder, check_images, is_aligning
 
@@ -103,14 +105,14 @@ def load_face_images(
     """
     from PIL import Image, UnidentifiedImageError
 
-    paths = [Path(p) for p in paths]
+    paths = [p if is_url(p) else Path(p) for p in paths]  # a URL is read through fsspec (`open_image`)
     if not paths:
         raise DataError("no images given; pass one or more image files")
     for p in paths:
-        if not p.is_file():
+        if not is_url(p) and not p.is_file():
             raise DataError(f"{p}: no such image file; check the path")
         try:
-            with Image.open(p) as im:
+            with (open_image(p) if is_url(p) else Image.open(p)) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError):
             raise DataError(f"{p} is not an image file (PNG, JPEG, PGM, ...); pass a photo of a face") from None

@@ -1,5 +1,6 @@
-"""Encode what a user points at: folders (recursive), image files or "embedded" -> one row per face
-with its code, path, name and (with `detect`) box. `facespace encode` and `index duplicates` use it.
+"""Encode what a user points at: folders (recursive), image files, lists of them, URLs (through
+fsspec, `facespace.data.sources`) or "embedded" -> one row per face with its code, path (a URL stays
+a URL), name and (with `detect`) box. `facespace encode` and `index duplicates` use it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from facespace.data.folders import identities, scan_folder
 from facespace.data.images import load_images
 from facespace.data.inputs import align_arrays, aligned_images
 from facespace.data.load import load_faces
-from facespace.errors import FacespaceError
+from facespace.data.sources import absolute, is_list_file, read_list, url_images
+from facespace.data.urls import is_url
+from facespace.errors import DataError
 from facespace.photos.faces import model_crops
 from facespace.models.registry import resolve_model
 from facespace.pipelines.codes import encode
@@ -108,7 +111,9 @@ def encode_sources(
 
     Args:
         net: the model.
-        sources: image folders (recursive), image files, or "embedded".
+        sources: image folders (recursive), image files, `.txt` lists of image paths or URLs (one a
+            line), URLs of images or folders (read through fsspec: `facespace.data.sources`), or
+            "embedded".
         detect: find the faces in each file as a whole photo (`facespace.photos.faces.crops_from_photos`):
             every face is one row with its box; photos without a face give no row.
         batch_size: images encoded at a time.
@@ -131,7 +136,16 @@ def encode_sources(
     loose: list[str] = []
     for src in sources:
         path = Path(src)
-        if src == "embedded" or (path.is_dir() and not detect and not aligning):
+        if is_list_file(src):  # one image path or URL a line, read where they lie
+            loose += read_list(src)
+        elif is_url(src):  # an image, or a folder of them, through fsspec
+            urls, rel = url_images(src)
+            who = identities(rel) if rel is not None else None
+            if rel is None:
+                loose += urls
+            else:
+                jobs.append(("files", urls, list(who) if who is not None else [None] * len(urls)))
+        elif src == "embedded" or (path.is_dir() and not detect and not aligning):
             if aligning:  # the embedded faces are small crops: read at the model's side, aligned by it
                 faces = load_faces(src, size=size, crop=None, grayscale=False, progress=False)
                 faces = dataclasses.replace(faces, images=align_arrays(net, faces.images, crop=given_crop))
@@ -146,7 +160,8 @@ def encode_sources(
         elif path.is_file():
             loose.append(src)
         else:
-            raise FacespaceError(f"{src}: no such file or folder; give image folders, image files or 'embedded'")
+            raise DataError(f"{src}: no such file or folder; give image folders, image files, a .txt list of them, "
+                            "URLs or 'embedded'")
     if loose:
         jobs.append(("files", loose, [_name_of_file(p) for p in loose]))
     total = sum(len(p) for _, p, _ in jobs) * (2 if detect else 1)
@@ -169,7 +184,7 @@ def encode_sources(
         elif not detect and not aligning:
             images = load_images(payload, size=size, crop=crop, grayscale=grey)
             codes.append(_encode(net, images, batch_size, tick))
-            srcs += [str(Path(p).resolve()) for p in payload]
+            srcs += [absolute(p) for p in payload]
             names += who
             boxes += [None] * len(payload)
             faces += [0] * len(payload)
@@ -182,7 +197,7 @@ def encode_sources(
                                         batch_size=batch_size, workers=workers)):
                 tick(len(part) * (2 if detect else 1))
                 codes.append(z)
-                srcs += [str(Path(s).resolve()) for s in part_srcs]
+                srcs += [absolute(s) for s in part_srcs]
                 names += [by_path[s] for s in part_srcs]
                 boxes += part_boxes
                 faces += part_faces
