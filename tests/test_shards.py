@@ -40,17 +40,26 @@ def test_a_shard_folder_reads_as_the_single_file_would(photos, tmp_path):
     assert set(got.names) == {"P0", "P1", "P2", "P3"}
 
 
-def test_a_killed_job_resumes_with_only_the_missing_shards_and_the_same_codes(photos, tmp_path):
+@pytest.mark.parametrize("layout", ["records", "manifest only"])
+def test_a_killed_job_resumes_with_only_the_missing_shards_and_the_same_codes(photos, tmp_path, layout):
     out = tmp_path / "codes"
     encode_to_shards(MODEL, [str(photos)], out, shard_size=5)
-    full = load_codes(out).codes
-    # as after a kill between shard 2 being written and listed, and shards 3-4 never written
-    manifest = json.loads((out / "manifest.json").read_text())
+    full, whole = load_codes(out).codes, (out / "manifest.json").read_text()
+    # as after a kill between shard 2 being written and its record, shards 3-4 never written: the shards
+    # done are known by their records (the manifest is as the first shard wrote it), or, in a folder of an
+    # older facespace that kept no records, by the manifest
+    manifest = json.loads(whole)
     for tag in ("00002", "00003", "00004"):
         del manifest["shards"][tag]
+        (out / f"shard-{tag}.done.json").unlink()
+    if layout == "records":
+        manifest["shards"] = {}
+    else:
+        for tag in ("00000", "00001"):
+            (out / f"shard-{tag}.done.json").unlink()
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "shard-00003.npy").unlink()
-    with pytest.raises(FacespaceError, match="re-run the same encode command"):
+    with pytest.raises(FacespaceError, match="3 of 5 shards are not done.*re-run the same encode command"):
         load_codes(out)
     kept = (out / "shard-00000.npy").stat().st_mtime_ns
     done = []
@@ -58,6 +67,26 @@ def test_a_killed_job_resumes_with_only_the_missing_shards_and_the_same_codes(ph
     assert (out / "shard-00000.npy").stat().st_mtime_ns == kept  # done shards are not encoded again
     assert len(done) == 3
     assert np.array_equal(load_codes(out).codes, full)
+    if layout == "records":
+        assert (out / "manifest.json").read_text() == whole
+
+
+def test_each_shard_writes_its_own_record_and_the_manifest_is_written_once_per_run(photos, tmp_path, monkeypatch):
+    import facespace.pipelines.export.shards as shards
+
+    writes = []
+    real = shards.write_text_atomic
+    monkeypatch.setattr(shards, "write_text_atomic", lambda path, text: (writes.append(path.name), real(path, text)))
+    out = tmp_path / "codes"
+    encode_to_shards(MODEL, [str(photos)], out, shard_size=5)
+    records = [f"shard-{k:05d}.done.json" for k in range(5)]
+    assert writes == ["manifest.json", *records, "manifest.json"]  # per shard O(1): its record, never the manifest
+    kept, codes = json.loads((out / "manifest.json").read_text()), load_codes(out).codes
+    # a driver killed after its last shard, before its manifest: the reader and a re-run use the records
+    (out / "manifest.json").write_text(json.dumps({**kept, "shards": {}}))
+    assert np.array_equal(load_codes(out).codes, codes) and len(codes) == 22
+    writes.clear()
+    assert encode_to_shards(MODEL, [str(photos)], out, shard_size=5) == kept and writes == ["manifest.json"]
 
 
 def test_damage_other_jobs_and_bad_files_are_named(photos, tmp_path):

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,8 +23,8 @@ import numpy as np
 
 from facespace.index.index import Index, IndexingError
 from facespace.index.sizing import parse_memory, plan_ivfpq
-from facespace.pipelines.export.formats import MANIFEST, ExportedCodes, ExportError, crc
-from facespace.pipelines.export.read import is_codes_dir, load_codes, load_npy
+from facespace.pipelines.export.formats import ExportedCodes, ExportError, crc
+from facespace.pipelines.export.read import finished_manifest, is_codes_dir, load_codes, load_npy
 
 BATCH_BYTES = 32 * 2**20  # codes gathered before each add (an add scans the ids once)
 
@@ -38,17 +37,9 @@ def _same_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 
 
 def shard_manifest(folder: str | os.PathLike) -> dict[str, Any]:
-    """A finished shard folder's manifest; an unfinished or damaged one is refused saying what to do."""
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{folder / MANIFEST}: unreadable ({e}); re-run the encode command into a new folder") from None
-    missing = [f"{k:05d}" for k in range(int(manifest.get("n_shards", 0))) if f"{k:05d}" not in manifest["shards"]]
-    if missing:
-        raise ExportError(f"{folder}: {len(missing)} of {manifest['n_shards']} shards are not done (e.g. shard "
-                          f"{missing[0]}); re-run the same encode command to finish them")
-    return manifest
+    """A finished shard folder's manifest (with the records of shards written since it was); an
+    unfinished or damaged one is refused saying what to do."""
+    return finished_manifest(folder)
 
 
 def iter_shards(folder: str | os.PathLike) -> Iterator[ExportedCodes]:

@@ -3,7 +3,10 @@
 The driver (this process) cuts the files into shards and owns the folder exactly as
 `facespace.pipelines.export.shards.encode_to_shards` does (`open_shard_job`); each worker loads the
 model once (by its built-in name or checkpoint path, which the workers must see) and encodes whole
-shards; the driver writes every shard file and the manifest atomically as results come back. So the
+shards, reading the images where they lie: paths on a shared folder, or URLs (`s3://`, `gs://`,
+`https://`, `file://`, ...) through fsspec where the workers have it (`facespace.data.urls`); a file
+a worker cannot read is listed in the manifest with the reason. The driver writes each shard file
+and its record atomically as results come back, and the manifest at the end of the run. So the
 folder equals the single-process one bit for bit when each process uses the same number of torch
 threads (torch's CPU kernels split their sums by thread count: different counts differ in the last
 bits, about 4e-6 on `faces-ae`), and a re-run after a kill of the driver encodes only the missing
@@ -187,7 +190,8 @@ def encode_on_cluster(
 
     Args:
         model: the model (the driver's copy names the job; workers load their own by name or path).
-        sources: image folders (recursive) or files, at paths every worker can read.
+        sources: image folders (recursive), files, `.txt` lists or URLs (as `encode_to_shards`), at
+            paths or URLs every worker can read.
         out_dir: the shard folder (written by this process only).
         cluster: `local:N` for a local cluster of N workers, or a scheduler address (`tcp://host:8786`).
         shard_size, detect, detector, crop, batch_size: as `encode_to_shards`.
@@ -208,7 +212,7 @@ def encode_on_cluster(
     job = open_shard_job(model, sources, out_dir, shard_size=shard_size, detect=detect, detector=detector, crop=crop)
     pending = job.pending()
     if not pending:
-        return job.manifest
+        return job.finish()  # a run killed after its last shard: the manifest from the records
     own = client is None
     if own:  # nothing is written before the cluster answers
         client, threads = start_client(cluster, threads=threads, timeout=connect_timeout)
@@ -216,6 +220,7 @@ def encode_on_cluster(
         _run(client, model, job, pending, dict(detect=detect, detector=detector, crop=crop, batch_size=batch_size),
              threads, progress)
     finally:
+        job.finish()  # the manifest whole, once per run (each shard wrote only its own record)
         if own:
             close_client(client)
     return job.manifest

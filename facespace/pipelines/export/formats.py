@@ -135,6 +135,14 @@ def export_model_record(model: Any) -> dict[str, Any] | None:
 
 
 MANIFEST = "manifest.json"  # the index of a shard folder (`facespace.pipelines.export.shards`)
+# beside each shard file of a folder, written once the shard is: its manifest entry and failed files
+RECORD_SUFFIX = ".done.json"
+
+
+def record_path(shard: str | os.PathLike) -> Path:
+    """The record beside a shard file: `shard-00003.npy` -> `shard-00003.done.json`."""
+    shard = Path(shard)
+    return shard.with_name(shard.stem + RECORD_SUFFIX)
 
 
 def is_codes_file(path: str | os.PathLike) -> bool:

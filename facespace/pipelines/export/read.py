@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from facespace.pipelines.export.formats import (
-    MANIFEST, BOX_COLUMNS, FORMAT, FORMAT_VERSION, ExportedCodes, ExportError, codes_format, crc, pyarrow_modules, sidecar_path,
+    MANIFEST, BOX_COLUMNS, FORMAT, FORMAT_VERSION, RECORD_SUFFIX, ExportedCodes, ExportError, codes_format, crc,
+    pyarrow_modules, sidecar_path,
 )
 
 
@@ -141,6 +142,60 @@ def is_codes_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def shard_records(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of the shards written in a folder (`shard-KKKKK.done.json`, one per shard), in shard
+    order: each `{"job", "shard" (tag), "file", "rows", "crc", "files", "failed" {path: reason}}`."""
+    records = []
+    for path in sorted(Path(folder).glob(f"shard-*{RECORD_SUFFIX}")):
+        try:
+            records.append(json.loads(path.read_text("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:  # written atomically: only a hand edit does this
+            raise ExportError(f"{path}: damaged shard record ({e}); delete it and its shard, and re-run the "
+                              "encode command") from None
+    return records
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """A shard folder's manifest as the folder stands: `manifest.json`, completed with the records of
+    the shards written since it was (a job whose driver was killed before it wrote the manifest at its
+    end). A manifest that lists every shard is read alone, as are manifests of folders without records.
+
+    Raises:
+        ExportError: no manifest or a damaged one.
+    """
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{folder}: no {MANIFEST}; it is not a shard folder written by `facespace encode "
+                          "--out FOLDER/`") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{folder / MANIFEST}: damaged ({e}); re-run the encode command into a new folder") from None
+    if len(manifest.get("shards", {})) >= int(manifest.get("n_shards", 0)):
+        return manifest
+    return merge_records(manifest, shard_records(folder))
+
+
+def merge_records(manifest: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """`manifest` with the shards and failed files of its job's `records` added, in shard order."""
+    shards, failed = dict(manifest.get("shards", {})), dict(manifest.get("failed", {}))
+    for r in records:
+        if r.get("job") == manifest.get("job"):
+            shards[r["shard"]] = {"file": r["file"], "rows": r["rows"], "crc": r["crc"], "files": r["files"]}
+            failed.update(r.get("failed", {}))
+    return {**manifest, "shards": dict(sorted(shards.items())), "failed": failed}
+
+
+def finished_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """`read_manifest` of a finished job; an unfinished one is refused saying how to finish it."""
+    manifest = read_manifest(folder)
+    missing = [f"{k:05d}" for k in range(int(manifest.get("n_shards", 0))) if f"{k:05d}" not in manifest["shards"]]
+    if missing:
+        raise ExportError(f"{folder}: {len(missing)} of {manifest['n_shards']} shards are not done (e.g. shard "
+                          f"{missing[0]}); re-run the same encode command to finish them")
+    return manifest
+
+
 def load_codes_dir(path: str | os.PathLike) -> ExportedCodes:
     """A shard folder read as one set, shards in order.
 
@@ -149,17 +204,7 @@ def load_codes_dir(path: str | os.PathLike) -> ExportedCodes:
             not finished (re-run the same encode command to finish it).
     """
     folder = Path(path)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise ExportError(f"{folder}: no {MANIFEST}; it is not a shard folder written by `facespace encode "
-                          "--out FOLDER/`") from None
-    except json.JSONDecodeError as e:
-        raise ExportError(f"{folder / MANIFEST}: damaged ({e}); re-run the encode command into a new folder") from None
-    missing = [f"{k:05d}" for k in range(int(manifest.get("n_shards", 0))) if f"{k:05d}" not in manifest["shards"]]
-    if missing:
-        raise ExportError(f"{folder}: {len(missing)} of {manifest['n_shards']} shards are not done (e.g. shard "
-                          f"{missing[0]}); re-run the same encode command to finish them")
+    manifest = finished_manifest(folder)
     parts = []
     for tag in sorted(manifest["shards"]):
         entry = manifest["shards"][tag]
