@@ -1,18 +1,20 @@
 """S-norm galleries through the index (`facespace.people.gallery.shortlist`): the same answers as
 the full S-norm scan through enrol, remove, reject, replace and reopening, with shortlists that
 must grow; nearly the same through an HNSW graph; a gallery whose kept person statistics are
-behind (changed by an older facespace) scanned in full until its next change."""
+behind (changed by an older facespace) scanned in full until its next change; the sampled
+calibration of large S-norm galleries with the full computation's scores."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facespace.people.gallery import gallery_index, shortlist
+from facespace.people.distances import centroid_scores, person_centroids
+from facespace.people.gallery import gallery_index, sampled, shortlist
 from facespace.people.gallery.gallery import Gallery
+from facespace.people.gallery.matching import calibrate_strangers
 from facespace.people.gallery.person_stats import read_person_stats
 from facespace.people.gallery.store import read_rows
-from facespace.people.distances import person_centroids
 
 from gallery_helpers import CodeEncoder, assert_same, enrol, full_scan, people_codes, probes_for  # noqa: E402
 
@@ -110,3 +112,37 @@ def test_an_snorm_gallery_whose_statistics_are_behind_is_scanned_until_its_next_
     enrol(g, faces[20:], first=20)
     assert_same(g.identify_codes(probes), full_scan(g, probes))
     assert g.gallery_index().held.stats is not None
+
+
+@pytest.mark.parametrize("sample_faces", [20, 1000])
+def test_an_snorm_gallery_is_calibrated_on_a_sample_with_the_full_computations_scores(tmp_path, monkeypatch,
+                                                                                       sample_faces):
+    monkeypatch.setattr(sampled, "FULL_MAX_FACES", 30)
+    monkeypatch.setattr(sampled, "SAMPLE_FACES", sample_faces)  # 1000: every face sampled (rate one)
+    rng = np.random.default_rng(34)
+    faces = people_codes(rng, 60, 3)
+    g = snorm_gallery(tmp_path / "g.db")
+    for step in range(14):
+        enrol(g, faces[3 * step : 3 * step + 3], first=3 * step)
+        if step == 8:
+            g.remove("p4")
+        if step == 10:
+            g.enroll("p10", faces[10][:2] * 0.5 + faces[11][:2] * 0.5, replace=True, force=True)
+        face_ids, person, codes = read_rows(g.db, None, 16)
+        rows = np.array([r[1:] for r in g.db.execute("SELECT * FROM calibration_sample")], np.float64)
+        full_t, _, _ = calibrate_strangers(codes, person, metric="cosine", target_far=0.01, scoring="snorm",
+                                           cohort=g.cohort())
+        if len(codes) <= 30:
+            assert g.threshold == full_t and not len(rows)  # small galleries: exactly as before
+            continue
+        expected = face_ids[sampled.in_sample(face_ids, sampled.rate_for(len(codes)))]
+        assert sorted(r[0] for r in g.db.execute("SELECT face_id FROM calibration_sample")) == expected.tolist()
+        genuine, impostor = centroid_scores(codes, person, metric="cosine", cohort=g.cohort())
+        got_genuine, got_impostor = rows[:, 2][np.isfinite(rows[:, 2])], rows[:, 3]
+        if sample_faces == 1000:  # every face: the full computation's scores and threshold
+            np.testing.assert_allclose(np.sort(got_impostor), np.sort(impostor), rtol=0, atol=1e-5)
+            np.testing.assert_allclose(np.sort(got_genuine), np.sort(genuine), rtol=0, atol=1e-5)
+            assert g.threshold == pytest.approx(full_t, abs=1e-5)
+        else:  # each sampled face's scores are among the full computation's
+            assert np.abs(got_impostor[:, None] - impostor[None, :]).min(1).max() < 1e-5
+            assert np.abs(got_genuine[:, None] - genuine[None, :]).min(1).max() < 1e-5

@@ -18,7 +18,12 @@ up to date from the change log (`facespace.people.gallery.changes`) in the same 
 Each sampled score is the exact score of that face, so the threshold is the one the full
 computation gives on the sampled faces; `stranger_threshold`'s 95 % bound holds for the sample
 (tens of thousands of impostor scores). The calibration facts say how many faces were sampled.
-Scoring "snorm" (per-probe normalisation) is always calibrated in full.
+
+Scoring "snorm" is sampled the same way, its scores S-normalised (`centroid_scores` with the
+cohort): each sampled face's cohort statistics are computed once, when it enters the sample, and
+kept in the table `sample_stats`; every person's are the ones the gallery keeps
+(`facespace.people.gallery.person_stats`), of their centroid as identification makes it (the
+full computation's centroids differ in the last float32 bits, its scores by ~1e-6).
 
 Example:
     >>> in_sample(np.arange(4), 0).tolist()
@@ -36,7 +41,7 @@ import numpy as np
 from facespace.people.distances import cross_distances, pair_distances, person_centroids
 from facespace.people.gallery.changes import changes_since, generation, has_log, log_start
 from facespace.people.gallery.matching import calibrate_strangers, threshold_from_scores
-from facespace.people.gallery.person_stats import update_person_stats
+from facespace.people.gallery.person_stats import read_person_stats, update_person_stats
 from facespace.people.gallery.store import read_rows
 from facespace.people.thresholds import reject_radius
 
@@ -44,7 +49,7 @@ __all__ = ["FULL_MAX_FACES", "SAMPLE_FACES", "in_sample", "recalibrate"]
 
 FULL_MAX_FACES = 5_000  # up to this many faces: every face's scores, computed afresh (as always)
 SAMPLE_FACES = 10_000  # beyond: every face up to twice this many, then between this and twice this
-SAMPLED_SCORINGS = ("nearest", "centroid")
+SAMPLED_SCORINGS = ("nearest", "centroid", "snorm")
 
 SAMPLE_TABLE = """CREATE TABLE IF NOT EXISTS calibration_sample (
     face_id INTEGER PRIMARY KEY,  -- a sampled enrolled face (no foreign key: the change log says what left)
@@ -53,6 +58,11 @@ SAMPLE_TABLE = """CREATE TABLE IF NOT EXISTS calibration_sample (
     genuine REAL,                 -- the scoring's genuine score (centroid: to their centroid without it)
     impostor REAL,                -- to the nearest other person (face or centroid; NULL: nobody else)
     impostor_of INTEGER           -- that person
+)"""
+SAMPLE_STATS_TABLE = """CREATE TABLE IF NOT EXISTS sample_stats (
+    face_id INTEGER PRIMARY KEY,  -- a sampled face of an S-norm gallery
+    mean REAL NOT NULL,           -- of its distances to its nearest cohort faces
+    spread REAL NOT NULL          -- their standard deviation
 )"""
 
 
@@ -87,14 +97,17 @@ def recalibrate(db: sqlite3.Connection, *, cohort: Any = None) -> tuple[float | 
     impostors = json.loads(meta.get("model_impostors") or "null")
     if scoring == "snorm" and cohort is not None and has_log(db):  # what the index of an S-norm gallery reads
         update_person_stats(db, cohort, metric=metric, code_size=d)
-    if n <= FULL_MAX_FACES or scoring not in SAMPLED_SCORINGS or not has_log(db):
+    if n <= FULL_MAX_FACES or scoring not in SAMPLED_SCORINGS or not has_log(db) or (scoring == "snorm" and cohort is None):
         db.execute(SAMPLE_TABLE)
         db.execute("DELETE FROM calibration_sample")  # out of date from now on: refilled when needed
+        if scoring == "snorm":
+            db.execute(SAMPLE_STATS_TABLE)
+            db.execute("DELETE FROM sample_stats")
         db.execute("DELETE FROM meta WHERE key IN ('sample_generation', 'sample_rate_log2')")
         _, person, codes = read_rows(db, None, d)
         return calibrate_strangers(codes, person, metric=metric, target_far=float(meta["target_far"]),
                                    model_impostors=impostors, scoring=scoring, cohort=cohort)
-    j = update_sample(db, meta, n)
+    j = update_sample(db, meta, n, cohort=cohort if scoring == "snorm" else None)
     rows = np.array(list(db.execute("SELECT near_genuine, genuine, impostor FROM calibration_sample")),
                     np.float64).reshape(-1, 3)  # NULL -> nan
     near, genuine, impostor = (c[np.isfinite(c)] for c in rows.T)
@@ -106,19 +119,28 @@ def recalibrate(db: sqlite3.Connection, *, cohort: Any = None) -> tuple[float | 
     return t, facts, reject_radius(near)
 
 
-def update_sample(db: sqlite3.Connection, meta: dict[str, str], n: int) -> int:
-    """Bring `calibration_sample` up to the gallery's generation; returns the rate exponent j."""
+def update_sample(db: sqlite3.Connection, meta: dict[str, str], n: int, *, cohort: Any = None) -> int:
+    """Bring `calibration_sample` up to the gallery's generation; returns the rate exponent j.
+
+    Args:
+        cohort: "snorm": the gallery's fitted `CohortNorm` (its person statistics already current).
+    """
     db.execute(SAMPLE_TABLE)
+    if cohort is not None:
+        db.execute(SAMPLE_STATS_TABLE)
     scoring, metric, d = meta.get("scoring", "nearest"), meta["metric"], int(meta["code_size"])
     j, now = rate_for(n), generation(db)
     since, old_j = meta.get("sample_generation", ""), meta.get("sample_rate_log2", "")
     if since != "" and int(since) < log_start(db):  # older than the log reaches back: filled afresh
         since = ""
     sample: dict[int, list] = {}
+    face_stats: dict[int, tuple[float, float]] = {}  # "snorm": the sampled faces' cohort statistics
     touched: set[int] = set()
     new_faces = np.zeros(0, np.int64)
     if since != "" and old_j != "":
         sample = {r[0]: list(r) for r in db.execute("SELECT * FROM calibration_sample")}
+        if cohort is not None:
+            face_stats = {r[0]: (r[1], r[2]) for r in db.execute("SELECT * FROM sample_stats")}
         changed = changes_since(db, int(since))
         touched = set(changed.person_ids.tolist())
         for face in changed.face_ids.tolist():  # changed faces leave, and enter again if still enrolled
@@ -136,22 +158,29 @@ def update_sample(db: sqlite3.Connection, meta: dict[str, str], n: int) -> int:
     if full:
         face_ids, person_ids, codes = read_rows(db, None, d)
         rows = np.searchsorted(face_ids, full)
-        imp, imp_of = _nearest_other(_query(codes[rows], scoring, metric), person_ids[rows],
-                                     *_items(person_ids, codes, scoring, metric), metric)
+        query, (items, item_person) = _query(codes[rows], scoring, metric), _items(person_ids, codes, scoring, metric)
+        norm = None if cohort is None else (cohort, _face_stats(cohort, face_stats, full, query),
+                                            read_person_stats(db).lookup(item_person))
+        imp, imp_of = _nearest_other(query, person_ids[rows], items, item_person, metric, norm=norm)
         for f, p, v, o in zip(full, person_ids[rows].tolist(), imp, imp_of):
             sample[f] = [f, p, None, None, v, o]
     if update and touched:  # the faces just added, or the centroids of the people whose faces changed
         _, new_person, new_codes = read_rows(db, new_faces, d) if scoring == "nearest" else \
             read_rows(db, np.array(sorted(touched), np.int64), d, column="person_id")
-        _, person_ids, codes = read_rows(db, np.array(update, np.int64), d)
-        imp, imp_of = _nearest_other(_query(codes, scoring, metric), person_ids,
-                                     *_items(new_person, new_codes, scoring, metric), metric)
+        _, person_ids, codes = read_rows(db, np.array(update, np.int64), d)  # in face id order, as `update`
+        query, (items, item_person) = _query(codes, scoring, metric), _items(new_person, new_codes, scoring, metric)
+        norm = None if cohort is None else (cohort, _face_stats(cohort, face_stats, update, query),
+                                            read_person_stats(db, item_person).lookup(item_person))
+        imp, imp_of = _nearest_other(query, person_ids, items, item_person, metric, norm=norm)
         for f, v, o in zip(update, imp, imp_of):
             if v is not None and (sample[f][4] is None or v < sample[f][4]):
                 sample[f][4], sample[f][5] = v, o
-    _genuine(db, sample, touched | {sample[f][1] for f in full}, d, scoring, metric)
+    _genuine(db, sample, touched | {sample[f][1] for f in full}, d, scoring, metric, cohort, face_stats)
     db.execute("DELETE FROM calibration_sample")
     db.executemany("INSERT INTO calibration_sample VALUES (?, ?, ?, ?, ?, ?)", list(sample.values()))
+    if cohort is not None:
+        db.execute("DELETE FROM sample_stats")
+        db.executemany("INSERT INTO sample_stats VALUES (?, ?, ?)", [(f, *face_stats[f]) for f in sample])
     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [("sample_generation", str(now)),
                                                                   ("sample_rate_log2", str(j))])
     return j
@@ -159,13 +188,24 @@ def update_sample(db: sqlite3.Connection, meta: dict[str, str], n: int) -> int:
 
 def _query(codes: np.ndarray, scoring: str, metric: str) -> np.ndarray:
     """Faces as `centroid_scores` compares them with centroids: unit length in float32 for cosine."""
-    return _unit(codes, metric).astype(np.float32) if scoring == "centroid" else codes
+    return codes if scoring == "nearest" else _unit(codes, metric).astype(np.float32)
+
+
+def _face_stats(cohort: Any, kept: dict[int, tuple[float, float]], faces: list[int], query: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """"snorm": `(mean, spread)` `(f,)` of `faces` (`query` `(f, d)` their codes as `_query` makes
+    them), computed for those `kept` lacks and added to it."""
+    missing = [i for i, f in enumerate(faces) if f not in kept]
+    if missing:
+        mean, spread = cohort.stats(query[missing])
+        kept.update(zip([faces[i] for i in missing], zip(mean.tolist(), spread.tolist())))
+    return tuple(np.array([kept[f][c] for f in faces], np.float64) for c in (0, 1))
 
 
 def _items(person: np.ndarray, codes: np.ndarray, scoring: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """What an impostor score is taken over: `(vectors (m, d), their person (m,))`, faces or
     centroids (made as `centroid_scores` makes them, rounding included)."""
-    if scoring != "centroid":
+    if scoring == "nearest":
         return codes, person
     people, means = person_centroids(_unit(codes, metric), person, metric="l2")  # float32 means of unit codes
     return _unit(means, metric).astype(np.float32), people
@@ -180,13 +220,18 @@ def _unit(codes: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _nearest_other(codes: np.ndarray, person: np.ndarray, items: np.ndarray, item_person: np.ndarray, metric: str,
-                   chunk: int = 1024, item_chunk: int = 32768) -> tuple[list, list]:
-    """Per code, the distance to its nearest item of another person and that person (None, None: none)."""
+                   chunk: int = 1024, item_chunk: int = 32768, *, norm: tuple | None = None) -> tuple[list, list]:
+    """Per code, the distance to its nearest item of another person and that person (None, None: none);
+    "snorm": S-normalised by `norm` = `(cohort, (mean, spread) of the codes, (mean, spread) of the items)`."""
     best = np.full(len(codes), np.inf)
     of = np.full(len(codes), -1, np.int64)
     for i in range(0, len(codes), chunk):
         for s in range(0, len(items), item_chunk):
             dist = cross_distances(codes[i : i + chunk], items[s : s + item_chunk], metric=metric)  # (c, m)
+            if norm is not None:
+                cohort, (cm, cs), (im, is_) = norm
+                dist = cohort.normalise(dist, None, None, probe_stats=(cm[i : i + chunk], cs[i : i + chunk]),
+                                        target_stats=(im[s : s + item_chunk], is_[s : s + item_chunk]))
             dist[person[i : i + chunk, None] == item_person[None, s : s + item_chunk]] = np.inf
             col = dist.argmin(1)
             value = dist[np.arange(len(dist)), col]
@@ -199,8 +244,9 @@ def _nearest_other(codes: np.ndarray, person: np.ndarray, items: np.ndarray, ite
 
 
 def _genuine(db: sqlite3.Connection, sample: dict[int, list], people: set[int], d: int, scoring: str,
-             metric: str) -> None:
-    """Recompute the genuine scores of the sampled faces of `people` from those people's rows."""
+             metric: str, cohort: Any = None, face_stats: dict | None = None) -> None:
+    """Recompute the genuine scores of the sampled faces of `people` from those people's rows
+    ("snorm": S-normalised, with the sampled faces' kept statistics `face_stats`)."""
     if not people:
         return
     face_ids, person_ids, codes = read_rows(db, np.array(sorted(people), np.int64), d, column="person_id")
@@ -214,10 +260,15 @@ def _genuine(db: sqlite3.Connection, sample: dict[int, list], people: set[int], 
         dist = cross_distances(codes[mine], codes[group], metric=metric)  # (s, g)
         dist[np.arange(len(mine)), np.searchsorted(group, mine)] = np.inf  # a face is not its own neighbour
         near = dist.min(1)
-        if scoring == "centroid" and len(group) > 1:
+        if scoring != "nearest" and len(group) > 1:
             mean = person_centroids(z[group], person_ids[group], metric="l2")[1]  # (1, d) float32
             own = (mean.astype(np.float64) * len(group) - z[mine]) / (len(group) - 1)  # their centroid without this face
-            genuine = pair_distances(z[mine].astype(np.float32), _unit(own, metric).astype(np.float32), metric=metric)
+            own = _unit(own, metric).astype(np.float32)
+            genuine = pair_distances(z[mine].astype(np.float32), own, metric=metric)
+            if cohort is not None:
+                faces = face_ids[mine].tolist()
+                mine_stats = _face_stats(cohort, face_stats, faces, z[mine].astype(np.float32))
+                genuine = cohort.normalise_pairs(genuine, mine_stats, cohort.stats(own))
         else:
             genuine = near
         for r, v, g in zip(mine, near, genuine):
