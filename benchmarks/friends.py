@@ -28,6 +28,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verification import LFW, RESULTS, machine  # noqa: E402
 
 
+def lfw_files() -> dict[str, list[Path]]:
+    """Deep-funneled LFW: person -> that person's photos, sorted."""
+    root = LFW / "lfw-deepfunneled"
+    return {p.name: sorted(p.glob("*.jpg")) for p in sorted(root.iterdir()) if p.is_dir()}
+
+
+def friends_set(files: dict[str, list[Path]], seed: int = 0):
+    """`(friends, enrol, probes, strangers)`: 15 people with 12+ photos, 2 enrolment photos each
+    (`{name: [path, path]}`), up to 10 other photos of each (`[(name, path)]`), and one photo each of
+    150 other people with 2+ photos (`[path]`)."""
+    rng = np.random.default_rng(seed)
+    many = [n for n, f in files.items() if len(f) >= 12]
+    friends = [many[i] for i in rng.permutation(len(many))[:15]]
+    # strangers from people with 2+ photos: dlib's S-norm cohort holds LFW people with one photo, and a
+    # stranger inside the cohort would be measured against itself
+    others = [n for n in files if n not in friends and len(files[n]) >= 2]
+    strangers = [files[others[i]][0] for i in rng.permutation(len(others))[:150]]
+    enrol = {n: [files[n][i] for i in rng.permutation(len(files[n]))[:2]] for n in friends}
+    probes = [(n, f) for n in friends for f in [g for g in files[n] if g not in enrol[n]][:10]]
+    return friends, enrol, probes, strangers
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=["faces-id", "dlib"])
@@ -37,18 +59,7 @@ def main() -> None:
     from facespace.people.gallery.gallery import Gallery
     from facespace.photos.faces import model_crops
 
-    root = LFW / "lfw-deepfunneled"
-    people = sorted(p for p in root.iterdir() if p.is_dir())
-    files = {p.name: sorted(p.glob("*.jpg")) for p in people}
-    rng = np.random.default_rng(args.seed)
-    many = [n for n, f in files.items() if len(f) >= 12]
-    friends = [many[i] for i in rng.permutation(len(many))[:15]]
-    # strangers from people with 2+ photos: dlib's S-norm cohort holds LFW people with one photo, and a
-    # stranger inside the cohort would be measured against itself
-    others = [n for n in files if n not in friends and len(files[n]) >= 2]
-    strangers = [files[others[i]][0] for i in rng.permutation(len(others))[:150]]
-    enrol = {n: [files[n][i] for i in rng.permutation(len(files[n]))[:2]] for n in friends}
-    probes = [(n, f) for n in friends for f in [g for g in files[n] if g not in enrol[n]][:10]]
+    friends, enrol, probes, strangers = friends_set(lfw_files(), args.seed)
     rows = []
     for name in args.models:
         model = load_model(name)

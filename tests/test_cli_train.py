@@ -40,10 +40,12 @@ def test_train_pca_prints_a_json_summary(run_cli, image_dir, tmp_path):
 def test_train_conv_options_reach_the_model(run_cli, image_dir, tmp_path):
     code, out, err = run_cli("train", "conv", "--data", image_dir, "--size", 16, "--code-size", 2, "--epochs", 1,
                              "--arch", "bn", "--code-activation", "linear", "--width", 4, "--flip", "--schedule",
-                             "onecycle", "--batch-size", 8, "--threads", 1, "--out", tmp_path / "c")
+                             "onecycle", "--batch-size", 8, "--threads", 1, "--augment", "max_shift=0.05,share=0.5",
+                             "--out", tmp_path / "c")
     assert code == 0, err
     info = json.loads((tmp_path / "c" / "run.json").read_text())
     assert info["model_config"]["arch"] == "bn" and info["model_config"]["width"] == 4 and info["flip"] is True
+    assert "max_shift=0.05," in info["augment"] and info["augment"].endswith("share=0.5")
     assert json.loads((tmp_path / "c" / "config.json").read_text())  # the loop's config, written
 
 
@@ -91,6 +93,8 @@ def test_evaluate_prints_mse_and_psnr_on_the_test_split(run_cli, conv_model, ima
 def test_bad_input_exits_2_with_a_message(run_cli, conv_model, image_dir, tmp_path):
     code, _, err = run_cli("train", "gan", "--data", image_dir)
     assert code == 2 and "unknown model kind 'gan'" in err
+    code, _, err = run_cli("train", "conv", "--data", image_dir, "--augment", "wobble=1", "--out", tmp_path / "w")
+    assert code == 2 and "unknown augmentation 'wobble'" in err and not (tmp_path / "w").exists()
     code, _, err = run_cli("generate", "reconstruct", "--model", tmp_path / "missing.safetensors", sorted(image_dir.rglob("*.png"))[0])
     assert code == 2 and "does not exist" in err
     code, _, err = run_cli("generate", "denoise", "--model", conv_model, sorted(image_dir.rglob("*.png"))[0], "--noise", "blur:2")

@@ -72,6 +72,24 @@ def test_linear_and_denoise_kinds(faces, tmp_path):
     assert den.kind == "conv" and extra["noise"] == "gaussian:0.05+rect:1:0.5" and extra["objective"] == "denoise"
 
 
+def test_augmented_training_changes_the_batches_but_never_validation(faces, tmp_path, monkeypatch):
+    import facespace.training.objectives as objectives
+
+    seen = []
+    real = objectives.augment
+    monkeypatch.setattr(objectives, "augment", lambda x, config: seen.append(config) or real(x, config))
+    spec = "flip=0,max_shift=0.1,max_rotation=10,share=1"
+    model = train("conv", faces, out=tmp_path / "a", code_size=4, epochs=1, augment=spec, **TINY)
+    info = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert info["augment"].startswith("flip=0,max_shift=0.1,max_rotation=10,") and info["augment"].endswith("share=1")
+    steps = -(-int(len(faces) * 0.9 * 0.95) // TINY["batch_size"])  # training batches of one epoch (ceil)
+    assert 1 <= len(seen) <= steps + 1 and all(c.max_shift == 0.1 for c in seen)  # training batches only
+    plain = train("conv", faces, code_size=4, epochs=1, **TINY)
+    assert not np.allclose(model.encode(faces[:4]), plain.encode(faces[:4]))  # same seed, other batches
+    with pytest.raises(FacespaceError, match="unknown augmentation 'spin'"):
+        train("conv", faces, augment="spin=3", epochs=1, **TINY)
+
+
 def test_bad_requests_say_what_to_do(faces):
     with pytest.raises(FacespaceError, match="unknown model kind 'gan'; expected one of: pca, linear, conv, denoise, vae"):
         train("gan", faces)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facespace.data.augment import AugmentConfig, augment, flip_images
+from facespace.data.augment import AugmentConfig, augment, augment_spec, flip_images, parse_augment
 from facespace.models.registry import load_model, save_model
 from facespace.data.faceset import FaceSet
 from facespace.errors import FacespaceError
@@ -160,6 +160,33 @@ def test_augment_known_answers():
         AugmentConfig(min_scale=1.2, max_scale=1.0)
     with pytest.raises(FacespaceError, match="B, C, H, W"):
         augment(torch.rand(12, 12))
+
+
+def test_augment_share_leaves_the_other_images_exactly_as_they_were():
+    x = torch.rand(400, 1, 8, 8)
+    mirror_all = AugmentConfig(flip=1.0, max_shift=0.0, max_rotation=0.0, min_scale=1.0, max_scale=1.0,
+                               brightness=0.0, contrast=0.0, share=0.25)
+    y = augment(x, mirror_all, seed=0)
+    kept = (y == x).all(dim=(1, 2, 3))
+    mirrored = torch.isclose(y, flip_images(x), atol=1e-5).all(dim=(1, 2, 3))
+    assert bool((kept | mirrored).all())  # every image either untouched (bit for bit) or changed as configured
+    assert 0.65 < float(kept.float().mean()) < 0.85  # about 1 - share of them untouched
+    torch.testing.assert_close(augment(x, dataclasses.replace(mirror_all, share=0.0), seed=0), x, atol=0, rtol=0)
+    with pytest.raises(FacespaceError, match="share is a probability"):
+        AugmentConfig(share=1.5)
+
+
+def test_parse_augment_reads_what_augment_spec_writes_and_names_bad_fields():
+    config = parse_augment("max_shift=0.04, max_rotation=5,share=0.5")
+    assert (config.max_shift, config.max_rotation, config.share) == (0.04, 5.0, 0.5)
+    assert config.min_scale == AugmentConfig().min_scale  # fields not named keep their defaults
+    assert parse_augment(augment_spec(config)) == config
+    assert parse_augment("none") is None and parse_augment(None) is None and augment_spec(None) == "none"
+    assert parse_augment("default") == AugmentConfig()
+    with pytest.raises(FacespaceError, match="unknown augmentation 'shift'.*max_shift"):
+        parse_augment("shift=0.1")
+    with pytest.raises(FacespaceError, match="'max_rotation' needs a number"):
+        parse_augment("max_rotation=lots")
 
 
 # --- identity training -----------------------------------------------------------------------

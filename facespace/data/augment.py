@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +35,11 @@ class AugmentConfig:
     max_scale: float = 1.1
     brightness: float = 0.1  # largest added brightness offset (images are in [0, 1])
     contrast: float = 0.1  # largest relative contrast change
+    share: float = 1.0  # probability that an image is changed at all (the others pass unchanged)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise FacespaceError(f"share is a probability; got {self.share}, expected a value in [0, 1]")
         if not 0.0 <= self.flip <= 1.0:
             raise FacespaceError(f"flip is a probability; got {self.flip}, expected a value in [0, 1]")
         if not 0 < self.min_scale <= self.max_scale:
@@ -107,4 +112,44 @@ def augment(
         gain = (1 + (2 * u[:, 1] - 1) * config.contrast).view(b, 1, 1, 1)
         mean = y.mean(dim=(1, 2, 3), keepdim=True)
         y = (y - mean) * gain + mean + offset
-    return y.clamp_(0.0, 1.0).to(x.dtype)
+    y = y.clamp_(0.0, 1.0).to(x.dtype)
+    if config.share < 1.0:
+        keep = torch.rand(b, generator=generator).to(x.device) >= config.share  # (B,) left as they are
+        y = torch.where(keep[:, None, None, None], x, y)
+    return y
+
+
+def parse_augment(spec: Any) -> AugmentConfig | None:
+    """An `AugmentConfig` from text such as `"max_shift=0.04,max_rotation=5,share=0.5"` (fields
+    not named keep their defaults), "default", or "none"/None/"" (no augmentation).
+
+    Raises:
+        FacespaceError: an unknown field or a value that is not a number, naming the fields.
+    """
+    if spec is None or isinstance(spec, AugmentConfig):
+        return spec
+    text = str(spec).strip()
+    if text in ("", "none"):
+        return None
+    if text == "default":
+        return AugmentConfig()
+    fields = {f.name for f in dataclasses.fields(AugmentConfig)}
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in fields:
+            raise FacespaceError(f"unknown augmentation {key!r} in {text!r}; expected name=value pairs of: "
+                                 f"{', '.join(sorted(fields))} (e.g. max_shift=0.04,max_rotation=5,share=0.5)")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise FacespaceError(f"augmentation {key!r} needs a number; got {value.strip()!r} in {text!r}") from None
+    return AugmentConfig(**values)
+
+
+def augment_spec(config: AugmentConfig | None) -> str:
+    """The text `parse_augment` reads back into `config` ("none" for None)."""
+    if config is None:
+        return "none"
+    return ",".join(f"{f.name}={getattr(config, f.name):g}" for f in dataclasses.fields(config))

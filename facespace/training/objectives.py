@@ -1,7 +1,7 @@
 """Training objectives that wrap a network: the network knows nothing of noise or augmentation.
 
 The generic loop (`facespace.training.loop.fit`) calls `objective.loss(batch)` and saves
-`objective.network`. `Reconstruction` adds optional horizontal flips; `Denoising` corrupts each
+`objective.network`. `Reconstruction` adds optional horizontal flips and augmentation; `Denoising` corrupts each
 batch afresh (Gaussian noise, occluding rectangles) and scores the output against the clean batch.
 
 Example:
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facespace.data.augment import AugmentConfig, augment
 from facespace.data.corruptions import Corruption, parse_corruption
 
 
@@ -29,18 +30,24 @@ class Reconstruction(nn.Module):
         network: a module whose `forward` maps `(B, C, H, W)` to `(B, C, H, W)`.
         flip: mirror each training image left-right with probability 1/2 (faces are about
             symmetric, so this doubles the data). Never applied in eval mode.
+        augment: random shifts, rotations, zooms and light changes of training images
+            (`facespace.data.augment`); the changed image is both the input and the target, so
+            the network learns faces a little off the canonical crop. Never applied in eval mode.
     """
 
-    def __init__(self, network: nn.Module, *, flip: bool = False):
+    def __init__(self, network: nn.Module, *, flip: bool = False, augment: AugmentConfig | None = None):
         super().__init__()
         self.network = network
         self.flip = flip
+        self.augment = augment
 
     def clean(self, batch: torch.Tensor) -> torch.Tensor:
-        """The target batch: the input, flipped at random while training."""
+        """The target batch `(B, C, H, W)`: the input, flipped and changed at random while training."""
         if self.flip and self.training:
             mirror = torch.rand(batch.shape[0], device=batch.device) < 0.5  # (B,)
             batch = torch.where(mirror[:, None, None, None], batch.flip(-1), batch)
+        if self.augment is not None and self.training:
+            batch = augment(batch, self.augment)  # drawn from torch's global generator: the loop's seed
         return batch
 
     def inputs(self, clean: torch.Tensor) -> torch.Tensor:
@@ -65,8 +72,9 @@ class Denoising(Reconstruction):
         flip: as for `Reconstruction`.
     """
 
-    def __init__(self, network: nn.Module, corruption: Corruption | str = "gaussian:0.1", *, flip: bool = False):
-        super().__init__(network, flip=flip)
+    def __init__(self, network: nn.Module, corruption: Corruption | str = "gaussian:0.1", *, flip: bool = False,
+                 augment: AugmentConfig | None = None):
+        super().__init__(network, flip=flip, augment=augment)
         self.corruption = parse_corruption(corruption)
 
     def inputs(self, clean: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ KINDS = ("pca", "linear", "conv", "denoise", "vae", "verifier")
 # options of the model (conv/linear config fields besides size/channels/code_size)
 MODEL_OPTIONS = ("arch", "code_activation", "width", "depth", "pca_skip", "refine_steps", "refine_lr", "beta")
 # options of the data split and objective
-DATA_OPTIONS = ("size", "grayscale", "crop", "test", "val", "split_seed", "flip", "noise", "svd_solver", "resume", "progress",
+DATA_OPTIONS = ("size", "grayscale", "crop", "test", "val", "split_seed", "flip", "augment", "noise", "svd_solver", "resume", "progress",
                 "overwrite")
 
 
@@ -60,7 +60,8 @@ def train(
         epochs: passes over the training part (ignored by "pca").
         **options: model options (arch, code_activation, width, depth, pca_skip, refine_steps,
             refine_lr), data options
-            (size=32, grayscale, crop, test=0.1, val=0.05, split_seed=42, flip, noise for
+            (size=32, grayscale, crop, test=0.1, val=0.05, split_seed=42, flip, augment (an
+            `AugmentConfig` or its text, `facespace.data.augment.parse_augment`), noise for
             "denoise" = "gaussian:0.1", svd_solver for "pca", resume, progress) and any
             `facespace.training.loop.TrainConfig` field (batch_size, lr, optimizer, schedule, seed, ...).
 
@@ -73,6 +74,10 @@ def train(
     if kind not in KINDS:
         raise FacespaceError(f"unknown model kind {kind!r}; expected one of: {', '.join(KINDS)}")
     options = dict(options)
+    if options.get("augment") is not None:  # a bad spec is refused before any run folder is made
+        from facespace.data.augment import parse_augment
+
+        options["augment"] = parse_augment(options["augment"])
     if out is None:
         return _train(kind, data, out, code_size, epochs, options)
     if Path(out).is_file():
@@ -220,7 +225,7 @@ def _train_pca(images: np.ndarray, code_size: int, opt: dict, run_info: dict):
 
     solver = opt.pop("svd_solver", "auto")
     seed = int(opt.pop("seed", 0))
-    for k in ("flip", "noise", "resume"):
+    for k in ("flip", "augment", "noise", "resume"):
         opt.pop(k, None)
     model = PCAAutoencoder(code_size=code_size, svd_solver=solver, seed=seed).fit(images)
     crop = {"crop": run_info["crop"]} if "crop" in run_info else {}
@@ -260,7 +265,10 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
     from facespace.training.runs import reconstruction_sampler
 
     model_opts = {k: opt.pop(k) for k in MODEL_OPTIONS if k in opt}
+    from facespace.data.augment import augment_spec, parse_augment
+
     flip = bool(opt.pop("flip", False))
+    augment = parse_augment(opt.pop("augment", None))
     noise = opt.pop("noise", "gaussian:0.1" if kind == "denoise" else None)
     resume = bool(opt.pop("resume", False))
     opt.pop("svd_solver", None)
@@ -283,11 +291,11 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
     if kind == "linear":
         network.set_mean(train_t)
     if kind == "denoise":
-        objective = Denoising(network, noise, flip=flip)
+        objective = Denoising(network, noise, flip=flip, augment=augment)
     elif kind == "vae":  # the VAE's own loss: reconstruction + beta * KL
-        objective = ModelLoss(network, flip=flip)
+        objective = ModelLoss(network, flip=flip, augment=augment)
     else:
-        objective = Reconstruction(network, flip=flip)
+        objective = Reconstruction(network, flip=flip, augment=augment)
     purpose = {"denoise": "denoise", "vae": "elbo"}.get(kind, "reconstruct")
     extra = {"split": run_info["split"], "data": run_info["data"], "objective": purpose}
     if "crop" in run_info:
@@ -295,7 +303,7 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
     if kind == "denoise":
         extra["noise"] = objective.corruption.spec()
     network.checkpoint_info = {"extra": extra}
-    run_info.update(extra, flip=flip, model_config=dataclasses.asdict(network.config))
+    run_info.update(extra, flip=flip, augment=augment_spec(augment), model_config=dataclasses.asdict(network.config))
     if resume and out is not None:
         _check_resume_data(Path(out), extra, dataclasses.asdict(network.config))
     result = fit(objective, train_t, val_t, config, out_dir=out, progress=progress, resume=resume,
