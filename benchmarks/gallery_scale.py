@@ -290,7 +290,39 @@ def write(results: dict, out: Path) -> None:
         for r in sweep["rows"]:
             lines.append(f"| {r['ef_search']} | {r['single_ms_median']} | {r['same_name']['known']:.3f} / "
                          f"{r['same_name']['strangers']:.3f} | {r['same_answer']['known']:.3f} / {r['same_answer']['strangers']:.3f} |")
+    if "snorm" in results:
+        lines += snorm_lines(results["snorm"])
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def snorm_lines(runs: dict) -> list[str]:
+    """The section of `gallery_snorm.py`'s runs: S-norm through the index against the full S-norm scan."""
+    lines = ["", "## S-norm galleries through the index", "",
+             "The full scan reads every code and computes every centroid's cohort statistics per call; through the "
+             "index (people as vectors whose inner product ranks them by S-norm), a shortlist closes once it surely "
+             "holds the 5 best S-norm scores, scored with the statistics the gallery keeps per person "
+             "(`benchmarks/gallery_snorm.py`). The hnsw rows are the same gallery with `EXACT_MAX_ITEMS` lowered below "
+             "its number of people, as a gallery of a million faces has it. (Shortlists of centroids by cosine distance, "
+             "closed by a bound on the S-norm score of anyone not returned, never closed on LFW before they held all "
+             "1,681 people: hence the inner product.)", "",
+             "| data | faces (people) | index | full scan (ms/probe: batch / 1 probe) | identify batch (ms/probe) "
+             "| 1 probe (ms, median / p90) | same name as the scan (known / strangers) "
+             "| same answer: name, 5 candidates, distances | shortlists asked of the index (width: probes) | never closed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for label, r in runs.items():
+        for run in r["runs"]:
+            closed = ", ".join(f"{w}: {c}" for w, c in run["shortlist_searched"].items())
+            lines.append(f"| {label} | {r['faces']:,} ({r['people']:,}) | {run['index']} | {r['scan_ms_per_probe']} / "
+                         f"{r['scan_single_ms']} | {run['batch_ms_per_probe']} | {run['single_ms_median']} / "
+                         f"{run['single_ms_p90']} | {run['same_name']['known']:.3f} / {run['same_name']['strangers']:.3f} "
+                         f"| {run['same_answer']['known']:.3f} / {run['same_answer']['strangers']:.3f} | {closed} "
+                         f"| {run['never_closed']} |")
+        notes.append(f"- {label}: `{r['command']}` on {r['date'][:10]}, load average {r['load'][0][0]:.1f} at the start, "
+                     f"{r['load'][1][0]:.1f} at the end (2 shared cores); {r['data']}; {r['probes']['known']:,} known and "
+                     f"{r['probes']['strangers']:,} stranger probes; enrolment {r['bulk_enrol_s']} s, one more person "
+                     f"{r['enrol_one_person_s']} s (sampled calibration included)")
+    return lines + [""] + notes
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,10 +35,14 @@ def reopened(path) -> Gallery:
     return Gallery(path, CodeEncoder())
 
 
-@pytest.mark.parametrize("metric,max_k", [("cosine", 64), ("l2", 64), ("cosine", 4)])
-def test_an_snorm_gallery_names_probes_as_the_full_scan_through_every_change(tmp_path, monkeypatch, metric, max_k):
+@pytest.mark.parametrize("metric,max_k,rounding", [("cosine", 64, None), ("l2", 64, None), ("cosine", 64, 1e-2),
+                                                   ("cosine", 4, 1e-2), ("l2", 4, None)])
+def test_an_snorm_gallery_names_probes_as_the_full_scan_through_every_change(tmp_path, monkeypatch, metric, max_k,
+                                                                             rounding):
     monkeypatch.setattr(shortlist, "FIRST_K", 4)  # shortlists that must grow (64), or that never close (4)
     monkeypatch.setattr(shortlist, "MAX_K", max_k)
+    if rounding:  # cosine: a wider margin, so that shortlists through the S-norm index must grow too
+        monkeypatch.setattr(shortlist, "LIFTED_ROUNDING", rounding)
     rng = np.random.default_rng(30)
     path = tmp_path / "g.db"
     g = snorm_gallery(path, metric)
@@ -96,6 +100,19 @@ def test_an_snorm_gallery_through_an_hnsw_index_names_nearly_every_probe_as_the_
     found, expected = g.identify_codes(probes), full_scan(g, probes)
     assert g.gallery_index().index.backend == "hnsw"
     assert np.mean([a.name == b.name for a, b in zip(found, expected)]) >= 0.95
+
+
+def test_a_person_longer_than_the_lifted_length_rebuilds_the_index(tmp_path, monkeypatch):
+    monkeypatch.setattr(gallery_index, "RADIUS_ROOM", 1.0)  # no room: a new person longer than all rebuilds
+    rng = np.random.default_rng(35)
+    g = snorm_gallery(tmp_path / "g.db")
+    faces = people_codes(rng, 70, 3)
+    enrol(g, faces[:20])
+    for step in range(5):
+        probes = probes_for(g, rng)
+        assert_same(g.identify_codes(probes), full_scan(g, probes))
+        enrol(g, faces[20 + 10 * step : 30 + 10 * step], first=20 + 10 * step)
+    assert g.gallery_index().rebuilt >= 2 and g.gallery_index().held.radius > 0
 
 
 def test_an_snorm_gallery_whose_statistics_are_behind_is_scanned_until_its_next_change(tmp_path):

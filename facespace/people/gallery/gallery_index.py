@@ -2,12 +2,15 @@
 
 A gallery `people.db` keeps `people.db.index`, an `Index` (`facespace.index`) of what its scoring
 compares a probe with: every enrolled face (scoring "nearest", ids = face ids) or one centroid per
-person (scoring "centroid" and "snorm", ids = person ids; `person_centroids` of their codes; for
-"snorm" also every person's cohort statistics, `facespace.people.gallery.person_stats`, in memory
-only: they are read from the gallery, which keeps them). SQLite stays the
-only truth. The file is a snapshot: its header records the gallery's uuid and the generation of
-the change log (`facespace.people.gallery.changes`) it reflects, with that log entry's random
-token. Opening it (`GalleryIndex.sync`, before every identification) then:
+person (scoring "centroid" and "snorm", ids = person ids; `person_centroids` of their codes). An
+S-norm gallery of the cosine metric indexes each person as `person_stats.snorm_items` of their
+centroid and cohort statistics (kept by the gallery, `facespace.people.gallery.person_stats`),
+lifted to one length (`radius`, kept in the snapshot; a person beyond it rebuilds the index) so that
+l2 ranks them in S-norm order; of the l2 metric, their centroid, with everyone's statistics held in
+memory beside it. SQLite stays the only truth. The file is a snapshot: its header records the
+gallery's uuid and the generation of the change log (`facespace.people.gallery.changes`) it
+reflects, with that log entry's random token. Opening it (`GalleryIndex.sync`, before every
+identification) then:
 
 - loads the snapshot when it is this gallery's, of this scoring and metric, and not ahead of the log;
 - replays the log entries after its generation (faces removed and added, centroids of the people
@@ -56,7 +59,8 @@ from facespace.files import file_kind
 from facespace.index import Index, IndexingError
 from facespace.people.distances import person_centroids
 from facespace.people.gallery.changes import changes_since, gallery_uuid, generation, log_start, log_token, prune_log
-from facespace.people.gallery.person_stats import PersonStats, read_person_stats, stats_current
+from facespace.people.gallery.person_stats import (PersonStats, lift_items, read_person_stats, snorm_items,
+                                                   stats_current)
 from facespace.people.gallery.store import read_rows, transaction
 
 __all__ = ["EXACT_MAX_ITEMS", "GalleryIndex", "INDEXED_SCORINGS", "forget_held", "read_rows"]
@@ -69,6 +73,7 @@ EXACT_MAX_ITEMS = 50_000  # above this many faces (or centroids) a rebuilt index
 HNSW_SETTINGS = {"M": 16, "ef_construction": 100, "ef_search": 4096}
 SNAPSHOT_TAIL = 0.02  # rewrite the snapshot once the changes since it exceed this share of its items
 SNAPSHOT_MIN_TAIL = 500  # ... and this many log entries
+RADIUS_ROOM = 1.25  # S-norm's lifted vectors: the length given, over the longest vector at a rebuild
 
 
 class _Held:
@@ -84,6 +89,7 @@ class _Held:
         self.foreign = False  # the snapshot's path holds an index that is not a gallery's: never written over
         self.stats: PersonStats | None = None  # "snorm": every indexed person's cohort statistics
         self.prune_due = 0  # the generation of the last snapshot saved, up to which the log may be pruned
+        self.radius = 0.0  # "snorm", cosine: the length S-norm's vectors are lifted to (0: one is longer)
         self.lock = threading.RLock()
 
 
@@ -109,6 +115,10 @@ class GalleryIndex:
         if scoring not in INDEXED_SCORINGS:
             raise FacespaceError(f"a gallery index serves scoring {' or '.join(INDEXED_SCORINGS)}; not {scoring!r}")
         self.db, self.metric, self.scoring, self.code_size = db, metric, scoring, int(code_size)
+        # what the index holds: codes or centroids (dim d, the gallery's metric), or S-norm's vectors
+        self.snorm_ip = scoring == "snorm" and metric == "cosine"
+        self.index_dim = 2 * self.code_size + 2 if self.snorm_ip else self.code_size
+        self.index_metric = "l2" if self.snorm_ip else metric
         self.file = None if path == ":memory:" else Path(str(path) + ".index")
         self.held = _Held() if self.file is None else \
             _HELD.setdefault((str(self.file.resolve()), scoring, metric), _Held())
@@ -127,17 +137,21 @@ class GalleryIndex:
         Called inside a read transaction, the index matches the rows that transaction reads.
 
         Returns:
-            The `Index`: ids are face ids ("nearest") or person ids ("centroid", "snorm").
+            The `Index`: ids are face ids ("nearest") or person ids ("centroid", "snorm"); None for
+            an S-norm gallery whose person statistics are behind its rows (scan it in full).
         """
         with self.held.lock:
             return self._sync()
 
-    def _sync(self) -> Index:
+    def _sync(self) -> Index | None:
         own = not self.db.in_transaction  # a caller's read transaction keeps its snapshot for what it reads next
         if own:
             self.db.execute("BEGIN")  # one read snapshot: the rows and the log agree
         try:
             now = generation(self.db)
+            if self.scoring == "snorm" and not stats_current(self.db, now):
+                self.held.stats = None  # changed by an older facespace: scanned in full until its next change
+                return None
             if self.index is not None and (self.generation > now or self.generation < log_start(self.db)
                                            or self.held.mark != self._mark(self.generation)):
                 self.index = None  # another file at this path, another history of it, or older than the log
@@ -169,11 +183,9 @@ class GalleryIndex:
         self.held.mark = self._mark(self.generation)
 
     def _catch_up_stats(self, now: int) -> None:
-        """"snorm": every indexed person's cohort statistics, read from the gallery (None while the
-        gallery keeps none for generation `now`: it is scanned in full)."""
-        if not stats_current(self.db, now):
-            self.held.stats = None
-        elif self.held.stats is None:
+        """"snorm": every indexed person's cohort statistics, read from the gallery (kept current by
+        `_replay` once read)."""
+        if self.held.stats is None:
             stats = read_person_stats(self.db)
             self.held.stats = stats if np.array_equal(stats.ids, np.sort(self.index.ids)) else None
 
@@ -201,7 +213,8 @@ class GalleryIndex:
 
     def _record(self) -> dict:
         return {"gallery_uuid": gallery_uuid(self.db), "generation": self.generation,
-                "token": log_token(self.db, self.generation), "scoring": self.scoring, "metric": self.metric}
+                "token": log_token(self.db, self.generation), "scoring": self.scoring, "metric": self.metric,
+                **({"radius": self.held.radius} if self.snorm_ip else {})}
 
     def _load(self, now: int) -> None:
         """The snapshot file when it is this gallery's and not ahead of it, else nothing."""
@@ -221,13 +234,14 @@ class GalleryIndex:
         rec = index.model["gallery"] or {}
         gen = int(rec.get("generation", -1))
         if (rec.get("gallery_uuid") != gallery_uuid(self.db) or rec.get("scoring") != self.scoring
-                or rec.get("metric") != self.metric or index.dim != self.code_size or not 0 <= gen <= now
+                or rec.get("metric") != self.metric or index.dim != self.index_dim or index.metric != self.index_metric
+                or (self.snorm_ip and not rec.get("radius")) or not 0 <= gen <= now
                 or gen < log_start(self.db) or rec.get("token") != log_token(self.db, gen)):
             return  # another gallery's, another history's, or older than the log reaches back: rebuilt
         if index.backend == "hnsw":  # this version's search width, whatever the file was saved with
             index.configure(ef_search=HNSW_SETTINGS["ef_search"])
         self.index, self.generation, self.saved_generation = index, gen, gen
-        self.held.stats = None  # read for the generation caught up to
+        self.held.stats, self.held.radius = None, float(rec.get("radius") or 0.0)  # stats read once caught up
 
     def _replay(self) -> None:
         """Apply the log entries after `self.generation` to the index."""
@@ -246,7 +260,7 @@ class GalleryIndex:
             _, person_ids, codes = read_rows(self.db, changes.person_ids, self.code_size, column="person_id")
             if len(codes):
                 people, centroids = person_centroids(codes, person_ids, metric=self.metric)
-                index.add(centroids, ids=people)
+                index.add(self._vectors(people, centroids), ids=people)
             if self.held.stats is not None:  # "snorm": the changed people's statistics, read again
                 self.held.stats = self.held.stats.replace(changes.person_ids, read_person_stats(self.db, changes.person_ids))
         self.generation = changes.generation
@@ -258,18 +272,35 @@ class GalleryIndex:
         return len(ids) == int(count) and int(ids.sum()) == int(total)
 
     def _outgrown(self) -> bool:
-        """An exact index grown past 1.5 `EXACT_MAX_ITEMS`, or a graph shrunk under half of it."""
+        """An exact index grown past 1.5 `EXACT_MAX_ITEMS`, a graph shrunk under half of it, or
+        S-norm's vectors, one of them longer than the length they are lifted to."""
         n, backend = len(self.index), self.index.backend
-        return (backend == "exact" and n > 1.5 * EXACT_MAX_ITEMS) or (backend == "hnsw" and n < EXACT_MAX_ITEMS // 2)
+        return ((backend == "exact" and n > 1.5 * EXACT_MAX_ITEMS) or (backend == "hnsw" and n < EXACT_MAX_ITEMS // 2)
+                or (self.snorm_ip and self.held.radius <= 0))
+
+    def _vectors(self, people: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        """What the index holds for `(p,)` people of `(p, d)` centroids: them, or S-norm's vectors
+        lifted to `radius` (set at a rebuild; 0 when one is longer: the index is rebuilt)."""
+        if not self.snorm_ip:
+            return centroids
+        x = snorm_items(centroids, *read_person_stats(self.db, people).lookup(people))
+        longest = float(np.linalg.norm(x.astype(np.float64), axis=1).max(initial=0.0))
+        if self.index is None:  # a rebuild
+            self.held.radius = RADIUS_ROOM * longest
+        elif longest > self.held.radius:
+            self.held.radius = 0.0
+        return lift_items(x, self.held.radius)
 
     def _rebuild(self, now: int) -> None:
+        self.index = None
         face_ids, person_ids, codes = read_rows(self.db, None, self.code_size)
         if self.scoring != "nearest" and len(codes):
             ids, vectors = person_centroids(codes, person_ids, metric=self.metric)
+            vectors = self._vectors(ids, vectors)
         else:
             ids, vectors = face_ids, codes
         backend = "exact" if len(ids) <= EXACT_MAX_ITEMS else "hnsw"
-        index = Index(self.code_size, metric=self.metric, backend=backend,
+        index = Index(self.index_dim, metric=self.index_metric, backend=backend,
                       **(HNSW_SETTINGS if backend == "hnsw" else {}))
         index.add(vectors, ids=ids)
         self.index, self.generation, self.saved_generation = index, now, -1

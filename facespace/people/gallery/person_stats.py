@@ -10,10 +10,13 @@ get theirs recomputed from their rows, the people gone lose theirs. Each value i
 `match_codes` computes for that person's centroid (`person_centroids` of their rows, then
 `CohortNorm.stats`), so answers read from the table are the full scan's.
 
-The index of an S-norm gallery (`facespace.people.gallery.gallery_index`) holds every person's
-statistics in memory (`PersonStats`) beside the centroids; it reads them from the table, and only
-when the table reflects the generation it reads (`stats_current`): a gallery last changed by an
-older facespace is scanned in full until its next change.
+The index of an S-norm gallery (`facespace.people.gallery.gallery_index`) reads them from the table,
+and only when the table reflects the generation it reads (`stats_current`): a gallery last changed
+by an older facespace is scanned in full until its next change. With the cosine metric, S-norm is an
+inner product of vectors made of a person's centroid and statistics (`snorm_items`) with vectors
+made of a probe and its own (`snorm_queries`), so the index (of those vectors lifted to one length,
+`lift_items`, searched by l2) ranks people in S-norm order; with l2 it holds the centroids and every
+person's statistics in memory (`PersonStats`).
 
 Example:
     >>> stats = PersonStats(np.array([3, 7]), np.array([0.9, 0.8]), np.array([0.1, 0.2]))
@@ -34,7 +37,8 @@ from facespace.people.distances import person_centroids
 from facespace.people.gallery.changes import changes_since, generation, log_start
 from facespace.people.gallery.store import read_rows
 
-__all__ = ["PersonStats", "read_person_stats", "stats_current", "update_person_stats"]
+__all__ = ["PersonStats", "lift_items", "lift_queries", "read_person_stats", "snorm_items",
+           "snorm_queries", "stats_current", "update_person_stats"]
 
 STATS_TABLE = """CREATE TABLE IF NOT EXISTS person_stats (
     person_id INTEGER PRIMARY KEY,  -- an enrolled person (no foreign key: the change log says who left)
@@ -105,3 +109,45 @@ def update_person_stats(db: sqlite3.Connection, cohort: CohortNorm, *, metric: s
         mean, spread = cohort.stats(centroids)
         db.executemany("INSERT INTO person_stats VALUES (?, ?, ?)", zip(ids.tolist(), mean.tolist(), spread.tolist()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('person_stats_generation', ?)", (str(now),))
+
+
+def snorm_items(centroids: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """People as vectors whose inner product with `snorm_queries` ranks them by S-norm (cosine).
+
+    With `c` the cosine of a probe p and a centroid t, `a = 1 / spread_t`, the S-norm score is
+    `((1 - c - mean_p) / spread_p + (1 - c - mean_t) * a) / 2 = ((1 - mean_p) / spread_p - <q, x>) / 2`
+    with `q = [p / |p| / spread_p, p / |p|, 1]` and `x = [t / |t|, a t / |t|, -a (1 - mean_t)]`: an
+    index ranking by inner product ("ip") returns people in S-norm order.
+
+    Args:
+        centroids: `(p, d)` the people's centroids; mean, spread: `(p,)` their statistics.
+
+    Returns:
+        `(p, 2 d + 1)` float32.
+    """
+    t = np.asarray(centroids, np.float64)
+    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    a = 1.0 / np.asarray(spread, np.float64)
+    return np.concatenate([t, a[:, None] * t, (-a * (1.0 - np.asarray(mean, np.float64)))[:, None]], 1).astype(np.float32)
+
+
+def snorm_queries(probes: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """`(q, 2 d + 1)` float32 probes for `snorm_items`, from `(q, d)` probes and their `(q,)` statistics."""
+    p = np.asarray(probes, np.float64)
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    return np.concatenate([p / np.asarray(spread, np.float64)[:, None], p, np.ones((len(p), 1))], 1).astype(np.float32)
+
+
+def lift_items(vectors: np.ndarray, radius: float) -> np.ndarray:
+    """`(p, D)` vectors of length at most `radius` as `(p, D + 1)` float32 of length `radius`, so that an
+    l2 index ranks them by inner product (`|q - x|^2 = |q|^2 + radius^2 - 2 <q, x>` for `lift_queries`):
+    graphs search such an index far better than one of inner products of unequal lengths."""
+    x = np.asarray(vectors, np.float64)
+    rest = np.sqrt(np.maximum(radius * radius - (x * x).sum(1), 0.0))
+    return np.concatenate([x, rest[:, None]], 1).astype(np.float32)
+
+
+def lift_queries(queries: np.ndarray) -> np.ndarray:
+    """`(q, D)` queries as `(q, D + 1)` float32 for `lift_items` (a zero appended)."""
+    q = np.asarray(queries, np.float32)
+    return np.concatenate([q, np.zeros((len(q), 1), np.float32)], 1)

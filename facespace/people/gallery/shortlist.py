@@ -5,11 +5,16 @@ For each probe the index (`facespace.people.gallery.gallery_index`) returns its 
 faces for scoring "nearest" or person centroids for "centroid" and "snorm". The shortlist is
 complete when, leaving out the people this probe is a rejected face of (`Gallery.reject`), it holds
 `k` people whose scores are all below any score a person not on it can have, by a margin: every
-face or centroid not returned lies beyond the K-th item's distance D, so for "nearest" and
-"centroid" that bound is D itself; for "snorm", whose score `((d - mu_p) / sd_p + (d - mu_t) /
-sd_t) / 2` grows with the distance d, it is that score at d = D with the person statistics (mu_t,
-sd_t) that make it lowest among everyone enrolled (the index holds them all; the probe's own are
-computed once per probe). Otherwise K grows fourfold,
+item not returned lies beyond the K-th item's distance D, so for "nearest" and "centroid" that
+bound is D itself, and for "snorm" with the cosine metric too: its index ranks people by S-norm
+(an inner product, `person_stats.snorm_items`, lifted to one length and searched by l2: the
+distance gives back the product; the probe's statistics computed once per probe, the margin the
+float32 rounding bound). For "snorm" with l2, whose score
+`((d - mu_p) / sd_p + (d - mu_t) / sd_t) / 2` grows with the centroid distance d, the bound is that
+score at d = D with the person statistics (mu_t, sd_t) that make it lowest among everyone enrolled
+(held with the index): exact too, but loose where people's statistics differ much (this bound
+over cosine distances let every shortlist of LFW's dlib codes grow to the whole gallery, hence the
+inner product). Otherwise K grows fourfold,
 and past `MAX_K` the probe is scored against every row as before. The shortlisted rows (every
 returned face, or every face of each returned person) are read from SQLite and scored by
 `match_codes` with the gallery's threshold, per-person thresholds and rejections, so the answer
@@ -41,7 +46,7 @@ from facespace.index import Index
 from facespace.people.distances import cross_distances
 from facespace.people.gallery.gallery_index import GalleryIndex
 from facespace.people.gallery.matching import Identification, match_codes
-from facespace.people.gallery.person_stats import PersonStats
+from facespace.people.gallery.person_stats import PersonStats, lift_queries, snorm_queries
 from facespace.people.gallery.store import read_rows
 
 __all__ = ["FIRST_K", "MAX_K", "identify_indexed"]
@@ -49,6 +54,7 @@ __all__ = ["FIRST_K", "MAX_K", "identify_indexed"]
 FIRST_K = 32  # items asked of the index first (at least 4 k)
 MAX_K = 8192  # beyond this many items a probe is scored against every row
 MARGIN = 1e-4  # the index's float32 distances against the exact float64 ones
+LIFTED_ROUNDING = 3e-5  # S-norm from a float32 l2 distance over 2 d + 2 terms: error at most this (|q|^2 + r^2)
 GROUP = 64  # probes scored together (their shortlists are scored as one set)
 
 
@@ -101,7 +107,13 @@ def _identify(gindex: GalleryIndex, index: Index, probes: np.ndarray, *, thresho
             near = cross_distances(group, rej_codes, metric=metric) <= radius
             excluded = [set(rej_person[row].tolist()) for row in near]
         probe_stats = cohort.stats(group) if scoring == "snorm" else None  # once per probe
-        lists = _shortlists(index, db, group, k, excluded, scoring, probe_stats, stats)
+        if gindex.snorm_ip:  # the index ranks people by S-norm: search with the probes as its queries
+            queries = snorm_queries(group, *probe_stats)
+            offset = (queries.astype(np.float64) ** 2).sum(1) + gindex.held.radius ** 2  # (q,) |q|^2 + r^2
+            lists = _shortlists(index, db, lift_queries(queries), k, excluded, scoring, margin=LIFTED_ROUNDING * offset,
+                                offset=offset)
+        else:
+            lists = _shortlists(index, db, group, k, excluded, scoring, probe_stats, stats)
         short = [i for i, ids in enumerate(lists) if ids is not None]
         rest = [i for i, ids in enumerate(lists) if ids is None]  # never closed: scored against every row
         for rows, ids in ((short, np.concatenate([lists[i] for i in short]) if short else None), (rest, None)):
@@ -120,9 +132,12 @@ def _person_of(db: sqlite3.Connection, ids: np.ndarray, scoring: str) -> dict[in
 
 def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, excluded: list[set[int]],
                 scoring: str, probe_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                stats: PersonStats | None = None) -> list[np.ndarray | None]:
-    """Per probe of `(q, d)` `z`, the index ids (faces or people) of a complete shortlist, or None
-    past `MAX_K`; "snorm" with the probes' `(q,)` statistics and every person's."""
+                stats: PersonStats | None = None, margin: np.ndarray | None = None,
+                offset: np.ndarray | None = None) -> list[np.ndarray | None]:
+    """Per query of `(q, d)` `z`, the index ids (faces or people) of a complete shortlist, or None
+    past `MAX_K`; with `probe_stats` (`(q,)` each) and everyone's `stats`: the bound of "snorm"
+    over centroid distances; `margin` `(q,)`: the queries' own (default `MARGIN`); `offset` `(q,)`:
+    lifted S-norm vectors, whose score is `(distance^2 - offset) / 2`."""
     n = len(index)
     out: list[np.ndarray | None] = [None] * len(z)
     todo = list(range(len(z)))
@@ -134,15 +149,17 @@ def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, exc
         for row, p in enumerate(todo):
             found = ids[row] >= 0
             item, d = ids[row][found], dist[row][found]
+            if offset is not None:
+                d = (d.astype(np.float64) ** 2 - offset[p]) / 2.0  # -<q, x>: S-norm, up to the probe's constant
             owners = np.array([person[int(i)] for i in item], np.int64)
             _, first = np.unique(owners, return_index=True)
             first = np.sort(first)  # each person's nearest returned item, nearest first
             kept = [j for j in first if int(owners[j]) not in excluded[p]]
-            if scoring == "snorm":
+            if probe_stats is not None:
                 closed = len(kept) >= k and _snorm_closed(d[kept], owners[kept], d[-1], k,
                                                           (probe_stats[0][p], probe_stats[1][p]), stats)
             else:
-                closed = len(kept) >= k and d[kept[k - 1]] < d[-1] - MARGIN
+                closed = len(kept) >= k and d[kept[k - 1]] < d[-1] - (MARGIN if margin is None else margin[p])
             if K >= n or closed:
                 out[p] = item
             else:
