@@ -163,3 +163,13 @@ def test_an_snorm_gallery_is_calibrated_on_a_sample_with_the_full_computations_s
         else:  # each sampled face's scores are among the full computation's
             assert np.abs(got_impostor[:, None] - impostor[None, :]).min(1).max() < 1e-5
             assert np.abs(got_genuine[:, None] - genuine[None, :]).min(1).max() < 1e-5
+
+
+@pytest.mark.parametrize("where", ["file", "memory"])
+def test_a_one_person_snorm_gallery_answers_as_the_scan(tmp_path, where):
+    rng = np.random.default_rng(36)
+    g = snorm_gallery(tmp_path / "g.db" if where == "file" else ":memory:")
+    enrol(g, people_codes(rng, 1, 3))
+    probes = probes_for(g, rng, 6)
+    assert_same(g.identify_codes(probes, max_distance=0.0), full_scan(g, probes, max_distance=0.0))
+    assert g.gallery_index().held.stats is not None
