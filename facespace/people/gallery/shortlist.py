@@ -54,7 +54,9 @@ __all__ = ["FIRST_K", "MAX_K", "identify_indexed"]
 FIRST_K = 32  # items asked of the index first (at least 4 k)
 MAX_K = 8192  # beyond this many items a probe is scored against every row
 MARGIN = 1e-4  # the index's float32 distances against the exact float64 ones
-LIFTED_ROUNDING = 3e-5  # S-norm from a float32 l2 distance over 2 d + 2 terms: error at most this (|q|^2 + r^2)
+# S-norm read from a float32 l2 distance D over 2 d + 2 = 258 terms: D^2 is off by at most about
+# 258 * 6e-8 / 2 of itself per item, so two items' scores by 1.6e-5 D^2 of the farther; this much
+LIFTED_ROUNDING = 2e-5
 GROUP = 64  # probes scored together (their shortlists are scored as one set)
 
 
@@ -110,8 +112,7 @@ def _identify(gindex: GalleryIndex, index: Index, probes: np.ndarray, *, thresho
         if gindex.snorm_ip:  # the index ranks people by S-norm: search with the probes as its queries
             queries = snorm_queries(group, *probe_stats)
             offset = (queries.astype(np.float64) ** 2).sum(1) + gindex.held.radius ** 2  # (q,) |q|^2 + r^2
-            lists = _shortlists(index, db, lift_queries(queries), k, excluded, scoring, margin=LIFTED_ROUNDING * offset,
-                                offset=offset)
+            lists = _shortlists(index, db, lift_queries(queries), k, excluded, scoring, offset=offset)
         else:
             lists = _shortlists(index, db, group, k, excluded, scoring, probe_stats, stats)
         short = [i for i, ids in enumerate(lists) if ids is not None]
@@ -132,12 +133,11 @@ def _person_of(db: sqlite3.Connection, ids: np.ndarray, scoring: str) -> dict[in
 
 def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, excluded: list[set[int]],
                 scoring: str, probe_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                stats: PersonStats | None = None, margin: np.ndarray | None = None,
-                offset: np.ndarray | None = None) -> list[np.ndarray | None]:
+                stats: PersonStats | None = None, offset: np.ndarray | None = None) -> list[np.ndarray | None]:
     """Per query of `(q, d)` `z`, the index ids (faces or people) of a complete shortlist, or None
     past `MAX_K`; with `probe_stats` (`(q,)` each) and everyone's `stats`: the bound of "snorm"
-    over centroid distances; `margin` `(q,)`: the queries' own (default `MARGIN`); `offset` `(q,)`:
-    lifted S-norm vectors, whose score is `(distance^2 - offset) / 2`."""
+    over centroid distances; with `offset` `(q,)`: lifted S-norm vectors, whose score is
+    `(distance^2 - offset) / 2`."""
     n = len(index)
     out: list[np.ndarray | None] = [None] * len(z)
     todo = list(range(len(z)))
@@ -149,8 +149,10 @@ def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, exc
         for row, p in enumerate(todo):
             found = ids[row] >= 0
             item, d = ids[row][found], dist[row][found]
-            if offset is not None:
-                d = (d.astype(np.float64) ** 2 - offset[p]) / 2.0  # -<q, x>: S-norm, up to the probe's constant
+            margin = MARGIN
+            if offset is not None:  # -<q, x>: S-norm, up to the probe's constant
+                squared = d.astype(np.float64) ** 2
+                d, margin = (squared - offset[p]) / 2.0, LIFTED_ROUNDING * float(squared[-1])
             owners = np.array([person[int(i)] for i in item], np.int64)
             _, first = np.unique(owners, return_index=True)
             first = np.sort(first)  # each person's nearest returned item, nearest first
@@ -159,7 +161,7 @@ def _shortlists(index: Index, db: sqlite3.Connection, z: np.ndarray, k: int, exc
                 closed = len(kept) >= k and _snorm_closed(d[kept], owners[kept], d[-1], k,
                                                           (probe_stats[0][p], probe_stats[1][p]), stats)
             else:
-                closed = len(kept) >= k and d[kept[k - 1]] < d[-1] - (MARGIN if margin is None else margin[p])
+                closed = len(kept) >= k and d[kept[k - 1]] < d[-1] - margin
             if K >= n or closed:
                 out[p] = item
             else:
