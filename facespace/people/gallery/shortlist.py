@@ -54,9 +54,10 @@ __all__ = ["FIRST_K", "MAX_K", "identify_indexed"]
 FIRST_K = 32  # items asked of the index first (at least 4 k)
 MAX_K = 8192  # beyond this many items a probe is scored against every row
 MARGIN = 1e-4  # the index's float32 distances against the exact float64 ones
-# S-norm read from a float32 l2 distance D over 2 d + 2 = 258 terms: D^2 is off by at most about
-# 258 * 6e-8 / 2 of itself per item, so two items' scores by 1.6e-5 D^2 of the farther; this much
-LIFTED_ROUNDING = 2e-5
+# S-norm read from float32 l2 distances D over 2 d + 2 = 258 terms: a score is off by at most
+# 258 * 6e-8 / 2 = 7.8e-6 D^2, and the exact backend's choice of the K (|x|^2 - 2 <q, x>, |x| = r) by
+# about as much again, so a shortlist closes with a margin of 4 such errors of the farthest item
+LIFTED_ROUNDING = 4e-5
 GROUP = 64  # probes scored together (their shortlists are scored as one set)
 
 
