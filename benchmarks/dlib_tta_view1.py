@@ -16,7 +16,7 @@ if sys.argv[1:] == ["encode"]:
     from dlib_codes import LFW as IM
     from verification import LFW
     from facespace.data.pairs import read_pairs
-    from facespace.models.dlib_face import dlib_models, as_uint8_rgb
+    from facespace.models.dlib_face import dlib_models
     from PIL import Image
     c, names, row = load_codes()
     test = read_pairs(LFW / "pairsDevTest.txt")
