@@ -81,26 +81,27 @@ def run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def member_command(name: str, out: Path, data: Path) -> list[str]:
+def member_command(name: str, out: Path, data: Path, extra: tuple[str, ...] = ()) -> list[str]:
     size, width, crop, epochs = ID_MEMBERS[name]
     return [*FACESPACE, "train", "verifier", "--data", str(data), "--size", str(size), "--width", str(width),
             "--crop", crop, "--epochs", str(epochs), "--dropout", "0.5", "--shift-test", "2", "--bf16",
-            "--channels-last", "--threads", "1", "--out", str(out)]
+            "--channels-last", "--threads", "1", *extra, "--out", str(out)]
 
 
 def train_faces_id(args) -> tuple[Path, list[str], float]:
     """The members in `--lanes` processes (longest first), then their ensemble."""
-    runs = args.runs / "faces-id"
+    runs = args.runs / getattr(args, "folder", "faces-id")
+    extra = tuple(getattr(args, "member_args", ()))  # options every member adds (e.g. --augment grey=0.25)
     runs.mkdir(parents=True, exist_ok=True)
     todo = [m for m in sorted(ID_MEMBERS, key=lambda m: -ID_MEMBERS[m][3] * ID_MEMBERS[m][0] ** 2)
             if not (runs / m / "run.json").exists()]  # run.json is written when a run has finished
-    commands = [member_command(m, runs / m, args.data / "lfw-deepfunneled") for m in ID_MEMBERS]
+    commands = [member_command(m, runs / m, args.data / "lfw-deepfunneled", extra) for m in ID_MEMBERS]
     start = time.perf_counter()
     lanes = [todo[i::args.lanes] for i in range(args.lanes)]
     procs = []
     for i, lane in enumerate(lanes):
         if lane:
-            script = " && ".join(shlex.join(member_command(m, runs / m, args.data / "lfw-deepfunneled")) for m in lane)
+            script = " && ".join(shlex.join(member_command(m, runs / m, args.data / "lfw-deepfunneled", extra)) for m in lane)
             print(f"# lane {i + 1}: {', '.join(lane)}", flush=True)
             procs.append(subprocess.Popen(["bash", "-c", script], stdout=open(runs / f"lane{i + 1}.log", "a"),
                                           stderr=subprocess.STDOUT))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from facespace.data import load_images, read_image
 from facespace.data.crops import parse_crop
-from facespace.data.images import crop_box, decode_face
+from facespace.data.images import TIGHT_BOX, crop_box, decode_face, face_frame
 from facespace.errors import DataError
 
 
@@ -63,6 +63,29 @@ def test_crop_box_specs():
     assert parse_crop("80,80,-80,-80") == (80, 80, -80, -80)
     with pytest.raises(DataError, match="four numbers"):
         parse_crop("1,2,3")
+
+
+def test_a_face_crop_is_padded_out_to_a_model_box_wider_than_the_tight_face(rng, tmp_path):
+    # a 250x250 "LFW original", and its tight face (TIGHT_BOX) saved as a file of its own
+    original = rng.integers(0, 256, (250, 250, 3), dtype=np.uint8)
+    t, l, b, r = TIGHT_BOX
+    Image.fromarray(original).save(tmp_path / "original.png")
+    Image.fromarray(original[t:b, l:r]).save(tmp_path / "face.png")
+    union = "lfw:50,45,210,205"  # the identity ensemble's box: 20 px around the tight face on every side
+    assert face_frame(union, 120, 120) == (20 / 120, 20 / 120, 20 / 120, 20 / 120)
+    whole, _ = decode_face(tmp_path / "original.png", 160, crop=union)
+    face, _ = decode_face(tmp_path / "face.png", 160, crop=union)
+    # the face lands exactly where the original's box holds it; the margins repeat its edge pixels
+    assert np.array_equal(face[20:140, 20:140], whole[20:140, 20:140])
+    assert np.array_equal(face[:20, 20:140], np.broadcast_to(face[20:21, 20:140], (20, 120, 3)))
+    assert np.array_equal(face[20:140, :20], np.broadcast_to(face[20:140, 20:21], (120, 20, 3)))
+    # nothing is added for the LFW original itself, other crops, or a box inside the tight face
+    assert face_frame(union, 250, 250) is None and face_frame("lfw", 92, 112) is None
+    assert face_frame("lfw:80,80,170,170", 92, 112) is None and face_frame(None, 92, 112) is None
+    # a non-square portrait gets margins in proportion to its own height and width
+    Image.fromarray(original[:112, :92]).save(tmp_path / "portrait.png")
+    padded, _ = decode_face(tmp_path / "portrait.png", 40, crop=union)
+    assert padded.shape == (40, 40, 3)
 
 
 def test_jpeg_draft_stays_close_to_full_decode(rng, tmp_path):

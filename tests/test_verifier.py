@@ -176,6 +176,20 @@ def test_augment_share_leaves_the_other_images_exactly_as_they_were():
         AugmentConfig(share=1.5)
 
 
+def test_augment_grey_gives_the_luma_of_grey_files_in_every_channel():
+    x = torch.rand(300, 3, 6, 6)
+    still = dict(flip=0.0, max_shift=0.0, max_rotation=0.0, min_scale=1.0, max_scale=1.0, brightness=0.0, contrast=0.0)
+    y = augment(x, AugmentConfig(**still, grey=0.5), seed=1)
+    luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
+    turned = torch.isclose(y, luma, atol=1e-5).all(dim=(1, 2, 3))
+    kept = torch.isclose(y, x, atol=1e-5).all(dim=(1, 2, 3))
+    assert bool((turned | kept).all()) and 0.35 < float(turned.float().mean()) < 0.65
+    one = torch.rand(4, 1, 6, 6)  # grey batches stay as they are
+    torch.testing.assert_close(augment(one, AugmentConfig(**still, grey=1.0), seed=0), one, atol=1e-5, rtol=0)
+    with pytest.raises(FacespaceError, match="grey is a probability"):
+        AugmentConfig(grey=2.0)
+
+
 def test_parse_augment_reads_what_augment_spec_writes_and_names_bad_fields():
     config = parse_augment("max_shift=0.04, max_rotation=5,share=0.5")
     assert (config.max_shift, config.max_rotation, config.share) == (0.04, 5.0, 0.5)

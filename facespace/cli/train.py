@@ -59,8 +59,9 @@ def train_cmd(
     shift_test: Annotated[int, Opt("--shift-test", help="verifier: also embed copies shifted this many pixels (test time)")] = 0,
     pca_skip: Annotated[bool, Opt("--pca-skip", help="add a fixed PCA path the conv net corrects")] = False,
     flip: Annotated[bool, Opt(help="random horizontal flips while training")] = False,
-    augment: Annotated[str, Opt(help="autoencoders: random shifts/rotations/zooms/light while training, as "
-                                     "name=value pairs, e.g. max_shift=0.04,max_rotation=5,share=0.5 (or default | none)")] = "none",
+    augment: Annotated[Optional[str], Opt(help="random shifts/rotations/zooms/light/grey while training, as name=value "
+                                               "pairs, e.g. max_shift=0.04,max_rotation=5,share=0.5 or grey=0.25 (others at "
+                                               "their defaults), default or none [default: none; verifier: default]")] = None,
     noise: Annotated[str, Opt(help="denoise: corruption, e.g. gaussian:0.1 or gaussian:0.1+rect:1")] = "gaussian:0.1",
     beta: Annotated[float, Opt(help="vae: weight of the KL term against the summed squared error per image")] = 0.1,
     test: Annotated[float, Opt(help="held-out test fraction")] = 0.1,
@@ -95,13 +96,15 @@ def train_cmd(
                 weight_decay=d["weight_decay"], grad_clip=d["grad_clip"], patience=patience, threads=threads,
                 val_every=val_every, log_every=log_every, channels_last=channels_last, bf16=bf16)
     if kind == "verifier":
-        if resume or flip or augment != "none":
-            raise FacespaceError("--resume, --flip and --augment do not apply to kind verifier (it flips, shifts and rotates on its own)")
+        if resume or flip:
+            raise FacespaceError("--resume and --flip do not apply to kind verifier (it flips, shifts and rotates on its own)")
         options.update(loop, width=d["width"], blocks=_blocks(blocks), margin=margin, dropout=dropout, shift_test=shift_test)
+        if augment is not None:
+            options["augment"] = augment
     elif kind == "pca":
         options.update(test=test, val=val, split_seed=split_seed, svd_solver=svd_solver)
     else:
-        options.update(loop, test=test, val=val, split_seed=split_seed, resume=resume, flip=flip, augment=augment)
+        options.update(loop, test=test, val=val, split_seed=split_seed, resume=resume, flip=flip, augment=augment or "none")
         if kind in ("conv", "denoise"):
             options.update(arch=arch, code_activation=code_activation, width=d["width"], depth=depth, pca_skip=pca_skip,
                            refine_steps=refine_steps)

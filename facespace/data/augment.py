@@ -35,11 +35,13 @@ class AugmentConfig:
     max_scale: float = 1.1
     brightness: float = 0.1  # largest added brightness offset (images are in [0, 1])
     contrast: float = 0.1  # largest relative contrast change
+    grey: float = 0.0  # probability that a colour image is turned grey (luma in every channel)
     share: float = 1.0  # probability that an image is changed at all (the others pass unchanged)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.share <= 1.0:
-            raise FacespaceError(f"share is a probability; got {self.share}, expected a value in [0, 1]")
+        for name in ("share", "grey"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise FacespaceError(f"{name} is a probability; got {getattr(self, name)}, expected a value in [0, 1]")
         if not 0.0 <= self.flip <= 1.0:
             raise FacespaceError(f"flip is a probability; got {self.flip}, expected a value in [0, 1]")
         if not 0 < self.min_scale <= self.max_scale:
@@ -112,6 +114,10 @@ def augment(
         gain = (1 + (2 * u[:, 1] - 1) * config.contrast).view(b, 1, 1, 1)
         mean = y.mean(dim=(1, 2, 3), keepdim=True)
         y = (y - mean) * gain + mean + offset
+    if config.grey > 0 and y.shape[1] == 3:  # ITU-R 601 luma, as grey files are read
+        luma = (y * torch.tensor([0.299, 0.587, 0.114], device=y.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        turn = (torch.rand(b, generator=generator) < config.grey).to(x.device)
+        y = torch.where(turn[:, None, None, None], luma.expand_as(y), y)
     y = y.clamp_(0.0, 1.0).to(x.dtype)
     if config.share < 1.0:
         keep = torch.rand(b, generator=generator).to(x.device) >= config.share  # (B,) left as they are

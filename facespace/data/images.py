@@ -210,6 +210,37 @@ def lfw_only_box(spec: str) -> tuple[int, int, int, int]:
     return box
 
 
+def face_frame(crop: Crop, width: int, height: int) -> tuple[float, float, float, float] | None:
+    """The margins to add around an image that is already a face crop, for a model whose box is wider.
+
+    A model trained on LFW originals records its box ("lfw:T,L,B,R"); an image of another size is a
+    face crop already, taken to be framed as the tight face (eyes to chin, `TIGHT_BOX`). When the
+    model's box holds more than that face (hair, jaw: the identity ensemble's union box), the image
+    is padded out by the box's margins around `TIGHT_BOX` (its edge pixels repeated), so each part of
+    the model sees the face where it learned to, instead of a face blown up to the whole box.
+
+    Returns:
+        `(top, left, bottom, right)` margins as fractions of the image's height and width, or None
+        (nothing to add: another crop, a 250x250 LFW original, or a box inside the tight face).
+    """
+    if not (isinstance(crop, str) and crop.lower().startswith(LFW_ONLY)) or (width, height) == LFW_SIZE:
+        return None
+    t, l, b, r = lfw_only_box(crop.lower())
+    ft, fl, fb, fr = TIGHT_BOX
+    if not (t <= ft and l <= fl and b >= fb and r >= fr) or (t, l, b, r) == TIGHT_BOX:
+        return None
+    fh, fw = fb - ft, fr - fl
+    return ((ft - t) / fh, (fl - l) / fw, (b - fb) / fh, (r - fr) / fw)
+
+
+def pad_edges(img: Image.Image, frame: tuple[float, float, float, float]) -> Image.Image:
+    """`img` with margins `(top, left, bottom, right)` (fractions of its height/width) of its edge pixels."""
+    arr = np.asarray(img)
+    h, w = arr.shape[:2]
+    pads = [(round(frame[0] * h), round(frame[2] * h)), (round(frame[1] * w), round(frame[3] * w))]
+    return Image.fromarray(np.pad(arr, pads + [(0, 0)] * (arr.ndim - 2), mode="edge"))
+
+
 def resample_filter(src: float, dst: int) -> Image.Resampling:
     # area averaging when shrinking (the course's resize); bilinear when enlarging, where a box filter
     # would only repeat pixels
@@ -255,6 +286,10 @@ def decode_face(source: Source, size: int, *, crop: Crop = "lfw", grayscale: boo
             img = ImageOps.exif_transpose(img)
         img = _to_8bit(img, grayscale or grey_file)
         sx, sy = img.size[0] / width, img.size[1] / height  # < 1 after a draft
+        frame = face_frame(crop, width, height)
+        if frame is not None:  # a face crop for a model that sees more than the face: pad it out
+            img = pad_edges(img, frame)
+            t, l, b, r, sx, sy = 0, 0, img.size[1], img.size[0], 1.0, 1.0
         out = img.resize((size, size), resample_filter(min((r - l) * sx, (b - t) * sy), size),
                          box=(l * sx, t * sy, r * sx, b * sy))
         if not grayscale and out.mode == "L":
