@@ -1,6 +1,7 @@
 """Train the built-in models on all of LFW and ship them in the package: one command per model.
 
     .venv/bin/python benchmarks/builtin_models.py --model faces-id --lanes 2      # the 7-member verifier ensemble
+    .venv/bin/python benchmarks/builtin_models.py --model faces-id --member-augment grey=0.25   # ... with grey copies
     .venv/bin/python benchmarks/builtin_models.py --model faces-ae                # the best conv autoencoder
     .venv/bin/python benchmarks/builtin_models.py --model faces-denoise
     .venv/bin/python benchmarks/builtin_models.py --model faces-vae
@@ -320,18 +321,23 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "builtin")
     ap.add_argument("--lanes", type=int, default=2, help="faces-id: training processes side by side (one thread each)")
     ap.add_argument("--ship-only", action="store_true", help="ship what --runs holds, training nothing")
+    ap.add_argument("--member-augment", help="faces-id: every member trains with this --augment (e.g. grey=0.25), "
+                                             "in --runs/faces-id-augment")
     ap.add_argument("--quality-reference", action="store_true",
                     help="only measure the shipped model's image quality reference into its card")
     args = ap.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
+    if args.member_augment:
+        args.folder, args.member_args = "faces-id-augment", ("--augment", args.member_augment)
     for name in args.model:
         if args.quality_reference:
             quality_card(name, args.data)
             continue
         if name == "faces-id":
             if args.ship_only:
-                runs = args.runs / "faces-id"
-                commands = [shlex.join(member_command(m, runs / m, args.data / "lfw-deepfunneled")) for m in ID_MEMBERS]
+                runs = args.runs / getattr(args, "folder", "faces-id")
+                extra = tuple(getattr(args, "member_args", ()))
+                commands = [shlex.join(member_command(m, runs / m, args.data / "lfw-deepfunneled", extra)) for m in ID_MEMBERS]
                 ship(name, runs / "ensemble.safetensors", commands, 0.0, args)
                 continue
             ship(name, *train_faces_id(args), args)
