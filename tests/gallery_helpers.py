@@ -66,3 +66,35 @@ def probes_for(g: Gallery, rng: np.random.Generator, n: int = 40) -> np.ndarray:
 
 def enrol(g: Gallery, codes: np.ndarray, first: int = 0, **options) -> None:
     g.enroll_many({f"p{first + i}": c for i, c in enumerate(codes)}, force=True, **options)
+
+
+def change(g: Gallery, faces: np.ndarray, step: int, *, split: int, first: int, own_threshold: float) -> None:
+    """Step `step` of the edits the index tests drive a gallery through (it starts as `faces[:split]`):
+    1 enrols `faces[split:]` as people numbered from `first`; 2 removes p3 and p17; 3 rejects a face
+    of p5 for p5 and one of p6 for p7 ("not this person"); 4 replaces p8's images and gives p9 its own
+    threshold `own_threshold`. Other steps change nothing."""
+    if step == 1:
+        enrol(g, faces[split:], first=first)
+    if step == 2:
+        g.remove("p3")
+        g.remove("p17")
+    if step == 3:  # "not this person" for probes near p5's and p6's faces
+        codes, person, names = g.codes()
+        g.reject(codes[person == names.index("p5")][0], "p5")
+        g.reject(codes[person == names.index("p6")][1], "p7")
+    if step == 4:
+        g.enroll("p8", 0.8 * faces[8][:2] + 0.2 * faces[30][:2], replace=True, force=True)
+        g.set_max_distance("p9", own_threshold)
+
+
+def saved_gallery(tmp_path, seed: int):
+    """A 20-person file gallery (codes of 30 people kept in tmp_path/faces.npy), identified once so its
+    index is on disk; `(gallery, faces, probes)`."""
+    rng = np.random.default_rng(seed)
+    faces = people_codes(rng, 30, 3)
+    np.save(tmp_path / "faces.npy", faces)
+    g = Gallery(tmp_path / "g.db", CodeEncoder())
+    enrol(g, faces[:20])
+    probes = probes_for(g, rng)
+    g.identify_codes(probes)
+    return g, faces, probes

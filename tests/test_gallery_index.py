@@ -16,7 +16,8 @@ import pytest
 from facespace.people.gallery import gallery_index, shortlist
 from facespace.people.gallery.gallery import Gallery
 
-from gallery_helpers import CodeEncoder, assert_same, enrol, full_scan, people_codes, probes_for  # noqa: E402
+from gallery_helpers import (CodeEncoder, assert_same, change, enrol, full_scan, people_codes,  # noqa: E402
+                             probes_for, saved_gallery)
 
 
 @pytest.mark.parametrize("scoring,metric", [("nearest", "cosine"), ("centroid", "cosine"), ("nearest", "l2"),
@@ -29,18 +30,7 @@ def test_answers_equal_the_full_scan_through_every_change(tmp_path, monkeypatch,
     faces = people_codes(rng, 60, 4)
     enrol(g, faces[:40])
     for step in range(6):
-        if step == 1:
-            enrol(g, faces[40:])
-        if step == 2:
-            g.remove("p3")
-            g.remove("p17")
-        if step == 3:  # "not this person" for probes near p5's and p6's faces
-            codes, person, names = g.codes()
-            g.reject(codes[person == names.index("p5")][0], "p5")
-            g.reject(codes[person == names.index("p6")][1], "p7")
-        if step == 4:
-            g.enroll("p8", 0.8 * faces[8][:2] + 0.2 * faces[30][:2], replace=True, force=True)
-            g.set_max_distance("p9", 0.01)
+        change(g, faces, step, split=40, first=0, own_threshold=0.01)
         probes = probes_for(g, rng)
         if step == 3:
             probes[:2] = g.rejections()[0] + 1e-4
@@ -131,13 +121,7 @@ def test_one_process_loads_a_gallery_index_once_and_never_for_another_file(tmp_p
 
 
 def test_a_crash_between_the_commit_and_the_index_write_loses_nothing(tmp_path):
-    rng = np.random.default_rng(4)
-    faces = people_codes(rng, 30, 3)
-    np.save(tmp_path / "faces.npy", faces)
-    g = Gallery(tmp_path / "g.db", CodeEncoder())
-    enrol(g, faces[:20])
-    probes = probes_for(g, rng)
-    g.identify_codes(probes)
+    g, faces, probes = saved_gallery(tmp_path, 4)
     g.close()
     # another process enrols and removes, then dies as it starts writing the index (the snapshot
     # is rewritten after every change here), and once more halfway through the write

@@ -19,7 +19,8 @@ from facespace.people.gallery.gallery import Gallery
 from facespace.people.gallery.matching import calibrate_strangers
 from facespace.people.gallery.store import read_rows
 
-from gallery_helpers import CodeEncoder, assert_same, enrol, full_scan, people_codes, probes_for  # noqa: E402
+from gallery_helpers import (CodeEncoder, assert_same, enrol, full_scan, people_codes, probes_for,  # noqa: E402
+                             saved_gallery)
 
 
 def log_rows(g: Gallery) -> int:
@@ -108,13 +109,7 @@ def test_a_snapshot_of_faces_enrolled_before_the_log_is_rebuilt_once_the_log_is_
 
 @pytest.mark.parametrize("when", ["before", "during"])
 def test_a_crash_between_saving_the_index_and_pruning_loses_nothing(tmp_path, when):
-    rng = np.random.default_rng(23)
-    faces = people_codes(rng, 30, 3)
-    np.save(tmp_path / "faces.npy", faces)
-    g = Gallery(tmp_path / "g.db", CodeEncoder())
-    enrol(g, faces[:20])
-    probes = probes_for(g, rng)
-    g.identify_codes(probes)
+    g, faces, probes = saved_gallery(tmp_path, 23)
     start = log_start(g.db)
     assert start == generation(g.db) > 0  # the first snapshot pruned the log before it
     g.close()

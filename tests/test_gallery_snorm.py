@@ -16,7 +16,7 @@ from facespace.people.gallery.matching import calibrate_strangers
 from facespace.people.gallery.person_stats import read_person_stats
 from facespace.people.gallery.store import read_rows
 
-from gallery_helpers import CodeEncoder, assert_same, enrol, full_scan, people_codes, probes_for  # noqa: E402
+from gallery_helpers import CodeEncoder, assert_same, change, enrol, full_scan, people_codes, probes_for  # noqa: E402
 
 
 def cohort_codes(seed: int = 0, m: int = 200, dim: int = 16) -> np.ndarray:
@@ -49,18 +49,7 @@ def test_an_snorm_gallery_names_probes_as_the_full_scan_through_every_change(tmp
     faces = people_codes(rng, 80, 4, spread=1.0)
     enrol(g, faces[:50])
     for step in range(6):
-        if step == 1:
-            enrol(g, faces[50:], first=50)
-        if step == 2:
-            g.remove("p3")
-            g.remove("p17")
-        if step == 3:  # "not this person" for probes near p5's and p6's faces
-            codes, person, names = g.codes()
-            g.reject(codes[person == names.index("p5")][0], "p5")
-            g.reject(codes[person == names.index("p6")][1], "p7")
-        if step == 4:
-            g.enroll("p8", 0.8 * faces[8][:2] + 0.2 * faces[30][:2], replace=True, force=True)
-            g.set_max_distance("p9", -3.0)
+        change(g, faces, step, split=50, first=50, own_threshold=-3.0)
         if step == 5:
             g.close()
             g = reopened(path)  # the snapshot and the kept statistics, as another process reads them
