@@ -2,10 +2,11 @@
 
 Scores come from one matrix product per (query batch, row chunk): for l2 `|x|^2 - 2 q.x`
 (the `|q|^2` term does not change the ranking), for cosine and ip `-q.x` on the prepared vectors.
-The `k` best of each chunk are kept and merged at the end, so peak memory is about
-`query_batch * chunk_size * 4` bytes whatever the number of rows. The index recomputes the final
-distances of the winners exactly. Matrix products and top-k run in torch (MKL, multi-threaded by
-`torch.set_num_threads`), which beats numpy's `argpartition` several times at this size.
+The `k` best of each chunk are kept and merged at the end; the scores go into one reused buffer, so
+peak memory is about `query_batch * chunk_size * 4` bytes whatever the number of rows. The index
+recomputes the final distances of the winners exactly. Matrix products and top-k run in torch (MKL,
+multi-threaded by `torch.set_num_threads`), which beats numpy's `argpartition` several times at this
+size.
 """
 
 from __future__ import annotations
@@ -81,16 +82,22 @@ class ExactBackend:
         sq = torch.from_numpy(self._sq[:n_rows]) if self.metric == "l2" else None
         dead = np.flatnonzero(~alive)
         out = np.full((len(queries), k), -1, np.int64)
+        # One score buffer for the whole call, written in place. A fresh (B, c) matrix per chunk
+        # (16 MB by default) is served by glibc from the heap once the first one is freed (its mmap
+        # threshold rises to that size), and the small top-k results kept between chunks pin the
+        # freed blocks, so RSS grew by about one matrix per chunk: 0.8 GB at 1M rows (issue #26).
+        buf = torch.empty(min(self.query_batch, len(queries)) * min(self.chunk_size, n_rows))
         with torch.no_grad():
             for qs in range(0, len(queries), self.query_batch):
                 Q = torch.from_numpy(queries[qs : qs + self.query_batch])  # (B, d)
                 values, rows = [], []
                 for s in range(0, n_rows, self.chunk_size):
                     e = min(s + self.chunk_size, n_rows)
+                    scores = buf[: len(Q) * (e - s)].view(len(Q), e - s)  # (B, c), contiguous
                     if sq is not None:
-                        scores = torch.addmm(sq[s:e].unsqueeze(0), Q, X[s:e].T, beta=1.0, alpha=-2.0)  # (B, c)
+                        torch.addmm(sq[s:e].unsqueeze(0), Q, X[s:e].T, beta=1.0, alpha=-2.0, out=scores)
                     else:
-                        scores = torch.mm(Q, X[s:e].T).neg_()  # (B, c)
+                        torch.mm(Q, X[s:e].T, out=scores).neg_()
                     lo, hi = np.searchsorted(dead, [s, e])
                     if hi > lo:
                         scores[:, torch.from_numpy(dead[lo:hi] - s)] = float("inf")
