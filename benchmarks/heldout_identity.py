@@ -242,6 +242,12 @@ def measure(files: dict[str, list[Path]], models: list[str], sets: list[str], no
     write(rows, _RECORD.get("cosine") or old.get("faces_id_impostor_record"), h, old.get("colour_pairs"))
 
 
+def gate(text: str) -> str:
+    """The quality gate's verdict on the enrolment images, short."""
+    n = text.split(" image(s) refused")[0]
+    return f"{n} refused, then enrolled with force" if n.isdigit() else text
+
+
 def write(rows: list[dict], record: dict, h: dict, pairs: list[dict] | None = None) -> None:
     out = {"command": "python " + " ".join(sys.argv), "machine": machine(),
            "date": datetime.datetime.now().isoformat(timespec="seconds"), "plan": PLAN,
@@ -271,7 +277,7 @@ def write(rows: list[dict], record: dict, h: dict, pairs: list[dict] | None = No
     for r in rows:
         lines.append(f"| {r['model']} | {r['set']} | {r['named_right']} / {r['known_probes']} | {r['unknown']} | "
                      f"{r['named_wrong']} | {r['strangers_named']} / {r['strangers']} | {r['threshold']:.4f} "
-                     f"({r['threshold_from']}) | {r['scoring']} | {r['quality_gate']} | {r.get('note', '')} |")
+                     f"({r['threshold_from']}) | {r['scoring']} | {gate(r['quality_gate'])} | {r.get('note', '')} |")
     if pairs:
         lines += ["", "Colour verification on the held-out people's LFW photos (each model's own crop; genuine and "
                   "impostor pairs in equal numbers; oracle accuracy = at the best threshold for these pairs, a "
