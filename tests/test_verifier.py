@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facespace.data.augment import AugmentConfig, augment, augment_spec, flip_images, parse_augment
+from facespace.data.augment import NO_CHANGE, AugmentConfig, augment, augment_spec, flip_images, parse_augment
 from facespace.models.registry import load_model, save_model
 from facespace.data.faceset import FaceSet
 from facespace.errors import FacespaceError
@@ -151,10 +151,8 @@ def test_augment_shape_range_and_seed():
 
 def test_augment_known_answers():
     x = torch.rand(4, 1, 12, 12)
-    still = AugmentConfig(flip=0.0, max_shift=0.0, max_rotation=0.0, min_scale=1.0, max_scale=1.0,
-                          brightness=0.0, contrast=0.0)
-    torch.testing.assert_close(augment(x, still, seed=0), x, atol=1e-5, rtol=0)
-    mirror = AugmentConfig(**{**still.__dict__, "flip": 1.0})
+    torch.testing.assert_close(augment(x, NO_CHANGE, seed=0), x, atol=1e-5, rtol=0)
+    mirror = dataclasses.replace(NO_CHANGE, flip=1.0)
     torch.testing.assert_close(augment(x, mirror, seed=0), flip_images(x), atol=1e-5, rtol=0)
     with pytest.raises(FacespaceError, match="scale"):
         AugmentConfig(min_scale=1.2, max_scale=1.0)
@@ -164,8 +162,7 @@ def test_augment_known_answers():
 
 def test_augment_share_leaves_the_other_images_exactly_as_they_were():
     x = torch.rand(400, 1, 8, 8)
-    mirror_all = AugmentConfig(flip=1.0, max_shift=0.0, max_rotation=0.0, min_scale=1.0, max_scale=1.0,
-                               brightness=0.0, contrast=0.0, share=0.25)
+    mirror_all = dataclasses.replace(NO_CHANGE, flip=1.0, share=0.25)
     y = augment(x, mirror_all, seed=0)
     kept = (y == x).all(dim=(1, 2, 3))
     mirrored = torch.isclose(y, flip_images(x), atol=1e-5).all(dim=(1, 2, 3))
@@ -178,14 +175,13 @@ def test_augment_share_leaves_the_other_images_exactly_as_they_were():
 
 def test_augment_grey_gives_the_luma_of_grey_files_in_every_channel():
     x = torch.rand(300, 3, 6, 6)
-    still = dict(flip=0.0, max_shift=0.0, max_rotation=0.0, min_scale=1.0, max_scale=1.0, brightness=0.0, contrast=0.0)
-    y = augment(x, AugmentConfig(**still, grey=0.5), seed=1)
+    y = augment(x, dataclasses.replace(NO_CHANGE, grey=0.5), seed=1)
     luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
     turned = torch.isclose(y, luma, atol=1e-5).all(dim=(1, 2, 3))
     kept = torch.isclose(y, x, atol=1e-5).all(dim=(1, 2, 3))
     assert bool((turned | kept).all()) and 0.35 < float(turned.float().mean()) < 0.65
     one = torch.rand(4, 1, 6, 6)  # grey batches stay as they are
-    torch.testing.assert_close(augment(one, AugmentConfig(**still, grey=1.0), seed=0), one, atol=1e-5, rtol=0)
+    torch.testing.assert_close(augment(one, dataclasses.replace(NO_CHANGE, grey=1.0), seed=0), one, atol=1e-5, rtol=0)
     with pytest.raises(FacespaceError, match="grey is a probability"):
         AugmentConfig(grey=2.0)
 

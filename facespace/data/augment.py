@@ -54,6 +54,11 @@ class AugmentConfig:
                 raise FacespaceError(f"{name} must be >= 0; got {getattr(self, name)}")
 
 
+# an augmentation that changes nothing: the base for one change at a time (`dataclasses.replace`)
+NO_CHANGE = AugmentConfig(flip=0.0, max_shift=0.0, max_rotation=0.0, min_scale=1.0, max_scale=1.0, brightness=0.0,
+                          contrast=0.0)
+
+
 def flip_images(x: torch.Tensor) -> torch.Tensor:
     """Mirror `(B, C, H, W)` images left-right."""
     return torch.flip(x, dims=(-1,))

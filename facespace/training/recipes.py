@@ -265,10 +265,10 @@ def _train_net(kind, images, code_size, epochs, opt, run_info, out, progress, lo
     from facespace.training.runs import reconstruction_sampler
 
     model_opts = {k: opt.pop(k) for k in MODEL_OPTIONS if k in opt}
-    from facespace.data.augment import augment_spec, parse_augment
+    from facespace.data.augment import augment_spec
 
     flip = bool(opt.pop("flip", False))
-    augment = parse_augment(opt.pop("augment", None))
+    augment = opt.pop("augment", None)  # an AugmentConfig or None: `train` parsed it
     noise = opt.pop("noise", "gaussian:0.1" if kind == "denoise" else None)
     resume = bool(opt.pop("resume", False))
     opt.pop("svd_solver", None)

@@ -188,8 +188,6 @@ def train_verifier(
 # `train("verifier", ...)` options besides the loop's (`TrainConfig`) and the data's
 MODEL_OPTIONS = ("width", "blocks", "dropout", "flip_test", "shift_test")
 OBJECTIVE_OPTIONS = ("min_images", "max_images", "loss", "margin", "scale", "augment")
-# an augmentation that changes nothing (what `augment="none"` trains with)
-NO_CHANGE = dict(flip=0.0, max_shift=0.0, max_rotation=0.0, min_scale=1.0, max_scale=1.0, brightness=0.0, contrast=0.0)
 DATA_OPTIONS = ("size", "grayscale", "crop", "progress")
 # the loop `train("verifier", ...)` runs unless told otherwise (measured on LFW: verifier_folds.md)
 LOOP_DEFAULTS = dict(batch_size=128, lr=3e-3, optimizer="adamw", schedule="onecycle", weight_decay=5e-2, grad_clip=5.0)
@@ -245,9 +243,9 @@ def train_verifier_run(
     model = VerifierConfig(size=size, channels=channels, code_size=int(code_size),
                            **{k: (tuple(opt.pop(k)) if k == "blocks" else opt.pop(k)) for k in MODEL_OPTIONS if k in opt})
     if "augment" in opt:  # text or an AugmentConfig; None or "none" trains without any change
-        from facespace.data.augment import parse_augment
+        from facespace.data.augment import NO_CHANGE, parse_augment
 
-        opt["augment"] = parse_augment(opt["augment"]) or AugmentConfig(**NO_CHANGE)
+        opt["augment"] = parse_augment(opt["augment"]) or NO_CHANGE
     objective = ObjectiveConfig(**{k: opt.pop(k) for k in OBJECTIVE_OPTIONS if k in opt})
     loop = TrainConfig(**{**LOOP_DEFAULTS, **opt, "epochs": int(epochs)})
     t0 = time.perf_counter()
