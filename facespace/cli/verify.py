@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from facespace.cli._util import DetectorOpt, ModelOpt, detection, out, say
+from facespace.cli._util import IDENTITY_HELP, DetectorOpt, ModelOpt, detection, identity_model, out, say
 from facespace.cli.generate import photo_face
 from facespace.errors import FacespaceError
 from facespace.models.registry import resolve_model
@@ -72,7 +72,7 @@ def calibrate_cmd(
     detect: Annotated[bool, Opt("--detect", help="the images are whole photos: use each one's surest face")] = False,
     detector: DetectorOpt = None,
     dry_run: Annotated[bool, Opt("--dry-run", help="measure and report, store nothing")] = False,
-    model: ModelOpt = "faces-id",
+    model: Annotated[Optional[str], Opt("--model", "-m", help=IDENTITY_HELP)] = None,
 ) -> None:
     """Calibrate the same-person threshold on your own labelled pairs; store it with the model or gallery."""
     from facespace.people import calibration as cal
@@ -90,6 +90,7 @@ def calibrate_cmd(
     detect, detector = detection(detect, detector)
     labelled = cal.read_pair_file(pairs, lfw=lfw) if pairs is not None else cal.folder_pairs(folder, seed=seed, max_same=max_same)
     say(f"{len(labelled)} labelled pairs ({int(labelled.same.sum())} same) from {labelled.source}")
+    model = identity_model(model, gallery)
     net = resolve_model(model)
     per: dict[str, dict[str, Any]] = {}
     if gallery is not None:
@@ -163,8 +164,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     def verify(
         image_a: Path = typer.Argument(..., help="First face image."),
         image_b: Path = typer.Argument(..., help="Second face image."),
-        model: str = typer.Option("faces-id", "--model", "-m", help="model: a checkpoint (.safetensors), a run "
-                                  "folder, a built-in name, or pixels:SIZE[:grey]"),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + ", or pixels:SIZE[:grey]."),
         max_distance: Optional[float] = typer.Option(None, "--max-distance", help="Largest distance still 'same person' "
                                                      "(default: the model's calibrated threshold)."),
         metric: Optional[str] = typer.Option(None, help="cosine or l2 (default: the calibrated metric, else cosine)."),
@@ -179,6 +179,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
         from facespace.data.crops import RECORDED, parse_crop
 
+        model = identity_model(model)
         m = resolve_model(model)
         cut = RECORDED if crop is None else parse_crop(crop)
         detect, detector = detection(detect, detector)

@@ -117,6 +117,28 @@ def builtin_card(name: str) -> dict[str, Any]:
     return json.loads((BUILTIN_DIR / f"{name}.json").read_text())
 
 
+# The identity model a command uses when none is named: the first of these this installation has.
+# dlib's pretrained encoder (the `[dlib]` extra, which `make demo` and `make test` install) names
+# 93/100 held-out grey portraits at 0/100 strangers; faces-id, trained on LFW alone, 26/100 at 1/100
+# (benchmarks/results/heldout_identity.md). faces-id ships in the package, so a core install still
+# has one.
+IDENTITY_MODELS = ("dlib", "faces-id")
+
+
+def default_identity_model() -> str:
+    """The name of the identity model used when none is named: `dlib` where its extra is installed,
+    else the built-in `faces-id`.
+
+    Example:
+        >>> default_identity_model() in IDENTITY_MODELS
+        True
+    """
+    for name in IDENTITY_MODELS[:-1]:
+        if extra_available(name):
+            return name
+    return IDENTITY_MODELS[-1]
+
+
 def function_of(spec: str) -> Any:
     """The function a card names as "module:function"."""
     module, function = spec.split(":")

@@ -25,6 +25,7 @@ import numpy as np
 
 from facespace.checkpoint import model_hash, weights_hash
 from facespace.errors import FacespaceError
+from facespace.models.registry import extra_names
 from facespace.people.cohort_norm import CohortNorm
 from facespace.people.distances import SCORINGS
 from facespace.protocol import METRICS, model_kind
@@ -175,6 +176,26 @@ def open_gallery(path: str, model: Any, *, create: bool, metric: str, target_far
     return db, meta, new
 
 
+def recorded_model(path: str | Path) -> str | None:
+    """What names the model the gallery file at `path` was built with, for commands given none: its
+    built-in name (`model_builtin`), else its checkpoint file where that still exists, else the kind
+    of an extra's model (a gallery of `dlib` written before names were recorded); None when there is
+    no gallery file or it records none of these (the caller's default then meets the gallery's check).
+    """
+    if str(path) == ":memory:" or not Path(path).is_file():
+        return None
+    db, tables = connect(str(path))
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
+    finally:
+        db.close()
+    if meta.get("model_builtin"):
+        return meta["model_builtin"]
+    if meta.get("model_path") and Path(meta["model_path"]).exists():
+        return meta["model_path"]
+    return meta["model_kind"] if meta.get("model_kind") in extra_names() else None
+
+
 def remove_gallery_files(path: str) -> None:
     """Delete a gallery file and its write-ahead journal files."""
     for suffix in ("", "-wal", "-shm"):
@@ -263,6 +284,8 @@ def create_gallery(db: sqlite3.Connection, model: Any, *, metric: str, target_fa
         "model_hash": model_hash(model) or "",
         "model_kind": model_kind(model),
         "model_path": (getattr(model, "checkpoint_info", None) or {}).get("path") or "",
+        # a built-in or extra model's name: commands on this gallery use it when no model is named
+        "model_builtin": (getattr(model, "checkpoint_info", None) or {}).get("builtin") or "",
         # the model's own impostor distances, measured on people it never saw: the stranger threshold
         # of a gallery too small to calibrate itself (`facespace.people.gallery.matching`)
         "model_impostors": json.dumps(model_impostors(model, impostors_key) if impostors_key else None),
