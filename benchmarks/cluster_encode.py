@@ -181,11 +181,14 @@ def write_results(res: dict) -> None:
     lines = [
         "# `facespace encode --cluster`: throughput here and projected to 10M photos",
         "",
-        f"Command: `{res['command']}`; {m['platform']}, {m['cpu_count']} cores shared with other jobs, python "
+        f"Command: `{res['command']}`; {m['platform']}, {m['cpu_count']} cores, python "
         f"{m['python']}, torch {m['torch']}, dask distributed {m['distributed']}; load average "
-        f"{m['load_start'][0]:.2f} at the start, {m['load_end'][0]:.2f} at the end (other sessions were running: "
-        "read the rates as lower bounds).",
+        f"{m['load_start'][0]:.2f} at the start, {m['load_end'][0]:.2f} at the end"
+        + (" (other jobs shared the cores: read the rates as lower bounds)." if m["load_start"][0] > 1.5
+           else " (nothing else ran: a quiet machine)."),
         "",
+        *[f"- {line}" for line in res.get("notes", [])],
+        *([""] if res.get("notes") else []),
     ]
     first = res["encode"][0]
     if first["photos"] < 13233:
@@ -227,9 +230,9 @@ def write_results(res: dict) -> None:
         "bits); `local:2` is two single-threaded workers (torch splits its sums by thread count, so codes differ "
         "from a 2-thread process in the last bits; dlib's encoder runs one thread, so its codes are the same at "
         "any count). One process with dlib already runs 2 processes (`--workers`, every core by default), as "
-        "many as `local:2`. `local:1` spent more CPU than one process with the same "
-        "threads on the same work; on cores shared with other jobs, threads that wait on each other burn CPU "
-        "time, and a run on a quiet machine would tell how much of that gap is the load.",
+        "many as `local:2`. Dask starts its workers with `MALLOC_TRIM_THRESHOLD_=65536`, under which glibc maps "
+        "and unmaps every block over 128 KiB afresh; facespace's workers raise glibc's thresholds when they load "
+        "their model (`facespace.pipelines.export.cluster.roomy_malloc`).",
         "",
         f"## Projection: {p['photos']:,} photos on {p['workers']} workers",
         "",
@@ -263,6 +266,7 @@ def main() -> None:
     ap.add_argument("--dlib", type=int, default=0, help="also --model dlib on this many photos (0: skip)")
     ap.add_argument("--full-log", type=Path, help="with --report: the stderr of `/usr/bin/time -v facespace encode "
                     "LFW ... --cluster local:2` over every photo, its stdout beside it as .out")
+    ap.add_argument("--note", action="append", default=[], help="a line for the results' notes (repeat)")
     ap.add_argument("--report", type=Path, help="write the results from a (partial) JSON of an earlier run, "
                     "measuring only the overheads")
     a = ap.parse_args()
@@ -293,7 +297,7 @@ def main() -> None:
     res = {"command": "python benchmarks/cluster_encode.py " + " ".join(sys.argv[1:]),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                        "torch": torch.__version__, "distributed": distributed.__version__,
-                       "load_start": os.getloadavg()}, "encode": []}
+                       "load_start": os.getloadavg()}, "encode": [], "notes": a.note}
     tmp = Path(tempfile.mkdtemp(prefix="cluster-encode-", dir=ROOT / "runs"))
     try:
         measure("faces-ae", a.photos, tmp, res)
