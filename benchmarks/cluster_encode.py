@@ -238,7 +238,7 @@ def write_results(res: dict) -> None:
         "",
         f"- per worker (one core of its own, as a `local:2` worker here): {p['per_worker_images_per_s']:.1f} images/s "
         f"(`{res['encode'][0]['model']}`: the `local:2` command's images per CPU second, start-up and model loads "
-        f"included; its wall-clock job rate over 2 was {p['per_worker_wall_here']:.1f} here, the cores being shared)",
+        f"included; its wall-clock job rate over 2 was {p['per_worker_wall_here']:.1f} here)",
         f"- the engine's overhead per task: {o['ms_per_task']:.2f} ms (1,000 tiny tasks on the 2-worker cluster); "
         f"the driver's per shard late in the job: {w['ms_per_shard']:.1f} ms (a shard of 1,000 rows written and "
         f"a manifest listing {w['shards_listed']:,} shards, {w['manifest_bytes'] / 2**20:.1f} MB, rewritten)",
@@ -294,7 +294,8 @@ def main() -> None:
     import distributed
     import torch
 
-    res = {"command": "python benchmarks/cluster_encode.py " + " ".join(sys.argv[1:]),
+    shown = [v for i, v in enumerate(sys.argv[1:]) if v != "--note" and (i == 0 or sys.argv[i] != "--note")]
+    res = {"command": "python benchmarks/cluster_encode.py " + " ".join(shown + ["--note ..."] * bool(a.note)),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                        "torch": torch.__version__, "distributed": distributed.__version__,
                        "load_start": os.getloadavg()}, "encode": [], "notes": a.note}
