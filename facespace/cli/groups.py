@@ -78,7 +78,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
     @groups.command("add")
     def add(
-        photos: list[Path] = typer.Argument(..., help="Image files or folders (face crops, or whole photos with --detect)."),
+        photos: list[str] = typer.Argument(..., help="Image files, folders, .txt lists or URLs (face crops, or whole "
+                                           "photos with --detect)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + ", or pixels[:SIZE] (the "
                                             "gallery keeps only codes)."),
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
@@ -91,6 +92,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
                                  "lfw | tight | none | T,L,B,R."),
     ) -> None:
         """Add faces; each joins the group of its nearest grouped face, if near enough (no re-clustering).
+        PHOTOS are what `facespace encode` takes: files, folders, .txt lists, URLs of images or folders.
 
         CSV on stdout: face,source,box,group,status (status: grouped, ungrouped, known, no face).
         """

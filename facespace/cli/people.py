@@ -7,6 +7,10 @@ their face number and box); none gives a "no face found" line on stderr (and a `
 CSV output), never an error deep inside.
 
 MODEL is a checkpoint file (or run folder), or `pixels[:SIZE]` for the raw-pixel baseline.
+
+IMAGES are what `facespace encode` takes (`facespace.data.inputs.expand_images`): image files, folders
+(recursive), `.txt` lists of image paths or URLs (one a line), and URLs of images or folders (s3://,
+gs://, https://, file://, memory://; read through fsspec). Local paths are printed as given.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import typer
 
 from facespace.cli._util import IDENTITY_HELP, DetectorOpt, detection, identity_model, out, say
 from facespace.data.inputs import expand_images
+from facespace.data.sources import image_path
 from facespace.errors import FacespaceError
 from facespace.models.registry import resolve_model
 from facespace.photos.faces import model_crops
@@ -33,7 +38,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     @people.command("enroll")
     def enroll(
         name: str = typer.Argument(..., help="The person's name."),
-        images: list[Path] = typer.Argument(..., help="Image files or folders of this person."),
+        images: list[str] = typer.Argument(..., help="Image files, folders, .txt lists or URLs of this person."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + " (the gallery keeps only "
                                             "its codes)."),
         gallery: Path = typer.Option(..., help="Gallery file (created if missing)."),
@@ -87,7 +92,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
     @people.command("identify")
     def identify(
-        images: Optional[list[Path]] = typer.Argument(None, help="Image files or folders to identify."),
+        images: Optional[list[str]] = typer.Argument(None, help="Image files, folders, .txt lists or URLs to "
+                                                     "identify."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + " (not used with --codes)."),
         gallery: Path = typer.Option(..., help="Gallery file."),
         max_distance: Optional[float] = typer.Option(None, help="Override the calibrated stranger threshold."),
@@ -115,7 +121,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
             out(buf.getvalue().rstrip("\n"))
             return
         if not images:
-            raise FacespaceError("pass images (files or folders) to identify, or --codes FILE")
+            raise FacespaceError("pass images (files, folders, .txt lists or URLs) to identify, or --codes FILE")
         files = expand_images(images)
         m = resolve_model(identity_model(model, gallery))
         with Gallery(gallery, m, create=False) as g:
@@ -161,7 +167,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
     @people.command("reject")
     def reject(
-        image: Path = typer.Argument(..., help="The face (an image file; a whole photo with --detect)."),
+        image: str = typer.Argument(..., help="The face (an image file or URL; a whole photo with --detect)."),
         name: str = typer.Argument(..., help="The enrolled person this face is NOT."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + "."),
         gallery: Path = typer.Option(..., help="Gallery file."),
@@ -176,7 +182,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
         from facespace.people.gallery.gallery import Gallery
 
         m = resolve_model(identity_model(model, gallery))
-        source, x = str(image), image
+        image = image_path(image)  # a URL as given, a local path as Path writes it
+        source, x = image, image
         detect, detector = detection(detect, detector)
         if detect:
             crops = model_crops(m, [image], detect=True, detector=detector)
@@ -195,7 +202,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
     @people.command("quality")
     def quality(
-        images: list[Path] = typer.Argument(..., help="Image files or folders."),
+        images: list[str] = typer.Argument(..., help="Image files, folders, .txt lists or URLs."),
         model: str = typer.Option("faces-ae", "--model", "-m", help="The model the faces are for (its reconstructions "
                                   "judge how face-like they are)."),
         detect: bool = typer.Option(False, "--detect", help="The images are whole photos: judge every face."),

@@ -6,7 +6,8 @@ threshold that decides it, why, and the LFW protocol that measures it.
 treats each file as a whole photo.
 
 Image files are cut as the model's training faces were (the crop recorded in its checkpoint,
-`facespace.data.crops`); `--crop` overrides it. `evaluate-lfw --model VERIFIER --retrain` trains a
+`facespace.data.crops`); `--crop` overrides it. A face is an image file or its URL (s3://, https://, file://,
+memory://, ...; read through fsspec, `facespace.data.urls`). `evaluate-lfw --model VERIFIER --retrain` trains a
 fresh verifier per fold with the checkpoint's settings on the other folds' people only (the
 protocol); an ensemble retrains each of its members so.
 """
@@ -21,6 +22,7 @@ import typer
 
 from facespace.cli._util import IDENTITY_HELP, DetectorOpt, ModelOpt, detection, identity_model, out, say
 from facespace.cli.generate import photo_face
+from facespace.data.sources import image_path
 from facespace.errors import FacespaceError
 from facespace.models.registry import resolve_model
 from facespace.photos.faces import model_crops
@@ -129,8 +131,8 @@ def calibrate_cmd(
 
 
 def explain_cmd(
-    image_a: Annotated[Path, typer.Argument(help="first face (image file)")],
-    image_b: Annotated[Path, typer.Argument(help="second face (image file)")],
+    image_a: Annotated[str, typer.Argument(help="first face (image file or URL)")],
+    image_b: Annotated[str, typer.Argument(help="second face (image file or URL)")],
     out_path: Annotated[Path, Opt("--out", help="PNG: A | reconstruction A | heatmap | reconstruction B | B")] = Path("explain.png"),
     metric: Annotated[Optional[str], Opt(help="cosine or l2 (default: the calibrated metric, else cosine)")] = None,
     scale: Annotated[int, Opt(help="upscaling of the tiles")] = 4,
@@ -144,6 +146,7 @@ def explain_cmd(
     from facespace.grid import save_png
     from facespace.people.verification import stored_threshold
 
+    image_a, image_b = image_path(image_a), image_path(image_b)  # a URL as given, a local path as Path writes it
     net = resolve_model(model)
     metric = metric or (stored_threshold(net) or {}).get("metric", "cosine")
     e = explain(net, photo_face(net, image_a, detect, detector), photo_face(net, image_b, detect, detector), metric=metric)
@@ -162,8 +165,8 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
     @people.command()
     def verify(
-        image_a: Path = typer.Argument(..., help="First face image."),
-        image_b: Path = typer.Argument(..., help="Second face image."),
+        image_a: str = typer.Argument(..., help="First face image (a file or URL)."),
+        image_b: str = typer.Argument(..., help="Second face image (a file or URL)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=IDENTITY_HELP + ", or pixels:SIZE[:grey]."),
         max_distance: Optional[float] = typer.Option(None, "--max-distance", help="Largest distance still 'same person' "
                                                      "(default: the model's calibrated threshold)."),
@@ -179,6 +182,7 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 
         from facespace.data.crops import RECORDED, parse_crop
 
+        image_a, image_b = image_path(image_a), image_path(image_b)  # a URL as given, a local path as Path writes it
         model = identity_model(model)
         m = resolve_model(model)
         cut = RECORDED if crop is None else parse_crop(crop)

@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from facespace.data.crops import RECORDED, crop_name, resolve_crop
-from facespace.data.folders import scan_folder
 from facespace.data.images import crop_box, load_images, open_image, read_image
+from facespace.data.sources import image_files
 from facespace.data.urls import is_url
 from facespace.errors import DataError
 from facespace.protocol import Encoder, check_images, is_aligning
@@ -168,20 +168,16 @@ def align_arrays(model: Any, images: Any, *, crop: Any = RECORDED, check_faces: 
     return np.stack(chips).astype(np.float32)
 
 
-def expand_images(items: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given; folders become the image files under them (sorted, recursive).
+def expand_images(items: Sequence[str | os.PathLike]) -> list[str]:
+    """The image files a face-taking command reads (people enroll/identify/quality, groups add): what
+    `facespace.data.sources.image_files` finds in local files, folders (sorted, recursive), `.txt` lists
+    and URLs of images or folders, with local paths kept as given (not made absolute).
 
     Raises:
-        DataError: a folder that holds no image file.
+        DataError: a local source that does not exist, a folder that holds no image file, an empty or
+            missing list, or URLs without fsspec.
     """
-    files: list[Path] = []
-    for item in map(Path, items):
-        if item.is_dir():
-            found = [item / e.relpath for e in scan_folder(item)]  # the one folder scan: content, links
-            files += found
-        else:
-            files.append(item)
-    return files
+    return image_files([os.fspath(p) for p in items], as_given=True)[0]
 
 
 def _fits(crop: Any, width: int, height: int) -> bool:

@@ -9,7 +9,8 @@
   lines starting with `#` are skipped; a relative path is relative to the list's own folder. Nothing
   is checked before it is read, so a missing entry is reported with the files that cannot be read.
 
-Images keep their URLs as their paths; a local path is made absolute (`absolute`).
+Images keep their URLs as their paths; a local path is made absolute (`absolute`), or with
+`as_given` (the face-taking verbs: `facespace.data.inputs.expand_images`) kept as given (`image_path`).
 
 Example:
     >>> image_files(["photos/", "more.txt", "s3://bucket/faces/"])  # doctest: +SKIP
@@ -37,6 +38,12 @@ def is_list_file(source: str | os.PathLike) -> bool:
 def absolute(source: str | os.PathLike) -> str:
     """How codes name an image: a URL as given, a local path made absolute."""
     return source if is_url(source) else str(Path(source).resolve())
+
+
+def image_path(source: str | os.PathLike) -> str:
+    """One image as a command names it: a URL as given, a local path as `Path` writes it ("./a.png" is
+    "a.png"), never resolved."""
+    return source if is_url(source) else str(Path(source))
 
 
 def url_images(url: str) -> tuple[list[str], list[str] | None]:
@@ -90,26 +97,30 @@ def read_list(source: str | os.PathLike) -> list[str]:
     return items
 
 
-def image_files(sources: list[str]) -> tuple[list[str], list[str | None]]:
+def image_files(sources: list[str], *, as_given: bool = False) -> tuple[list[str], list[str | None]]:
     """Every image file the sources name, in order, and the identity of each where its folder says it.
 
     Args:
         sources: local folders (recursive), image files, `.txt` lists of images, or URLs of images
             or folders.
+        as_given: keep local paths as given (a folder's files under the folder as given, a list's
+            entries as `read_list` gives them) instead of making them absolute.
 
     Returns:
-        `(files, names)`: absolute paths or URLs, and one identity (or None) each.
+        `(files, names)`: absolute paths (with `as_given`, local paths as given) or URLs, and one
+        identity (or None) each.
 
     Raises:
         DataError: a local source that does not exist, an empty list, a URL folder without images,
             or URLs without fsspec (or the protocol's package).
     """
+    local = image_path if as_given else absolute
     files: list[str] = []
     names: list[str | None] = []
     for src in map(str, sources):
         path = Path(src)
         if is_list_file(src):
-            listed = [absolute(p) for p in read_list(src)]
+            listed = [local(p) for p in read_list(src)]
             files += listed
             names += [None] * len(listed)
         elif is_url(src):
@@ -120,10 +131,10 @@ def image_files(sources: list[str]) -> tuple[list[str], list[str | None]]:
         elif path.is_dir():
             rel = [e.relpath for e in scan_folder(path)]
             who = identities(rel)
-            files += [str((path / r).resolve()) for r in rel]
+            files += [local(path / r) for r in rel]
             names += list(who) if who is not None else [None] * len(rel)
         elif path.is_file():
-            files.append(str(path.resolve()))
+            files.append(local(path))
             names.append(None)
         else:
             raise DataError(f"{src}: no such file or folder; give image folders, image files, a .txt list of "
