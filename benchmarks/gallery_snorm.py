@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     out.update(command=" ".join([Path(sys.executable).name, *sys.argv]), load=[load_start, os.getloadavg()],
                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     results = json.loads(Path(args.out).with_suffix(".json").read_text())  # gallery_scale.py's, which the .md shows too
-    results.setdefault("snorm", {})["lfw" if args.lfw else "random"] = out
+    label = "lfw" if args.lfw else "random" if args.faces == 100_000 else f"random, {args.faces / 1e6:g}M"
+    results.setdefault("snorm", {})[label] = out  # one row per data set and size
     write(results, Path(args.out))
 
 
