@@ -188,15 +188,15 @@ def table(rows: list[dict]) -> str:
 
 
 def verdicts(rows: list[dict]) -> list[str]:
-    """Per ivfpq build: its fastest search setting with recall@10 >= 0.95, against the target."""
+    """Per ivfpq or hnsw build: its fastest search setting with recall@10 >= 0.95, against the target."""
     out = []
     for n in sorted({r["n"] for r in rows}):
         exact = next((r for r in rows if r["n"] == n and r["method"] == "exact"), None)
         raw_mb = n * 32 * 4 / 2**20
         builds: dict[str, dict] = {}
         for r in rows:
-            if r["n"] == n and r["method"] == "ivfpq" and (r["recall@10"] or 0) >= 0.95:
-                key = r["params"].split(", probes")[0]
+            if r["n"] == n and r["method"] in ("ivfpq", "hnsw") and (r["recall@10"] or 0) >= 0.95:
+                key = r["method"] + r["params"].split(", probes")[0].split(", ef ")[0]
                 if key not in builds or r["qps_all"] > builds[key]["qps_all"]:
                     builds[key] = r
         for r in builds.values():
@@ -206,7 +206,7 @@ def verdicts(rows: list[dict]) -> list[str]:
             ok = (r["recall@10"] >= 0.95, r["qps_all"] >= 50 * exact["qps_all"] and (one is None or one >= 50),
                   r["memory"]["rss_mb"] <= raw_mb / 4)
             base = (r.get("before_load") or {}).get("rss_mb")
-            out.append(f"- {n:,}, ivfpq {r['params']} (the fastest with recall >= 0.95): recall {r['recall@10']}, "
+            out.append(f"- {n:,}, {r['method']} {r['params']} (the fastest with recall >= 0.95): recall {r['recall@10']}, "
                        f"{r['qps_all'] / exact['qps_all']:.0f}x exact's q/s on all threads"
                        + (f", {one:.0f}x on 1 thread" if one else "") + f" ({'>=' if ok[1] else '<'} 50x), serving "
                        f"RSS {r['memory']['rss_mb']} MB = {r['memory']['rss_mb'] / raw_mb:.2f} of the raw vectors' "
@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probes", default="0.5,1,2,4", help="ivfpq n_probes as multiples of the planned value")
     parser.add_argument("--rerank", default="100,200,400", help="ivfpq rerank values")
     parser.add_argument("--m", default="plan", help="ivfpq builds: comma list of sub-quantiser counts (plan: the planned one)")
+    parser.add_argument("--lists", default="plan", help="ivfpq builds: comma list of list counts (plan: the planned one)")
     parser.add_argument("--memory", default="0.25", help="ivfpq budget as a fraction of the raw vectors' bytes")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--exact-one-thread", type=int, default=100, help="queries timed for exact on 1 thread")
@@ -330,8 +331,9 @@ def main(argv: list[str] | None = None) -> None:
         budget = int(float(args.memory) * n * 32 * 4)
         jobs = [(m, None) for m in methods if m != "ivfpq"]
         if "ivfpq" in methods:
-            jobs += [("ivfpq", None if v == "plan" else int(v)) for v in args.m.split(",")]
-        for method, m_override in jobs:
+            jobs += [("ivfpq", {**({} if v == "plan" else {"m": int(v)}), **({} if lists == "plan" else {"n_lists": int(lists)})})
+                     for lists in args.lists.split(",") for v in args.m.split(",")]
+        for method, override in jobs:
             if method == "hnsw" and n > hnsw_max:
                 state["skipped"].append(f"{n:,}: hnsw not run (above --hnsw-max {args.hnsw_max}: its build grows "
                                         "fastest; about 7 min at 1M on these 2 cores)")
@@ -349,11 +351,14 @@ def main(argv: list[str] | None = None) -> None:
                     budget += WORKING
                     plan = plan_ivfpq(n, 32, budget, metric="l2")
                 state["budgets"][n] = budget
-                settings = {**plan["settings"], **({} if m_override is None else {"m": m_override})}
+                settings = {**plan["settings"], **(override or {})}
+                if "n_lists" in (override or {}):  # other lists: the probes keep the plan's share of them
+                    settings["n_probes"] = max(16, settings["n_lists"] // 128)
                 base = settings["n_probes"]
                 sweep = [{"n_probes": max(1, int(float(f) * base)), "rerank": int(r)}
                          for f in args.probes.split(",") for r in args.rerank.split(",")]
-            index_path = cache / f"{method}{'' if method != 'ivfpq' else '_m' + str(settings['m'])}_{n}.index"
+            index_path = cache / (f"{method}{'' if method != 'ivfpq' else '_m' + str(settings['m'])}"
+                                  f"{'_l' + str(settings['n_lists']) if 'n_lists' in (override or {}) else ''}_{n}.index")
             if method == "exact" and n > parse_size(args.exact_max):
                 log(f"{n:,} exact: streamed from disk")
                 built = {"build_s": 0.0, "save_s": 0.0, "build_peak_mb": None, "disk_mb": round(Path(codes).stat().st_size / 2**20),
