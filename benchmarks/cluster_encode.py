@@ -232,7 +232,7 @@ def write_results(res: dict) -> None:
         "any count). One process with dlib already runs 2 processes (`--workers`, every core by default), as "
         "many as `local:2`. Dask starts its workers with `MALLOC_TRIM_THRESHOLD_=65536`, under which glibc maps "
         "and unmaps every block over 128 KiB afresh; facespace's workers raise glibc's thresholds when they load "
-        "their model (`facespace.pipelines.export.cluster.roomy_malloc`).",
+        "their model (`facespace.allocator.roomy_malloc`; the command line calls it too).",
         "",
         f"## Projection: {p['photos']:,} photos on {p['workers']} workers",
         "",

@@ -22,7 +22,7 @@ PACKAGE = Path(facespace.__file__).parent
 
 # floor of each room; a module may import its own floor and the floors below, never above
 FLOORS = {
-    "errors": 0, "files": 0, "protocol": 0, "checkpoint": 0, "grid": 0, "version": 0,
+    "errors": 0, "files": 0, "allocator": 0, "protocol": 0, "checkpoint": 0, "grid": 0, "version": 0,
     "data": 1, "models": 1,
     "training": 2, "index": 2, "people": 2, "photos": 2,
     "pipelines": 3,

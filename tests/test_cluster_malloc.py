@@ -13,7 +13,7 @@ import pytest
 SCRIPT = """
 import json, resource, sys
 import numpy as np
-from facespace.pipelines.export.cluster import roomy_malloc
+from facespace.allocator import roomy_malloc
 changed = roomy_malloc() if sys.argv[1] == "roomy" else None
 for _ in range(3):  # warm up: the first blocks fault in either way
     np.ones(1 << 18)

@@ -32,6 +32,7 @@ import os
 import time
 from typing import Any, Callable
 
+from facespace.allocator import roomy_malloc
 from facespace.errors import FacespaceError
 from facespace.models.registry import resolve_model
 from facespace.pipelines.encoding import model_spec
@@ -76,28 +77,6 @@ def engine_modules():
 
 # the worker side: one model per worker process, loaded by the first shard it encodes
 _LOADED: dict[str, Any] = {}
-# glibc's mallopt parameters, and the values a worker process is given (`roomy_malloc`)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-TRIM_BYTES, MMAP_BYTES = 256 << 20, 32 << 20
-
-
-def roomy_malloc() -> bool:
-    """Let this process keep freed memory for reuse: glibc's trim threshold 256 MiB, mmap threshold 32 MiB.
-
-    Dask's nanny starts every worker with `MALLOC_TRIM_THRESHOLD_=65536`, and a threshold set so also
-    stops glibc from raising its mmap threshold: every block over 128 KiB is then a fresh mmap, handed
-    back when freed, so torch's tensors fault their pages in again on every batch. Measured with
-    faces-ae on 1,000 LFW photos in one thread: 60.1 s under that setting (32 s of it in the kernel),
-    39.4 s under glibc's defaults, 29.4 s with these values (0.2 s in the kernel). Returns False where
-    the C library is not glibc (nothing changed).
-    """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES)) and bool(mallopt(M_MMAP_THRESHOLD, MMAP_BYTES))
 
 
 def worker_model(spec: Any, threads: int | None = None) -> Any:
@@ -110,7 +89,7 @@ def worker_model(spec: Any, threads: int | None = None) -> Any:
     if not isinstance(spec, str):
         return spec
     if spec not in _LOADED:
-        if not _LOADED:  # the first model this worker loads: set its allocator up once
+        if not _LOADED:  # the first model this worker loads: Dask started it with MALLOC_TRIM_THRESHOLD_=65536
             roomy_malloc()
         try:
             _LOADED[spec] = resolve_model(spec)
