@@ -82,6 +82,11 @@ def test_a_gallery_older_than_the_name_row_is_found_by_path_or_extra_kind(run_cl
         db.execute("UPDATE meta SET value = 'dlib' WHERE key = 'model_kind'")
     assert recorded_model(g) == "dlib"
     assert recorded_model(tmp_path / "none.db") is None
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a gallery at all")
+    assert recorded_model(bad) is None  # opening it then says what is wrong:
+    code, out, err = run_cli("people", "identify", world["people"]["P00"][0], "--model", world["model"], "--gallery", bad)
+    assert code == 2 and "not a facespace gallery" in " ".join(err.split()) and out == ""
 
 
 def test_without_a_gallery_the_default_is_used_and_named(run_cli, world, monkeypatch):

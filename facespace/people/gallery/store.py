@@ -184,11 +184,16 @@ def recorded_model(path: str | Path) -> str | None:
     """
     if str(path) == ":memory:" or not Path(path).is_file():
         return None
-    db, tables = connect(str(path))
-    try:
-        meta = dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
-    finally:
-        db.close()
+    try:  # three rows read, no checks: opening the gallery afterwards checks the whole file once
+        db = sqlite3.connect(str(path), timeout=30.0)
+        db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('model_builtin', 'model_path', "
+                                   "'model_kind')"))
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None  # not a gallery, or damaged: opening it says which
     if meta.get("model_builtin"):
         return meta["model_builtin"]
     if meta.get("model_path") and Path(meta["model_path"]).exists():
