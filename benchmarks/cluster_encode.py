@@ -183,9 +183,8 @@ def write_results(res: dict) -> None:
         "",
         f"Command: `{res['command']}`; {m['platform']}, {m['cpu_count']} cores, python "
         f"{m['python']}, torch {m['torch']}, dask distributed {m['distributed']}; load average "
-        f"{m['load_start'][0]:.2f} at the start, {m['load_end'][0]:.2f} at the end"
-        + (" (other jobs shared the cores: read the rates as lower bounds)." if m["load_start"][0] > 1.5
-           else " (nothing else ran: a quiet machine)."),
+        f"{m['load_start'][0]:.2f} at the start, {m['load_end'][0]:.2f} at the end (1-minute; the benchmark's "
+        "own processes count in it: above 2 others shared the cores, so read the rates as lower bounds).",
         "",
         *[f"- {line}" for line in res.get("notes", [])],
         *([""] if res.get("notes") else []),
