@@ -67,7 +67,7 @@ def identify(
     detect: bool = Form(False, description="The upload is a whole photo: find the faces first."),
     k: int = Form(3, ge=1, le=20, description="Candidate people per face."),
 ) -> IdentifyResult:
-    state = state_of(request)
+    state = state_of(request).people()  # the gallery's model where it has its own
     _gallery_path(state)
     if has_file(file) and id is None:
         faces = faces_from_upload(state, file, detect=detect)
@@ -98,7 +98,7 @@ def enroll(
 ) -> EnrollResult:
     from facespace.web.state import MAX_FILES
 
-    state = state_of(request)
+    state = state_of(request).people()  # the gallery's model where it has its own
     _gallery_path(state)
     files = [f for f in files if has_file(f)]
     if not files:
@@ -132,7 +132,7 @@ def enroll(
 def people(request: Request) -> People:
     from facespace.people.gallery.gallery import Gallery
 
-    state = state_of(request)
+    state = state_of(request).people()  # the gallery's model where it has its own
     path = _gallery_path(state)
     if not FilePath(path).exists():
         return People(threshold=None, people=[])
@@ -150,7 +150,7 @@ def reject(
     detect: bool = Form(False),
     face: int = FACE,
 ) -> RejectResult:
-    state = state_of(request)
+    state = state_of(request).people()  # the gallery's model where it has its own
     _gallery_path(state)
     from facespace.people.gallery.gallery import Gallery
 

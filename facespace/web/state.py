@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facespace.checkpoint import weights_hash
 from facespace.errors import FacespaceError
+from facespace.people.gallery.store import recorded_model
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one uploaded image
@@ -36,6 +38,8 @@ class WebState:
         model: the `Encoder` (an `Autoencoder` for reconstructions, morphs and decoding).
         index: the `facespace.index.Index` built with `model`.
         gallery: the gallery file (None: identify and enrol are unavailable).
+        gallery_model: the model the gallery was built with, where that is not `model` (a gallery of
+            faces-id or dlib beside an index of faces-ae); None: the gallery uses `model`.
         max_upload_bytes: the largest uploaded image.
         max_pixels: the largest uploaded image in pixels.
     """
@@ -43,6 +47,7 @@ class WebState:
     model: Any
     index: Any
     gallery: str | None = None
+    gallery_model: Any = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_pixels: int = MAX_PIXELS
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -53,6 +58,10 @@ class WebState:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(v) for v in self.model.image_shape)  # type: ignore[return-value]
+
+    def people(self) -> "WebState":
+        """The state the people routes work in: the same, with the gallery's model as `model`."""
+        return self if self.gallery_model is None else replace(self, model=self.gallery_model)
 
     @property
     def max_request_bytes(self) -> int:
@@ -88,8 +97,14 @@ def load_state(model: Any, index: Any, gallery: Any = None, **limits: Any) -> We
                                  f"size {index.dim}; pass the model the index was built with")
     if len(index) == 0:
         raise FacespaceError("the index is empty; build one with `facespace index build FOLDER --model MODEL --out I`")
+    gallery_model = None
     if gallery is not None:
         gallery = str(gallery)
         if Path(gallery).is_dir():
             raise FacespaceError(f"{gallery} is a folder; pass a gallery file such as people.db")
-    return WebState(model=model, index=index, gallery=gallery, **limits)
+        recorded = recorded_model(gallery)  # an existing gallery answers with its own model
+        if recorded is not None:
+            gallery_model = resolve_model(recorded)
+            if weights_hash(gallery_model) == weights_hash(model):
+                gallery_model = None  # the index's model itself
+    return WebState(model=model, index=index, gallery=gallery, gallery_model=gallery_model, **limits)
