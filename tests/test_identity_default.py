@@ -12,7 +12,8 @@ import pytest
 from people_helpers import TinyConfig, TinyEncoder, write_people
 
 from facespace.models import registry
-from facespace.models.registry import default_identity_model, save_model
+from facespace.checkpoint import weights_hash
+from facespace.models.registry import default_identity_model, load_model, save_model
 from facespace.people.gallery.store import recorded_model
 
 
@@ -46,6 +47,8 @@ def test_a_gallery_answers_with_its_own_model_when_none_is_named(run_cli, world,
     g = tmp_path / "g.db"
     enrol_all(run_cli, world, g, "--model", world["model"])
     assert recorded_model(g) == world["model"]  # a checkpoint file: its path
+    held = weights_hash(load_model(world["model"]))
+    assert recorded_model(g, other_than=held) is None and recorded_model(g, other_than="0" * 16) == world["model"]
     probes = [files[3] for files in world["people"].values()]
     code, named, err = run_cli("people", "identify", *probes, "--model", world["model"], "--gallery", g, "--crop", "none")
     assert code == 0, err

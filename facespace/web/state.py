@@ -102,9 +102,8 @@ def load_state(model: Any, index: Any, gallery: Any = None, **limits: Any) -> We
         gallery = str(gallery)
         if Path(gallery).is_dir():
             raise FacespaceError(f"{gallery} is a folder; pass a gallery file such as people.db")
-        recorded = recorded_model(gallery)  # an existing gallery answers with its own model
+        # an existing gallery answers with its own model; one of the index's model is not loaded again
+        recorded = recorded_model(gallery, other_than=weights_hash(model))
         if recorded is not None:
             gallery_model = resolve_model(recorded)
-            if weights_hash(gallery_model) == weights_hash(model):
-                gallery_model = None  # the index's model itself
     return WebState(model=model, index=index, gallery=gallery, gallery_model=gallery_model, **limits)

@@ -176,24 +176,27 @@ def open_gallery(path: str, model: Any, *, create: bool, metric: str, target_far
     return db, meta, new
 
 
-def recorded_model(path: str | Path) -> str | None:
+def recorded_model(path: str | Path, *, other_than: str | None = None) -> str | None:
     """What names the model the gallery file at `path` was built with, for commands given none: its
     built-in name (`model_builtin`), else its checkpoint file where that still exists, else the kind
     of an extra's model (a gallery of `dlib` written before names were recorded); None when there is
-    no gallery file or it records none of these (the caller's default then meets the gallery's check).
+    no gallery file or it records none of these (the caller's default then meets the gallery's check),
+    or when its model's fingerprint is `other_than` (a model the caller holds already).
     """
     if str(path) == ":memory:" or not Path(path).is_file():
         return None
-    try:  # three rows read, no checks: opening the gallery afterwards checks the whole file once
+    try:  # four rows read, no checks: opening the gallery afterwards checks the whole file once
         db = sqlite3.connect(str(path), timeout=30.0)
         db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
         try:
             meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('model_builtin', 'model_path', "
-                                   "'model_kind')"))
+                                   "'model_kind', 'model_fingerprint')"))
         finally:
             db.close()
     except sqlite3.DatabaseError:
         return None  # not a gallery, or damaged: opening it says which
+    if other_than is not None and meta.get("model_fingerprint") == other_than:
+        return None
     if meta.get("model_builtin"):
         return meta["model_builtin"]
     if meta.get("model_path") and Path(meta["model_path"]).exists():
