@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from facespace.files import write_text_atomic
     from facespace.errors import FacespaceError
-    from facespace.index.sizing import WORKING, plan_ivfpq
+    from facespace.index.sizing import WORKING, default_probes, plan_ivfpq
 
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]  # none (with --keep): rewrite the report
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -352,8 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                     plan = plan_ivfpq(n, 32, budget, metric="l2")
                 state["budgets"][n] = budget
                 settings = {**plan["settings"], **(override or {})}
-                if "n_lists" in (override or {}):  # other lists: the probes keep the plan's share of them
-                    settings["n_probes"] = max(16, settings["n_lists"] // 128)
+                if "n_lists" in (override or {}):  # other lists: the plan's probes for them
+                    settings["n_probes"] = default_probes(settings["n_lists"])
                 base = settings["n_probes"]
                 sweep = [{"n_probes": max(1, int(float(f) * base)), "rerank": int(r)}
                          for f in args.probes.split(",") for r in args.rerank.split(",")]

@@ -10,7 +10,7 @@ import pytest
 
 from facespace.errors import FacespaceError
 from facespace.index import Index, IndexingError
-from facespace.index.sizing import format_bytes, parse_memory, plan_ivfpq
+from facespace.index.sizing import default_probes, format_bytes, parse_memory, plan_ivfpq
 from facespace.index.store import parts_folders
 
 DIM = 16
@@ -177,9 +177,18 @@ def test_recall_floor_with_planned_settings():
     assert recall(approx.search(q, k=10)[1], exact.search(q, k=10)[1]) >= 0.95
 
 
+def test_lists_grow_with_the_vectors_and_probes_more_slowly():
+    """About 1,000 vectors a list (at least sqrt(n), capped); probes grow as the lists' cube root."""
+    lists = {n: plan_ivfpq(n, 32, parse_memory("8GB"))["settings"]["n_lists"]
+             for n in (20_000, 1_000_000, 10_000_000, 100_000_000, 10**9 // 4)}
+    assert lists == {20_000: 128, 1_000_000: 1024, 10_000_000: 8192, 100_000_000: 16384, 10**9 // 4: 16384}
+    probes = [default_probes(n) for n in (16, 128, 1024, 4096, 8192, 16384)]
+    assert probes == [16, 16, 16, 25, 32, 40]  # never more than the lists; 1/64 of them at 1,024, 1/410 at 16,384
+
+
 def test_the_plan_follows_the_budget_and_names_the_smallest_that_works():
     big = plan_ivfpq(10_000_000, 32, parse_memory("2GB"))
-    assert big["settings"] == {"n_lists": 4096, "m": 16, "n_bits": 8, "n_probes": 32, "rerank": 200,
+    assert big["settings"] == {"n_lists": 8192, "m": 16, "n_bits": 8, "n_probes": 32, "rerank": 200,
                                "quantizer": "hnsw"}
     assert big["memory"] <= 2e9 and big["raw"] == 1_280_000_000
     tight = plan_ivfpq(10_000_000, 32, parse_memory("250MB"))

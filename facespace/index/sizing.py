@@ -10,17 +10,21 @@ candidates per query):
     tables      n_lists * m * 256 * 4    faiss's precomputed tables (l2 only)
     working     64 MiB                   a batch being added, the training sample, queries
 
-The plan takes about sqrt(n) lists (a power of two), the largest `m` (bytes per code, 2 to 8
-dimensions per sub-quantiser) that fits, probes 1/128 of the lists (at least 16) and re-ranks 200
-candidates: on real-like codes (benchmarks/results/search_scale.md) that gave recall@10 0.963 at
-1M (1,024 lists, 16 probes) and 0.973 at 10M (4,096 lists, 32 probes), both with 8-byte codes;
-twice the probes bought +0.01-0.03 recall at half the speed. A budget that fits no `m` is refused
-with the smallest budget that works.
+The plan takes n/1,000 lists (at least sqrt(n), at most 16,384, a power of two), the largest `m`
+(bytes per code, 2 to 8 dimensions per sub-quantiser) that fits, probes 16 x cbrt(lists / 1,024)
+(16 at 1,024 lists, 25 at 4,096, 32 at 8,192, 40 at 16,384; at least 16) and re-ranks 200
+candidates. On real-like codes (benchmarks/results/search_scale.md, 8-byte codes): at 1M, 1,024
+lists with 16 probes gave recall@10 0.963, 2,048 lists with 16 probes only 0.933; at 10M, 8,192
+lists with 32 probes gave 0.959 at 58x exact's queries/s, where sqrt(n)'s 4,096 lists needed 24
+probes for 0.960 at 49x (16: 0.929; 32: 0.973 at 37x). So the lists grow with n (about 1,000
+vectors a list) and the probes much more slowly than the lists. The cap keeps k-means on the
+training sample (30 vectors a list) affordable on a few cores: its cost grows as lists squared.
+A budget that fits no `m` is refused with the smallest budget that works.
 
 Example:
     >>> plan = plan_ivfpq(10_000_000, 32, parse_memory("2GB"))
     >>> plan["settings"]["n_lists"], plan["settings"]["m"], plan["settings"]["n_probes"]
-    (4096, 16, 32)
+    (8192, 16, 32)
 """
 
 from __future__ import annotations
@@ -54,9 +58,18 @@ def format_bytes(n: float) -> str:
     return f"{int(n)}B"
 
 
+MAX_LISTS = 16384  # k-means on 30 vectors a list costs lists squared per iteration
+
+
 def default_lists(n: int) -> int:
-    """About sqrt(n) lists, a power of two, 16 to 65,536."""
-    return int(min(65536, max(16, 2 ** round(math.log2(max(n, 1)) / 2))))
+    """About n/1,000 lists but at least sqrt(n): a power of two, 16 to `MAX_LISTS`."""
+    target = max(n / 1000, math.sqrt(max(n, 1)))
+    return int(min(MAX_LISTS, max(16, 2 ** round(math.log2(max(target, 1))))))
+
+
+def default_probes(n_lists: int) -> int:
+    """Lists probed per query: 16 x cbrt(n_lists / 1,024), at least 16 (all of them for 16 lists or fewer)."""
+    return min(n_lists, max(16, round(16 * (n_lists / 1024) ** (1 / 3))))
 
 
 def ivfpq_memory(n: int, dim: int, *, n_lists: int, m: int, metric: str = "cosine", quantizer: str = "flat") -> int:
@@ -99,7 +112,7 @@ def plan_ivfpq(n: int, dim: int, memory: int, *, metric: str = "cosine") -> dict
         raise FacespaceError(f"a memory budget of {format_bytes(memory)} is too small for {n:,} vectors of dimension "
                              f"{dim}; the smallest that works is --memory {format_bytes(least)}")
     m = max(fits)
-    settings = {"n_lists": n_lists, "m": m, "n_bits": 8, "n_probes": max(16, n_lists // 128), "rerank": 200,
+    settings = {"n_lists": n_lists, "m": m, "n_bits": 8, "n_probes": default_probes(n_lists), "rerank": 200,
                 "quantizer": quantizer}
     used = ivfpq_memory(n, dim, n_lists=n_lists, m=m, metric=metric, quantizer=quantizer)
     return {"settings": settings, "memory": used, "raw": n * dim * 4}
