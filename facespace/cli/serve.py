@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from facespace.cli._util import say
+from facespace.cli._util import identity_model, say
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -22,6 +22,10 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
                                              help="The index's model checkpoint (default: the one the index records)."),
         gallery: Optional[Path] = typer.Option(None, "--gallery", "-g",
                                                help="Gallery file for identify and enrol (created on the first enrolment)."),
+        gallery_model: Optional[str] = typer.Option(
+            None, "--gallery-model", help="Identity model of a gallery not yet created (a built-in name or a "
+            "checkpoint) [default: the default identity model: dlib where its extra is installed, else faces-id]; "
+            "an existing gallery keeps the model it was built with."),
         host: str = typer.Option("127.0.0.1", help="Address to listen on; the default answers this machine only."),
         port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
         max_upload_mb: float = typer.Option(10.0, min=0.01, max=1024, help="Largest uploaded image, in MB."),
@@ -31,23 +35,34 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
     ) -> None:
         """Open the web app: search, verify, morph, identify and browse faces in a browser."""
         serve_app(index=index, model=model, gallery=gallery, host=host, port=port, max_upload_mb=max_upload_mb,
-                  max_body_mb=max_body_mb)
+                  max_body_mb=max_body_mb, gallery_model=gallery_model)
+
+
+def new_gallery_model(gallery: Path | None, gallery_model: str | None) -> str | None:
+    """The identity model of a gallery `serve` is to create: the one named, else the default identity
+    model (said on stderr); None where there is no gallery or it exists (it keeps its own)."""
+    if gallery is None or Path(gallery).exists():
+        return None
+    return identity_model(gallery_model)
 
 
 def serve_app(*, index: Path, model: Path | None, gallery: Path | None, host: str, port: int,
-              max_upload_mb: float = 10.0, max_body_mb: float | None = None) -> None:
+              max_upload_mb: float = 10.0, max_body_mb: float | None = None, gallery_model: str | None = None) -> None:
     """Load the model and index once, print the URL to stderr, and serve until interrupted."""
     import uvicorn
 
     from facespace.web import create_app
 
     say(f"loading {model or 'the index model'} and {index}…")
-    app = create_app(model=model, index=index, gallery=gallery, max_upload_bytes=int(max_upload_mb * 2**20),
+    app = create_app(model=model, index=index, gallery=gallery, gallery_model=new_gallery_model(gallery, gallery_model),
+                     max_upload_bytes=int(max_upload_mb * 2**20),
                      max_body_bytes=None if max_body_mb is None else int(max_body_mb * 2**20))
     state = app.state.facespace
     shown = f"[{host}]" if ":" in host else host
+    people = state.people().model
     say(f"facespace: {len(state.index)} faces, {getattr(state.model, 'kind', '?')} model"
-        f"{', gallery ' + str(gallery) if gallery else ''}")
+        f"{', gallery ' + str(gallery) if gallery else ''}"
+        f"{' (' + getattr(people, 'kind', '?') + ' model)' if people is not state.model else ''}")
     sock = bind(host, port)  # the URL is printed only once the port is ours
     if host not in LOOPBACK:
         say(f"note: listening on {host}: other machines on the network can reach this server (no login)")

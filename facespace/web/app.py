@@ -20,14 +20,18 @@ from facespace.errors import FacespaceError
 from facespace.web.state import MAX_JSON_BYTES, MAX_PIXELS, MAX_UPLOAD_BYTES, STATIC, load_state
 
 
-def create_app(*, model: Any = None, index: Any, gallery: Any = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS, max_body_bytes: int | None = None) -> Any:
+def create_app(*, model: Any = None, index: Any, gallery: Any = None, gallery_model: Any = None,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
+               max_body_bytes: int | None = None) -> Any:
     """The FastAPI app of `facespace serve`.
 
     Args:
         model: an `Encoder` or a checkpoint path; None: the checkpoint the index records.
         index: an `Index` or the path of a saved one, built with `model`.
-        gallery: a gallery file (created on the first enrolment), or None.
+        gallery: a gallery file (created on the first enrolment), or None. An existing gallery
+            answers with the model it was built with.
+        gallery_model: the model of a gallery not yet created (an `Encoder`, a checkpoint path or a
+            built-in name); None: the index's model.
         max_upload_bytes: the largest uploaded image (larger: 413).
         max_pixels: the largest uploaded image in pixels (larger: 400, a possible decompression bomb).
         max_body_bytes: the largest request (larger: 413, refused before it is read); default: room
@@ -56,7 +60,8 @@ def create_app(*, model: Any = None, index: Any, gallery: Any = None, max_upload
     from facespace.web.api_duplicates import router as duplicates_router
     from facespace.web.api_people import router as people_router
 
-    state = load_state(model, index, gallery, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels)
+    state = load_state(model, index, gallery, gallery_model=gallery_model, max_upload_bytes=max_upload_bytes,
+                       max_pixels=max_pixels)
     # no /docs or /redoc: FastAPI's pages fetch their scripts from a CDN, and this app works offline
     app = FastAPI(title="facespace", version=__version__, docs_url=None, redoc_url=None,
                   description="Search, verify, morph, identify and browse faces in a learned latent space.")

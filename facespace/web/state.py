@@ -78,8 +78,10 @@ class WebState:
             return self._embedded[size]
 
 
-def load_state(model: Any, index: Any, gallery: Any = None, **limits: Any) -> WebState:
-    """Resolve paths to objects and check that the model is the index's model."""
+def load_state(model: Any, index: Any, gallery: Any = None, *, gallery_model: Any = None, **limits: Any) -> WebState:
+    """Resolve paths to objects and check that the model is the index's model. The people routes use
+    the model an existing gallery records; a gallery not yet created gets `gallery_model` (None: the
+    index's model)."""
     from facespace.index import Index, check_model
     from facespace.index.binding import index_model
     from facespace.models.registry import resolve_model
@@ -97,7 +99,7 @@ def load_state(model: Any, index: Any, gallery: Any = None, **limits: Any) -> We
                                  f"size {index.dim}; pass the model the index was built with")
     if len(index) == 0:
         raise FacespaceError("the index is empty; build one with `facespace index build FOLDER --model MODEL --out I`")
-    gallery_model = None
+    new_model, gallery_model = gallery_model, None
     if gallery is not None:
         gallery = str(gallery)
         if Path(gallery).is_dir():
@@ -106,4 +108,8 @@ def load_state(model: Any, index: Any, gallery: Any = None, **limits: Any) -> We
         recorded = recorded_model(gallery, other_than=weights_hash(model))
         if recorded is not None:
             gallery_model = resolve_model(recorded)
+        elif new_model is not None and not Path(gallery).exists():
+            gallery_model = resolve_model(new_model)
+            if weights_hash(gallery_model) == weights_hash(model):
+                gallery_model = None
     return WebState(model=model, index=index, gallery=gallery, gallery_model=gallery_model, **limits)
