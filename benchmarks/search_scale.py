@@ -346,10 +346,10 @@ def main(argv: list[str] | None = None) -> None:
                 sweep = [{"ef_search": int(e)} for e in args.ef.split(",")]
             else:
                 try:
-                    plan = plan_ivfpq(n, 32, budget, metric="l2")
+                    plan = plan_ivfpq(n, 32, budget)
                 except FacespaceError:  # a small set: the fixed working allowance alone is above the fraction
                     budget += WORKING
-                    plan = plan_ivfpq(n, 32, budget, metric="l2")
+                    plan = plan_ivfpq(n, 32, budget)
                 state["budgets"][n] = budget
                 settings = {**plan["settings"], **(override or {})}
                 if "n_lists" in (override or {}):  # other lists: the plan's probes for them

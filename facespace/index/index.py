@@ -309,23 +309,31 @@ class Index:
         qp, _ = self.prepare(q)
         kk = min(k, self._count)
         rows = self._impl.search(self._data[: self._rows], self._alive[: self._rows], qp, kk)
-        d, rows = self._refine(qp, rows)
+        d, rows = self._refine(qp, rows, kk)
         dist[:, :kk], ids[:, :kk] = d[:, :kk], np.where(rows[:, :kk] >= 0, take_rows(self._ids, np.maximum(rows[:, :kk], 0)), -1)
         return dist, ids
 
-    def _refine(self, q: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact distances of candidate rows `(n, c)` (-1 = none), sorted nearest first."""
+    def _refine(self, q: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances of candidate rows `(n, c)` (-1 = none): the `min(k, c)` nearest of each
+        query, sorted nearest first (ties in candidate order)."""
         rows = np.asarray(rows, np.int64)
         valid = rows >= 0
         valid[valid] &= self._alive[rows[valid]]
         cand = take_rows(self._data, np.where(valid, rows, 0))  # (n, c, dim); pread from a mapped file
         if self.metric == "l2":
-            d = np.sqrt(np.maximum(((cand - q[:, None, :]) ** 2).sum(-1), 0.0))
+            diff = cand - q[:, None, :]
+            d = np.sqrt(np.einsum("ncd,ncd->nc", diff, diff))
         elif self.metric == "cosine":
             d = 1.0 - np.einsum("ncd,nd->nc", cand, q)
         else:
             d = -np.einsum("ncd,nd->nc", cand, q)
         d = np.where(valid, d, np.inf).astype(np.float32)
+        if d.shape[1] > 4 * k:  # many candidates, few wanted: sort only the k nearest (and their ties)
+            kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
+            keep = d <= kth  # every candidate as near as the k-th, so stable ties keep candidate order
+            width = int(keep.sum(1).max())
+            pick = np.argsort(~keep, axis=1, kind="stable")[:, :width]  # kept columns, in candidate order
+            d, rows = np.take_along_axis(d, pick, 1), np.take_along_axis(rows, pick, 1)
         order = np.argsort(d, axis=1, kind="stable")
         d = np.take_along_axis(d, order, 1)
         rows = np.where(np.isfinite(d), np.take_along_axis(rows, order, 1), -1)

@@ -11,8 +11,8 @@ What lives where: the raw vectors, norms and ids are memory-mapped files (`mappe
 `Index` keeps them in `facespace.index.mapped` scratch files and saves them as parts,
 `facespace.index.store.write_index_parts`); the inverted lists are saved as faiss's own file in
 the same parts folder and read back memory-mapped (`faiss.IO_FLAG_MMAP`). What stays in RAM: the
-centroids, the PQ codebooks, one alive flag per row and, for l2, faiss's precomputed tables
-(`n_lists * m * 2**n_bits` floats). Adding to a loaded index first reads its lists into memory
+centroids, the PQ codebooks and one alive flag per row (faiss's precomputed l2 tables are never
+built: `read_lists`). Adding to a loaded index first reads its lists into memory
 (codes and ids: `m + 8` bytes per vector), since faiss cannot grow memory-mapped lists.
 
 Training waits for enough vectors: below `4 * max(n_lists, 2**n_bits)` vectors the backend
@@ -28,6 +28,7 @@ number of vectors; measured figures: `benchmarks/results/search_scale.md`.
 from __future__ import annotations
 
 import shutil
+import threading
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,32 @@ QUANTIZERS = ("flat", "hnsw")
 def default_m(dim: int) -> int:
     """Sub-quantisers by default: 2 dimensions each (the largest divisor of `dim` up to `dim / 2`)."""
     return max([m for m in range(1, max(dim // 2, 1) + 1) if dim % m == 0])
+
+
+_TABLES = threading.Lock()
+
+
+def read_lists(path: Path):
+    """faiss's index file at `path`, its inverted lists memory-mapped, without precomputed tables.
+
+    faiss precomputes, for l2, a table of `n_lists * m * 2**n_bits` floats per index (134 MB for
+    16,384 lists of 8-byte codes) when it trains or reads one; scanning with it was no faster here
+    (10M real-like codes, 8,192 lists, 32 probes: 252 ms per 1,000 queries with it, 255 without),
+    so the backend never builds it and the memory goes to more lists instead.
+    """
+    import faiss
+
+    with _TABLES:  # faiss reads this limit from a process-wide variable while it reads the file
+        before = faiss.cvar.precomputed_table_max_bytes
+        faiss.cvar.precomputed_table_max_bytes = 0
+        try:
+            ivf = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+        finally:
+            faiss.cvar.precomputed_table_max_bytes = before
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        ivf.use_precomputed_table = -1
+        ivf.precomputed_table.resize(0)
+    return ivf
 
 
 class IVFPQBackend:
@@ -150,6 +177,7 @@ class IVFPQBackend:
         coarse.this.disown()
         ivf.own_fields = True
         ivf.cp.niter, ivf.cp.seed, ivf.pq.cp.seed = 10, self.seed, self.seed
+        ivf.use_precomputed_table = -1  # see `read_lists`
         return ivf
 
     def _train(self, data: np.ndarray, alive: np.ndarray) -> None:
@@ -266,7 +294,7 @@ class IVFPQBackend:
             return
         import faiss
 
-        ivf = faiss.read_index(str(files["lists"]), faiss.IO_FLAG_MMAP)
+        ivf = read_lists(files["lists"])
         if not isinstance(ivf, faiss.IndexIVFPQ) or ivf.nlist != self.n_lists or ivf.pq.M != self.m or ivf.d != self.dim:
             raise FacespaceError("the index's lists do not match its settings (n_lists, m, dim); rebuild the index")
         if ivf.ntotal != len(data):

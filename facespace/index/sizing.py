@@ -7,24 +7,24 @@ candidates per query):
     lists       n * (m + 8)              a code of m bytes and an int64 id per vector
     alive       n                        one flag per vector
     centroids   n_lists * dim * 4        (+ about 300 bytes per list for an hnsw quantizer)
-    tables      n_lists * m * 256 * 4    faiss's precomputed tables (l2 only)
     working     64 MiB                   a batch being added, the training sample, queries
 
-The plan takes n/1,000 lists (at least sqrt(n), at most 16,384, a power of two), the largest `m`
-(bytes per code, 2 to 8 dimensions per sub-quantiser) that fits, probes 16 x cbrt(lists / 1,024)
-(16 at 1,024 lists, 25 at 4,096, 32 at 8,192, 40 at 16,384; at least 16) and re-ranks 200
-candidates. On real-like codes (benchmarks/results/search_scale.md, 8-byte codes): at 1M, 1,024
-lists with 16 probes gave recall@10 0.963, 2,048 lists with 16 probes only 0.933; at 10M, 8,192
-lists with 32 probes gave 0.959 at 58x exact's queries/s, where sqrt(n)'s 4,096 lists needed 24
-probes for 0.960 at 49x (16: 0.929; 32: 0.973 at 37x). So the lists grow with n (about 1,000
-vectors a list) and the probes much more slowly than the lists. The cap keeps k-means on the
-training sample (30 vectors a list) affordable on a few cores: its cost grows as lists squared.
-A budget that fits no `m` is refused with the smallest budget that works.
+The plan takes n/1,000 lists rounded up to a power of two (at least sqrt(n), at most 16,384), the
+largest `m` (bytes per code, 2 to 8 dimensions per sub-quantiser) that fits, probes
+16 x cbrt(lists / 1,024) (16 at 1,024 lists, 25 at 4,096, 32 at 8,192, 40 at 16,384; at least
+16) and re-ranks 200 candidates. On real-like codes with 8-byte codes
+(benchmarks/results/search_scale.md): at 1M, 1,024 lists with 16 probes gave recall@10 0.963 and
+2,048 lists with 16 probes only 0.933; at 10M, 4,096 lists needed 24 probes for 0.960 and 8,192
+lists 32 probes for 0.959, and 16,384 lists with 40 probes scanned its lists 1.4x faster than
+8,192 with 32. So the lists grow with n (at most about 1,000 vectors a list) and the probes much
+more slowly than the lists. The cap keeps k-means on the training sample (30 vectors a list)
+affordable on a few cores: its cost grows as lists squared. A budget that fits no `m` is refused
+with the smallest budget that works.
 
 Example:
     >>> plan = plan_ivfpq(10_000_000, 32, parse_memory("2GB"))
     >>> plan["settings"]["n_lists"], plan["settings"]["m"], plan["settings"]["n_probes"]
-    (8192, 16, 32)
+    (16384, 16, 40)
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ MAX_LISTS = 16384  # k-means on 30 vectors a list costs lists squared per iterat
 
 
 def default_lists(n: int) -> int:
-    """About n/1,000 lists but at least sqrt(n): a power of two, 16 to `MAX_LISTS`."""
-    target = max(n / 1000, math.sqrt(max(n, 1)))
-    return int(min(MAX_LISTS, max(16, 2 ** round(math.log2(max(target, 1))))))
+    """n/1,000 lists rounded up to a power of two, but about sqrt(n) where that is more; 16 to `MAX_LISTS`."""
+    by_size = 2 ** math.ceil(math.log2(max(n / 1000, 1)))
+    by_root = 2 ** round(math.log2(max(n, 1)) / 2)
+    return int(min(MAX_LISTS, max(16, by_size, by_root)))
 
 
 def default_probes(n_lists: int) -> int:
@@ -72,11 +73,10 @@ def default_probes(n_lists: int) -> int:
     return min(n_lists, max(16, round(16 * (n_lists / 1024) ** (1 / 3))))
 
 
-def ivfpq_memory(n: int, dim: int, *, n_lists: int, m: int, metric: str = "cosine", quantizer: str = "flat") -> int:
+def ivfpq_memory(n: int, dim: int, *, n_lists: int, m: int, quantizer: str = "flat") -> int:
     """Bytes an ivfpq index of `n` vectors keeps in memory (see the module docstring)."""
     centroids = n_lists * dim * 4 + (n_lists * 300 if quantizer == "hnsw" else 0)
-    tables = n_lists * m * 256 * 4 if metric == "l2" else 0
-    return n * (m + 8) + n + centroids + tables + WORKING
+    return n * (m + 8) + n + centroids + WORKING
 
 
 def code_sizes(dim: int) -> list[int]:
@@ -85,14 +85,13 @@ def code_sizes(dim: int) -> list[int]:
     return sizes or [1]
 
 
-def plan_ivfpq(n: int, dim: int, memory: int, *, metric: str = "cosine") -> dict[str, Any]:
+def plan_ivfpq(n: int, dim: int, memory: int) -> dict[str, Any]:
     """ivfpq settings for `n` vectors of `dim` within `memory` bytes.
 
     Args:
         n: vectors to index.
         dim: their dimension.
         memory: the budget in bytes (`parse_memory("2GB")`).
-        metric: the index's metric (l2 adds faiss's precomputed tables).
 
     Returns:
         `{"settings": {...}, "memory": estimated bytes, "raw": bytes of the raw vectors}`; the
@@ -106,13 +105,13 @@ def plan_ivfpq(n: int, dim: int, memory: int, *, metric: str = "cosine") -> dict
     n_lists = default_lists(n)
     quantizer = "hnsw" if n_lists >= 4096 else "flat"
     sizes = code_sizes(dim)
-    fits = [m for m in sizes if ivfpq_memory(n, dim, n_lists=n_lists, m=m, metric=metric, quantizer=quantizer) <= memory]
+    fits = [m for m in sizes if ivfpq_memory(n, dim, n_lists=n_lists, m=m, quantizer=quantizer) <= memory]
     if not fits:
-        least = ivfpq_memory(n, dim, n_lists=n_lists, m=min(sizes), metric=metric, quantizer=quantizer)
+        least = ivfpq_memory(n, dim, n_lists=n_lists, m=min(sizes), quantizer=quantizer)
         raise FacespaceError(f"a memory budget of {format_bytes(memory)} is too small for {n:,} vectors of dimension "
                              f"{dim}; the smallest that works is --memory {format_bytes(least)}")
     m = max(fits)
     settings = {"n_lists": n_lists, "m": m, "n_bits": 8, "n_probes": default_probes(n_lists), "rerank": 200,
                 "quantizer": quantizer}
-    used = ivfpq_memory(n, dim, n_lists=n_lists, m=m, metric=metric, quantizer=quantizer)
+    used = ivfpq_memory(n, dim, n_lists=n_lists, m=m, quantizer=quantizer)
     return {"settings": settings, "memory": used, "raw": n * dim * 4}

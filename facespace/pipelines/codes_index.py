@@ -127,7 +127,7 @@ def build_codes_index(
     plan = None
     if backend == "ivfpq":
         budget = parse_memory(memory) if memory is not None else 2**62
-        plan = plan_ivfpq(n, dim, budget, metric=metric)
+        plan = plan_ivfpq(n, dim, budget)
         settings = {**plan["settings"], **settings}
     index = Index(dim, metric=metric, backend=backend, **settings)
     parts = iter_shards(codes) if folder else iter([whole])
