@@ -41,11 +41,19 @@ VARIANTS = {  # name: options added to faces-ae's recipe
                              "contrast=0.04,share=0.5"},
     "aug-strong": {"augment": "flip=0,max_shift=0.06,max_rotation=8,min_scale=0.92,max_scale=1.08,brightness=0.08,"
                               "contrast=0.08,share=0.75"},
+    # round 2: decoupled weight decay (the recipe's AdamW ran with none), on top of round 1's choice
+    "aug-light-wd0.3": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,brightness=0.04,"
+                                   "contrast=0.04,share=0.5", "weight_decay": 0.3},
+    "aug-light-wd1": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,brightness=0.04,"
+                                 "contrast=0.04,share=0.5", "weight_decay": 1.0},
 }
+SCORED_BEFORE = {"aug-light": "round 1 (2026-12-06): encoder only 0.00396 = 0.847x, refined 0.00368 = 0.786x"}
 PLAN = ("Plan, written before the test split was scored: train faces-ae's recipe (20 epochs) with each "
         "variant on the training part; choose the lowest validation MSE of the encoder alone at the end of "
         "training; score only that variant on the test split (encoder only, and with 20 refinement steps). "
-        "Target (issue 24): encoder only <= 0.80x PCA-32, refined <= 0.784x.")
+        "Target (issue 24): encoder only <= 0.80x PCA-32, refined <= 0.784x. Round 2 (weight decay 0.3 and 1.0 "
+        "on aug-light; the recipe's AdamW had none): the same rule over all variants trained; a variant already "
+        "scored is not scored again, so the test split is looked at only if a new variant wins on validation.")
 
 
 def split():
@@ -86,6 +94,11 @@ def score() -> None:
     trained = [n for n in VARIANTS if (RUNS / n / "run.json").exists()]
     val = {n: validation(n) for n in trained}
     chosen = min(trained, key=lambda n: val[n]["val_mse_best"])
+    if chosen in SCORED_BEFORE:
+        print(f"{chosen} wins on validation again and was scored before: {SCORED_BEFORE[chosen]}; the test split is not "
+              "looked at again")
+        print(json.dumps(val, indent=1))
+        return
     train_set, test_set = split()
     pca = test_mse(PCAAutoencoder(code_size=32).fit(train_set.images), test_set.images)
     model = load_model(str(RUNS / chosen / "best.safetensors"))
@@ -94,7 +107,8 @@ def score() -> None:
     alone = test_mse(model, test_set.images)
     out = {"command": "python " + " ".join(sys.argv), "machine": machine(), "plan": PLAN,
            "date": datetime.datetime.now().isoformat(timespec="seconds"), "recipe": BEST, "variants": VARIANTS,
-           "validation": val, "chosen": chosen, "configurations_scored_on_test": 1,
+           "validation": val, "chosen": chosen, "configurations_scored_on_test": 1 + len(SCORED_BEFORE),
+           "scored_before": SCORED_BEFORE,
            "test": {"pca32_mse": pca, "encoder_only_mse": alone, "encoder_only_x_pca": alone / pca,
                     "refined_mse": refined, "refined_x_pca": refined / pca}}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -111,14 +125,15 @@ def score() -> None:
         lines.append(f"| {n}{' (chosen)' if n == chosen else ''} | `{json.dumps(VARIANTS[n])}` | {v['val_mse_best']:.5f} | "
                      f"{v['val_mse_last']:.5f} | {v['train_mse_last']:.5f} | {v['epochs']} | {v['seconds'] or 0:.0f} |")
     t = out["test"]
-    lines += ["", f"**Test split, the chosen variant ({chosen}), 1 configuration scored:** encoder only "
+    lines += ["", f"**Test split, the chosen variant ({chosen}); configurations scored on the test split in all: "
+                  f"{out['configurations_scored_on_test']}:** encoder only "
                   f"{t['encoder_only_mse']:.5f} = **{t['encoder_only_x_pca']:.3f}x** PCA-32 ({pca:.5f}); with 20 "
                   f"refinement steps {t['refined_mse']:.5f} = **{t['refined_x_pca']:.3f}x**.", "",
               "Before (reconstruction.md, the recipe without regularisation): encoder only 0.852x, refined 0.784x. "
               "Exploratory fine-tuning of the encoder alone through the frozen decoder of reconstruction_best40's "
               "model, scored on the test split while exploring (not a selection): recon loss 6 epochs 0.849x; "
               "distillation to 5-step refined codes 0.852x after 1 epoch; a 4x wider residual branch 0.851x "
-              "after 3 epochs."]
+              "after 3 epochs.", *[f"Scored before: {k}, {v}." for k, v in SCORED_BEFORE.items()]]
     (RESULTS / "reconstruction_augment.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
