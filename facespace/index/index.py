@@ -331,8 +331,7 @@ class Index:
         if d.shape[1] > 4 * k:  # many candidates, few wanted: sort only the k nearest (and their ties)
             kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
             keep = d <= kth  # every candidate as near as the k-th, so stable ties keep candidate order
-            width = int(keep.sum(1).max())
-            pick = np.argsort(~keep, axis=1, kind="stable")[:, :width]  # kept columns, in candidate order
+            pick = np.argsort(~keep, axis=1, kind="stable")[:, : int(keep.sum(1).max())]  # kept, in order
             d, rows = np.take_along_axis(d, pick, 1), np.take_along_axis(rows, pick, 1)
         order = np.argsort(d, axis=1, kind="stable")
         d = np.take_along_axis(d, order, 1)
