@@ -67,6 +67,7 @@ def test_serve_gives_a_new_gallery_the_default_identity_model(tmp_path, capsys):
     existing = tmp_path / "people.db"
     existing.write_bytes(b"")
     assert new_gallery_model(existing, "faces-id") is None  # an existing gallery keeps its own model
+    assert "keeps the model it was built with" in capsys.readouterr().err
     assert new_gallery_model(tmp_path / "new.db", "faces-id") == "faces-id"
     capsys.readouterr()
     assert new_gallery_model(tmp_path / "new.db", None) == default_identity_model()
