@@ -105,11 +105,12 @@ def load_state(model: Any, index: Any, gallery: Any = None, *, gallery_model: An
         if Path(gallery).is_dir():
             raise FacespaceError(f"{gallery} is a folder; pass a gallery file such as people.db")
         # an existing gallery answers with its own model; one of the index's model is not loaded again
-        recorded = recorded_model(gallery, other_than=weights_hash(model))
+        fingerprint = weights_hash(model)
+        recorded = recorded_model(gallery, other_than=fingerprint)
         if recorded is not None:
             gallery_model = resolve_model(recorded)
         elif new_model is not None and not Path(gallery).exists():
             gallery_model = resolve_model(new_model)
-            if weights_hash(gallery_model) == weights_hash(model):
+            if weights_hash(gallery_model) == fingerprint:
                 gallery_model = None
     return WebState(model=model, index=index, gallery=gallery, gallery_model=gallery_model, **limits)
