@@ -6,12 +6,16 @@ metrics.csv), and 40 epochs do no better (reconstruction_best40.md: encoder only
 Fine-tuning the encoder alone through the frozen decoder, even with a 4x wider residual branch or
 distilled from refined codes, stayed at 0.849-0.851x on the test split (exploratory, noted in the
 results). This benchmark trains the same recipe with augmentation (`--augment`: random shifts,
-rotations, zooms and light, the changed image being input and target) at two strengths.
+rotations, zooms and light, the changed image being input and target) at two strengths (round 1),
+then AdamW weight decay on round 1's choice (round 2), then a wider network or a longer schedule
+(rounds 3 and 4); `SCORED_BEFORE` keeps each earlier round's test score.
 
 Protocol: the reconstruction benchmark's split (deep-funneled LFW, central 90x90 -> 32x32 RGB,
 random 10 % test split, seed 42); each variant trains on the training part only (5 % of it is the
 trainer's validation); the variant with the lowest validation MSE (the encoder alone) is chosen;
 only then is the chosen one scored on the test split, encoder only and with 20 refinement steps.
+A variant that wins again after it was scored is not scored again; every configuration scored on
+the test split is counted in the results.
 
     .venv/bin/python benchmarks/reconstruction_augment.py --variant aug-light --threads 1   # one per process
     .venv/bin/python benchmarks/reconstruction_augment.py --score        # choose on validation, score once
@@ -125,7 +129,7 @@ def score() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "reconstruction_augment.json").write_text(json.dumps(out, indent=2, default=float))
     m = out["machine"]
-    lines = ["# faces-ae's recipe, regularised: chosen on validation, scored once", "",
+    lines = ["# faces-ae's recipe, regularised: each round chosen on validation, its winner scored once", "",
              f"Command: `{out['command']}`; {m['platform']}, {m['cpu_count']} cores, load {m['load_average']}; {out['date']}.",
              "Setting: deep-funneled LFW, central 90x90 crop -> 32x32 RGB, random 10 % test split (seed 42), "
              "as benchmarks/results/reconstruction.md; MSE over [0, 1] pixels of clipped reconstructions.", "",
