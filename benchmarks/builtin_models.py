@@ -126,7 +126,7 @@ def train_autoencoder(name: str, args) -> tuple[Path, list[str], float]:
     out = args.runs / name
     command = [*FACESPACE, "train", *AUTOENCODERS[name], "--data", str(args.data / "lfw-deepfunneled"), "--out", str(out)]
     seconds = 0.0
-    if not (out / "run.json").exists():  # written when the run has finished
+    if not args.ship_only and not (out / "run.json").exists():  # written when the run has finished
         resume = ["--resume"] if (out / "resume.pt").exists() else []  # an interrupted build goes on
         seconds = run(command + resume, args.runs / f"{name}.log")
     return out / "best.safetensors", [shlex.join(command)], seconds
@@ -350,9 +350,7 @@ def main() -> None:
                 continue
             ship(name, *train_faces_id(args), args)
         else:
-            checkpoint, commands, seconds = train_autoencoder(name, args) if not args.ship_only else (
-                args.runs / name / "best.safetensors", [shlex.join([*FACESPACE, "train", *AUTOENCODERS[name]])], 0.0)
-            ship(name, checkpoint, commands, seconds, args)
+            ship(name, *train_autoencoder(name, args), args)
 
 
 if __name__ == "__main__":
