@@ -67,7 +67,10 @@ VARIANTS = {  # name: options added to faces-ae's recipe
 SCORED_BEFORE = {"aug-light": "round 1 (2026-12-06): encoder only 0.00396 = 0.847x, refined 0.00368 = 0.786x",
                  "aug-light-wd0.3": "round 2 (2026-12-06): encoder only 0.00391 = 0.836x, refined 0.00365 = 0.779x",
                  "aug-light-wd0.3-e30": "round 3 (2026-12-06): encoder only 0.00381 = 0.815x, refined 0.00354 = 0.756x",
-                 "aug-light-wd0.3-e45": "round 4 (2026-12-06): encoder only 0.00375 = 0.802x, refined 0.00345 = 0.738x"}
+                 "aug-light-wd0.3-e45": "round 4 (2026-12-06): encoder only 0.00375 = 0.802x, refined 0.00345 = 0.738x",
+                 "aug-light-wd0.3-e90": "round 5 (2026-12-06): encoder only 0.00366 = 0.783x, refined 0.00336 = 0.718x"}
+TRAIN_SECONDS = ("train s is each variant's wall time as it ran: the two variants of a round mostly trained side by "
+                 "side, one thread each (round 4's alone, two threads), so compare epochs, not seconds.")
 PLAN = ("Plan, written before the test split was scored: train faces-ae's recipe (20 epochs) with each "
         "variant on the training part; choose the lowest validation MSE of the encoder alone at the end of "
         "training; score only that variant on the test split (encoder only, and with 20 refinement steps). "
@@ -157,7 +160,7 @@ def score() -> None:
               "Exploratory fine-tuning of the encoder alone through the frozen decoder of reconstruction_best40's "
               "model, scored on the test split while exploring (not a selection): recon loss 6 epochs 0.849x; "
               "distillation to 5-step refined codes 0.852x after 1 epoch; a 4x wider residual branch 0.851x "
-              "after 3 epochs.", *[f"Scored before: {k}, {v}." for k, v in SCORED_BEFORE.items()]]
+              "after 3 epochs.", TRAIN_SECONDS, *[f"Scored before: {k}, {v}." for k, v in SCORED_BEFORE.items()]]
     (RESULTS / "reconstruction_augment.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
