@@ -73,6 +73,19 @@ def kept(model, images150: np.ndarray, codes: np.ndarray) -> tuple[float, float]
     return float((d < 0.6).mean()), float(np.median(d))
 
 
+def people_split(names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(training rows, held-out rows)`: 10 % of the people held out (seed 0)."""
+    people = np.unique(names)
+    held = set(np.random.default_rng(0).permutation(people)[: len(people) // 10].tolist())
+    test = np.array([n in held for n in names])
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def measured_sample(te: np.ndarray) -> np.ndarray:
+    """The 600 held-out rows every identity number here is measured on (seed 1)."""
+    return te[np.random.default_rng(1).permutation(len(te))[:600]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
@@ -100,10 +113,7 @@ def main() -> None:
     c, names, row = load_codes()
     paths = list(row)
     x = chips64(c["boxes"], paths)
-    people = np.unique(names)
-    held = set(np.random.default_rng(0).permutation(people)[: len(people) // 10].tolist())
-    test = np.array([n in held for n in names])
-    tr, te = np.flatnonzero(~test), np.flatnonzero(test)
+    tr, te = people_split(names)
     z, zf = c["codes"].astype(np.float32), c["codes_flip"].astype(np.float32)
     faces = x.astype(np.float32).transpose(0, 3, 1, 2) / 255.0  # (n, 3, 64, 64)
     train = torch.utils.data.TensorDataset(torch.from_numpy(np.concatenate([z[tr], zf[tr]])),
@@ -119,7 +129,7 @@ def main() -> None:
     train_s = time.time() - t0
     best = load_model(result.best_path)
     best._encoder = encoder
-    sample = te[np.random.default_rng(1).permutation(len(te))[:600]]
+    sample = measured_sample(te)
     drawn = best.decode(z[sample])
     pca = PCAAutoencoder(code_size=128).fit(x[tr].astype(np.float32) / 255.0)
     pca_rec = pca.decode(pca.encode(x[sample].astype(np.float32) / 255.0)).clip(0, 1)
@@ -133,7 +143,8 @@ def main() -> None:
         print(f"{k}: {share:.3f} kept, median distance {med:.3f}", file=sys.stderr)
     out = {"command": "python " + " ".join(sys.argv), "machine": machine(),
            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "split": f"{len(people) - len(held)} training people ({len(tr)} images, x2 mirrored), {len(held)} held-out "
+           "split": f"{len(np.unique(names[tr]))} training people ({len(tr)} images, x2 mirrored), "
+                    f"{len(np.unique(names[te]))} held-out "
                     f"people ({len(te)} images); {len(sample)} held-out faces measured",
            "training_seconds": round(train_s, 1), "epochs": args.epochs, "best_val_mse": result.best_val_loss,
            "rows": {k: {"share_verified": s, "median_distance": m} for k, (s, m) in rows.items()}}
@@ -194,10 +205,7 @@ def remeasure_faces_ae() -> None:
 
     c, names, row = load_codes()
     paths = list(row)
-    people = np.unique(names)
-    held = set(np.random.default_rng(0).permutation(people)[: len(people) // 10].tolist())
-    te = np.flatnonzero([n in held for n in names])
-    sample = te[np.random.default_rng(1).permutation(len(te))[:600]]
+    sample = measured_sample(people_split(names)[1])
     out = json.loads((RESULTS / "identity_decoder.json").read_text())
     before = out["rows"]["faces-ae reconstruction (32x32 LFW crop, code 32)"]["share_verified"]
     rows = faces_ae_rows(DlibEncoder(), [paths[i] for i in sample], c["codes"][sample].astype(np.float32))
@@ -222,9 +230,7 @@ def figure(n: int = 8) -> None:
 
     c, names, row = load_codes()
     x = chips64(c["boxes"], list(row))
-    people = np.unique(names)
-    held = set(np.random.default_rng(0).permutation(people)[: len(people) // 10].tolist())
-    te = np.flatnonzero([nm in held for nm in names])
+    te = people_split(names)[1]
     pick = te[np.random.default_rng(2).permutation(len(te))[:n]]
     drawn = load_model("dlib-ae").decode(c["codes"][pick].astype(np.float32))
     top = up150(x[pick].astype(np.float32) / 255.0)
