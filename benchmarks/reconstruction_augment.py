@@ -40,29 +40,22 @@ from verification import LFW, RESULTS, ROOT, machine  # noqa: E402
 RUNS = ROOT / "runs" / "recon_aug"
 BEST = dict(arch="res", width=16, code_activation="linear", pca_skip=True, flip=True, optimizer="adamw",
             schedule="onecycle", lr=0.002, refine_steps=20)
+LIGHT = "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,brightness=0.04,contrast=0.04,share=0.5"
+STRONG = "flip=0,max_shift=0.06,max_rotation=8,min_scale=0.92,max_scale=1.08,brightness=0.08,contrast=0.08,share=0.75"
 VARIANTS = {  # name: options added to faces-ae's recipe
-    "aug-light": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,brightness=0.04,"
-                             "contrast=0.04,share=0.5"},
-    "aug-strong": {"augment": "flip=0,max_shift=0.06,max_rotation=8,min_scale=0.92,max_scale=1.08,brightness=0.08,"
-                              "contrast=0.08,share=0.75"},
+    "aug-light": {"augment": LIGHT},
+    "aug-strong": {"augment": STRONG},
     # round 2: decoupled weight decay (the recipe's AdamW ran with none), on top of round 1's choice
-    "aug-light-wd0.3": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,brightness=0.04,"
-                                   "contrast=0.04,share=0.5", "weight_decay": 0.3},
-    "aug-light-wd1": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,brightness=0.04,"
-                                 "contrast=0.04,share=0.5", "weight_decay": 1.0},
+    "aug-light-wd0.3": {"augment": LIGHT, "weight_decay": 0.3},
+    "aug-light-wd1": {"augment": LIGHT, "weight_decay": 1.0},
     # round 3: more of what round 2 chose: a wider network (width 20) or a longer schedule (30 epochs)
-    "aug-light-wd0.3-w20": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,"
-                                       "brightness=0.04,contrast=0.04,share=0.5", "weight_decay": 0.3, "width": 20},
-    "aug-light-wd0.3-e30": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,"
-                                       "brightness=0.04,contrast=0.04,share=0.5", "weight_decay": 0.3, "epochs": 30},
+    "aug-light-wd0.3-w20": {"augment": LIGHT, "weight_decay": 0.3, "width": 20},
+    "aug-light-wd0.3-e30": {"augment": LIGHT, "weight_decay": 0.3, "epochs": 30},
     # round 4: round 3 chose the longer schedule; longer again
-    "aug-light-wd0.3-e45": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,"
-                                       "brightness=0.04,contrast=0.04,share=0.5", "weight_decay": 0.3, "epochs": 45},
+    "aug-light-wd0.3-e45": {"augment": LIGHT, "weight_decay": 0.3, "epochs": 45},
     # round 5: round 4 chose the longer schedule again (0.802x, target 0.80x); 60 or 90 epochs
-    "aug-light-wd0.3-e60": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,"
-                                       "brightness=0.04,contrast=0.04,share=0.5", "weight_decay": 0.3, "epochs": 60},
-    "aug-light-wd0.3-e90": {"augment": "flip=0,max_shift=0.03,max_rotation=4,min_scale=0.96,max_scale=1.04,"
-                                       "brightness=0.04,contrast=0.04,share=0.5", "weight_decay": 0.3, "epochs": 90},
+    "aug-light-wd0.3-e60": {"augment": LIGHT, "weight_decay": 0.3, "epochs": 60},
+    "aug-light-wd0.3-e90": {"augment": LIGHT, "weight_decay": 0.3, "epochs": 90},
 }
 SCORED_BEFORE = {"aug-light": "round 1 (2026-12-06): encoder only 0.00396 = 0.847x, refined 0.00368 = 0.786x",
                  "aug-light-wd0.3": "round 2 (2026-12-06): encoder only 0.00391 = 0.836x, refined 0.00365 = 0.779x",
