@@ -17,7 +17,9 @@ Shipping (`ship`) writes `facespace/models/builtin/<name>.safetensors` with its 
 that costs nothing measurable (the largest code difference and the changed verification decisions
 on LFW View 1 DevTest pairs are measured and written into the card; above the bounds below the
 weights stay fp32), and `<name>.json`, the model card: training data, recipe commands, training
-time, measured numbers, the file's fingerprint, and the caveat that the model saw all of LFW.
+time, measured numbers, the file's fingerprint, and the caveat that the model saw all of LFW. New
+weights get their image quality reference measured again (`quality_card`); a re-ship of the same
+weights keeps the card's.
 """
 
 from __future__ import annotations
@@ -216,10 +218,13 @@ def ship(name: str, checkpoint: Path, commands: list[str], seconds: float, args)
         "file_sha256_16": file_hash(path),
         "fingerprint": weights_hash(shipped),
     }
-    if previous.get("extra"):  # facts measured after shipping (the quality reference) stay with the card
+    same_weights = previous.get("fingerprint") == card["fingerprint"]
+    if previous.get("extra") and same_weights:  # facts measured after shipping (the quality reference) stay
         card["extra"] = previous["extra"]
     (BUILTIN / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps({k: card[k] for k in ("name", "weights", "file_bytes", "fingerprint")}))
+    if not same_weights:  # new weights: the old reference measured another model
+        quality_card(name, args.data)
     return path
 
 
