@@ -41,9 +41,11 @@ def register(app: typer.Typer, nouns: dict[str, typer.Typer]) -> None:
 def new_gallery_model(gallery: Path | None, gallery_model: str | None) -> str | None:
     """The identity model of a gallery `serve` is to create: the one named, else the default identity
     model (said on stderr); None where there is no gallery or it exists (it keeps its own)."""
-    if gallery is not None and Path(gallery).exists() and gallery_model is not None:
-        say(f"note: {gallery} exists and keeps the model it was built with; --gallery-model is for a new gallery")
-    if gallery is None or Path(gallery).exists():
+    if gallery is None:
+        return None
+    if Path(gallery).exists():
+        if gallery_model is not None:
+            say(f"note: {gallery} exists and keeps the model it was built with; --gallery-model is for a new gallery")
         return None
     return identity_model(gallery_model)
 
