@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_scale import K, run_worker  # noqa: E402
+from search_scale import run_worker  # noqa: E402
+from search_scale_report import K  # noqa: E402
 from search_speed import recall  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
